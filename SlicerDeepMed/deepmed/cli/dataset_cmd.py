@@ -1,0 +1,111 @@
+"""``deepmed dataset scan | check | split``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from deepmed.errors import DeepMedError
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("dataset", help="build, check and split dataset manifests")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+
+    scan = actions.add_parser("scan", help="build a manifest by scanning a folder with file-name patterns")
+    scan.add_argument("folder", type=Path)
+    scan.add_argument("-o", "--output", type=Path, required=True, help="manifest to write (dataset.json)")
+    scan.add_argument("--image", action="append", default=[], metavar="PATTERN",
+                      help="file-name part of one channel (repeat per channel, in channel order)")
+    scan.add_argument("--label", metavar="PATTERN", help="file-name part of the label files")
+    scan.add_argument("--contains", action="append", default=[], metavar="TEXT", help="keep only names with TEXT")
+    scan.add_argument("--not-contains", action="append", default=[], metavar="TEXT", help="drop names with TEXT")
+    scan.add_argument("--label-not-contains", action="append", default=[], metavar="TEXT")
+    scan.add_argument("--image-not-contains", action="append", default=[], metavar="TEXT")
+    scan.add_argument("--remove-from-id", metavar="REGEX", help="regular expression removed from subject ids "
+                      "before pairing (e.g. '_sm$')")
+    scan.add_argument("--channel-name", action="append", default=[], metavar="NAME",
+                      help="name of each channel (e.g. CT, T1), in channel order")
+    scan.add_argument("--name", help="dataset name (default: the folder's name)")
+    scan.add_argument("--force", action="store_true", help="overwrite an existing manifest")
+    scan.set_defaults(run=run_scan)
+
+    check = actions.add_parser("check", help="validate every case and print the dataset fingerprint")
+    check.add_argument("dataset", type=Path, help="manifest (.json), CSV or nnU-Net raw folder")
+    check.add_argument("--json", action="store_true", help="print the fingerprint and problems as JSON")
+    check.set_defaults(run=run_check)
+
+    split = actions.add_parser("split", help="store cross-validation folds or train/val/test fractions")
+    split.add_argument("dataset", type=Path, help="manifest (.json) to update")
+    split.add_argument("--folds", type=int, help="number of cross-validation folds (default 5)")
+    split.add_argument("--fractions", type=float, nargs=3, metavar=("TRAIN", "VAL", "TEST"),
+                       help="one split by fractions, e.g. 0.7 0.15 0.15")
+    split.add_argument("--seed", type=int, default=0)
+    split.set_defaults(run=run_split)
+
+
+def run_scan(args: argparse.Namespace) -> int:
+    from deepmed.data.scan import ScanPatterns, scan_folder
+
+    if args.output.exists() and not args.force:
+        raise DeepMedError(f"{args.output}: already exists; pass --force to overwrite it")
+    patterns = ScanPatterns(images=args.image, label=args.label, contains=args.contains,
+                            not_contains=args.not_contains, label_not_contains=args.label_not_contains,
+                            image_not_contains=args.image_not_contains, remove_from_id=args.remove_from_id)
+    dataset, warnings = scan_folder(args.folder, patterns)
+    if args.channel_name:
+        if len(args.channel_name) != len(dataset.channel_names):
+            raise DeepMedError(f"--channel-name given {len(args.channel_name)} time(s), the scan found "
+                               f"{len(dataset.channel_names)} channel(s)")
+        dataset.channel_names = {str(i): n for i, n in enumerate(args.channel_name)}
+    if args.name:
+        dataset.name = args.name
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    dataset.save(args.output)
+    print(f"{args.output}: {len(dataset.training)} training case(s) with labels, {len(dataset.test)} without; "
+          f"channels: {', '.join(dataset.channel_names.values())}; labels: "
+          f"{', '.join(f'{v}={k}' for k, v in dataset.labels.items()) or 'none (regression targets)'}")
+    return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from deepmed.data.check import check_dataset, format_fingerprint
+    from deepmed.data.manifest import Dataset, DatasetInvalid
+
+    try:
+        dataset = Dataset.load(args.dataset)
+    except DatasetInvalid as exc:
+        for problem in exc.problems:
+            print(f"problem: {problem}")
+        print(f"{args.dataset}: {len(exc.problems)} problem(s)")
+        return 2
+    report = check_dataset(dataset)
+    if args.json:
+        print(json.dumps({"ok": report.ok, "problems": report.problems, "fingerprint": report.fingerprint}, indent=2))
+    else:
+        print(format_fingerprint(report.fingerprint))
+        for problem in report.problems:
+            print(f"problem: {problem}")
+        print(f"{args.dataset}: " + ("OK, no problems found" if report.ok else f"{len(report.problems)} problem(s)"))
+    return 0 if report.ok else 2
+
+
+def run_split(args: argparse.Namespace) -> int:
+    from deepmed.data.manifest import Dataset
+    from deepmed.data.split import add_splits
+
+    if args.folds is not None and args.fractions is not None:
+        raise DeepMedError("give either --folds or --fractions, not both")
+    if args.dataset.suffix.lower() != ".json":
+        raise DeepMedError(f"{args.dataset}: splits are stored in a JSON manifest; convert it with 'deepmed dataset scan'")
+    dataset = Dataset.load(args.dataset)
+    add_splits(dataset, folds=args.folds, fractions=tuple(args.fractions) if args.fractions else None, seed=args.seed)
+    dataset.save(args.dataset)
+    for index, split in enumerate(dataset.splits):
+        sizes = ", ".join(f"{k} {len(v)}" for k, v in split.items())
+        print(f"split {index}: {sizes}")
+    return 0

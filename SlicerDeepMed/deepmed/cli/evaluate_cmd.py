@@ -1,0 +1,39 @@
+"""``deepmed evaluate --reference R --prediction P [-o metrics.csv] [--json]``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("evaluate", help="compare predictions with references (Dice, HD95, MAE, ...)")
+    parser.add_argument("--reference", "-r", required=True, type=Path,
+                        help="reference file, folder, or manifest (.json/.csv)")
+    parser.add_argument("--prediction", "-p", required=True, type=Path, help="prediction file or folder")
+    parser.add_argument("-o", "--output", type=Path, help="write the per-case rows as CSV")
+    parser.add_argument("--json", action="store_true", help="print the rows as a JSON list")
+    parser.add_argument("--task", default="auto", help="auto, segmentation or regression")
+    parser.add_argument("--mask", type=Path, help="regression: evaluate inside this mask")
+    parser.add_argument("--resample", action="store_true", help="resample predictions onto the reference grid")
+    parser.add_argument("--no-distances", action="store_true", help="skip hd, hd95 and assd")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from deepmed.evaluation.evaluate import evaluate, format_summary, rows_to_json, write_csv
+    from deepmed.utils.atomic import check_output_folder
+
+    if args.output is not None:
+        check_output_folder(args.output)
+    rows = evaluate(args.reference, args.prediction, task=args.task, mask=args.mask, resample=args.resample,
+                    distances=not args.no_distances)
+    if args.output is not None:
+        write_csv(rows, args.output)
+    if args.json:
+        print(rows_to_json(rows))
+    else:
+        print(format_summary(rows))
+        if args.output is not None:
+            print(f"per-case metrics written to {args.output}")
+    return 0

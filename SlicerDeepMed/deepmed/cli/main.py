@@ -1,0 +1,54 @@
+"""Entry point of the ``deepmed`` command: dispatch to sub-commands; user errors end on one line, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from deepmed import __version__
+from deepmed.errors import DeepMedError, DeepMedInterrupted
+
+#: command name -> module implementing ``add_parser(subparsers)`` and ``run(args) -> int``.
+COMMANDS = {
+    "dataset": "deepmed.cli.dataset_cmd",
+    "evaluate": "deepmed.cli.evaluate_cmd",
+    "train": "deepmed.cli.train_cmd",
+    "infer": "deepmed.cli.infer_cmd",
+    "demo": "deepmed.cli.demo_cmd",
+    "list": "deepmed.cli.list_cmd",
+}
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deepmed", description="Deep learning for medical images "
+                                     "(PyTorch + MONAI + SimpleITK), the engine of the DeepMed 3D Slicer extension.")
+    parser.add_argument("--version", action="version", version=f"deepmed {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for module_name in COMMANDS.values():
+        importlib.import_module(module_name).add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except DeepMedInterrupted as exc:
+        print(f"deepmed: stopped: {exc}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except DeepMedError as exc:
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            print(f"deepmed: error: {line}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("deepmed: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""Other ways datasets are stored: nnU-Net v2 raw folders and NiftyNet-style CSV files."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from deepmed.data.manifest import Case, Dataset, DatasetInvalid, parse_labels
+from deepmed.errors import DeepMedError
+from deepmed.io.image_io import strip_image_extension
+
+
+def load_nnunet_folder(folder: Path) -> Dataset:
+    """Read an nnU-Net v2 raw folder: ``dataset.json``, ``imagesTr/CASE_0000.ext``, ``labelsTr/CASE.ext``."""
+    problems: list[str] = []
+    meta: dict = {}
+    meta_path = folder / "dataset.json"
+    if meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DeepMedError(f"{meta_path}: JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    ending = meta.get("file_ending")
+    dataset = Dataset(
+        name=str(meta.get("name", folder.name)),
+        description=str(meta.get("description", "")),
+        channel_names={str(k): str(v) for k, v in (meta.get("channel_names") or meta.get("modality") or {}).items()},
+        labels=parse_labels(meta.get("labels"), str(meta_path), problems),
+        source=meta_path if meta_path.is_file() else None,
+    )
+    for images_dir, labels_dir, section in (("imagesTr", "labelsTr", "training"), ("imagesTs", None, "test")):
+        channels = _group_channels(folder / images_dir, ending)
+        for case_id, files in sorted(channels.items()):
+            label = None
+            if labels_dir:
+                found = _find_label(folder / labels_dir, case_id, ending)
+                if found is None:
+                    problems.append(f"{folder / labels_dir}: no label file for case '{case_id}'")
+                label = found
+            getattr(dataset, section).append(Case(case_id, files, label))
+    if not dataset.training and not problems:
+        problems.append(f"{folder / 'imagesTr'}: dataset is empty: no images found")
+    if problems:
+        raise DatasetInvalid(problems)
+    return dataset
+
+
+def _group_channels(folder: Path, ending: str | None) -> dict[str, list[Path]]:
+    grouped: dict[str, dict[int, Path]] = defaultdict(dict)
+    if not folder.is_dir():
+        return {}
+    for f in folder.iterdir():
+        if ending and not f.name.endswith(ending):
+            continue
+        stem = strip_image_extension(f.name)
+        if stem == f.name or len(stem) < 6 or stem[-5] != "_" or not stem[-4:].isdigit():
+            continue
+        grouped[stem[:-5]][int(stem[-4:])] = f.resolve()
+    return {cid: [chans[i] for i in sorted(chans)] for cid, chans in grouped.items()}
+
+
+def _find_label(folder: Path, case_id: str, ending: str | None) -> Path | None:
+    if not folder.is_dir():
+        return None
+    for f in folder.iterdir():
+        if strip_image_extension(f.name) == case_id and (not ending or f.name.endswith(ending)):
+            return f.resolve()
+    return None
+
+
+ID_COLUMNS = ("id", "subject_id", "case", "subject")
+
+
+def load_csv(path: Path) -> Dataset:
+    """Read a NiftyNet-style CSV: a header row with an id column, one or more ``image*`` columns, ``label``.
+
+    Example::
+
+        subject_id,image_t1,image_flair,label
+        s01,s01_t1.nii.gz,s01_flair.nii.gz,s01_seg.nii.gz
+    """
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DeepMedError(f"{path}: cannot read CSV ({exc})") from None
+    if not rows:
+        raise DeepMedError(f"{path}: dataset is empty: no rows after the header")
+    columns = list(rows[0].keys())
+    id_column = next((c for c in columns if c.strip().lower() in ID_COLUMNS), None)
+    image_columns = [c for c in columns if c.strip().lower().startswith("image")]
+    if id_column is None or not image_columns:
+        raise DeepMedError(f"{path}: expected a header with an id column ({', '.join(ID_COLUMNS)}), image column(s) "
+                           f"named image*, and optionally label; got {', '.join(columns)}")
+    label_column = next((c for c in columns if c.strip().lower() in ("label", "target")), None)
+    root = path.parent
+    dataset = Dataset(name=path.stem, channel_names={str(i): c.strip()[6:] or c.strip() for i, c in enumerate(image_columns)},
+                      source=path)
+    problems = []
+    for line, row in enumerate(rows, start=2):
+        images = [(root / row[c].strip()).resolve() for c in image_columns if (row.get(c) or "").strip()]
+        if len(images) != len(image_columns):
+            problems.append(f"{path}: line {line}: expected {len(image_columns)} image path(s), got {len(images)}")
+            continue
+        label = (row.get(label_column) or "").strip() if label_column else ""
+        dataset.training.append(Case(row[id_column].strip(), images, (root / label).resolve() if label else None))
+    if problems:
+        raise DatasetInvalid(problems)
+    return dataset

@@ -1,0 +1,282 @@
+"""The dataset manifest: one JSON format following the MSD / nnU-Net ``dataset.json`` conventions.
+
+Example manifest (paths relative to the manifest's folder)::
+
+    {
+      "name": "Brain",
+      "channel_names": {"0": "T1", "1": "FLAIR"},      # or MSD's "modality"
+      "labels": {"background": 0, "tumour": 1},        # name->value (nnU-Net v2) or value->name (MSD)
+      "training": [{"image": ["c1_t1.nii.gz", "c1_flair.nii.gz"], "label": "c1_seg.nii.gz"}],
+      "test": [{"image": ["c9_t1.nii.gz", "c9_flair.nii.gz"]}],
+      "splits": [{"train": ["c1", ...], "val": [...]}]
+    }
+
+For regression the target image sits under ``label`` and ``labels`` may be empty.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deepmed.errors import DeepMedError
+from deepmed.io.image_io import strip_image_extension
+from deepmed.utils.atomic import write_text_atomic
+from deepmed.utils.choices import suggest
+
+TOP_LEVEL_KEYS = {
+    "name", "description", "channel_names", "modality", "labels", "training", "test", "splits", "numTraining",
+    "numTest", "file_ending", "tensorImageSize", "reference", "licence", "license", "release", "task",
+    "overwrite_image_reader_writer", "dataset_name",
+}
+CASE_KEYS = {"id", "image", "label"}
+CHANNEL_SUFFIX_LENGTH = 5  # nnU-Net's "_0000"
+
+
+class DatasetInvalid(DeepMedError):
+    """A manifest with one or more problems; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+@dataclass
+class Case:
+    """One subject: its channel files (one path per channel, or one 4D file) and optional label/target."""
+
+    id: str
+    images: list[Path]
+    label: Path | None = None
+
+    def to_json(self, root: Path) -> dict:
+        entry: dict = {"id": self.id, "image": [_relative(p, root) for p in self.images]}
+        if self.label is not None:
+            entry["label"] = _relative(self.label, root)
+        return entry
+
+
+@dataclass
+class Dataset:
+    """A dataset manifest in memory; paths are absolute."""
+
+    name: str = "dataset"
+    description: str = ""
+    channel_names: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, int] = field(default_factory=dict)
+    training: list[Case] = field(default_factory=list)
+    test: list[Case] = field(default_factory=list)
+    splits: list[dict[str, list[str]]] = field(default_factory=list)
+    source: Path | None = None
+
+    # ---- loading -------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Dataset:
+        """Load a manifest (.json), a CSV, or an nnU-Net raw folder (``imagesTr/``, ``labelsTr/``)."""
+        from deepmed.data import formats
+
+        path = Path(path)
+        if not path.exists():
+            raise DeepMedError(f"{path}: dataset not found")
+        if path.is_dir():
+            if (path / "imagesTr").is_dir():
+                return formats.load_nnunet_folder(path)
+            if (path / "dataset.json").is_file():
+                return cls.load(path / "dataset.json")
+            raise DeepMedError(f"{path}: folder is neither an nnU-Net raw folder (imagesTr/) nor holds a dataset.json;"
+                               " use 'deepmed dataset scan' to build a manifest")
+        if path.suffix.lower() == ".csv":
+            return formats.load_csv(path)
+        if path.suffix.lower() == ".json":
+            return cls.from_json_file(path)
+        raise DeepMedError(f"{path}: unknown dataset format, expected .json, .csv or an nnU-Net folder")
+
+    @classmethod
+    def from_json_file(cls, path: Path) -> Dataset:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DeepMedError(f"{path}: JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DeepMedError(f"{path}: cannot read ({exc})") from None
+        if isinstance(data, dict) and "training" not in data and (path.parent / "imagesTr").is_dir():
+            from deepmed.data.formats import load_nnunet_folder
+
+            return load_nnunet_folder(path.parent)
+        dataset, problems = parse_manifest(data, path.parent, str(path))
+        if problems:
+            raise DatasetInvalid(problems)
+        dataset.source = path
+        return dataset
+
+    # ---- saving --------------------------------------------------------------------------------
+    def to_json(self, root: Path | None = None) -> dict:
+        root = Path(root) if root is not None else (self.source.parent if self.source else Path.cwd())
+        data: dict = {"name": self.name, "description": self.description, "channel_names": self.channel_names,
+                      "labels": self.labels, "numTraining": len(self.training),
+                      "training": [c.to_json(root) for c in self.training]}
+        if self.test:
+            data["numTest"] = len(self.test)
+            data["test"] = [c.to_json(root) for c in self.test]
+        if self.splits:
+            data["splits"] = self.splits
+        return data
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the manifest atomically, paths relative to its folder."""
+        path = Path(path)
+        write_text_atomic(path, json.dumps(self.to_json(path.parent.resolve()), indent=2) + "\n")
+        self.source = path
+        return path
+
+    # ---- queries -------------------------------------------------------------------------------
+    @property
+    def all_cases(self) -> list[Case]:
+        return self.training + self.test
+
+    def case(self, case_id: str) -> Case:
+        for c in self.all_cases:
+            if c.id == case_id:
+                return c
+        raise DeepMedError(f"no case '{case_id}' in dataset {self.name}; {suggest(case_id, [c.id for c in self.all_cases])}")
+
+    @property
+    def label_names(self) -> dict[int, str]:
+        """Value -> name."""
+        return {v: k for k, v in self.labels.items()}
+
+    def split_cases(self, fold: int = 0) -> tuple[list[Case], list[Case], list[Case]]:
+        """(train, validation, held-out test) cases of ``fold``; without splits all training cases train."""
+        if not self.splits:
+            return list(self.training), [], list(self.test)
+        if not 0 <= fold < len(self.splits):
+            raise DeepMedError(f"fold {fold} does not exist: the dataset has {len(self.splits)} split(s)")
+        split = self.splits[fold]
+        by_id = {c.id: c for c in self.training}
+        pick = lambda key: [by_id[i] for i in split.get(key, []) if i in by_id]  # noqa: E731
+        return pick("train"), pick("val"), pick("test") + list(self.test)
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return os.path.relpath(path, root)
+    except ValueError:  # another drive on Windows
+        return str(path)
+
+
+def case_id_from_path(path: str) -> str:
+    """``imagesTr/liver_003_0000.nii.gz`` -> ``liver_003``; ``brain1_image.nrrd`` -> ``brain1_image``."""
+    stem = strip_image_extension(Path(path.rstrip("/")).name)
+    if len(stem) > CHANNEL_SUFFIX_LENGTH and stem[-5] == "_" and stem[-4:].isdigit():
+        stem = stem[:-5]
+    return stem
+
+
+def parse_labels(raw, where: str, problems: list[str]) -> dict[str, int]:
+    """Read ``labels`` as name->value (nnU-Net v2) or value->name (MSD)."""
+    if raw is None or raw == {}:
+        return {}
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: 'labels' must be an object, got {type(raw).__name__}")
+        return {}
+    labels: dict[str, int] = {}
+    msd_style = all(str(k).lstrip("-").isdigit() for k in raw) and all(isinstance(v, str) for v in raw.values())
+    for key, value in raw.items():
+        name, number = (value, key) if msd_style else (key, value)
+        try:
+            if isinstance(number, bool) or isinstance(number, (list, dict)):
+                raise ValueError
+            labels[str(name)] = int(number)
+        except (TypeError, ValueError):
+            problems.append(f"{where}: label '{name}' has value {number!r}, expected an integer "
+                            "(region-based labels are not supported)")
+    return labels
+
+
+def parse_manifest(data, root: Path, where: str) -> tuple[Dataset, list[str]]:
+    """Build a Dataset from a parsed JSON manifest; collect every structural problem instead of stopping."""
+    problems: list[str] = []
+    if not isinstance(data, dict):
+        return Dataset(), [f"{where}: expected a JSON object at the top level, got {type(data).__name__}"]
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            problems.append(f"{where}: unknown key '{key}'; {suggest(key, TOP_LEVEL_KEYS)}"
+                            f"known keys: {', '.join(sorted(TOP_LEVEL_KEYS))}")
+    channels = data.get("channel_names", data.get("modality", {})) or {}
+    if not isinstance(channels, dict):
+        problems.append(f"{where}: 'channel_names' must be an object like {{\"0\": \"CT\"}}")
+        channels = {}
+    dataset = Dataset(
+        name=str(data.get("name", data.get("dataset_name", root.name))),
+        description=str(data.get("description", "")),
+        channel_names={str(k): str(v) for k, v in channels.items()},
+        labels=parse_labels(data.get("labels"), where, problems),
+    )
+    for section in ("training", "test"):
+        entries = data.get(section, [])
+        if not isinstance(entries, list):
+            problems.append(f"{where}: '{section}' must be a list of cases")
+            continue
+        for index, entry in enumerate(entries):
+            case = _parse_case(entry, root, f"{where}: {section}[{index}]", problems, section == "training")
+            if case is not None:
+                getattr(dataset, section).append(case)
+    if not dataset.training and not problems:
+        problems.append(f"{where}: dataset is empty: 'training' lists no cases")
+    _check_unique_ids(dataset, where, problems)
+    dataset.splits = _parse_splits(data.get("splits", []), dataset, where, problems)
+    return dataset, problems
+
+
+def _parse_case(entry, root: Path, where: str, problems: list[str], needs_label: bool) -> Case | None:
+    if isinstance(entry, str):  # MSD's test list holds bare paths
+        entry = {"image": entry}
+    if not isinstance(entry, dict):
+        problems.append(f"{where}: expected an object with 'image' and 'label', got {type(entry).__name__}")
+        return None
+    for key in entry:
+        if key not in CASE_KEYS:
+            problems.append(f"{where}: unknown key '{key}'; {suggest(key, CASE_KEYS)}known keys: id, image, label")
+    images = entry.get("image")
+    if isinstance(images, str):
+        images = [images]
+    if not images or not all(isinstance(p, str) for p in images):
+        problems.append(f"{where}: 'image' must be a path or a list of paths, got {entry.get('image')!r}")
+        return None
+    label = entry.get("label")
+    if needs_label and label is None:
+        problems.append(f"{where}: 'label' is missing")
+    if label is not None and not isinstance(label, str):
+        problems.append(f"{where}: 'label' must be a path, got {label!r}")
+        label = None
+    case_id = str(entry.get("id") or case_id_from_path(label or images[0]))
+    return Case(case_id, [(root / p).resolve() for p in images], (root / label).resolve() if label else None)
+
+
+def _check_unique_ids(dataset: Dataset, where: str, problems: list[str]) -> None:
+    seen: set[str] = set()
+    for case in dataset.all_cases:
+        if case.id in seen:
+            problems.append(f"{where}: case id '{case.id}' appears more than once")
+        seen.add(case.id)
+
+
+def _parse_splits(raw, dataset: Dataset, where: str, problems: list[str]) -> list[dict[str, list[str]]]:
+    if not raw:
+        return []
+    if not isinstance(raw, list) or not all(isinstance(s, dict) for s in raw):
+        problems.append(f"{where}: 'splits' must be a list of {{\"train\": [...], \"val\": [...]}} objects")
+        return []
+    known = {c.id for c in dataset.training}
+    for index, split in enumerate(raw):
+        for key, ids in split.items():
+            if key not in ("train", "val", "test"):
+                problems.append(f"{where}: splits[{index}]: unknown key '{key}'; {suggest(key, ['train', 'val', 'test'])}"
+                                "known keys: train, val, test")
+                continue
+            for case_id in ids:
+                if case_id not in known:
+                    problems.append(f"{where}: splits[{index}].{key}: unknown case '{case_id}'; {suggest(case_id, known)}")
+    return [{k: list(v) for k, v in s.items() if k in ("train", "val", "test")} for s in raw]

@@ -59,6 +59,7 @@ def _check_case(case: Case, dataset: Dataset, where: str, problems: list[str], r
         if channel.GetDimension() != 3:
             problems.append(f"case {case.id}: {names}: channel {index}: expected a 3D image, found "
                             f"{channel.GetDimension()}D of size {channel.GetSize()}")
+            break
     if len(problems) > start:
         return None
     reference = channels[0]

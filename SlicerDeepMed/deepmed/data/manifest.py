@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,12 +167,22 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
+LABEL_TOKENS = ("label", "labels", "seg", "segmentation", "mask")
+IMAGE_TOKENS = ("image", "img")
+
+
+def strip_tokens(stem: str, tokens: tuple[str, ...]) -> str:
+    """Remove whole name tokens (between ``_ - .`` separators): ``brain1_label`` -> ``brain1``."""
+    stripped = re.sub(r"(^|[_\-. ])(" + "|".join(tokens) + r")(?=$|[_\-. ])", "", stem, flags=re.IGNORECASE)
+    return stripped.strip("_-. ") or stem
+
+
 def case_id_from_path(path: str) -> str:
-    """``imagesTr/liver_003_0000.nii.gz`` -> ``liver_003``; ``brain1_image.nrrd`` -> ``brain1_image``."""
-    stem = strip_image_extension(Path(path.rstrip("/")).name)
+    """``imagesTr/liver_003_0000.nii.gz`` -> ``liver_003``; ``brain1_label.nrrd`` -> ``brain1``."""
+    stem = strip_image_extension(Path(str(path).rstrip("/")).name)
     if len(stem) > CHANNEL_SUFFIX_LENGTH and stem[-5] == "_" and stem[-4:].isdigit():
         stem = stem[:-5]
-    return stem
+    return strip_tokens(stem, LABEL_TOKENS + IMAGE_TOKENS)
 
 
 def parse_labels(raw, where: str, problems: list[str]) -> dict[str, int]:

@@ -17,12 +17,10 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from deepmed.data.manifest import Case, Dataset
+from deepmed.data.manifest import IMAGE_TOKENS, LABEL_TOKENS, Case, Dataset, strip_tokens
 from deepmed.errors import DeepMedError
 from deepmed.io.image_io import is_image_file, strip_image_extension
 
-LABEL_TOKENS = ("label", "labels", "seg", "segmentation", "mask")
-IMAGE_TOKENS = ("image", "img")
 _SEPARATORS = "_-. "
 
 
@@ -64,11 +62,6 @@ def _strip_pattern(stem: str, pattern: str) -> str:
     return re.sub(r"([_\-. ])[_\-. ]+", r"\1", stem.replace(pattern, "", 1)).strip(_SEPARATORS)
 
 
-def _strip_tokens(stem: str, tokens: tuple[str, ...]) -> str:
-    pattern = r"(^|[_\-. ])(" + "|".join(tokens) + r")(?=$|[_\-. ])"
-    return re.sub(pattern, "", stem, flags=re.IGNORECASE).strip(_SEPARATORS)
-
-
 def _is_label_name(stem: str) -> bool:
     tokens = [t.lower() for t in re.split(r"[_\-. ]", stem)]
     return any(t in LABEL_TOKENS for t in tokens)
@@ -94,10 +87,10 @@ def _classify(entry: Path, patterns: ScanPatterns) -> tuple[str, int | None, str
     if patterns.label is None and _is_label_name(stem):
         if any(p in name for p in patterns.label_not_contains):
             return None
-        return "label", None, _strip_tokens(stem, LABEL_TOKENS + IMAGE_TOKENS)
+        return "label", None, strip_tokens(stem, LABEL_TOKENS + IMAGE_TOKENS)
     if any(p in name for p in patterns.image_not_contains):
         return None
-    return "image", 0, _strip_tokens(stem, IMAGE_TOKENS)
+    return "image", 0, strip_tokens(stem, IMAGE_TOKENS)
 
 
 def scan_folder(folder: str | os.PathLike, patterns: ScanPatterns | None = None, *, read_labels: bool = True,

@@ -10,6 +10,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from deepmed.errors import DeepMedError
+from deepmed.io.nifti_integrity import nifti_problem
 from deepmed.utils.atomic import check_output_folder
 
 #: File endings read and written (longest first so that ``.nii.gz`` wins over ``.gz``).
@@ -84,6 +85,10 @@ def read_image(path: str | os.PathLike, series_uid: str | None = None) -> sitk.I
     try:
         if p.is_dir():
             return _read_dicom_folder(p, series_uid)
+        if p.name.lower().endswith((".nii", ".nii.gz")):
+            problem = nifti_problem(p)
+            if problem:
+                raise DeepMedError(f"{p}: cannot read image ({problem})")
         return sitk.ReadImage(str(p))
     except RuntimeError as exc:
         raise DeepMedError(f"{p}: cannot read image ({_itk_reason(exc)})") from None

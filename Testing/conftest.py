@@ -1,0 +1,69 @@
+"""Shared fixtures: tiny images with awkward geometry, written with fixed seeds; paths to the real scans."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+OBLIQUE = (0.8660254037844387, -0.5, 0.0, 0.5, 0.8660254037844387, 0.0, 0.0, 0.0, 1.0)  # 30 deg about z
+LEFT_HANDED = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
+PERMUTED = (0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0)
+
+
+def make_image(shape_zyx=(6, 7, 8), spacing=(0.7, 1.3, 3.1), origin=(-12.5, 40.25, 7.0), direction=OBLIQUE,
+               dtype=np.float32, seed=0, array: np.ndarray | None = None) -> sitk.Image:
+    """A small image with anisotropic spacing, non-zero origin and non-identity direction."""
+    if array is None:
+        rng = np.random.default_rng(seed)
+        array = (rng.normal(100, 20, size=shape_zyx)).astype(dtype)
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(spacing)
+    image.SetOrigin(origin)
+    image.SetDirection(direction)
+    return image
+
+
+def make_label(image: sitk.Image, values=(1, 2), seed=1) -> sitk.Image:
+    """A label map on ``image``'s grid with boxes of the given values."""
+    size = image.GetSize()[::-1]
+    array = np.zeros(size, dtype=np.uint8)
+    for i, value in enumerate(values):
+        z0 = min(i, size[0] - 2)
+        array[z0:z0 + 2, 1 + i:4 + i, 2:5] = value
+    label = sitk.GetImageFromArray(array)
+    label.CopyInformation(image)
+    return label
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"the real scans are expected in {SHARED_DATA} (shared/ beside the checkout)")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def toy_dataset(tmp_path: Path) -> Path:
+    """Three 2-channel cases with labels, written as NIfTI, and an MSD-style manifest."""
+    import json
+
+    entries = []
+    for i in range(3):
+        t1 = make_image(seed=i)
+        t2 = make_image(seed=10 + i)
+        label = make_label(t1)
+        names = [f"case{i}_t1.nii.gz", f"case{i}_t2.nii.gz", f"case{i}_seg.nii.gz"]
+        for img, name in zip((t1, t2, label), names):
+            sitk.WriteImage(img, str(tmp_path / name))
+        entries.append({"image": names[:2], "label": names[2]})
+    manifest = {"name": "toy", "modality": {"0": "T1", "1": "T2"}, "labels": {"0": "background", "1": "a", "2": "b"},
+                "training": entries}
+    path = tmp_path / "dataset.json"
+    path.write_text(json.dumps(manifest))
+    return path

@@ -1,0 +1,135 @@
+"""`deepmed dataset check` reports every problem, one line each, and prints the fingerprint."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import SimpleITK as sitk
+
+from conftest import make_image, make_label
+from deepmed.cli.main import main
+from deepmed.data import Dataset
+from deepmed.data.check import check_dataset
+
+
+def _problems(out: str) -> list[str]:
+    return [line for line in out.splitlines() if line.startswith("problem: ")]
+
+
+def test_clean_dataset_prints_fingerprint(toy_dataset, capsys):
+    assert main(["dataset", "check", str(toy_dataset)]) == 0
+    out = capsys.readouterr().out
+    assert "3 case(s)" in out and "channels: 2" in out
+    assert "spacing  median 0.7 x 1.3 x 3.1 mm" in out
+    assert "intensity [T1]" in out and "label voxels: background" in out
+    assert "OK, no problems found" in out
+
+
+def test_fingerprint_values(toy_dataset):
+    report = check_dataset(Dataset.load(toy_dataset))
+    fp = report.fingerprint
+    assert report.ok
+    assert fp["size"]["median"] == [8, 7, 6]
+    label = sitk.GetArrayFromImage(make_label(make_image()))
+    assert fp["label_voxels"]["a"] == 3 * np.count_nonzero(label == 1)
+    assert 90 < fp["intensity"]["T1"]["all"]["mean"] < 110
+
+
+def test_every_problem_reported_at_once(toy_dataset, capsys):
+    root = toy_dataset.parent
+    data = json.loads(toy_dataset.read_text())
+    # case0: label on another grid; case1: undeclared label value and NaN voxels; case2: channels on two grids.
+    sitk.WriteImage(make_label(make_image(origin=(0, 0, 0))), str(root / "case0_seg.nii.gz"))
+    sitk.WriteImage(make_label(make_image(), values=(1, 5)), str(root / "case1_seg.nii.gz"))
+    nan_image = make_image(seed=1)
+    array = sitk.GetArrayFromImage(nan_image)
+    array[0, 0, :3] = np.nan
+    bad = sitk.GetImageFromArray(array)
+    bad.CopyInformation(nan_image)
+    sitk.WriteImage(bad, str(root / "case1_t1.nrrd"))  # ITK's NIfTI I/O turns NaN into 0; NRRD keeps them
+    data["training"][1]["image"][0] = "case1_t1.nrrd"
+    sitk.WriteImage(make_image(spacing=(1, 1, 1)), str(root / "case2_t2.nii.gz"))
+    # case3: missing file; case4: truncated file; case5: 2D image
+    sitk.WriteImage(sitk.Image(5, 5, sitk.sitkFloat32), str(root / "flat.nii.gz"))
+    whole = (root / "case0_t1.nii.gz").read_bytes()
+    (root / "cut.nii.gz").write_bytes(whole[: len(whole) // 2])
+    data["training"] += [
+        {"image": ["missing.nii.gz", "case0_t2.nii.gz"], "label": "case0_seg.nii.gz", "id": "case3"},
+        {"image": ["cut.nii.gz", "case0_t2.nii.gz"], "label": "case0_seg.nii.gz", "id": "case4"},
+        {"image": ["flat.nii.gz", "flat.nii.gz"], "label": "case0_seg.nii.gz", "id": "case5"},
+    ]
+    toy_dataset.write_text(json.dumps(data))
+    assert main(["dataset", "check", str(toy_dataset)]) == 2
+    problems = _problems(capsys.readouterr().out)
+    text = "\n".join(problems)
+    assert "case case0: case0_seg.nii.gz: label is not on the image grid (label vs image): origin (0, 0, 0) vs (-12.5, 40.25, 7)" in text
+    assert "case case1: case1_seg.nii.gz: label values [5] not declared in 'labels' (declared: [0, 1, 2])" in text
+    assert "case case1: case1_t1.nrrd: 3 NaN/Inf voxel(s)" in text
+    assert "case case2: case2_t2.nii.gz: channel 1 is not on the grid of channel 0: spacing (1, 1, 1) vs (0.7, 1.3, 3.1)" in text
+    assert "case case3:" in text and "missing.nii.gz: file not found" in text
+    assert "case case4:" in text and "cut.nii.gz: cannot read image (file is truncated" in text
+    assert "case case5: flat.nii.gz, flat.nii.gz: channel 0: expected a 3D image, found 2D" in text
+    assert len(problems) == 7
+
+
+def test_wrong_channel_count(toy_dataset, capsys):
+    data = json.loads(toy_dataset.read_text())
+    data["training"][0]["image"] = data["training"][0]["image"][:1]
+    toy_dataset.write_text(json.dumps(data))
+    assert main(["dataset", "check", str(toy_dataset)]) == 2
+    assert "case case0: case0_t1.nii.gz: expected 2 channel(s) (T1, T2), found 1" in capsys.readouterr().out
+
+
+def test_structural_errors_exit_2_without_traceback(tmp_path):
+    (tmp_path / "d.json").write_text('{"name": "x", "trainin": []')
+    result = subprocess.run([sys.executable, "-m", "deepmed", "dataset", "check", str(tmp_path / "d.json")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "JSON syntax error at line 1, column 28" in result.stderr
+    (tmp_path / "d.json").write_text('{"name": "x", "trainin": []}')
+    result = subprocess.run([sys.executable, "-m", "deepmed", "dataset", "check", str(tmp_path / "d.json")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "unknown key 'trainin'; did you mean 'training'?" in result.stdout
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_scan_and_check_real_scans(shared_data, tmp_path, capsys):
+    out = tmp_path / "brain.json"
+    assert main(["dataset", "scan", str(shared_data / "pyradiomics"), "--contains", "brain", "-o", str(out)]) == 0
+    assert main(["dataset", "check", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "2 case(s)" in text and "OK, no problems found" in text
+    assert "spacing  median 0.78125 x 0.78125 x 6.5 mm" in text
+
+    ts = tmp_path / "ct.json"
+    assert main(["dataset", "scan", str(shared_data / "totalsegmentator"), "--image", "_ct", "--label", "_seg",
+                 "--label-not-contains", "_mr", "--remove-from-id", "_sm$", "--channel-name", "CT", "-o", str(ts)]) == 0
+    assert main(["dataset", "check", str(ts)]) == 0
+    text = capsys.readouterr().out
+    assert "max 512 x 512 x 30" in text and "intensity [CT]" in text and "OK, no problems found" in text
+
+    mr = tmp_path / "mr.json"
+    assert main(["dataset", "scan", str(shared_data / "totalsegmentator"), "--image", "_mr_sm", "--label",
+                 "_seg_mr", "--channel-name", "MR", "-o", str(mr)]) == 0
+    assert main(["dataset", "check", str(mr)]) == 0
+    assert "117 x 91 x 20" in capsys.readouterr().out
+
+
+def test_scan_refuses_to_overwrite(toy_dataset, capsys):
+    assert main(["dataset", "scan", str(toy_dataset.parent), "-o", str(toy_dataset)]) == 2
+    assert "already exists; pass --force" in capsys.readouterr().err
+
+
+def test_split_command(toy_dataset, capsys):
+    assert main(["dataset", "split", str(toy_dataset), "--folds", "3", "--seed", "1"]) == 0
+    assert len(json.loads(toy_dataset.read_text())["splits"]) == 3
+    assert main(["dataset", "split", str(toy_dataset), "--fractions", "0.4", "0.3", "0.3"]) == 0
+    splits = json.loads(toy_dataset.read_text())["splits"]
+    assert len(splits) == 1 and set(splits[0]) == {"train", "val", "test"}
+    assert main(["dataset", "split", str(toy_dataset), "--folds", "4"]) == 2
+    assert "needs at least 4 training cases" in capsys.readouterr().err

@@ -1,5 +1,93 @@
-"""``deepmed infer``: arrives with the training engine."""
+"""``deepmed infer --model MODEL_DIR INPUT [INPUT2 ...] -o OUTPUT`` (or a folder / manifest for batch)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from deepmed.errors import DeepMedError
 
 
 def add_parser(subparsers) -> None:
-    pass
+    parser = subparsers.add_parser("infer", help="segment / predict images with a trained model")
+    parser.add_argument("--model", required=True, type=Path, help="model directory")
+    parser.add_argument("inputs", nargs="+", type=Path,
+                        help="one file per channel; or one folder / manifest for batch inference")
+    parser.add_argument("-o", "--output", required=True, type=Path, help="output file (or folder for batch)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--app", help="refuse models of another application (segmentation / regression)")
+    parser.add_argument("--tta", action="store_true", default=None, help="flip test-time augmentation")
+    parser.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1)")
+    parser.add_argument("--keep-largest", action="store_true", default=None,
+                        help="keep the largest connected component per label")
+    parser.add_argument("--probabilities", type=Path, help="also write class probabilities (vector image)")
+    parser.add_argument("--uncertainty", type=Path, help="also write the normalised entropy map")
+    parser.add_argument("--progress", default="tqdm", choices=["tqdm", "jsonl", "none"])
+    parser.add_argument("--force", action="store_true", help="overwrite existing output files")
+    parser.set_defaults(run=run)
+
+
+def _batch_jobs(args) -> list[tuple[str, list[Path], Path]]:
+    from deepmed.data.manifest import Dataset, case_id_from_path
+    from deepmed.io.image_io import is_image_file
+
+    source = args.inputs[0]
+    if source.is_dir() and not (source / "dataset.json").exists() and not (source / "imagesTr").exists():
+        files = [f for f in sorted(source.iterdir()) if is_image_file(f)]
+        cases = [(case_id_from_path(f.name), [f]) for f in files]
+    else:
+        dataset = Dataset.load(source)
+        cases = [(c.id, c.images) for c in dataset.test or dataset.training]
+    if not cases:
+        raise DeepMedError(f"{source}: no images to process")
+    if args.output.exists() and not args.output.is_dir():
+        raise DeepMedError(f"{args.output}: batch output must be a folder")
+    if not args.output.parent.is_dir():
+        raise DeepMedError(f"{args.output}: output folder {args.output.parent} does not exist")
+    args.output.mkdir(exist_ok=True)
+    return [(cid, imgs, args.output / f"{cid}.nii.gz") for cid, imgs in cases]
+
+
+def run(args: argparse.Namespace) -> int:
+    from deepmed.inference.predictor import Predictor
+    from deepmed.io.image_io import write_image
+    from deepmed.training.progress import make_reporter
+    from deepmed.utils.atomic import check_output_folder
+
+    batch = len(args.inputs) == 1 and (args.inputs[0].is_dir() and not _is_dicom(args.inputs[0])
+                                       or args.inputs[0].suffix.lower() in (".json", ".csv"))
+    jobs = _batch_jobs(args) if batch else [("case", args.inputs, args.output)]
+    for _, _, output in jobs:
+        check_output_folder(output)
+        if output.exists() and not args.force:
+            raise DeepMedError(f"{output}: already exists; pass --force to overwrite it")
+    predictor = Predictor(args.model, args.device, expected_app=args.app)
+    reporter = make_reporter(args.progress)
+    is_label = predictor.app.target_is_label
+    for index, (case_id, inputs, output) in enumerate(jobs):
+        result = predictor.predict(inputs, tta_flips=args.tta, overlap=args.overlap, keep_largest=args.keep_largest,
+                                   probabilities=bool(args.probabilities or args.uncertainty))
+        write_image(result.output, output, label=is_label)
+        if args.probabilities and result.probabilities is not None:
+            write_image(result.probabilities, _extra_path(args.probabilities, case_id, batch))
+        if args.uncertainty and result.uncertainty is not None:
+            write_image(result.uncertainty, _extra_path(args.uncertainty, case_id, batch))
+        reporter.emit("inference", case=case_id, index=index, total=len(jobs), output=str(output))
+    reporter.close()
+    if args.progress == "tqdm" and not batch:
+        print(f"written {args.output}", file=sys.stderr)
+    return 0
+
+
+def _is_dicom(path: Path) -> bool:
+    from deepmed.data.scan import _looks_like_dicom_folder
+
+    return path.is_dir() and _looks_like_dicom_folder(path)
+
+
+def _extra_path(base: Path, case_id: str, batch: bool) -> Path:
+    if not batch:
+        return base
+    base.mkdir(exist_ok=True)
+    return base / f"{case_id}.nii.gz"

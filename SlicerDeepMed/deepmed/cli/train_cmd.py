@@ -1,5 +1,32 @@
-"""``deepmed train``: arrives with the training engine."""
+"""``deepmed train --dataset dataset.json --app segmentation --out MODEL_DIR ...``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
 
 
 def add_parser(subparsers) -> None:
-    pass
+    parser = subparsers.add_parser("train", help="train a segmentation or regression model")
+    parser.add_argument("--dataset", required=True, type=Path, help="manifest (.json), CSV or nnU-Net folder")
+    parser.add_argument("--app", help="segmentation (default) or regression")
+    parser.add_argument("--out", required=True, type=Path, help="model directory to write")
+    parser.add_argument("--config", type=Path, help="YAML/JSON training configuration")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--device", help="auto, cpu, cuda or mps")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one setting, e.g. --set training.batch_size=4 (repeatable)")
+    parser.add_argument("--resume", action="store_true", help="continue from MODEL_DIR/checkpoints/last")
+    parser.add_argument("--progress", default="tqdm", choices=["tqdm", "jsonl", "none"],
+                        help="tqdm bar for people, JSON lines for programs (see README)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from deepmed.training.driver import train
+
+    out = train(args.dataset, args.out, app=args.app, config=args.config, overrides=args.overrides,
+                epochs=args.epochs, device=args.device, resume=args.resume, progress=args.progress)
+    if args.progress == "tqdm":
+        print(f"model written to {out}")
+    return 0

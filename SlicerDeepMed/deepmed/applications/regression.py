@@ -1,0 +1,40 @@
+"""Regression (image -> image, e.g. MR -> pseudo-CT): a scalar volume out, in the target's units."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from deepmed.applications.base import APPLICATIONS, Application
+
+
+@APPLICATIONS.register("regression", "image-to-image regression: scalar volume out, L1/MSE/RMSE/Huber losses")
+class RegressionApplication(Application):
+    name = "regression"
+    target_is_label = False
+    default_loss = "l1"
+    default_sampling = "uniform"
+    key_metric = "mae"
+    higher_is_better = False
+
+    def out_channels(self, labels):
+        return 1
+
+    def target_statistics(self, targets):
+        values = np.concatenate([t.reshape(-1) for t in targets]).astype(np.float64)
+        return {"target_mean": float(values.mean()), "target_std": float(max(values.std(), 1e-8))}
+
+    def encode_target(self, target, stats, labels):
+        return ((target - stats["target_mean"]) / stats["target_std"]).astype(np.float32)
+
+    def activation(self, logits):
+        return logits.float()
+
+    def decode_output(self, resampled, stats, labels):
+        return (resampled[0] * stats["target_std"] + stats["target_mean"]).astype(np.float32)
+
+    def validation_metrics(self, activation, target, stats, labels):
+        """MAE and RMSE in the target's units on the working grid."""
+        scale = stats["target_std"]
+        error = (activation - target).float() * scale
+        return {"mae": error.abs().mean().item(), "rmse": error.pow(2).mean().sqrt().item()}

@@ -1,0 +1,60 @@
+"""Segmentation: multi-class label maps; softmax probabilities resampled onto the input grid, then argmax."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from deepmed.applications.base import APPLICATIONS, Application
+
+
+def label_values(labels: dict[str, int]) -> list[int]:
+    """Label values in channel order: channel i predicts the i-th smallest value (0 = background)."""
+    return sorted(set(labels.values()) | {0})
+
+
+@APPLICATIONS.register("segmentation", "multi-class segmentation: label map out, Dice-based losses")
+class SegmentationApplication(Application):
+    name = "segmentation"
+    target_is_label = True
+    default_loss = "dice_ce"
+    default_sampling = "foreground"
+    key_metric = "mean_dice"
+    higher_is_better = True
+
+    def out_channels(self, labels):
+        return len(label_values(labels))
+
+    def target_statistics(self, targets):
+        return {}
+
+    def encode_target(self, target, stats, labels):
+        """Map label values (possibly non-contiguous, e.g. 0, 1, 7, 9) to channel indices 0..C-1."""
+        lut = {v: i for i, v in enumerate(label_values(labels))}
+        out = np.zeros(target.shape, dtype=np.int16)
+        for value, index in lut.items():
+            out[target == value] = index
+        return out
+
+    def activation(self, logits):
+        return torch.softmax(logits.float(), dim=1)
+
+    def decode_output(self, resampled, stats, labels):
+        values = np.asarray(label_values(labels))
+        return values[np.argmax(resampled, axis=0)].astype(np.uint16 if values.max() > 255 else np.uint8)
+
+    def validation_metrics(self, activation, target, stats, labels):
+        """Dice per foreground class on the working grid (an empty class on both sides counts 1)."""
+        prediction = activation.argmax(dim=1)
+        target = target[:, 0].long()
+        metrics = {}
+        names = {v: k for k, v in labels.items()}
+        for index, value in enumerate(label_values(labels)):
+            if index == 0:
+                continue
+            p, t = prediction == index, target == index
+            denominator = (p.sum() + t.sum()).item()
+            dice = 1.0 if denominator == 0 else 2.0 * (p & t).sum().item() / denominator
+            metrics[f"dice_{names.get(value, value)}"] = dice
+        metrics["mean_dice"] = float(np.mean(list(metrics.values()))) if metrics else 0.0
+        return metrics

@@ -1,0 +1,119 @@
+"""Network registry. Each entry resolves its constructor arguments (saved in the model card) from the
+patch size and spacing, so that inference rebuilds the same network from data alone (no code in cards).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from deepmed.errors import DeepMedError
+from deepmed.utils.registry import Registry
+
+NETWORKS = Registry("network")
+
+
+def _dynunet_plan(patch_size: Sequence[int], spacing: Sequence[float], max_levels: int = 6):
+    """nnU-Net-style kernels and strides: halve an axis only while its spacing is within 2x of the finest
+    and its size stays >= 8; anisotropic axes get 1-wide kernels until they catch up."""
+    sizes = list(patch_size)
+    spacings = list(spacing)
+    kernels, strides = [], [[1] * len(sizes)]
+    for _ in range(max_levels - 1):
+        finest = min(spacings)
+        stride = [2 if (s <= 2 * finest and n >= 16) else 1 for s, n in zip(spacings, sizes)]
+        if all(st == 1 for st in stride):
+            break
+        kernels.append([3 if s <= 2 * finest else 1 for s in spacings])
+        strides.append(stride)
+        sizes = [n // st for n, st in zip(sizes, stride)]
+        spacings = [s * st for s, st in zip(spacings, stride)]
+    kernels.append([3 if s <= 2 * min(spacings) else 1 for s in spacings])
+    return kernels, strides
+
+
+def network_arguments(name: str, in_channels: int, out_channels: int, patch_size: Sequence[int],
+                      spacing: Sequence[float], user_args: dict | None = None) -> dict:
+    """The full constructor arguments of network ``name`` (defaults derived, then the user's on top)."""
+    name = NETWORKS.canonical(name)
+    args: dict = {"spatial_dims": 3, "in_channels": in_channels, "out_channels": out_channels}
+    if name == "unet":
+        args.update(channels=[16, 32, 64, 128, 256], strides=[2, 2, 2, 2], num_res_units=2, norm="instance")
+    elif name == "basic_unet":
+        args.update(features=[16, 16, 32, 64, 128, 16])
+    elif name == "segresnet":
+        args.update(init_filters=16, blocks_down=[1, 2, 2, 4], blocks_up=[1, 1, 1])
+    elif name == "dynunet":
+        kernels, strides = _dynunet_plan(patch_size, spacing)
+        args.update(kernel_size=kernels, strides=strides, upsample_kernel_size=strides[1:], norm_name="instance",
+                    res_block=True)
+    elif name in ("swin_unetr", "unetr"):
+        if name == "unetr":
+            args.update(img_size=list(patch_size), feature_size=16, hidden_size=384, mlp_dim=1536, num_heads=6)
+        else:
+            args.update(feature_size=24)
+    elif name == "highresnet":
+        args.update(dropout_prob=0.0)
+    args.update(user_args or {})
+    return args
+
+
+def build_network(name: str, args: dict) -> torch.nn.Module:
+    """Instantiate network ``name`` with the (already resolved) constructor ``args``."""
+    factory = NETWORKS.get(name)
+    try:
+        return factory(**args)
+    except (TypeError, ValueError, AssertionError) as exc:
+        raise DeepMedError(f"network {name}: invalid arguments {args}: {exc}") from None
+
+
+@NETWORKS.register("unet", "MONAI residual U-Net (Kerfoot et al.), general purpose")
+def _unet(**args):
+    from monai.networks.nets import UNet
+
+    return UNet(**args)
+
+
+@NETWORKS.register("basic_unet", "plain 3D U-Net (Falk et al.), MONAI BasicUNet")
+def _basic_unet(**args):
+    from monai.networks.nets import BasicUNet
+
+    return BasicUNet(**args)
+
+
+@NETWORKS.register("segresnet", "SegResNet (Myronenko 2018), residual encoder, BraTS winner")
+def _segresnet(**args):
+    from monai.networks.nets import SegResNet
+
+    return SegResNet(**args)
+
+
+@NETWORKS.register("dynunet", "DynUNet configured nnU-Net style from patch size and spacing")
+def _dynunet(**args):
+    from monai.networks.nets import DynUNet
+
+    return DynUNet(**args)
+
+
+@NETWORKS.register("swin_unetr", "Swin UNETR (Hatamizadeh et al. 2022), transformer encoder; patch divisible by 32")
+def _swin_unetr(**args):
+    from monai.networks.nets import SwinUNETR
+
+    args = dict(args)
+    args.pop("img_size", None)
+    return SwinUNETR(**args)
+
+
+@NETWORKS.register("unetr", "UNETR (Hatamizadeh et al. 2022), ViT encoder; fixed patch size divisible by 16")
+def _unetr(**args):
+    from monai.networks.nets import UNETR
+
+    return UNETR(**args)
+
+
+@NETWORKS.register("highresnet", "HighRes3DNet (Li et al. 2017), NiftyNet's dilated residual network")
+def _highresnet(**args):
+    from monai.networks.nets import HighResNet
+
+    return HighResNet(**args)

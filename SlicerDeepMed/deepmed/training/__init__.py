@@ -1,0 +1,1 @@
+"""Training: configuration, the driver, the hook-style trainer, checkpoints and progress events."""

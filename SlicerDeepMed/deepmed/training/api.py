@@ -1,0 +1,5 @@
+"""Python API: ``deepmed.train(dataset, out, ...)``."""
+
+from deepmed.training.driver import train
+
+__all__ = ["train"]

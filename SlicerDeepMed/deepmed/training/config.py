@@ -1,0 +1,196 @@
+"""The training configuration: one validated schema (YAML/JSON), ``--set key=value`` overrides, and
+defaults derived from the data where sensible. Every problem is reported at once.
+
+The fully resolved configuration is saved with the model (``config.yaml``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from deepmed.errors import DeepMedError
+from deepmed.utils.choices import choice_error, suggest
+
+AUTO = "auto"
+
+DEFAULTS: dict[str, Any] = {
+    "app": "segmentation",
+    "network": {"name": "unet", "args": {}},
+    "loss": {"name": AUTO, "args": {}},
+    "optimizer": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-5},
+    "scheduler": {"name": "cosine"},
+    "data": {
+        "spacing": AUTO,            # [x, y, z] mm, or auto = median spacing of the training cases
+        "patch_size": AUTO,         # [x, y, z] voxels, or auto = from the median shape and the memory budget
+        "max_patch_voxels": 110592,  # memory budget for auto patch size (48^3 * 1.0)
+        "normalization": AUTO,      # auto | ct | zscore | zscore_foreground | minmax | none
+        "sampling": AUTO,           # auto | uniform | foreground | class_balanced | weighted
+        "foreground_ratio": 0.67,
+        "samples_per_case": 2,
+        "num_workers": 0,
+    },
+    "augmentation": {
+        "flip": True, "rotate": True, "scale": True, "elastic": False, "noise": True, "gamma": True,
+        "bias_field": False, "contrast": True, "probability": 0.2,
+    },
+    "training": {
+        "epochs": 50, "batch_size": 2, "iterations_per_epoch": 0, "val_every": 1, "val_fraction": 0.2,
+        "early_stopping": 0, "seed": 0, "device": AUTO, "amp": AUTO, "fold": 0,
+    },
+    "inference": {"overlap": 0.5, "sw_batch_size": 2, "tta_flips": False, "keep_largest": False, "precision": AUTO},
+}
+
+#: Keys that take "auto" or a list of three numbers.
+AUTO_OR_TRIPLE = {"data.spacing", "data.patch_size"}
+#: Keys whose value is a free-form dict of constructor arguments.
+FREE_FORM = {"network.args", "loss.args"}
+CHOICES = {
+    "data.normalization": ("auto", "ct", "zscore", "zscore_foreground", "minmax", "none"),
+    "data.sampling": ("auto", "uniform", "foreground", "class_balanced", "weighted"),
+    "training.device": ("auto", "cpu", "cuda", "mps"),
+    "training.amp": ("auto", "on", "off"),
+    "inference.precision": ("auto", "float32", "bfloat16"),
+}
+
+
+def _registry_choices() -> dict[str, list[str]]:
+    from deepmed.applications import APPLICATIONS
+    from deepmed.losses import LOSSES
+    from deepmed.networks import NETWORKS
+    from deepmed.training.optim import OPTIMIZERS, SCHEDULERS
+
+    return {"app": APPLICATIONS.names(), "network.name": NETWORKS.names(), "loss.name": LOSSES.names() + [AUTO],
+            "optimizer.name": OPTIMIZERS.names(), "scheduler.name": SCHEDULERS.names()}
+
+
+def parse_value(text: str) -> Any:
+    """``--set`` values are YAML scalars or lists: ``3``, ``1e-4``, ``true``, ``[96, 96, 64]``, ``unet``."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_override(config: dict, assignment: str, problems: list[str]) -> None:
+    if "=" not in assignment:
+        problems.append(f"--set {assignment}: expected key=value, e.g. training.epochs=10")
+        return
+    key, value = assignment.split("=", 1)
+    node = config
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            problems.append(f"--set {key}: '{part}' is not a section")
+            return
+    node[parts[-1]] = parse_value(value)
+
+
+def _merge(defaults: dict, user: dict, prefix: str, problems: list[str]) -> dict:
+    merged = copy.deepcopy(defaults)
+    for key, value in user.items():
+        path = f"{prefix}{key}"
+        if key not in defaults:
+            problems.append(f"config: unknown key '{path}'; {suggest(key, defaults)}"
+                            f"known keys{' in ' + prefix[:-1] if prefix else ''}: {', '.join(defaults)}")
+            continue
+        default = defaults[key]
+        if path in FREE_FORM:
+            if not isinstance(value, dict):
+                problems.append(f"config: '{path}' must be a mapping of constructor arguments, got {value!r}")
+            else:
+                merged[key] = value
+        elif isinstance(default, dict):
+            if not isinstance(value, dict):
+                problems.append(f"config: '{path}' must be a section (mapping), got {value!r}")
+            else:
+                merged[key] = _merge(default, value, path + ".", problems)
+        elif path in AUTO_OR_TRIPLE:
+            ok = value == AUTO or (isinstance(value, list) and len(value) == 3
+                                   and all(isinstance(v, (int, float)) and v > 0 for v in value))
+            if not ok:
+                problems.append(f"config: '{path}' must be 'auto' or three positive numbers [x, y, z], got {value!r}")
+            merged[key] = value
+        else:
+            merged[key] = _check_type(path, default, value, problems)
+    return merged
+
+
+def _check_type(path: str, default: Any, value: Any, problems: list[str]) -> Any:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            problems.append(f"config: '{path}' must be true or false, got {value!r}")
+        return value
+    if isinstance(default, int) and not isinstance(default, bool):
+        if isinstance(value, bool) or not isinstance(value, int):
+            problems.append(f"config: '{path}' must be an integer, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            problems.append(f"config: '{path}' must be a number, got {value!r}")
+            return value
+        return float(value)
+    if isinstance(default, str) and not isinstance(value, str):
+        problems.append(f"config: '{path}' must be a string, got {value!r}")
+    return value
+
+
+def _check_choices(config: dict, problems: list[str]) -> None:
+    choices = {**CHOICES, **_registry_choices()}
+    for path, allowed in choices.items():
+        node: Any = config
+        for part in path.split("."):
+            node = node[part]
+        if isinstance(node, str) and node.lower() not in [a.lower() for a in allowed]:
+            problems.append(f"config: {choice_error(path, node, allowed)}")
+    for path in ("training.epochs", "training.batch_size", "training.val_every", "data.samples_per_case"):
+        section, key = path.split(".")
+        value = config[section][key]
+        if isinstance(value, int) and value < 1:
+            problems.append(f"config: '{path}' must be at least 1, got {value}")
+    lr = config["optimizer"]["lr"]
+    if isinstance(lr, (int, float)) and lr <= 0:
+        problems.append(f"config: 'optimizer.lr' must be positive, got {lr}")
+    overlap = config["inference"]["overlap"]
+    if isinstance(overlap, (int, float)) and not 0 <= overlap < 1:
+        problems.append(f"config: 'inference.overlap' must be in [0, 1), got {overlap}")
+
+
+def load_config_file(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise DeepMedError(f"{path}: config file not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise DeepMedError(f"{path}: cannot parse config: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise DeepMedError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def resolve_config(user: dict | None = None, overrides: list[str] | None = None) -> dict:
+    """Defaults <- user config <- ``--set`` overrides, validated; every problem listed in one DeepMedError."""
+    problems: list[str] = []
+    user = copy.deepcopy(user or {})
+    for assignment in overrides or []:
+        apply_override(user, assignment, problems)
+    config = _merge(DEFAULTS, user, "", problems)
+    if not problems:
+        _check_choices(config, problems)
+    if problems:
+        raise DeepMedError("\n".join(problems))
+    return config
+
+
+def dump_config(config: dict) -> str:
+    return yaml.safe_dump(config, sort_keys=False)

@@ -1,0 +1,97 @@
+"""The model directory written by training and read by inference.
+
+    MODEL_DIR/
+      model_card.json        what the model is: application, inputs, labels, preprocessing, network, metrics
+      config.yaml            the fully resolved training configuration
+      model.safetensors      best weights (by the validation key metric; the last ones without validation)
+      checkpoints/last/      weights.safetensors + state.pt for --resume
+      metrics.csv            one row per epoch
+      curves.png             loss and validation metric curves
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from deepmed.errors import DeepMedError
+from deepmed.utils.atomic import atomic_path, write_text_atomic
+
+CARD = "model_card.json"
+WEIGHTS = "model.safetensors"
+CONFIG = "config.yaml"
+CARD_FORMAT = "deepmed-model/1"
+
+#: Colours for labels 1, 2, ... (Slicer's GenericAnatomyColors feel); label 0 is background.
+PALETTE = [(128, 174, 128), (241, 214, 145), (177, 122, 101), (111, 184, 210), (216, 101, 79), (221, 130, 101),
+           (144, 238, 144), (192, 104, 88), (220, 245, 20), (78, 63, 0), (255, 250, 220), (230, 220, 70)]
+
+
+def label_colour(index: int) -> list[int]:
+    return list(PALETTE[(index - 1) % len(PALETTE)]) if index > 0 else [0, 0, 0]
+
+
+def write_card(model_dir: Path, card: dict) -> Path:
+    return write_text_atomic(Path(model_dir) / CARD, json.dumps(card, indent=2) + "\n")
+
+
+def read_card(model_dir: str | Path) -> dict:
+    """Read and sanity-check ``model_card.json``; one-line errors for missing or foreign directories."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise DeepMedError(f"{model_dir}: model directory not found")
+    path = model_dir / CARD
+    if not path.is_file():
+        raise DeepMedError(f"{model_dir}: not a deepmed model directory ({CARD} missing)")
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DeepMedError(f"{path}: JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    if card.get("format") != CARD_FORMAT:
+        raise DeepMedError(f"{path}: unknown model card format {card.get('format')!r}, expected {CARD_FORMAT!r}")
+    if not (model_dir / WEIGHTS).is_file():
+        raise DeepMedError(f"{model_dir}: {WEIGHTS} missing (training never finished an epoch?)")
+    return card
+
+
+def write_metrics_csv(model_dir: Path, history: list[dict]) -> Path:
+    columns: list[str] = []
+    for row in history:
+        columns.extend(k for k in row if k not in columns)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    return write_text_atomic(Path(model_dir) / "metrics.csv", buffer.getvalue())
+
+
+def write_curves(model_dir: Path, history: list[dict], key_metric: str) -> Path | None:
+    """Loss and validation-metric curves as a PNG (people would rather look at a curve)."""
+    if not history:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax_loss.plot([h["epoch"] for h in history], [h["loss"] for h in history], color="tab:blue")
+    ax_loss.set(title="training loss", xlabel="epoch", ylabel="loss")
+    ax_loss.grid(alpha=0.3)
+    validated = [h for h in history if key_metric in h]
+    for key in sorted({k for h in validated for k in h if k.startswith(("dice_", "mae", "rmse", "mean_dice"))}):
+        ax_metric.plot([h["epoch"] for h in validated if key in h], [h[key] for h in validated if key in h],
+                       marker="o", markersize=3, label=key, linewidth=2.5 if key == key_metric else 1)
+    ax_metric.set(title="validation", xlabel="epoch")
+    ax_metric.grid(alpha=0.3)
+    if validated:
+        ax_metric.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(model_dir) / "curves.png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path

@@ -1,0 +1,132 @@
+"""Progress events: one stream of events, shown to people (tqdm) or to programs (JSON lines).
+
+The JSON-lines protocol (``--progress jsonl``, read by the Slicer panels): one object per line on stdout,
+each with ``"event"`` and ``"time"`` (Unix seconds):
+
+* ``started``    - ``epochs``, ``iterations_per_epoch``, ``device``, ``model_dir``, ``start_epoch``
+* ``iteration``  - ``epoch``, ``iteration``, ``iterations_per_epoch``, ``loss``, ``lr``, ``eta_s``
+* ``epoch``      - ``epoch``, ``loss`` (mean), ``lr``, ``seconds``, ``eta_s``
+* ``validation`` - ``epoch``, ``metrics`` (name -> value), ``key_metric``, ``best``
+* ``checkpoint`` - ``epoch``, ``kind`` (``last`` / ``best``), ``path``
+* ``finished``   - ``model_dir``, ``epochs``, ``best_metric``, ``seconds``
+* ``stopped``    - ``epoch``, ``iteration``, ``checkpoint``: stopped on request, checkpoint written
+* ``error``      - ``message``
+* ``inference``  - ``case``, ``index``, ``total``, ``output`` (batch inference)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from typing import IO
+
+
+class Reporter:
+    """Receives every event; subclasses show or forward them."""
+
+    def emit(self, event: str, **fields) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+def _clean(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    return value
+
+
+class JsonLinesReporter(Reporter):
+    """Write each event as one JSON object per line (flushed at once)."""
+
+    def __init__(self, stream: IO[str] | None = None):
+        self.stream = stream or sys.stdout
+
+    def emit(self, event, **fields):
+        record = {"event": event, "time": round(time.time(), 3), **{k: _clean(v) for k, v in fields.items()}}
+        self.stream.write(json.dumps(record) + "\n")
+        self.stream.flush()
+
+
+class CallbackReporter(Reporter):
+    """Hand each event to a Python callable as a dict (the Python API's ``progress=`` argument)."""
+
+    def __init__(self, callback: Callable[[dict], None]):
+        self.callback = callback
+
+    def emit(self, event, **fields):
+        self.callback({"event": event, **fields})
+
+
+class TqdmReporter(Reporter):
+    """A progress bar with loss, metric and ETA for people (on stderr)."""
+
+    def __init__(self):
+        self.bar = None
+        self.postfix: dict = {}
+
+    def emit(self, event, **fields):
+        from tqdm import tqdm
+
+        if event == "started":
+            total = fields["epochs"] * fields["iterations_per_epoch"]
+            done = fields.get("start_epoch", 0) * fields["iterations_per_epoch"]
+            self.bar = tqdm(total=total, initial=done, unit="it", desc="training", dynamic_ncols=True, file=sys.stderr)
+        elif event == "iteration" and self.bar is not None:
+            self.bar.update(1)
+            self.postfix["epoch"] = fields["epoch"] + 1
+            self.postfix["loss"] = f"{fields['loss']:.4f}"
+            self.bar.set_postfix(self.postfix, refresh=False)
+        elif event == "validation" and self.bar is not None:
+            self.postfix[fields["key_metric"]] = f"{fields['metrics'][fields['key_metric']]:.4f}"
+        elif event in ("finished", "stopped", "error"):
+            self.close()
+            if event == "stopped":
+                print(f"stopped at epoch {fields['epoch'] + 1}; checkpoint {fields['checkpoint']}", file=sys.stderr)
+        elif event == "inference":
+            if self.bar is None:
+                self.bar = tqdm(total=fields["total"], unit="case", desc="inference", file=sys.stderr)
+            self.bar.update(1)
+            if fields["index"] + 1 == fields["total"]:
+                self.close()
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class SilentReporter(Reporter):
+    def emit(self, event, **fields):
+        pass
+
+
+class MultiReporter(Reporter):
+    def __init__(self, *reporters: Reporter):
+        self.reporters = reporters
+
+    def emit(self, event, **fields):
+        for r in self.reporters:
+            r.emit(event, **fields)
+
+    def close(self):
+        for r in self.reporters:
+            r.close()
+
+
+def make_reporter(progress) -> Reporter:
+    """``"tqdm"``, ``"jsonl"``, ``"none"``, a Reporter, or a callable taking an event dict."""
+    if isinstance(progress, Reporter):
+        return progress
+    if callable(progress):
+        return CallbackReporter(progress)
+    from deepmed.utils.choices import look_up
+
+    kind = look_up("progress mode", progress or "tqdm", ["tqdm", "jsonl", "none"])
+    return {"tqdm": TqdmReporter, "jsonl": JsonLinesReporter, "none": SilentReporter}[kind]()

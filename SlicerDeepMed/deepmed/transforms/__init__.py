@@ -1,0 +1,1 @@
+"""Transforms: deterministic preprocessing (orient, resample, normalise) and MONAI augmentation/sampling."""

@@ -1,0 +1,82 @@
+"""Random patch sampling and augmentation for training, built from MONAI dictionary transforms."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from monai import transforms as mt
+
+KEYS = ("image", "label")
+
+
+def sampling_transforms(mode: str, patch_zyx: Sequence[int], samples: int, num_classes: int,
+                        foreground_ratio: float) -> list:
+    """Pad to the patch, then draw ``samples`` patches per case.
+
+    Modes: ``uniform`` (anywhere), ``foreground`` (centred on foreground with probability ``foreground_ratio``),
+    ``class_balanced`` (centre class drawn uniformly among classes), ``weighted`` (centre drawn from the
+    ``weight`` map: inverse class frequency, NiftyNet's weighted sampler).
+    """
+    patch = list(patch_zyx)
+    pad = mt.SpatialPadd(KEYS, spatial_size=patch, mode="constant")
+    if mode == "uniform":
+        crop = mt.RandSpatialCropSamplesd(KEYS, roi_size=patch, num_samples=samples, random_size=False)
+    elif mode == "foreground":
+        crop = mt.RandCropByPosNegLabeld(KEYS, label_key="label", spatial_size=patch, pos=foreground_ratio,
+                                         neg=1 - foreground_ratio, num_samples=samples, allow_smaller=True)
+    elif mode == "class_balanced":
+        crop = mt.RandCropByLabelClassesd(KEYS, label_key="label", spatial_size=patch, num_classes=num_classes,
+                                          num_samples=samples, allow_smaller=True, warn=False)
+    elif mode == "weighted":
+        return [pad, mt.SpatialPadd(["weight"], spatial_size=patch),
+                mt.RandWeightedCropd(KEYS, w_key="weight", spatial_size=patch, num_samples=samples),
+                mt.DeleteItemsd(["weight"])]
+    else:
+        raise ValueError(f"unknown sampling mode {mode!r}")
+    return [pad, crop]
+
+
+def inverse_frequency_weights(label: np.ndarray) -> np.ndarray:
+    """A sampling weight map where each class has the same total weight."""
+    values, counts = np.unique(label, return_counts=True)
+    weights = np.zeros(label.shape, dtype=np.float32)
+    for value, count in zip(values, counts):
+        weights[label == value] = 1.0 / count
+    return weights
+
+
+def augmentation_transforms(cfg: dict, label_is_discrete: bool) -> list:
+    """Spatial augmentation (image and label together) then intensity augmentation (image only)."""
+    p = float(cfg["probability"])
+    mode = ("bilinear", "nearest" if label_is_discrete else "bilinear")
+    out: list = []
+    if cfg["rotate"] or cfg["scale"]:
+        out.append(mt.RandAffined(KEYS, prob=p, mode=mode, padding_mode="border",
+                                  rotate_range=[0.26] * 3 if cfg["rotate"] else None,
+                                  scale_range=[0.15] * 3 if cfg["scale"] else None))
+    if cfg["elastic"]:
+        out.append(mt.Rand3DElasticd(KEYS, sigma_range=(5, 8), magnitude_range=(50, 150), prob=p, mode=mode,
+                                     padding_mode="border"))
+    if cfg["flip"]:
+        out.extend(mt.RandFlipd(KEYS, prob=0.5, spatial_axis=axis) for axis in range(3))
+    if cfg["noise"]:
+        out.append(mt.RandGaussianNoised(["image"], prob=p, std=0.1))
+    if cfg["gamma"]:
+        out.append(mt.RandAdjustContrastd(["image"], prob=p, gamma=(0.7, 1.5)))
+    if cfg["bias_field"]:
+        out.append(mt.RandBiasFieldd(["image"], prob=p, coeff_range=(0.0, 0.2)))
+    if cfg["contrast"]:
+        out.append(mt.RandScaleIntensityd(["image"], prob=p, factors=0.25))
+        out.append(mt.RandShiftIntensityd(["image"], prob=p, offsets=0.1))
+    return out
+
+
+def training_transforms(cfg: dict, patch_zyx: Sequence[int], sampling: str, num_classes: int,
+                        label_is_discrete: bool) -> mt.Compose:
+    """The random part of the training pipeline (inputs are cached, preprocessed numpy arrays)."""
+    data = cfg["data"]
+    steps = sampling_transforms(sampling, patch_zyx, data["samples_per_case"], num_classes, data["foreground_ratio"])
+    steps += augmentation_transforms(cfg["augmentation"], label_is_discrete)
+    steps.append(mt.ToTensord(KEYS, track_meta=False))
+    return mt.Compose(steps)

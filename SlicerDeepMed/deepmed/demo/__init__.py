@@ -1,0 +1,1 @@
+"""The main job: ``deepmed demo`` trains, segments and evaluates on an embedded synthetic cohort."""

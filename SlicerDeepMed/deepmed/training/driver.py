@@ -89,6 +89,21 @@ def train(dataset, out, *, app: str | None = None, config=None, overrides: list[
     """
     out = Path(out)
     reporter = make_reporter(progress)
+    try:
+        return _prepare_and_run(dataset, out, app, config, overrides, epochs, device, resume, reporter)
+    except DeepMedInterrupted:
+        raise  # the trainer already reported "stopped"
+    except DeepMedError as exc:
+        reporter.emit("error", message=str(exc))
+        raise
+    except Exception as exc:
+        reporter.emit("error", message=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        reporter.close()
+
+
+def _prepare_and_run(dataset, out, app, config, overrides, epochs, device, resume, reporter) -> Path:
     _check_out_dir(out, resume)
     overrides = list(overrides or [])
     if resume:
@@ -116,18 +131,7 @@ def train(dataset, out, *, app: str | None = None, config=None, overrides: list[
     if dist is not None and dev.type == "cuda":
         dev = torch.device("cuda", dist.local_rank)
     out.mkdir(exist_ok=True)
-    try:
-        return _run(dataset, out, cfg, application, dev, reporter, resume, dist)
-    except DeepMedInterrupted:
-        raise  # the trainer already reported "stopped"
-    except DeepMedError as exc:
-        reporter.emit("error", message=str(exc))
-        raise
-    except Exception as exc:
-        reporter.emit("error", message=f"{type(exc).__name__}: {exc}")
-        raise
-    finally:
-        reporter.close()
+    return _run(dataset, out, cfg, application, dev, reporter, resume, dist)
 
 
 def _run(dataset, out, cfg, application, dev, reporter, resume, dist) -> Path:

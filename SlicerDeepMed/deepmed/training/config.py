@@ -185,8 +185,7 @@ def resolve_config(user: dict | None = None, overrides: list[str] | None = None)
     for assignment in overrides or []:
         apply_override(user, assignment, problems)
     config = _merge(DEFAULTS, user, "", problems)
-    if not problems:
-        _check_choices(config, problems)
+    _check_choices(config, problems)
     if problems:
         raise DeepMedError("\n".join(problems))
     return config

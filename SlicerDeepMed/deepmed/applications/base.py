@@ -55,8 +55,9 @@ class Application(ABC):
                            labels: dict[str, int]) -> dict[str, float]:
         """Metrics of one validation case on the working grid; must include ``key_metric``."""
 
-    def validation_loss_inputs(self, target: torch.Tensor) -> torch.Tensor:
-        return target
+    def network_defaults(self, network: str) -> dict:
+        """Constructor arguments this application prefers for ``network`` (the user's args still win)."""
+        return {}
 
 
 def get_application(name: str) -> Application:

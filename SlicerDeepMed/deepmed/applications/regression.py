@@ -20,6 +20,10 @@ class RegressionApplication(Application):
     def out_channels(self, labels):
         return 1
 
+    def network_defaults(self, network):
+        """Instance normalisation discards each patch's absolute level, which a regression must keep."""
+        return {"unet": {"norm": "batch"}, "dynunet": {"norm_name": "batch"}}.get(network, {})
+
     def target_statistics(self, targets):
         values = np.concatenate([t.reshape(-1) for t in targets]).astype(np.float64)
         return {"target_mean": float(values.mean()), "target_std": float(max(values.std(), 1e-8))}

@@ -164,8 +164,9 @@ def _run(dataset, out, cfg, application, dev, reporter, resume, dist) -> Path:
 
     n_out = application.out_channels(labels)
     spacing_zyx = list(reversed(data["spacing"]))
-    net_args = network_arguments(cfg["network"]["name"], len(channel_names), n_out, patch_zyx, spacing_zyx,
-                                 cfg["network"]["args"])
+    net_name = cfg["network"]["name"]
+    net_args = network_arguments(net_name, len(channel_names), n_out, patch_zyx, spacing_zyx,
+                                 {**application.network_defaults(net_name), **cfg["network"]["args"]})
     torch.manual_seed(cfg["training"]["seed"])
     model = build_network(cfg["network"]["name"], net_args).to(dev)
     loss_fn = build_loss(cfg["loss"]["name"], n_out, cfg["loss"]["args"])

@@ -177,7 +177,7 @@ def format_summary(rows: list[dict]) -> str:
         return "no cases evaluated"
     task = "segmentation" if "dice" in rows[0] else "regression"
     shown = SUMMARY_COLUMNS[task]
-    header = f"{'label':<22}{'cases':>6}" + "".join(f"{c + ' mean/med/std':>28}" for c in shown)
+    header = f"{'label':<22}{'cases':>6}" + "".join(f"{c + ' mean/med/std':>31}" for c in shown)
     lines = [header, "-" * len(header)]
     for entry in summarize(rows):
         title = f"{entry['label']} {entry['name']}".strip()
@@ -185,6 +185,6 @@ def format_summary(rows: list[dict]) -> str:
         for c in shown:
             s = entry[c]
             flag = f" ({s['non_finite']} inf)" if s["non_finite"] else ""
-            cells.append(f"{s['mean']:.3f}/{s['median']:.3f}/{s['std']:.3f}{flag}".rjust(28))
+            cells.append(f"{s['mean']:.3f}/{s['median']:.3f}/{s['std']:.3f}{flag}".rjust(31))
         lines.append(f"{title[:21]:<22}{entry['cases']:>6}" + "".join(cells))
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,11 @@ import pytest
 import SimpleITK as sitk
 
 REPO = Path(__file__).resolve().parents[1]
+MODULES = REPO / "SlicerDeepMed" / "Modules"
+# DeepMedLib and the module files importable, as Slicer's qt-scripted-modules folder makes them
+for _path in (MODULES, MODULES / "DeepMedData", MODULES / "DeepMedTrain", MODULES / "DeepMedSegment"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 OBLIQUE = (0.8660254037844387, -0.5, 0.0, 0.5, 0.8660254037844387, 0.0, 0.0, 0.0, 1.0)  # 30 deg about z
@@ -67,3 +73,18 @@ def toy_dataset(tmp_path: Path) -> Path:
     path = tmp_path / "dataset.json"
     path.write_text(json.dumps(manifest))
     return path
+
+
+# ---- Slicer modules: a headless MRML application (slicer-core) ----------------------------------------
+@pytest.fixture
+def slicerApp():
+    from slicer_support.mrml_app import HeadlessSlicer
+
+    app = HeadlessSlicer()
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def scene(slicerApp):
+    return slicerApp.scene

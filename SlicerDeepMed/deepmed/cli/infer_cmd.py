@@ -11,7 +11,7 @@ from deepmed.errors import DeepMedError
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("infer", help="segment / predict images with a trained model")
-    parser.add_argument("--model", required=True, type=Path, help="model directory")
+    parser.add_argument("--model", required=True, help="model directory, or the id of a model in the library")
     parser.add_argument("inputs", nargs="+", type=Path,
                         help="one file per channel; or one folder / manifest for batch inference")
     parser.add_argument("-o", "--output", required=True, type=Path, help="output file (or folder for batch)")
@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from deepmed.io.image_io import write_image
     from deepmed.training.progress import make_reporter
     from deepmed.utils.atomic import check_output_folder
+    from deepmed.zoo.library import resolve_model
 
     batch = len(args.inputs) == 1 and (args.inputs[0].is_dir() and not _is_dicom(args.inputs[0])
                                        or args.inputs[0].suffix.lower() in (".json", ".csv"))
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_folder(output)
         if output.exists() and not args.force:
             raise DeepMedError(f"{output}: already exists; pass --force to overwrite it")
-    predictor = Predictor(args.model, args.device, expected_app=args.app)
+    predictor = Predictor(resolve_model(args.model), args.device, expected_app=args.app)
     reporter = make_reporter(args.progress)
     is_label = predictor.app.target_is_label
     for index, (case_id, inputs, output) in enumerate(jobs):

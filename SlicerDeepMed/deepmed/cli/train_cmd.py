@@ -17,13 +17,20 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one setting, e.g. --set training.batch_size=4 (repeatable)")
     parser.add_argument("--resume", action="store_true", help="continue from MODEL_DIR/checkpoints/last")
+    parser.add_argument("--stop-file", type=Path, help="stop (with a checkpoint) as soon as this file appears")
     parser.add_argument("--progress", default="tqdm", choices=["tqdm", "jsonl", "none"],
                         help="tqdm bar for people, JSON lines for programs (see README)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     from deepmed.training.driver import train
+    from deepmed.training.trainer import STOP_FILE_VARIABLE
+
+    if args.stop_file is not None:
+        os.environ[STOP_FILE_VARIABLE] = str(args.stop_file.absolute())
 
     out = train(args.dataset, args.out, app=args.app, config=args.config, overrides=args.overrides,
                 epochs=args.epochs, device=args.device, resume=args.resume, progress=args.progress)

@@ -10,6 +10,7 @@ Resumable: every epoch re-seeds its randomness from (seed, epoch), so a run resu
 from __future__ import annotations
 
 import math
+import os
 import random
 import signal
 import threading
@@ -26,6 +27,9 @@ from deepmed.errors import DeepMedInterrupted
 from deepmed.inference.sliding import predict_volume
 from deepmed.training.checkpoint import restore_rng_state, rng_state, save_checkpoint, save_weights
 from deepmed.training.progress import Reporter
+
+#: Environment variable naming a file whose appearance asks a running training to stop (with checkpoint).
+STOP_FILE_VARIABLE = "DEEPMED_STOP_FILE"
 
 
 @dataclass
@@ -44,14 +48,28 @@ class TrainState:
 
 
 class StopRequest:
-    """Set by SIGINT/SIGTERM (or by a caller, e.g. a GUI thread): finish the step, checkpoint, stop."""
+    """Set by SIGINT/SIGTERM, by a caller (e.g. a GUI thread), or by the file named in ``$DEEPMED_STOP_FILE``
+    appearing (how the Slicer panels ask a worker process to stop on every platform): finish the step,
+    checkpoint, stop."""
 
     def __init__(self):
-        self.requested = False
+        self._requested = False
         self._previous: dict = {}
+        stop_file = os.environ.get(STOP_FILE_VARIABLE)
+        self.stop_file = Path(stop_file) if stop_file else None
 
     def __call__(self, signum=None, frame=None):
-        self.requested = True
+        self._requested = True
+
+    @property
+    def requested(self) -> bool:
+        if not self._requested and self.stop_file is not None and self.stop_file.exists():
+            self._requested = True
+        return self._requested
+
+    @requested.setter
+    def requested(self, value: bool):
+        self._requested = bool(value)
 
     def install(self):
         if threading.current_thread() is threading.main_thread():

@@ -1,0 +1,202 @@
+"""MRML scene <-> SimpleITK images: volumes, label maps, segmentations and regression outputs.
+
+Qt-free; works on the real MRML of a running Slicer and on PyPI ``slicer-core``. Outputs always get the
+input volume's IJK-to-RAS matrix exactly, are named uniquely, sit beside the input in the subject
+hierarchy (and under its transform), and never replace a user's node unless it was passed as the output.
+"""
+
+import numpy as np
+import SimpleITK as sitk
+import slicer
+import slicer.util
+import vtk
+
+from DeepMedLib.Geometry import (copyNodeGeometry, gridDifference, ijkToRasFromImage, ijkToRasFromNode,
+                                 setImageGeometryFromIjkToRas, setNodeIjkToRas)
+
+
+class SceneBridgeError(ValueError):
+    """A node that cannot be converted; the message names the node and the problem."""
+
+
+# ---- volumes ---------------------------------------------------------------------------------------
+def imageFromVolumeNode(volumeNode) -> sitk.Image:
+    """A scalar volume or label map node as a SimpleITK image with the same voxels and geometry (LPS)."""
+    if volumeNode is None or volumeNode.GetImageData() is None:
+        name = volumeNode.GetName() if volumeNode is not None else "None"
+        raise SceneBridgeError(f"{name}: volume has no image data")
+    array = slicer.util.arrayFromVolume(volumeNode)
+    if array.ndim != 3:
+        raise SceneBridgeError(f"{volumeNode.GetName()}: expected a scalar 3D volume, got an array of shape "
+                               f"{array.shape}")
+    image = sitk.GetImageFromArray(np.array(array, copy=True))
+    setImageGeometryFromIjkToRas(image, ijkToRasFromNode(volumeNode))
+    return image
+
+
+def updateVolumeNodeFromImage(volumeNode, image: sitk.Image) -> None:
+    """Replace a volume node's voxels and geometry by those of a SimpleITK image."""
+    slicer.util.updateVolumeFromArray(volumeNode, sitk.GetArrayFromImage(image))
+    setNodeIjkToRas(volumeNode, ijkToRasFromImage(image))
+
+
+def checkSameGrid(image: sitk.Image, referenceVolume, what: str = "output") -> None:
+    """Raise unless ``image`` lies voxel for voxel on ``referenceVolume``'s grid."""
+    referenceShape = slicer.util.arrayFromVolume(referenceVolume).shape
+    problem = gridDifference(referenceShape, ijkToRasFromNode(referenceVolume), sitk.GetArrayViewFromImage(image).shape,
+                             ijkToRasFromImage(image))
+    if problem:
+        raise SceneBridgeError(f"{what} is not on the grid of {referenceVolume.GetName()}: {problem}")
+
+
+def addScalarVolumeFromImage(image: sitk.Image, referenceVolume, name: str, volumeNode=None):
+    """Show a regression output as a scalar volume on the reference's exact grid, with a useful window."""
+    checkSameGrid(image, referenceVolume)
+    scene = referenceVolume.GetScene()
+    if volumeNode is None:
+        volumeNode = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", scene.GenerateUniqueName(name))
+    slicer.util.updateVolumeFromArray(volumeNode, sitk.GetArrayFromImage(image))
+    copyNodeGeometry(referenceVolume, volumeNode)
+    if volumeNode.GetDisplayNode() is None:
+        volumeNode.CreateDefaultDisplayNodes()
+    setRobustWindowLevel(volumeNode)
+    placeBeside(volumeNode, referenceVolume)
+    return volumeNode
+
+
+def setRobustWindowLevel(volumeNode, lowPercentile: float = 1.0, highPercentile: float = 99.0) -> None:
+    """Window from the 1st to the 99th percentile (a few outliers do not wash the image out)."""
+    display = volumeNode.GetDisplayNode()
+    values = slicer.util.arrayFromVolume(volumeNode)
+    low, high = (float(v) for v in np.percentile(values, [lowPercentile, highPercentile]))
+    if high <= low:
+        high = low + 1.0
+    display.AutoWindowLevelOff()
+    display.SetWindowLevelMinMax(low, high)
+
+
+# ---- segmentations ---------------------------------------------------------------------------------
+def _colorTableForLabels(scene, labels: list[dict]):
+    table = scene.AddNewNodeByClass("vtkMRMLColorTableNode", scene.GenerateUniqueName("DeepMedLabels"))
+    table.SetTypeToUser()
+    maxValue = max([int(label["value"]) for label in labels] + [0])
+    table.SetNumberOfColors(maxValue + 1)
+    table.SetColor(0, "background", 0.0, 0.0, 0.0, 0.0)
+    for label in labels:
+        r, g, b = (c / 255.0 for c in label.get("color", (128, 128, 128)))
+        table.SetColor(int(label["value"]), label["name"], r, g, b, 1.0)
+    return table
+
+
+def addSegmentationFromLabelImage(labelImage: sitk.Image, referenceVolume, labels: list[dict], name: str,
+                                  segmentationNode=None, showIn3D: bool = False):
+    """A label image (on the reference's grid) as a segmentation node with the model's names and colours.
+
+    ``labels``: ``[{"value": 1, "name": "liver", "color": [r, g, b]}]`` (0-255; background is skipped).
+    Every label gets a segment, an empty one when the label was not found, so the list always shows what
+    the model can find. An existing ``segmentationNode`` (chosen by the user as output) is emptied first.
+    """
+    checkSameGrid(labelImage, referenceVolume)
+    labels = [label for label in labels if int(label["value"]) != 0]
+    scene = referenceVolume.GetScene()
+    labelmapNode = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", scene.GenerateUniqueName("DeepMedLabelmap"))
+    colorTable = _colorTableForLabels(scene, labels)
+    try:
+        slicer.util.updateVolumeFromArray(labelmapNode, sitk.GetArrayFromImage(labelImage).astype(np.int32))
+        copyNodeGeometry(referenceVolume, labelmapNode)
+        labelmapNode.CreateDefaultDisplayNodes()
+        labelmapNode.GetDisplayNode().SetAndObserveColorNodeID(colorTable.GetID())
+        if segmentationNode is None:
+            segmentationNode = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", scene.GenerateUniqueName(name))
+        else:
+            segmentationNode.GetSegmentation().RemoveAllSegments()
+        if segmentationNode.GetDisplayNode() is None:
+            segmentationNode.CreateDefaultDisplayNodes()
+        segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolume)
+        if not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmapNode, segmentationNode):
+            raise SceneBridgeError(f"{segmentationNode.GetName()}: importing the label map failed")
+        _nameAndColourSegments(segmentationNode, labels)
+    finally:
+        scene.RemoveNode(labelmapNode)
+        scene.RemoveNode(colorTable)
+    if showIn3D:
+        segmentationNode.CreateClosedSurfaceRepresentation()
+    placeBeside(segmentationNode, referenceVolume)
+    return segmentationNode
+
+
+def _nameAndColourSegments(segmentationNode, labels: list[dict]) -> None:
+    """Name, colour and order segments by label value; add empty segments for labels not found."""
+    segmentation = segmentationNode.GetSegmentation()
+    byName = {segmentation.GetNthSegment(i).GetName(): segmentation.GetNthSegmentID(i)
+              for i in range(segmentation.GetNumberOfSegments())}
+    for index, label in enumerate(sorted(labels, key=lambda item: int(item["value"]))):
+        r, g, b = (c / 255.0 for c in label.get("color", (128, 128, 128)))
+        segmentId = byName.get(label["name"])
+        if segmentId is None:
+            segmentId = segmentation.AddEmptySegment(label["name"], label["name"], [r, g, b])
+        segment = segmentation.GetSegment(segmentId)
+        segment.SetColor(r, g, b)
+        segment.SetLabelValue(int(label["value"]))
+        if "snomed" in label:
+            segment.SetTag("DeepMed.SNOMED", str(label["snomed"]))
+        segmentation.SetSegmentIndex(segmentId, index)
+
+
+def labelImageFromSegmentation(segmentationNode, referenceVolume, nameToValue: dict | None = None):
+    """A segmentation node as a label image on the reference's grid: ``(image, nameToValue)``.
+
+    Segments are matched to label values by name through ``nameToValue`` (new names get the next free
+    value and are added to it), so several cases of a dataset share one label numbering.
+    """
+    nameToValue = dict(nameToValue or {})
+    segmentation = segmentationNode.GetSegmentation()
+    shape = slicer.util.arrayFromVolume(referenceVolume).shape
+    labelArray = np.zeros(shape, dtype=np.uint16)
+    for index in range(segmentation.GetNumberOfSegments()):
+        segmentId = segmentation.GetNthSegmentID(index)
+        segmentName = segmentation.GetNthSegment(index).GetName()
+        if segmentName not in nameToValue:
+            nameToValue[segmentName] = max(list(nameToValue.values()) + [0]) + 1
+        mask = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, referenceVolume)
+        labelArray[np.asarray(mask) > 0] = nameToValue[segmentName]
+    image = sitk.GetImageFromArray(labelArray)
+    setImageGeometryFromIjkToRas(image, ijkToRasFromNode(referenceVolume))
+    return image, nameToValue
+
+
+def labelImageFromLabelmapNode(labelmapNode):
+    """A label map node as ``(image, nameToValue)``; names from its colour table when it has one."""
+    image = imageFromVolumeNode(labelmapNode)
+    values = sorted(int(v) for v in np.unique(sitk.GetArrayViewFromImage(image)) if v != 0)
+    display = labelmapNode.GetDisplayNode()
+    colors = display.GetColorNode() if display is not None else None
+    names = {}
+    for value in values:
+        name = colors.GetColorName(value) if colors is not None and value < colors.GetNumberOfColors() else ""
+        names[name if name and name != "(none)" else f"label_{value}"] = value
+    return image, names
+
+
+# ---- the scene's organisation ------------------------------------------------------------------------
+def placeBeside(node, referenceNode) -> None:
+    """Put ``node`` in the same subject-hierarchy folder and under the same transform as ``referenceNode``."""
+    scene = referenceNode.GetScene()
+    shNode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    if shNode is not None:
+        invalid = slicer.vtkMRMLSubjectHierarchyNode.GetInvalidItemID()
+        referenceItem = shNode.GetItemByDataNode(referenceNode)
+        if referenceItem == invalid:
+            referenceItem = shNode.CreateItem(shNode.GetSceneItemID(), referenceNode)
+        parent = shNode.GetItemParent(referenceItem)
+        item = shNode.GetItemByDataNode(node)
+        if item == invalid:
+            shNode.CreateItem(parent, node)
+        else:
+            shNode.SetItemParent(item, parent)
+    node.SetAndObserveTransformNodeID(referenceNode.GetTransformNodeID())
+
+
+def segmentNames(segmentationNode) -> list[str]:
+    segmentation = segmentationNode.GetSegmentation()
+    return [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]

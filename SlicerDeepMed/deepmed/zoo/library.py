@@ -1,0 +1,121 @@
+"""The per-user model library: one model directory per model, ``LIBRARY/<model id>/model_card.json``.
+
+The location is ``$DEEPMED_LIBRARY`` when set, else a per-user data folder
+(``~/.local/share/deepmed/models`` on Linux, ``~/Library/Application Support/deepmed/models`` on macOS,
+``%LOCALAPPDATA%\\deepmed\\models`` on Windows). Trained models land here by default in Slicer;
+``deepmed infer --model ID`` accepts a library id as well as a directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from deepmed.errors import DeepMedError
+from deepmed.training.model_dir import CARD, CARD_FORMAT, WEIGHTS
+
+LIBRARY_VARIABLE = "DEEPMED_LIBRARY"
+MODEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def default_library_dir() -> Path:
+    home = Path.home()
+    if sys.platform.startswith("win"):
+        base = Path(os.environ.get("LOCALAPPDATA", home / "AppData" / "Local"))
+    elif sys.platform == "darwin":
+        base = home / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME", home / ".local" / "share"))
+    return base / "deepmed" / "models"
+
+
+def library_dir(create: bool = False) -> Path:
+    """The library folder (``$DEEPMED_LIBRARY`` or the per-user default); ``create`` makes it."""
+    path = Path(os.environ[LIBRARY_VARIABLE]).expanduser() if os.environ.get(LIBRARY_VARIABLE) else default_library_dir()
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def check_model_id(model_id: str) -> str:
+    if not MODEL_ID_PATTERN.match(model_id or ""):
+        raise DeepMedError(f"model id {model_id!r}: expected letters, digits, '.', '_' or '-' (at most 100), "
+                           "starting with a letter or digit")
+    return model_id
+
+
+@dataclass
+class InstalledModel:
+    """A model directory in the library with its card (read as plain JSON, no torch)."""
+
+    id: str
+    path: Path
+    card: dict
+
+    @property
+    def application(self) -> str:
+        return self.card.get("application", "?")
+
+    @property
+    def title(self) -> str:
+        return self.card.get("title") or self.id
+
+    @property
+    def description(self) -> str:
+        return self.card.get("description", "")
+
+    @property
+    def input_names(self) -> list[str]:
+        return [c.get("name", f"channel {i}") for i, c in enumerate(self.card.get("inputs", []))]
+
+    @property
+    def labels(self) -> list[dict]:
+        return [label for label in self.card.get("labels", []) if label.get("value", 0) != 0]
+
+
+def read_installed(path: Path) -> InstalledModel | None:
+    """The model in ``path``, or None when it is not a finished deepmed model directory."""
+    card_path = path / CARD
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if not isinstance(card, dict) or card.get("format") != CARD_FORMAT or not (path / WEIGHTS).is_file():
+        return None
+    return InstalledModel(id=path.name, path=path, card=card)
+
+
+def installed_models(library: Path | None = None) -> list[InstalledModel]:
+    """Every finished model in the library, sorted by id (unfinished or foreign folders are skipped)."""
+    root = Path(library) if library is not None else library_dir()
+    if not root.is_dir():
+        return []
+    models = (read_installed(p) for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith("."))
+    return [m for m in models if m is not None]
+
+
+def resolve_model(model: str | os.PathLike, library: Path | None = None) -> Path:
+    """A model directory given as a path, or as the id of a model in the library."""
+    path = Path(model)
+    if path.is_dir():
+        return path
+    root = Path(library) if library is not None else library_dir()
+    if MODEL_ID_PATTERN.match(str(model)) and (root / str(model)).is_dir():
+        return root / str(model)
+    known = ", ".join(m.id for m in installed_models(root)) or "none"
+    raise DeepMedError(f"{model}: no such model directory, and no model with this id in the library {root} "
+                       f"(installed: {known})")
+
+
+def new_model_dir(name: str, library: Path | None = None) -> Path:
+    """A fresh, unused folder name in the library for a model called ``name`` (``name``, ``name-2``, ...)."""
+    root = Path(library) if library is not None else library_dir(create=True)
+    base = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-._") or "model"
+    candidate, n = root / base, 2
+    while candidate.exists():
+        candidate, n = root / f"{base}-{n}", n + 1
+    return candidate

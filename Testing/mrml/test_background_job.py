@@ -1,0 +1,182 @@
+"""Background worker processes: JSON-lines events, errors, crashes, Stop and Cancel of the whole tree."""
+
+import json
+import os
+import sys
+import textwrap
+import time
+import types
+from pathlib import Path
+
+import pytest
+
+from DeepMedLib import Dependencies
+from DeepMedLib.BackgroundJob import CANCELLED, FAILED, STOPPED, SUCCEEDED, BackgroundJob
+from DeepMedLib.EngineCommand import engineCommand, engineEnvironment, engineRoot
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def pythonJob(code: str, **kwargs) -> BackgroundJob:
+    return BackgroundJob([sys.executable, "-c", textwrap.dedent(code)], **kwargs).start()
+
+
+def test_events_arrive_in_order_and_logs_are_kept_apart():
+    job = pythonJob("""
+        import json, sys
+        for i in range(3):
+            print(json.dumps({"event": "iteration", "iteration": i}), flush=True)
+        print("a plain line", flush=True)
+        print("warning: something", file=sys.stderr, flush=True)
+    """)
+    received, logs = [], []
+    job.eventReceived.connect(received.append)
+    job.logReceived.connect(logs.append)
+    result = job.wait(timeout=60)
+    assert result.status == SUCCEEDED and result.returnCode == 0
+    assert [e["iteration"] for e in received] == [0, 1, 2]
+    assert sorted(logs) == ["a plain line", "warning: something"]
+
+
+def test_poll_never_blocks_while_the_worker_is_busy():
+    job = pythonJob("import time; time.sleep(30)")
+    try:
+        started = time.perf_counter()
+        for _ in range(20):
+            assert job.poll() is True
+        assert time.perf_counter() - started < 1.0
+    finally:
+        job.cancel()
+        assert job.wait(timeout=30).status == CANCELLED
+
+
+def test_engine_user_error_becomes_the_message(tmp_path):
+    job = BackgroundJob(engineCommand("infer", "--model", tmp_path / "nope", tmp_path / "ct.nii.gz", "-o",
+                                      tmp_path / "out.nii.gz"), env=engineEnvironment(), name="inference").start()
+    result = job.wait(timeout=120)
+    assert result.status == FAILED and result.returnCode == 2
+    assert "nope: no such model directory" in result.errorMessage
+    assert "Traceback" not in result.errorMessage
+
+
+def test_a_crashing_worker_is_reported_not_fatal():
+    job = pythonJob("import os; os.abort()", name="training")
+    result = job.wait(timeout=60)
+    assert result.status == FAILED
+    assert result.errorMessage == "training: the worker process crashed (SIGABRT)"
+
+
+def test_an_unexpected_exception_shows_its_last_line():
+    result = pythonJob("raise RuntimeError('out of memory on the GPU')", name="inference").wait(timeout=60)
+    assert result.status == FAILED
+    assert result.errorMessage.endswith("RuntimeError: out of memory on the GPU")
+
+
+def test_cancel_kills_the_whole_process_tree():
+    job = pythonJob("""
+        import json, subprocess, sys, time
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+        print(json.dumps({"event": "child", "pid": child.pid}), flush=True)
+        time.sleep(120)
+    """)
+    deadline = time.time() + 30
+    while not job.events and time.time() < deadline:
+        job.poll()
+        time.sleep(0.05)
+    childPid = job.events[0]["pid"]
+    job.cancel()
+    assert job.wait(timeout=30).status == CANCELLED
+    deadline = time.time() + 10
+    while time.time() < deadline and _alive(childPid):
+        time.sleep(0.1)
+    assert not _alive(childPid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "zombie" in status.read_text())
+
+
+def test_stop_creates_the_stop_file_and_waits_for_the_worker(tmp_path):
+    stopFile = tmp_path / "stop"
+    job = pythonJob(f"""
+        import json, os, time
+        while not os.path.exists({str(stopFile)!r}):
+            time.sleep(0.05)
+        print(json.dumps({{"event": "stopped", "epoch": 0}}), flush=True)
+        raise SystemExit(130)
+    """, stopFile=stopFile)
+    job.requestStop()
+    result = job.wait(timeout=60)
+    assert result.status == STOPPED and result.returnCode == 130
+    assert not stopFile.exists()  # cleaned up for the next run
+
+
+def test_stop_escalates_to_cancel_after_the_grace_period(tmp_path):
+    job = pythonJob("import time; time.sleep(120)", stopFile=tmp_path / "stop", stopGraceSeconds=0.5)
+    job.requestStop()
+    assert job.wait(timeout=30).status == CANCELLED
+
+
+def test_engine_runs_with_this_environment():
+    assert (engineRoot() / "deepmed" / "__init__.py").is_file()
+    result = BackgroundJob(engineCommand("--version"), env=engineEnvironment()).start().wait(timeout=60)
+    assert result.succeeded
+
+
+# ---- dependencies ------------------------------------------------------------------------------------
+def test_missing_packages_are_named_and_installed_with_slicer_packages_pinned():
+    installed = {"torch", "scipy", "tqdm", "matplotlib", "yaml", "jsonschema"}
+    calls = []
+
+    def pipInstall(arguments):
+        calls.append(list(arguments))
+        constraints = Path(arguments[arguments.index("-c") + 1]).read_text().split()
+        assert any(line.startswith("numpy==") for line in constraints)
+        assert any(line.startswith("SimpleITK==") for line in constraints)
+        installed.update({"monai", "safetensors"})
+
+    available = installed.__contains__
+    assert Dependencies.missingPackages(available) == ["monai==1.6.1", "safetensors==0.8.0"]
+    assert Dependencies.describeMissing(available).startswith("Missing Python packages: monai, safetensors.")
+    done = Dependencies.installEngineDependencies(pipInstall, confirm=lambda message: True, isAvailable=available)
+    assert done == ["monai==1.6.1", "safetensors==0.8.0"]
+    assert calls[0][:2] == ["monai==1.6.1", "safetensors==0.8.0"] and not Path(calls[0][-1]).exists()
+    assert Dependencies.describeMissing(available) == ""
+
+
+def test_declining_installs_nothing():
+    calls = []
+    with pytest.raises(Dependencies.DependencyError, match="declined: monai"):
+        Dependencies.installEngineDependencies(calls.append, confirm=lambda m: False,
+                                               isAvailable=lambda name: name != "monai")
+    assert calls == []
+
+
+def test_torch_comes_from_the_pytorch_extension():
+    asked = []
+
+    class FakeTorchLogic:
+        def torchInstalled(self):
+            return False
+
+        def installTorch(self, askConfirmation, torchVersionRequirement):
+            asked.append((askConfirmation, torchVersionRequirement))
+            return types.ModuleType("torch")
+
+    assert Dependencies.installTorch(types.SimpleNamespace(PyTorchUtilsLogic=FakeTorchLogic)) is True
+    assert asked == [(True, ">=2.2")]
+    with pytest.raises(Dependencies.DependencyError, match="'PyTorch' extension"):
+        Dependencies.installTorch()  # no PyTorchUtils outside Slicer
+
+
+def test_pins_match_the_tested_environment():
+    pinned = dict(line.lower().split("==") for line in (REPO / "requirements" / "constraints.txt").read_text().split()
+                  if "==" in line)
+    for requirement in Dependencies.ENGINE_PACKAGES.values():
+        name, version = requirement.split("==")
+        assert pinned[name.lower()] == version, f"{requirement} differs from requirements/constraints.txt"

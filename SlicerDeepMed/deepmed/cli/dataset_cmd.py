@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from deepmed.errors import DeepMedError
+from deepmed.utils.atomic import write_text_atomic
 
 
 def add_parser(subparsers) -> None:
@@ -36,6 +37,8 @@ def add_parser(subparsers) -> None:
     check = actions.add_parser("check", help="validate every case and print the dataset fingerprint")
     check.add_argument("dataset", type=Path, help="manifest (.json), CSV or nnU-Net raw folder")
     check.add_argument("--json", action="store_true", help="print the fingerprint and problems as JSON")
+    check.add_argument("--report", type=Path, help="also write the JSON report (per-case status, suggested "
+                       "training settings) to this file")
     check.set_defaults(run=run_check)
 
     split = actions.add_parser("split", help="store cross-validation folds or train/val/test fractions")
@@ -82,16 +85,52 @@ def run_check(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"problem: {problem}")
         print(f"{args.dataset}: {len(exc.problems)} problem(s)")
+        if args.report:
+            write_text_atomic(args.report, json.dumps({"ok": False, "problems": exc.problems, "fingerprint": {},
+                                                       "cases": [], "suggested": {}}, indent=2) + "\n")
         return 2
     report = check_dataset(dataset)
+    result = {"ok": report.ok, "problems": report.problems, "fingerprint": report.fingerprint,
+              "cases": _case_rows(dataset, report), "suggested": _suggested_settings(report)}
+    if args.report:
+        write_text_atomic(args.report, json.dumps(result, indent=2) + "\n")
     if args.json:
-        print(json.dumps({"ok": report.ok, "problems": report.problems, "fingerprint": report.fingerprint}, indent=2))
+        print(json.dumps(result, indent=2))
     else:
         print(format_fingerprint(report.fingerprint))
         for problem in report.problems:
             print(f"problem: {problem}")
         print(f"{args.dataset}: " + ("OK, no problems found" if report.ok else f"{len(report.problems)} problem(s)"))
     return 0 if report.ok else 2
+
+
+def _case_rows(dataset, report) -> list[dict]:
+    """Per case: its problems (lines starting 'case ID:') and, when readable, size/spacing/label voxels."""
+    summaries = {summary.id: summary for summary in report.cases}
+    rows = []
+    for case in dataset.training + dataset.test:
+        summary = summaries.get(case.id)
+        rows.append({"id": case.id, "has_label": case.label is not None,
+                     "problems": [p for p in report.problems if p.startswith(f"case {case.id}:")],
+                     "size": list(summary.size) if summary else None,
+                     "spacing": [round(s, 4) for s in summary.spacing] if summary else None,
+                     "label_voxels": {str(k): v for k, v in summary.label_counts.items()} if summary else {}})
+    return rows
+
+
+def _suggested_settings(report) -> dict:
+    """Training settings derived from the fingerprint: median spacing and the patch size that fits."""
+    import numpy as np
+
+    from deepmed.training.config import DEFAULTS
+    from deepmed.training.data_prep import auto_patch_size
+
+    if not report.cases:
+        return {}
+    spacing = np.median([summary.spacing for summary in report.cases], axis=0)
+    shapes_zyx = [tuple(reversed(np.asarray(s.size) * np.asarray(s.spacing) / spacing)) for s in report.cases]
+    patch = list(reversed(auto_patch_size(shapes_zyx, DEFAULTS["data"]["max_patch_voxels"])))
+    return {"spacing": [round(float(v), 4) for v in spacing], "patch_size": [int(v) for v in patch]}
 
 
 def run_split(args: argparse.Namespace) -> int:

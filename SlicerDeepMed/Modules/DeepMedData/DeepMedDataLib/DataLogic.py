@@ -1,0 +1,182 @@
+"""Datasets from the scene or from folders (Qt-free, scriptable).
+
+    logic = DataLogic()
+    cases = [SceneCase("p1", [t1, flair], segmentation1), SceneCase("p2", [t1b, flairb], labelmap2)]
+    manifest = logic.exportSceneDataset(cases, "/data/brain", name="brain", channelNames=["T1", "FLAIR"])
+
+Exports follow the nnU-Net raw layout (``imagesTr/ID_0000.nii.gz``, ``labelsTr/ID.nii.gz``) with a
+``dataset.json`` manifest; label values come from segment names, shared by every case.
+"""
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import SimpleITK as sitk
+from deepmed.data.manifest import Case, Dataset
+from deepmed.data.scan import ScanPatterns, scan_folder
+from deepmed.data.split import add_splits
+
+from DeepMedLib import SceneBridge
+from DeepMedLib.BackgroundJob import BackgroundJob
+from DeepMedLib.EngineCommand import engineCommand, engineEnvironment
+
+
+class DataError(ValueError):
+    pass
+
+
+@dataclass
+class SceneCase:
+    """One subject in the scene: its volumes (one per channel) and an optional segmentation/label map."""
+
+    id: str
+    volumes: list
+    labelNode: object = None
+    problems: list = field(default_factory=list)
+
+
+class CheckRun:
+    """``deepmed dataset check`` in the background; ``report`` (dict) once finished."""
+
+    def __init__(self, job: BackgroundJob, reportPath: Path):
+        self.job, self.reportPath, self.report = job, reportPath, None
+        job.finished.connect(self._onFinished)
+
+    def poll(self) -> bool:
+        return self.job.poll()
+
+    def wait(self, timeout=None, processEvents=None) -> dict | None:
+        self.job.wait(timeout, processEvents)
+        return self.report
+
+    def _onFinished(self, result) -> None:
+        if self.reportPath.is_file():
+            self.report = json.loads(self.reportPath.read_text(encoding="utf-8"))
+        elif not result.succeeded:
+            self.report = {"ok": False, "problems": [result.errorMessage], "cases": [], "fingerprint": {},
+                           "suggested": {}}
+        shutil.rmtree(self.reportPath.parent, ignore_errors=True)
+
+
+class DataLogic:
+    # ---- from the scene -------------------------------------------------------------------------
+    def exportSceneDataset(self, cases: list[SceneCase], folder, name: str = "dataset",
+                           channelNames: list[str] | None = None, description: str = "") -> Path:
+        """Write the cases as NIfTI files plus ``dataset.json``; returns the manifest's path.
+
+        The folder must not exist or be empty (nothing of the user's is overwritten); it is written
+        under a temporary name and renamed when complete.
+        """
+        folder = Path(folder)
+        if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+            raise DataError(f"{folder}: already exists and is not empty; choose a new folder")
+        if not cases:
+            raise DataError("no cases to export")
+        channels = len(cases[0].volumes)
+        channelNames = list(channelNames or [f"channel_{i}" for i in range(channels)])
+        problems = self.sceneProblems(cases, channelNames)
+        if problems:
+            raise DataError("; ".join(problems))
+        partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent if folder.parent.is_dir() else None))
+        try:
+            dataset = self._writeCases(cases, partial, name, channelNames, description)
+            dataset.save(partial / "dataset.json")
+            if folder.exists():
+                folder.rmdir()
+            os.replace(partial, folder)
+        except Exception:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        return folder / "dataset.json"
+
+    @staticmethod
+    def sceneProblems(cases: list[SceneCase], channelNames: list[str]) -> list[str]:
+        """Everything wrong with the scene cases at once (one line each)."""
+        problems, seen = [], set()
+        for case in cases:
+            if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", case.id or ""):
+                problems.append(f"case {case.id!r}: ids may hold letters, digits, '.', '_' and '-'")
+            if case.id in seen:
+                problems.append(f"case {case.id}: id used twice")
+            seen.add(case.id)
+            if len(case.volumes) != len(channelNames) or any(v is None for v in case.volumes):
+                problems.append(f"case {case.id}: expected {len(channelNames)} volume(s) "
+                                f"({', '.join(channelNames)}), got {len([v for v in case.volumes if v is not None])}")
+        return problems
+
+    def _writeCases(self, cases, folder: Path, name, channelNames, description) -> Dataset:
+        (folder / "imagesTr").mkdir()
+        nameToValue: dict[str, int] = {}
+        training, test = [], []
+        for case in cases:
+            images = []
+            for channel, volume in enumerate(case.volumes):
+                path = folder / "imagesTr" / f"{case.id}_{channel:04d}.nii.gz"
+                sitk.WriteImage(SceneBridge.imageFromVolumeNode(volume), str(path), useCompression=True)
+                images.append(path)
+            label = None
+            if case.labelNode is not None:
+                labelImage, nameToValue = self._labelImage(case, nameToValue)
+                (folder / "labelsTr").mkdir(exist_ok=True)
+                label = folder / "labelsTr" / f"{case.id}.nii.gz"
+                sitk.WriteImage(labelImage, str(label), useCompression=True)
+            (training if label is not None else test).append(Case(case.id, images, label))
+        labels = {"background": 0, **dict(sorted(nameToValue.items(), key=lambda item: item[1]))}
+        return Dataset(name=name, description=description, channel_names={str(i): n for i, n in enumerate(channelNames)},
+                       labels=labels if nameToValue else {}, training=training, test=test)
+
+    @staticmethod
+    def _labelImage(case: SceneCase, nameToValue: dict):
+        node, reference = case.labelNode, case.volumes[0]
+        if node.IsA("vtkMRMLSegmentationNode"):
+            return SceneBridge.labelImageFromSegmentation(node, reference, nameToValue)
+        image, names = SceneBridge.labelImageFromLabelmapNode(node)
+        SceneBridge.checkSameGrid(image, reference, what=f"label map {node.GetName()}")
+        for labelName, value in names.items():
+            if nameToValue.get(labelName, value) != value:
+                raise DataError(f"case {case.id}: label map {node.GetName()} gives '{labelName}' value {value}, "
+                                f"earlier cases gave {nameToValue[labelName]}")
+            nameToValue[labelName] = value
+        return image, nameToValue
+
+    # ---- from folders ----------------------------------------------------------------------------
+    def scanFolder(self, folder, imagePatterns: list[str], labelPattern: str | None = None,
+                   channelNames: list[str] | None = None, removeFromId: str | None = None):
+        """A Dataset from a folder scan (patterns as in ``deepmed dataset scan``); returns (dataset, warnings)."""
+        dataset, warnings = scan_folder(Path(folder), ScanPatterns(images=list(imagePatterns), label=labelPattern or None,
+                                                                   remove_from_id=removeFromId or None))
+        if channelNames:
+            dataset.channel_names = {str(i): n for i, n in enumerate(channelNames)}
+        return dataset, warnings
+
+    def loadManifest(self, path) -> Dataset:
+        return Dataset.load(path)
+
+    def saveManifest(self, dataset: Dataset, path, overwrite: bool = False) -> Path:
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise DataError(f"{path}: already exists; choose another file name")
+        return dataset.save(path)
+
+    def split(self, manifest, fractions=(0.7, 0.15, 0.15), seed: int = 0) -> dict:
+        """Store one train/validation/test split in the manifest; returns it (ids per part)."""
+        dataset = Dataset.load(manifest)
+        if Path(manifest).suffix.lower() != ".json":
+            raise DataError(f"{manifest}: splits are stored in a JSON manifest; export or save it as .json first")
+        add_splits(dataset, fractions=tuple(fractions), seed=seed)
+        dataset.save(manifest)
+        return dataset.splits[0]
+
+    def check(self, manifest) -> CheckRun:
+        """Validate every case in a background process (reading images takes a while)."""
+        reportPath = Path(tempfile.mkdtemp(prefix="deepmed-check-")) / "report.json"
+        job = BackgroundJob(engineCommand("dataset", "check", manifest, "--report", reportPath),
+                            env=engineEnvironment(), name="dataset check")
+        run = CheckRun(job, reportPath)
+        job.start()
+        return run

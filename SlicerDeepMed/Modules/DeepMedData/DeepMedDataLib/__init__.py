@@ -1,0 +1,1 @@
+"""DeepMed Data: assemble datasets from scene nodes or folders, check them, split them, export them."""

@@ -1,0 +1,88 @@
+"""DeepMed Segment: segment (or predict) scene volumes with a trained or installed model.
+
+The module file stays thin; the panel lives in DeepMedSegmentLib/SegmentPanel.py and the work in
+DeepMedSegmentLib/SegmentLogic.py (Qt-free, runs the engine in a background process).
+"""
+
+import os
+
+import slicer
+from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
+                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+
+from DeepMedSegmentLib.SegmentLogic import SegmentLogic
+
+
+class DeepMedSegment(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "DeepMed Segment"
+        self.parent.categories = ["Segmentation", "DeepMed"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["SlicerDeepMed developers"]
+        self.parent.helpText = ("Segment or predict volumes with a deep learning model from your model library: "
+                                "choose the model, its input volumes and press Segment. The model runs in a "
+                                "background process; Slicer stays responsive.")
+        self.parent.acknowledgementText = "Built on PyTorch, MONAI and SimpleITK; successor of NiftyNet and DLTK."
+
+
+class DeepMedSegmentWidget(ScriptedLoadableModuleWidget):
+    def setup(self):
+        ScriptedLoadableModuleWidget.setup(self)
+        from DeepMedSegmentLib.SegmentPanel import SegmentPanel
+
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/DeepMedSegment.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        self.logic = DeepMedSegmentLogic()
+        self.panel = SegmentPanel(self.ui, self.logic, slicer.mrmlScene)
+        self.layout.addStretch(1)
+
+    def enter(self):
+        self.panel.refreshModels()
+
+    def cleanup(self):
+        self.panel.cleanup()
+
+
+class DeepMedSegmentLogic(ScriptedLoadableModuleLogic, SegmentLogic):
+    """``DeepMedSegmentLogic().run(model="my-model", inputVolumes=[ct], device="cpu", wait=True)``."""
+
+    def __init__(self):
+        ScriptedLoadableModuleLogic.__init__(self)
+        SegmentLogic.__init__(self)
+
+
+class DeepMedSegmentTest(ScriptedLoadableModuleTest):
+    """Inside Slicer: trains a tiny model on a synthetic volume, segments it, checks the result's geometry."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear(0)
+
+    def runTest(self):
+        self.setUp()
+        self.test_segment_synthetic_volume()
+
+    def test_segment_synthetic_volume(self):
+        import tempfile
+
+        import numpy as np
+        from DeepMedLib import SceneBridge
+        from DeepMedLib.SelfTestData import syntheticCase, trainTinyModel
+
+        with tempfile.TemporaryDirectory() as folder:
+            self.delayDisplay("Training a tiny model on synthetic boxes (under a minute on CPU)")
+            modelDir = trainTinyModel(folder, processEvents=slicer.app.processEvents)
+            volume, truth = syntheticCase(slicer.mrmlScene, seed=7)
+            self.delayDisplay("Segmenting")
+            segmentation = DeepMedSegmentLogic().run(model=str(modelDir), inputVolumes=[volume], device="cpu",
+                                                     wait=True, processEvents=slicer.app.processEvents)
+            self.assertEqual(SceneBridge.segmentNames(segmentation), ["box", "core"])
+            labelImage, _ = SceneBridge.labelImageFromSegmentation(segmentation, volume, {"box": 1, "core": 2})
+            import SimpleITK as sitk
+
+            predicted = sitk.GetArrayFromImage(labelImage) > 0
+            self.assertEqual(predicted.shape, truth.shape)
+            dice = 2 * np.logical_and(predicted, truth > 0).sum() / (predicted.sum() + (truth > 0).sum())
+            self.assertGreater(dice, 0.5)
+        self.delayDisplay(f"Test passed: foreground Dice {dice:.2f}")

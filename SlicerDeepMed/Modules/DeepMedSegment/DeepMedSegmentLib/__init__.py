@@ -1,0 +1,1 @@
+"""DeepMed Segment: run a trained model on scene volumes; results land as segmentations or volumes."""

@@ -1,0 +1,1 @@
+"""DeepMed Train: train models on a dataset in a background process, with live curves."""

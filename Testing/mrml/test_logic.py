@@ -1,0 +1,175 @@
+"""Module logics on real MRML with real background processes: train, segment, predict, cancel, data export."""
+
+import os
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import slicer
+
+from conftest import OBLIQUE
+from DeepMedLib import ModelLibrary, SceneBridge
+from DeepMedLib.Geometry import ijkToRasFromNode
+from DeepMedLib.SelfTestData import TINY_SETTINGS, syntheticCase, writeSyntheticDataset
+from DeepMedSegmentLib.SegmentLogic import SegmentError, SegmentLogic
+from DeepMedTrainLib.TrainLogic import TrainError, TrainLogic
+from slicer_support.mrml_app import HeadlessSlicer
+
+pytestmark = pytest.mark.slow
+EPOCHS = 6
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    """A model library holding one tiny segmentation model trained through TrainLogic's worker process."""
+    root = tmp_path_factory.mktemp("logic")
+    previous = os.environ.get("DEEPMED_LIBRARY")
+    os.environ["DEEPMED_LIBRARY"] = str(root / "library")
+    app = HeadlessSlicer()
+    changed, events = [], []
+    ModelLibrary.changed.connect(changed.append)
+    manifest = writeSyntheticDataset(root / "data")
+    run = TrainLogic().train(manifest, name="boxes", epochs=EPOCHS, device="cpu", settings=TINY_SETTINGS,
+                             scene=app.scene, progressCallback=events.append, wait=True, timeout=600)
+    ModelLibrary.changed.disconnect(changed.append)
+    info = types.SimpleNamespace(root=root, manifest=manifest, run=run, events=events, changed=changed,
+                                 loss=run.curves.values(run.curves.lossTable),
+                                 validation=run.curves.values(run.curves.validationTable),
+                                 chartSeries=run.curves.chart.GetNumberOfPlotSeriesNodes())
+    app.close()
+    yield info
+    if previous is None:
+        os.environ.pop("DEEPMED_LIBRARY", None)
+    else:
+        os.environ["DEEPMED_LIBRARY"] = previous
+
+
+def nodeCount(scene) -> int:
+    return scene.GetNumberOfNodes()
+
+
+def test_training_fills_live_curves_and_lands_in_the_library(library):
+    assert library.run.job.result.succeeded, library.run.job.result.errorMessage
+    assert library.run.modelDir == Path(os.environ["DEEPMED_LIBRARY"]) / "boxes"
+    assert [row[0] for row in library.loss] == list(range(1, EPOCHS + 1))
+    assert all(np.isfinite(row[1]) for row in library.loss)
+    assert len(library.validation) == EPOCHS and library.chartSeries >= 2  # loss + validation metrics
+    assert library.changed == [str(library.run.modelDir)]
+    assert [m.id for m in ModelLibrary.models()] == ["boxes"]
+    kinds = [e["event"] for e in library.events]
+    assert kinds[0] == "started" and kinds[-1] == "finished" and "iteration" in kinds
+    assert library.run.fraction == 1.0 and "finished" in library.run.summary()
+
+
+def test_segmentation_equals_the_engine_output_on_the_exact_input_grid(library, scene, tmp_path):
+    volume, truth = syntheticCase(scene, seed=9, direction=OBLIQUE)
+    segmentation = SegmentLogic().run(model="boxes", inputVolumes=[volume], device="cpu", wait=True, timeout=300)
+    assert SceneBridge.segmentNames(segmentation) == ["box", "core"]
+    assert segmentation.GetNodeReference(segmentation.GetReferenceImageGeometryReferenceRole()) is volume
+    labelImage, _ = SceneBridge.labelImageFromSegmentation(segmentation, volume, {"box": 1, "core": 2})
+    # the same voxels through the command line on a file
+    sitk.WriteImage(SceneBridge.imageFromVolumeNode(volume), str(tmp_path / "in.nrrd"))
+    subprocess.run([sys.executable, "-m", "deepmed", "infer", "--model", str(library.run.modelDir),
+                    str(tmp_path / "in.nrrd"), "-o", str(tmp_path / "out.nrrd"), "--device", "cpu",
+                    "--progress", "none"], check=True, timeout=300)
+    expected = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out.nrrd")))
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(labelImage), expected)
+    predicted = expected > 0
+    assert 2 * (predicted & (truth > 0)).sum() / (predicted.sum() + (truth > 0).sum()) > 0.5
+
+
+def test_cancel_leaves_the_scene_as_it_was(library, scene):
+    volume, _ = syntheticCase(scene)
+    before = nodeCount(scene)
+    run = SegmentLogic().run(model="boxes", inputVolumes=[volume], device="cpu")
+    run.cancel()
+    assert run.wait(timeout=60) is None
+    assert run.result.status == "cancelled"
+    assert nodeCount(scene) == before
+    assert not run.workDir.exists()
+
+
+def test_wrong_inputs_and_broken_models_are_clear_errors(library, scene, tmp_path):
+    volume, _ = syntheticCase(scene)
+    before = nodeCount(scene)
+    with pytest.raises(SegmentError, match=r"model boxes expects 1 input volume\(s\) \(MR\), got 2"):
+        SegmentLogic().run(model="boxes", inputVolumes=[volume, volume])
+    table = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "not a segmentation")
+    with pytest.raises(SegmentError, match="writes a Segmentation node, got a ScalarVolume node"):
+        SegmentLogic().run(model="boxes", inputVolumes=[volume], outputNode=table)
+    scene.RemoveNode(table)
+    broken = tmp_path / "broken"
+    shutil.copytree(library.run.modelDir, broken)
+    (broken / "model.safetensors").write_bytes(b"not weights")
+    with pytest.raises(SegmentError, match="model.safetensors"):
+        SegmentLogic().run(model=str(broken), inputVolumes=[volume], device="cpu", wait=True, timeout=300)
+    assert nodeCount(scene) == before
+
+
+def test_one_training_at_a_time_inference_meanwhile_stop_and_resume(library, scene, tmp_path):
+    out = tmp_path / "long"
+    logic = TrainLogic()
+    run = logic.train(library.manifest, outputDir=out, epochs=40, device="cpu", settings=TINY_SETTINGS)
+    try:
+        with pytest.raises(TrainError, match="a training is already running"):
+            TrainLogic().train(library.manifest, name="second", device="cpu")
+        volume, _ = syntheticCase(scene)
+        node = SegmentLogic().run(model="boxes", inputVolumes=[volume], device="cpu", wait=True, timeout=300)
+        assert node is not None and run.job.running  # inference ran while the training went on
+        while run.poll() and not any(e["event"] == "epoch" for e in run.job.events):
+            pass
+        run.stop()
+        result = run.wait(timeout=300)
+    finally:
+        run.cancel()
+    assert result.status == "stopped", result.errorMessage
+    assert (out / "checkpoints" / "last").is_dir() and "Resume" in run.summary()
+    resumed = logic.train(library.manifest, outputDir=out, epochs=40, device="cpu", resume=True, wait=True,
+                          timeout=600)
+    assert resumed.job.result.succeeded, resumed.job.result.errorMessage
+    assert resumed.job.events[0]["start_epoch"] >= 1
+
+
+def test_regression_model_predicts_a_scalar_volume(scene, tmp_path):
+    import deepmed
+
+    folder = tmp_path / "reg"
+    folder.mkdir()
+    entries = []
+    for index in range(3):
+        volume, _ = syntheticCase(scene, seed=index)
+        image = SceneBridge.imageFromVolumeNode(volume)
+        target = sitk.GetImageFromArray(2.0 * sitk.GetArrayFromImage(image) + 5.0)
+        target.CopyInformation(image)
+        sitk.WriteImage(image, str(folder / f"c{index}.nii.gz"))
+        sitk.WriteImage(target, str(folder / f"c{index}_t.nii.gz"))
+        entries.append({"id": f"c{index}", "image": f"c{index}.nii.gz", "label": f"c{index}_t.nii.gz"})
+    import json
+
+    (folder / "dataset.json").write_text(json.dumps({"name": "reg", "channel_names": {"0": "MR"}, "labels": {},
+                                                     "training": entries}))
+    model = deepmed.train(folder / "dataset.json", tmp_path / "regmodel", app="regression", epochs=2, device="cpu",
+                          overrides=[f"{k}={v}".replace(" ", "") for k, v in TINY_SETTINGS.items()], progress="none")
+    volume, _ = syntheticCase(scene, seed=5, direction=OBLIQUE)
+    output = SegmentLogic().run(model=str(model), inputVolumes=[volume], device="cpu", wait=True, timeout=300)
+    assert output.IsA("vtkMRMLScalarVolumeNode") and not output.IsA("vtkMRMLLabelMapVolumeNode")
+    np.testing.assert_array_equal(ijkToRasFromNode(output), ijkToRasFromNode(volume))
+    assert output.GetDisplayNode() is not None and not output.GetDisplayNode().GetAutoWindowLevel()
+
+
+def test_module_self_test_runs(library, slicerApp, monkeypatch):
+    """The ScriptedLoadableModuleTest shipped in DeepMedSegment.py, run here on slicer-core."""
+    from slicer_support import scripted_module
+
+    scripted_module.install()
+    monkeypatch.setattr(slicer, "app", types.SimpleNamespace(processEvents=lambda: None), raising=False)
+    import DeepMedSegment
+
+    test = DeepMedSegment.DeepMedSegmentTest()
+    test.setUp()
+    test.test_segment_synthetic_volume()

@@ -88,3 +88,44 @@ def slicerApp():
 @pytest.fixture
 def scene(slicerApp):
     return slicerApp.scene
+
+
+@pytest.fixture(scope="session")
+def tinyModelLibrary(tmp_path_factory):
+    """A model library with one tiny segmentation model 'boxes' (trained in-process, once per session)."""
+    import deepmed
+    from DeepMedLib.SelfTestData import TINY_SETTINGS, writeSyntheticDataset
+
+    root = tmp_path_factory.mktemp("library-root")
+    manifest = writeSyntheticDataset(root / "data")
+    overrides = [f"{key}={value}".replace(" ", "") for key, value in TINY_SETTINGS.items()]
+    (root / "library").mkdir()
+    deepmed.train(manifest, root / "library" / "boxes", epochs=6, device="cpu", overrides=overrides, progress="none")
+    return root / "library", manifest
+
+
+@pytest.fixture
+def qtHarness(slicerApp, tinyModelLibrary, monkeypatch, tmp_path):
+    """PySide6 offscreen + Slicer stand-ins, a real scene, DEEPMED_LIBRARY pointing at a copy of the library."""
+    import shutil
+
+    from slicer_support import qt_harness
+
+    library = tmp_path / "library"
+    shutil.copytree(tinyModelLibrary[0], library)
+    monkeypatch.setenv("DEEPMED_LIBRARY", str(library))
+    app = qt_harness.install()
+    qt_harness.messages.clear()
+    qt_harness.confirmAnswer[0] = True
+    yield qt_harness
+    app.processEvents()
+
+
+def saveScreenshot(widget, name: str) -> Path:
+    """Save a PNG of a panel to build/screenshots/ (look at them; one is in the README)."""
+    folder = REPO / "build" / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    widget.resize(460, max(widget.sizeHint().height(), 700))
+    assert widget.grab().save(str(path)), f"could not save {path}"
+    return path

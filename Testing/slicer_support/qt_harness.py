@@ -199,12 +199,15 @@ def _withFeatureLine(source: str) -> str:
 
 
 def usesQt(path: str) -> bool:
+    """Panel files (``*Panel.py``) and any file importing ``qt`` drive Qt widgets."""
+    if path.endswith("Panel.py"):
+        return True
     with open(path, encoding="utf-8") as stream:
         return re.search(r"^(import qt\b|from qt import)", stream.read(), re.MULTILINE) is not None
 
 
 class TruePropertyFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Loads every DeepMed module that imports ``qt`` with ``true_property`` on, as PythonQt behaves."""
+    """Loads every DeepMed module that drives Qt widgets with ``true_property`` on, as PythonQt behaves."""
 
     @staticmethod
     def candidate(name: str) -> bool:

@@ -1,0 +1,79 @@
+"""DeepMed Train: train a segmentation or regression model on a dataset, in a background process.
+
+The module file stays thin; the panel lives in DeepMedTrainLib/TrainPanel.py and the work in
+DeepMedTrainLib/TrainLogic.py (Qt-free: JSON-lines progress, live curves, one training at a time).
+"""
+
+import slicer
+from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
+                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+
+from DeepMedTrainLib.TrainLogic import TrainLogic
+
+
+class DeepMedTrain(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "DeepMed Train"
+        self.parent.categories = ["Segmentation", "DeepMed"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["SlicerDeepMed developers"]
+        self.parent.helpText = ("Train a deep learning model on a dataset (made with DeepMed Data). Training runs "
+                                "in a background process with live loss and validation curves; Stop saves a "
+                                "checkpoint that Resume continues. Finished models appear in DeepMed Segment.")
+        self.parent.acknowledgementText = "Built on PyTorch, MONAI and SimpleITK; successor of NiftyNet and DLTK."
+
+
+class DeepMedTrainWidget(ScriptedLoadableModuleWidget):
+    def setup(self):
+        ScriptedLoadableModuleWidget.setup(self)
+        from DeepMedTrainLib.TrainPanel import TrainPanel
+
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/DeepMedTrain.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        self.logic = DeepMedTrainLogic()
+        self.panel = TrainPanel(self.ui, self.logic, slicer.mrmlScene)
+        self.layout.addStretch(1)
+
+    def cleanup(self):
+        self.panel.cleanup()
+
+
+class DeepMedTrainLogic(ScriptedLoadableModuleLogic, TrainLogic):
+    """``DeepMedTrainLogic().train("dataset.json", name="liver", epochs=100, progressCallback=print)``."""
+
+    def __init__(self):
+        ScriptedLoadableModuleLogic.__init__(self)
+        TrainLogic.__init__(self)
+
+
+class DeepMedTrainTest(ScriptedLoadableModuleTest):
+    """Inside Slicer: trains a tiny model in the background and checks the curves and the library entry."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear(0)
+
+    def runTest(self):
+        self.setUp()
+        self.test_train_tiny_model()
+
+    def test_train_tiny_model(self):
+        import tempfile
+
+        from DeepMedLib import ModelLibrary
+        from DeepMedLib.SelfTestData import trainTinyModel
+
+        with tempfile.TemporaryDirectory() as folder:
+            self.delayDisplay("Training a tiny model (under a minute on CPU)")
+            finished = []
+            ModelLibrary.changed.connect(finished.append)
+            try:
+                modelDir = trainTinyModel(folder, epochs=3, processEvents=slicer.app.processEvents,
+                                          scene=slicer.mrmlScene)
+            finally:
+                ModelLibrary.changed.disconnect(finished.append)
+            self.assertEqual(finished, [str(modelDir)])
+            self.assertTrue((modelDir / "model.safetensors").is_file())
+            self.assertEqual(slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLPlotChartNode"), 1)
+        self.delayDisplay("Test passed")

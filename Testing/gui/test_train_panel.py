@@ -1,0 +1,110 @@
+"""The DeepMed Train panel: real .ui and widget code, real trainings in worker processes (PySide6 offscreen)."""
+
+import pytest
+
+from conftest import saveScreenshot
+from DeepMedLib.SelfTestData import writeSyntheticDataset
+
+pytestmark = pytest.mark.gui
+TINY_EXTRA = "network.args.channels=[8,16,32]; network.args.strides=[2,2]; training.iterations_per_epoch=3"
+
+
+@pytest.fixture
+def panel(qtHarness, scene):
+    import DeepMedTrain
+
+    widget = DeepMedTrain.DeepMedTrainWidget()
+    widget.setup()
+    yield widget
+    widget.cleanup()
+
+
+def configureTinyTraining(ui, manifest, epochs):
+    ui.datasetPathLineEdit.setText(str(manifest))
+    ui.patchSizeLineEdit.setText("16,16,16")
+    ui.epochsSpinBox.setValue(epochs)
+    ui.deviceComboBox.setCurrentText("cpu")
+    ui.extraSettingsLineEdit.setText(TINY_EXTRA)
+
+
+def test_check_fills_defaults_then_train_shows_progress_curves_and_lands_in_segment_panel(panel, qtHarness,
+                                                                                       scene, tmp_path):
+    import DeepMedSegment
+
+    ui = panel.ui
+    assert not ui.trainButton.isEnabled()
+    manifest = writeSyntheticDataset(tmp_path / "boxes")
+    ui.datasetPathLineEdit.setText(str(manifest))
+    assert ui.modelNameLineEdit.text() == "boxes" and ui.trainButton.isEnabled()
+    ui.checkDatasetButton.click()
+    qtHarness.processEventsUntil(lambda: panel.panel.checkRun is None, timeout=120)
+    assert "4 case(s), 4 with labels" in ui.datasetSummaryLabel.text()
+    assert "no problems found" in ui.datasetSummaryLabel.text()
+    assert ui.patchSizeLineEdit.text() == "32,16,16"  # suggested from the fingerprint
+    segmentWidget = DeepMedSegment.DeepMedSegmentWidget()
+    segmentWidget.setup()
+    modelsBefore = segmentWidget.ui.modelComboBox.count()
+
+    configureTinyTraining(ui, manifest, epochs=3)
+    ui.modelNameLineEdit.setText("boxes-gui")
+    ui.trainButton.click()
+    assert ui.stopButton.isEnabled() and not ui.trainButton.isEnabled() and not ui.settingsCollapsibleButton.isEnabled()
+    seen = set()
+    qtHarness.processEventsUntil(lambda: seen.add(ui.progressBar.value()) or panel.panel.run is None)
+    assert qtHarness.messages == []
+    assert ui.progressBar.value() == 100 and any(0 < v < 100 for v in seen)
+    assert ui.statusLabel.text().startswith("Finished: model 'boxes-gui' is in the library")
+    curves = panel.panel.curves
+    assert [row[0] for row in curves.values(curves.lossTable)] == [1, 2, 3]
+    assert len(curves.values(curves.validationTable)) == 3
+    assert segmentWidget.ui.modelComboBox.count() == modelsBefore + 1  # the Segment panel heard of it
+    saveScreenshot(panel.parent, "train_panel_finished")
+    segmentWidget.cleanup()
+
+
+def test_stop_then_resume(panel, qtHarness, tmp_path):
+    ui = panel.ui
+    manifest = writeSyntheticDataset(tmp_path / "boxes")
+    configureTinyTraining(ui, manifest, epochs=30)
+    ui.trainButton.click()
+    qtHarness.processEventsUntil(lambda: ui.progressBar.value() > 0)
+    ui.stopButton.click()
+    assert ui.statusLabel.text().startswith("Stopping")
+    qtHarness.processEventsUntil(lambda: panel.panel.run is None)
+    assert "Resume continues from the checkpoint" in ui.statusLabel.text()
+    assert ui.resumeButton.isEnabled() and ui.trainButton.isEnabled()
+    stoppedAt, stoppedModel = ui.progressBar.value(), panel.panel.stoppedModelDir.name
+    assert 0 < stoppedAt < 100
+    saveScreenshot(panel.parent, "train_panel_stopped")
+    ui.resumeButton.click()
+    qtHarness.processEventsUntil(lambda: panel.panel.run is None)
+    assert ui.statusLabel.text().startswith(f"Finished: model '{stoppedModel}'") and ui.progressBar.value() == 100
+    assert not ui.resumeButton.isEnabled()
+
+
+def test_bad_settings_are_reported_and_nothing_runs(panel, qtHarness, tmp_path):
+    ui = panel.ui
+    manifest = writeSyntheticDataset(tmp_path / "boxes")
+    configureTinyTraining(ui, manifest, epochs=2)
+    ui.extraSettingsLineEdit.setText("training.batch_size")
+    ui.trainButton.click()
+    assert qtHarness.messages[-1][0] == "error" and "expected key=value" in qtHarness.messages[-1][1]
+    assert panel.panel.run is None and ui.trainButton.isEnabled()
+    ui.extraSettingsLineEdit.setText("network.name=unett")
+    ui.trainButton.click()
+    qtHarness.processEventsUntil(lambda: panel.panel.run is None, timeout=120)
+    assert "did you mean 'unet'" in qtHarness.messages[-1][1]
+    assert ui.statusLabel.text().startswith("Failed: ")
+
+
+def test_dropdowns_offer_what_the_engine_registers(panel):
+    from deepmed.losses.registry import REGRESSION_LOSSES, SEGMENTATION_LOSSES
+    from deepmed.networks.registry import NETWORKS
+    from DeepMedTrainLib import TrainPanel
+
+    assert sorted(TrainPanel.NETWORKS) == sorted(NETWORKS.names())
+    assert sorted(TrainPanel.LOSSES["segmentation"][1:]) == sorted(SEGMENTATION_LOSSES)
+    assert sorted(TrainPanel.LOSSES["regression"][1:]) == sorted(REGRESSION_LOSSES)
+    panel.ui.applicationComboBox.setCurrentText("regression")
+    assert [panel.ui.lossComboBox.itemText(i) for i in range(panel.ui.lossComboBox.count())] == \
+        TrainPanel.LOSSES["regression"]

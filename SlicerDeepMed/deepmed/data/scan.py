@@ -137,18 +137,27 @@ def scan_folder(folder: str | os.PathLike, patterns: ScanPatterns | None = None,
     if not dataset.training and not dataset.test:
         raise DeepMedError(f"{folder}: no images matched the patterns; dataset is empty")
     if read_labels:
-        dataset.labels = collect_label_values(dataset.training)
+        dataset.labels = collect_label_values(dataset.training, warnings)
     return dataset, warnings
 
 
-def collect_label_values(cases: list[Case]) -> dict[str, int]:
+def collect_label_values(cases: list[Case], warnings: list[str] | None = None) -> dict[str, int]:
     """Name the integer values found in the label files (``background`` for 0, ``label_N`` otherwise).
 
-    Float targets with non-integer values (regression) give an empty label table.
+    Float targets with non-integer values (regression) give an empty label table. Unreadable label files
+    are skipped with a warning (``dataset check`` reports them in full).
     """
+    from deepmed.io.image_io import read_image
+
     values: set[int] = set()
     for case in cases:
-        array = sitk.GetArrayFromImage(sitk.ReadImage(str(case.label)))
+        try:
+            array = sitk.GetArrayFromImage(read_image(case.label))
+        except DeepMedError as exc:
+            if warnings is None:
+                raise
+            warnings.append(f"label values not read: {exc}")
+            continue
         if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array) & (array == np.round(array))):
             return {}
         values.update(int(v) for v in np.unique(array))

@@ -1,0 +1,84 @@
+"""DeepMed Data: assemble a training dataset from scene nodes or from a folder, check it and export it.
+
+The module file stays thin; the panel lives in DeepMedDataLib/DataPanel.py and the work in
+DeepMedDataLib/DataLogic.py (Qt-free, scriptable from the Python console).
+"""
+
+import slicer
+from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
+                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+
+from DeepMedDataLib.DataLogic import DataLogic, SceneCase
+
+
+class DeepMedData(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "DeepMed Data"
+        self.parent.categories = ["Segmentation", "DeepMed"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["SlicerDeepMed developers"]
+        self.parent.helpText = ("Assemble a dataset for DeepMed Train: add cases from the scene (volumes as "
+                                "channels, a segmentation or label map as label) or scan a folder, check every "
+                                "case, split into train/validation/test and export as dataset.json + NIfTI.")
+        self.parent.acknowledgementText = "Built on PyTorch, MONAI and SimpleITK; successor of NiftyNet and DLTK."
+
+
+class DeepMedDataWidget(ScriptedLoadableModuleWidget):
+    def setup(self):
+        ScriptedLoadableModuleWidget.setup(self)
+        from DeepMedDataLib.DataPanel import DataPanel
+
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/DeepMedData.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        self.logic = DeepMedDataLogic()
+        self.panel = DataPanel(self.ui, self.logic, slicer.mrmlScene)
+        self.layout.addStretch(1)
+
+    def cleanup(self):
+        self.panel.cleanup()
+
+
+class DeepMedDataLogic(ScriptedLoadableModuleLogic, DataLogic):
+    """``DeepMedDataLogic().exportSceneDataset([SceneCase("p1", [ct], seg)], "/data/liver", "liver", ["CT"])``."""
+
+    def __init__(self):
+        ScriptedLoadableModuleLogic.__init__(self)
+        DataLogic.__init__(self)
+
+
+class DeepMedDataTest(ScriptedLoadableModuleTest):
+    """Inside Slicer: exports synthetic scene cases and checks the written dataset."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear(0)
+
+    def runTest(self):
+        self.setUp()
+        self.test_export_scene_cases()
+
+    def test_export_scene_cases(self):
+        import json
+        import os
+        import tempfile
+
+        from DeepMedLib import SceneBridge
+        from DeepMedLib.SelfTestData import syntheticArrays, syntheticCase, syntheticImage
+
+        cases = []
+        for index in range(3):
+            volume, _ = syntheticCase(slicer.mrmlScene, seed=index, name=f"MR {index}")
+            _, label = syntheticArrays(index)
+            segmentation = SceneBridge.addSegmentationFromLabelImage(
+                syntheticImage(label), volume, [{"value": 1, "name": "box", "color": [200, 50, 50]},
+                                                {"value": 2, "name": "core", "color": [50, 50, 200]}], f"seg {index}")
+            cases.append(SceneCase(f"case{index}", [volume], segmentation))
+        with tempfile.TemporaryDirectory() as folder:
+            manifest = DeepMedDataLogic().exportSceneDataset(cases, os.path.join(folder, "boxes"), "boxes", ["MR"])
+            data = json.loads(open(manifest).read())
+            self.assertEqual(data["labels"], {"background": 0, "box": 1, "core": 2})
+            self.assertEqual(len(data["training"]), 3)
+            report = DeepMedDataLogic().check(manifest).wait(timeout=300, processEvents=slicer.app.processEvents)
+            self.assertTrue(report["ok"], report["problems"])
+        self.delayDisplay("Test passed")

@@ -1,0 +1,180 @@
+"""The DeepMed Data panel: cases from scene nodes or a folder, a table with each case's status from
+``dataset check``, a train/validation/test split, export as manifest + NIfTI files."""
+
+import os
+import re
+
+import slicer
+
+from DeepMedDataLib.DataLogic import SceneCase
+from DeepMedLib.PanelHelpers import clearLayout, pollTimer, setBusy, volumeSelector
+
+COLUMNS = ["Case", "Images", "Label", "Status"]
+
+
+def shortProblem(problem: str) -> str:
+    """'case c2: /long/path/c2_seg.nii.gz: cannot read' -> 'c2_seg.nii.gz: cannot read' (for the table)."""
+    return re.sub(r"\S*[/\\]", "", problem.split(": ", 1)[-1])
+
+
+class DataPanel:
+    def __init__(self, ui, logic, scene):
+        import qt
+
+        self.ui, self.logic, self.scene = ui, logic, scene
+        self.sceneCases: list[SceneCase] = []
+        self.folderDataset = None   # a deepmed Dataset from a folder scan or a manifest
+        self.statuses: dict[str, str] = {}
+        self.manifestPath = None
+        self.checkRun = None
+        self.volumeSelectors = []
+        self.timer = pollTimer(self.poll)
+        self.volumesLayout = qt.QFormLayout(ui.volumesFrame)
+        ui.labelSelector.nodeTypes = ["vtkMRMLSegmentationNode", "vtkMRMLLabelMapVolumeNode"]
+        ui.labelSelector.noneEnabled = True
+        ui.labelSelector.noneDisplay = "(no label: test case)"
+        ui.labelSelector.setMRMLScene(scene)
+        ui.casesTable.setHorizontalHeaderLabels(COLUMNS)
+        ui.casesTable.horizontalHeader().stretchLastSection = True
+        ui.channelNamesLineEdit.editingFinished.connect(self.buildVolumeSelectors)
+        ui.addCaseButton.clicked.connect(self.onAddCase)
+        ui.removeCaseButton.clicked.connect(self.onRemoveCase)
+        ui.casesTable.itemSelectionChanged.connect(self.updateButtons)
+        ui.scanFolderButton.clicked.connect(self.onScanFolder)
+        ui.loadManifestButton.clicked.connect(self.onLoadManifest)
+        ui.exportButton.clicked.connect(self.onExport)
+        ui.exportFolderLineEdit.currentPathChanged.connect(self.updateButtons)
+        self.buildVolumeSelectors()
+        self.refreshTable()
+
+    def cleanup(self):
+        self.timer.stop()
+
+    # ---- cases from the scene ---------------------------------------------------------------------
+    def channelNames(self) -> list[str]:
+        return [name.strip() for name in self.ui.channelNamesLineEdit.text.split(",") if name.strip()] or ["image"]
+
+    def buildVolumeSelectors(self):
+        clearLayout(self.volumesLayout)
+        self.volumeSelectors = []
+        for channel in self.channelNames():
+            selector = volumeSelector(self.scene, ["vtkMRMLScalarVolumeNode"], f"The {channel} volume of this case")
+            self.volumesLayout.addRow(f"{channel}:", selector)
+            self.volumeSelectors.append(selector)
+
+    def onAddCase(self):
+        with slicer.util.tryWithErrorDisplay("Could not add the case."):
+            volumes = [s.currentNode() for s in self.volumeSelectors]
+            caseId = self.ui.caseIdLineEdit.text.strip() or f"case{len(self.sceneCases) + 1:03d}"
+            case = SceneCase(caseId, volumes, self.ui.labelSelector.currentNode())
+            problems = self.logic.sceneProblems(self.sceneCases + [case], self.channelNames())
+            if problems:
+                raise ValueError("\n".join(problems))
+            self.folderDataset = None
+            self.sceneCases.append(case)
+            self.statuses.pop(caseId, None)
+            self.ui.caseIdLineEdit.text = ""
+            self.refreshTable()
+            self.ui.statusLabel.text = f"{len(self.sceneCases)} case(s) from the scene."
+
+    def onRemoveCase(self):
+        rows = sorted({index.row() for index in self.ui.casesTable.selectedIndexes()}, reverse=True)
+        for row in rows:
+            if self.folderDataset is None:
+                del self.sceneCases[row]
+        self.refreshTable()
+
+    # ---- cases from folders ---------------------------------------------------------------------
+    def onScanFolder(self):
+        with slicer.util.tryWithErrorDisplay("Could not scan the folder.", waitCursor=True):
+            patterns = [p.strip() for p in self.ui.imagePatternsLineEdit.text.split(",") if p.strip()]
+            names = self.channelNames() if patterns and len(self.channelNames()) == len(patterns) else None
+            dataset, warnings = self.logic.scanFolder(self.ui.folderPathLineEdit.currentPath, patterns,
+                                                      self.ui.labelPatternLineEdit.text.strip(), names)
+            self._useDataset(dataset, None)
+            self.ui.statusLabel.text = (f"Found {len(dataset.training)} case(s) with labels, {len(dataset.test)} "
+                                        "without." + (f" {len(warnings)} warning(s): {warnings[0]}" if warnings else ""))
+
+    def onLoadManifest(self):
+        with slicer.util.tryWithErrorDisplay("Could not load the dataset.", waitCursor=True):
+            path = self.ui.manifestPathLineEdit.currentPath
+            self._useDataset(self.logic.loadManifest(path), path)
+            self.ui.statusLabel.text = f"Loaded {path}: checking every case..."
+            self.startCheck(path)
+
+    def _useDataset(self, dataset, manifestPath):
+        self.folderDataset, self.manifestPath, self.sceneCases, self.statuses = dataset, manifestPath, [], {}
+        self.refreshTable()
+
+    # ---- the table ------------------------------------------------------------------------------
+    def rows(self) -> list[tuple[str, str, str]]:
+        if self.folderDataset is not None:
+            cases = self.folderDataset.training + self.folderDataset.test
+            return [(c.id, ", ".join(os.path.basename(str(p)) for p in c.images),
+                     os.path.basename(str(c.label)) if c.label else "") for c in cases]
+        return [(c.id, ", ".join(v.GetName() for v in c.volumes), c.labelNode.GetName() if c.labelNode else "")
+                for c in self.sceneCases]
+
+    def refreshTable(self):
+        import qt
+
+        table = self.ui.casesTable
+        rows = self.rows()
+        table.rowCount = len(rows)
+        for row, (caseId, images, label) in enumerate(rows):
+            for column, text in enumerate((caseId, images, label or "(none)", self.statuses.get(caseId, ""))):
+                item = qt.QTableWidgetItem(text)
+                item.setToolTip(text)
+                table.setItem(row, column, item)
+        self.updateButtons()
+
+    def updateButtons(self, *args):
+        ui = self.ui
+        hasCases = bool(self.rows())
+        ui.exportButton.enabled = hasCases and bool(ui.exportFolderLineEdit.currentPath) and self.checkRun is None
+        ui.removeCaseButton.enabled = self.folderDataset is None and bool(ui.casesTable.selectedIndexes())
+
+    # ---- export, split, check -----------------------------------------------------------------------
+    def onExport(self):
+        ui = self.ui
+        with slicer.util.tryWithErrorDisplay("Could not export the dataset.", waitCursor=True):
+            folder = ui.exportFolderLineEdit.currentPath
+            name = ui.datasetNameLineEdit.text.strip() or "dataset"
+            if self.folderDataset is not None:
+                self.folderDataset.name = name
+                os.makedirs(folder, exist_ok=True)
+                manifest = self.logic.saveManifest(self.folderDataset, os.path.join(folder, "dataset.json"))
+            else:
+                manifest = self.logic.exportSceneDataset(self.sceneCases, folder, name, self.channelNames())
+            self.manifestPath = str(manifest)
+            fractions = [ui.trainPercentSpinBox.value, ui.valPercentSpinBox.value, ui.testPercentSpinBox.value]
+            split = {}
+            if sum(fractions) > 0 and len(self.rows()) >= 3:
+                split = self.logic.split(manifest, [f / sum(fractions) for f in fractions])
+            sizes = ", ".join(f"{part} {len(ids)}" for part, ids in split.items())
+            ui.statusLabel.text = f"Wrote {manifest}" + (f" (split: {sizes})" if sizes else "") + "; checking..."
+            self.startCheck(manifest)
+
+    def startCheck(self, manifest):
+        self.checkRun = self.logic.check(manifest)
+        self.checkRun.job.finished.connect(self.onCheckFinished)
+        setBusy(self.ui.progressBar, True)
+        self.timer.start()
+        self.updateButtons()
+
+    def poll(self):
+        if self.checkRun is not None:
+            self.checkRun.poll()
+
+    def onCheckFinished(self, result):
+        report = self.checkRun.report or {}
+        self.checkRun = None
+        self.timer.stop()
+        setBusy(self.ui.progressBar, False, 100)
+        self.statuses = {row["id"]: ("OK" if not row["problems"] else shortProblem(row["problems"][0]))
+                         for row in report.get("cases", [])}
+        self.refreshTable()
+        problems = report.get("problems", [])
+        prefix = f"{self.manifestPath}: " if self.manifestPath else ""
+        self.ui.statusLabel.text = prefix + ("all cases OK; ready to train in DeepMed Train." if not problems
+                                             else f"{len(problems)} problem(s): {problems[0]}")

@@ -173,3 +173,42 @@ def test_module_self_test_runs(library, slicerApp, monkeypatch):
     test = DeepMedSegment.DeepMedSegmentTest()
     test.setUp()
     test.test_segment_synthetic_volume()
+
+
+@pytest.mark.parametrize("moduleName, testName", [("DeepMedData", "test_export_scene_cases"),
+                                                  ("DeepMedTrain", "test_train_tiny_model")])
+def test_other_module_self_tests_run(moduleName, testName, slicerApp, monkeypatch, tmp_path):
+    import importlib
+
+    from slicer_support import scripted_module
+
+    scripted_module.install()
+    monkeypatch.setenv("DEEPMED_LIBRARY", str(tmp_path / "library"))
+    monkeypatch.setattr(slicer, "app", types.SimpleNamespace(processEvents=lambda: None), raising=False)
+    module = importlib.import_module(moduleName)
+    test = getattr(module, f"{moduleName}Test")()
+    test.setUp()
+    getattr(test, testName)()
+
+
+def test_the_gui_process_never_imports_torch():
+    """Importing every module file and Lib module the panels use leaves torch and MONAI out of the process."""
+    code = """
+import sys, types
+sys.path[:0] = {paths!r}
+from slicer_support import scripted_module
+scripted_module.install()
+import DeepMedData, DeepMedTrain, DeepMedSegment
+from DeepMedLib import ModelLibrary, SceneBridge, Dependencies, TrainingCurves, SelfTestData
+import DeepMedDataLib.DataLogic, DeepMedTrainLib.TrainLogic, DeepMedSegmentLib.SegmentLogic
+ModelLibrary.models()
+heavy = sorted(name for name in sys.modules if name.split(".")[0] in ("torch", "monai"))
+print(heavy)
+"""
+    repo = Path(__file__).resolve().parents[2]
+    modules = repo / "SlicerDeepMed" / "Modules"
+    paths = [str(repo / "Testing"), str(modules)] + [str(modules / name) for name in
+                                                     ("DeepMedData", "DeepMedTrain", "DeepMedSegment")]
+    output = subprocess.run([sys.executable, "-c", code.format(paths=paths)], capture_output=True, text=True,
+                            check=True, timeout=120).stdout
+    assert output.strip().splitlines()[-1] == "[]"

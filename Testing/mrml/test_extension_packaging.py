@@ -1,0 +1,74 @@
+"""The Slicer extension's packaging: CMake lists every script and resource, the index entry is valid."""
+
+import json
+import re
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+MODULES = REPO / "SlicerDeepMed" / "Modules"
+MODULE_NAMES = ["DeepMedData", "DeepMedTrain", "DeepMedSegment"]
+SLICER_WIDGETS = {"ctkCollapsibleButton", "ctkPathLineEdit", "qMRMLNodeComboBox", "qMRMLWidget"}
+
+
+def cmakeList(text: str, variable: str) -> list[str]:
+    match = re.search(rf"set\({variable}\s+(.*?)\)", text, re.DOTALL)
+    assert match, f"set({variable} ...) missing"
+    return match.group(1).split()
+
+
+def test_top_level_cmake_declares_the_extension():
+    text = (REPO / "CMakeLists.txt").read_text()
+    assert re.search(r"^project\(DeepMed\)$", text, re.MULTILINE)
+    for variable in ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS", "DEPENDS"):
+        assert re.search(rf'set\(EXTENSION_{variable} "[^"]+"\)', text), f"EXTENSION_{variable} missing"
+    assert 'set(EXTENSION_CATEGORY "Segmentation")' in text and 'set(EXTENSION_DEPENDS "PyTorch")' in text
+    subdirectories = re.findall(r"add_subdirectory\((\S+)\)", text)
+    assert subdirectories == ["SlicerDeepMed/Modules/DeepMedLib"] + [f"SlicerDeepMed/Modules/{m}" for m in MODULE_NAMES]
+    for url in re.search(r'EXTENSION_SCREENSHOTURLS "([^"]+)"', text).group(1).split() + \
+            [re.search(r'EXTENSION_ICONURL "([^"]+)"', text).group(1)]:
+        assert (REPO / url.split("/main/", 1)[1]).is_file(), f"{url}: file not in the repository"
+    assert "SlicerDeepMed/deepmed/*.py" in text  # the engine ships beside the modules
+
+
+@pytest.mark.parametrize("module", MODULE_NAMES)
+def test_module_cmake_lists_every_script_and_resource(module):
+    folder = MODULES / module
+    text = (folder / "CMakeLists.txt").read_text()
+    scripts = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.py") if "__pycache__" not in p.parts)
+    resources = sorted(str(p.relative_to(folder)) for p in (folder / "Resources").rglob("*") if p.is_file())
+    assert sorted(cmakeList(text, "MODULE_PYTHON_SCRIPTS")) == scripts
+    assert sorted(cmakeList(text, "MODULE_PYTHON_RESOURCES")) == resources
+    assert "slicerMacroBuildScriptedModule(" in text
+    assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in text
+    source = (folder / f"{module}.py").read_text()
+    for cls in (module, f"{module}Widget", f"{module}Logic", f"{module}Test"):
+        assert re.search(rf"^class {cls}\(", source, re.MULTILINE), f"{cls} missing in {module}.py"
+    assert f'resourcePath("UI/{module}.ui")' in source
+
+
+def test_shared_lib_cmake_lists_every_script():
+    folder = MODULES / "DeepMedLib"
+    listed = cmakeList((folder / "CMakeLists.txt").read_text(), "DEEPMEDLIB_SCRIPTS")
+    assert sorted(listed) == sorted(f"DeepMedLib/{p.name}" for p in folder.glob("*.py"))
+
+
+@pytest.mark.parametrize("module", MODULE_NAMES)
+def test_ui_files_use_only_qt_and_known_slicer_widgets(module):
+    root = ElementTree.parse(MODULES / module / "Resources" / "UI" / f"{module}.ui").getroot()
+    classes = {w.get("class") for w in root.iter("widget")}
+    custom = {c.findtext("class") for c in root.iter("customwidget")}
+    assert custom <= SLICER_WIDGETS and {c for c in classes if not c.startswith("Q")} <= custom
+    names = [w.get("name") for w in root.iter("widget")]
+    assert len(names) == len(set(names)), "duplicate object names"
+
+
+def test_extensions_index_entry():
+    raw = (REPO / "DeepMed.json").read_bytes()
+    assert b"\r" not in raw, "DeepMed.json must have LF line endings"
+    entry = json.loads(raw)
+    assert entry["$schema"].startswith("https://raw.githubusercontent.com/Slicer/Slicer/")
+    assert entry["category"] == "Segmentation" and entry["build_dependencies"] == ["PyTorch"]
+    assert entry["scm_url"].endswith("/SlicerDeepMed.git") and entry["scm_revision"]

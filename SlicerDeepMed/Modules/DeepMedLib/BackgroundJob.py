@@ -5,6 +5,8 @@ end (a stop file, works on every platform); Cancel kills the whole process tree.
 takes Slicer down: its exit code and last error line end up in ``result.errorMessage``.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import queue

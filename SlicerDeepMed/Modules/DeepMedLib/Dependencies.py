@@ -6,6 +6,8 @@ Slicer's own numpy, SimpleITK and vtk are never replaced: pip gets a constraints
 Checks use ``importlib.util.find_spec``, so nothing heavy is imported in the GUI process.
 """
 
+from __future__ import annotations
+
 import importlib.metadata
 import importlib.util
 import os

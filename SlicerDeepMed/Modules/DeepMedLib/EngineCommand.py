@@ -4,6 +4,8 @@ The engine package ``deepmed`` ships beside the modules (Slicer's qt-scripted-mo
 Slicer (tests, a developer's checkout) the current interpreter runs it the same way.
 """
 
+from __future__ import annotations
+
 import importlib.util
 import os
 import shutil

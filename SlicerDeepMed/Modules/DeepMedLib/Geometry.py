@@ -5,6 +5,8 @@ in LPS. ``IJKToRAS = diag(-1, -1, 1) @ [direction @ diag(spacing) | origin]``. N
 (``arrayFromVolume``) and from SimpleITK (``GetArrayFromImage``) are both indexed (K, J, I).
 """
 
+from __future__ import annotations
+
 import numpy as np
 import vtk
 

@@ -3,6 +3,8 @@
 ``changed`` fires when a training finishes or a model is added/removed, so every panel refreshes its list.
 """
 
+from __future__ import annotations
+
 from pathlib import Path
 
 from deepmed.zoo.library import InstalledModel, installed_models, library_dir, new_model_dir, read_installed

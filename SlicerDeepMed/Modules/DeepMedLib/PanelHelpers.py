@@ -1,5 +1,7 @@
 """Small pieces the three panels share (Qt, Slicer idiom: property-style access throughout)."""
 
+from __future__ import annotations
+
 import qt
 import slicer
 

@@ -5,6 +5,8 @@ input volume's IJK-to-RAS matrix exactly, are named uniquely, sit beside the inp
 hierarchy (and under its transform), and never replace a user's node unless it was passed as the output.
 """
 
+from __future__ import annotations
+
 import numpy as np
 import SimpleITK as sitk
 import slicer

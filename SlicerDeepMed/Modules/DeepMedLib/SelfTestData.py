@@ -3,6 +3,8 @@
 Bright boxes in noise: label 1 "box" with a darker label 2 "core" inside. Made with numpy/SimpleITK only.
 """
 
+from __future__ import annotations
+
 from pathlib import Path
 
 import numpy as np

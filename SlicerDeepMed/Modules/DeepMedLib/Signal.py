@@ -1,5 +1,7 @@
 """A tiny pure-Python signal (Qt signals declared in Python are fragile under PythonQt)."""
 
+from __future__ import annotations
+
 
 class Signal:
     """``signal.connect(callback)``; ``signal.emit(*args)`` calls every callback in connection order."""

@@ -1,5 +1,7 @@
 """Live training curves as MRML tables and a plot chart (shown in Slicer's plot view)."""
 
+from __future__ import annotations
+
 import math
 
 CHART_NAME = "DeepMed training"

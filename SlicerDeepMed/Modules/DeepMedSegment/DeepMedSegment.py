@@ -4,13 +4,24 @@ The module file stays thin; the panel lives in DeepMedSegmentLib/SegmentPanel.py
 DeepMedSegmentLib/SegmentLogic.py (Qt-free, runs the engine in a background process).
 """
 
+from __future__ import annotations
+
 import os
+import sys
 
 import slicer
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 
-from DeepMedSegmentLib.SegmentLogic import SegmentLogic
+# In a developer checkout the shared DeepMedLib and the engine (deepmed) sit above this folder; an installed
+# extension has them beside it.
+_MODULES_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+for _path in (_MODULES_DIR, os.path.dirname(_MODULES_DIR)):
+    if os.path.isdir(os.path.join(_path, "DeepMedLib")) or os.path.isdir(os.path.join(_path, "deepmed")):
+        if _path not in sys.path:
+            sys.path.append(_path)
+
+from DeepMedSegmentLib.SegmentLogic import SegmentLogic  # noqa: E402
 
 
 class DeepMedSegment(ScriptedLoadableModule):

@@ -8,6 +8,8 @@ Exports follow the nnU-Net raw layout (``imagesTr/ID_0000.nii.gz``, ``labelsTr/I
 ``dataset.json`` manifest; label values come from segment names, shared by every case.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import re

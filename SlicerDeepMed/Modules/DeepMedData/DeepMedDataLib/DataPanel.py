@@ -1,6 +1,8 @@
 """The DeepMed Data panel: cases from scene nodes or a folder, a table with each case's status from
 ``dataset check``, a train/validation/test split, export as manifest + NIfTI files."""
 
+from __future__ import annotations
+
 import os
 import re
 

@@ -1,1 +1,3 @@
 """DeepMed Data: assemble datasets from scene nodes or folders, check them, split them, export them."""
+
+from __future__ import annotations

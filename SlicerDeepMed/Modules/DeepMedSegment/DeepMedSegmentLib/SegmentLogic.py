@@ -7,6 +7,8 @@ Inputs travel to the worker as NRRD files in a temporary folder; the result come
 is added to the scene only when the worker succeeded (Cancel or an error leaves the scene as it was).
 """
 
+from __future__ import annotations
+
 import shutil
 import tempfile
 from pathlib import Path

@@ -1,5 +1,7 @@
 """The DeepMed Segment panel: model dropdown, input selectors from the model's channels, Segment/Cancel."""
 
+from __future__ import annotations
+
 import qt
 import slicer
 

@@ -9,6 +9,8 @@ curves fill MRML tables shown in a plot chart. A finished model goes into the mo
 (``ModelLibrary.changed`` fires) and appears in the Segment panel.
 """
 
+from __future__ import annotations
+
 import tempfile
 import time
 from pathlib import Path

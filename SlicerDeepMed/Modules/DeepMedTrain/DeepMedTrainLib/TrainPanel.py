@@ -1,6 +1,8 @@
 """The DeepMed Train panel: dataset, settings (defaults from the dataset check), Train / Stop / Resume,
 a progress bar with ETA and live curves in a plot chart."""
 
+from __future__ import annotations
+
 import slicer
 
 from DeepMedLib.PanelHelpers import DependencySection, pollTimer, setBusy

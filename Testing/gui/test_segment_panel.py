@@ -93,3 +93,31 @@ def test_a_failing_model_shows_its_error_and_the_library_refreshes(panel, qtHarn
     assert kind == "error" and "model.safetensors" in text and "Traceback" not in text
     assert panel.ui.statusLabel.text().startswith("Failed: ")
     assert scene.GetNumberOfNodes() == before
+
+
+def test_missing_dependencies_are_named_and_installed_on_request(qtHarness, scene, monkeypatch):
+    import slicer
+    from DeepMedLib import Dependencies
+
+    installed = {"torch", "scipy", "tqdm", "matplotlib", "yaml", "jsonschema", "safetensors"}
+    monkeypatch.setattr(Dependencies, "isAvailable", installed.__contains__)
+    pipCalls = []
+    monkeypatch.setattr(slicer.util, "pip_install", lambda args: pipCalls.append(args) or installed.add("monai"),
+                        raising=False)
+    import DeepMedSegment
+
+    widget = DeepMedSegment.DeepMedSegmentWidget()
+    widget.setup()
+    syntheticCase(scene, seed=2)
+    ui = widget.ui
+    assert not ui.dependenciesCollapsibleButton.isHidden()
+    assert ui.dependenciesLabel.text().startswith("Missing Python packages: monai.")
+    assert not ui.applyButton.isEnabled()  # nothing can run without the engine's packages
+    ui.installDependenciesButton.click()
+    assert pipCalls and pipCalls[0][0] == "monai==1.6.1" and "-c" in pipCalls[0]
+    assert qtHarness.messages[0][0] == "confirm" and qtHarness.messages[-1] == ("info", "Installed: monai==1.6.1. "
+                                                                                "Restart Slicer if a module still "
+                                                                                "reports them missing.")
+    assert ui.dependenciesCollapsibleButton.isHidden() and ui.applyButton.isEnabled()
+    saveScreenshot(widget.parent, "segment_panel_dependencies_installed")
+    widget.cleanup()

@@ -143,7 +143,7 @@ def test_missing_packages_are_named_and_installed_with_slicer_packages_pinned():
     available = installed.__contains__
     assert Dependencies.missingPackages(available) == ["monai==1.6.1", "safetensors==0.8.0"]
     assert Dependencies.describeMissing(available).startswith("Missing Python packages: monai, safetensors.")
-    done = Dependencies.installEngineDependencies(pipInstall, confirm=lambda message: True, isAvailable=available)
+    done = Dependencies.installEngineDependencies(pipInstall, confirm=lambda message: True, available=available)
     assert done == ["monai==1.6.1", "safetensors==0.8.0"]
     assert calls[0][:2] == ["monai==1.6.1", "safetensors==0.8.0"] and not Path(calls[0][-1]).exists()
     assert Dependencies.describeMissing(available) == ""
@@ -153,7 +153,7 @@ def test_declining_installs_nothing():
     calls = []
     with pytest.raises(Dependencies.DependencyError, match="declined: monai"):
         Dependencies.installEngineDependencies(calls.append, confirm=lambda m: False,
-                                               isAvailable=lambda name: name != "monai")
+                                               available=lambda name: name != "monai")
     assert calls == []
 
 

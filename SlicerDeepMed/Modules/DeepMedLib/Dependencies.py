@@ -39,19 +39,23 @@ def isAvailable(importName: str) -> bool:
         return False
 
 
-def missingPackages(isAvailable=isAvailable) -> list[str]:
+def _checker(available):
+    return available if available is not None else isAvailable  # looked up at call time
+
+
+def missingPackages(available=None) -> list[str]:
     """Pip requirements of the engine's missing packages (torch is reported by ``torchMissing``)."""
-    return [requirement for name, requirement in ENGINE_PACKAGES.items() if not isAvailable(name)]
+    return [requirement for name, requirement in ENGINE_PACKAGES.items() if not _checker(available)(name)]
 
 
-def torchMissing(isAvailable=isAvailable) -> bool:
-    return not isAvailable("torch")
+def torchMissing(available=None) -> bool:
+    return not _checker(available)("torch")
 
 
-def describeMissing(isAvailable=isAvailable) -> str:
+def describeMissing(available=None) -> str:
     """One sentence for the panel: '' when everything is there."""
-    missing = (["PyTorch"] if torchMissing(isAvailable) else []) + \
-        [r.split("=")[0] for r in missingPackages(isAvailable)]
+    missing = (["PyTorch"] if torchMissing(available) else []) + \
+        [r.split("=")[0] for r in missingPackages(available)]
     if not missing:
         return ""
     return f"Missing Python packages: {', '.join(missing)}. Click 'Install dependencies' to install them."
@@ -73,12 +77,12 @@ def pipArguments(requirements: list[str], constraintsFile: str) -> list[str]:
     return list(requirements) + ["-c", constraintsFile]
 
 
-def installEngineDependencies(pipInstall, confirm=None, isAvailable=isAvailable) -> list[str]:
+def installEngineDependencies(pipInstall, confirm=None, available=None) -> list[str]:
     """Install the missing engine packages with Slicer's packages pinned; returns what was installed.
 
     ``pipInstall``: ``slicer.util.pip_install``; ``confirm(message) -> bool`` asks the user first.
     """
-    missing = missingPackages(isAvailable)
+    missing = missingPackages(available)
     if not missing:
         return []
     if confirm is not None and not confirm(f"DeepMed needs these Python packages: {', '.join(missing)}.\n"
@@ -92,7 +96,7 @@ def installEngineDependencies(pipInstall, confirm=None, isAvailable=isAvailable)
     finally:
         os.remove(constraintsFile)
     importlib.invalidate_caches()
-    stillMissing = missingPackages(isAvailable)
+    stillMissing = missingPackages(available)
     if stillMissing:
         raise DependencyError("still missing after installation: " + ", ".join(stillMissing))
     return missing

@@ -150,6 +150,8 @@ class TrainPanel:
 
     def onEvent(self, event: dict):
         self.ui.progressBar.value = int(round(100 * self.run.fraction))
+        eta = self.run.etaSeconds
+        self.ui.progressBar.format = "%p%" + (f"  (ETA {int(eta) // 60}:{int(eta) % 60:02d})" if eta else "")
         self.ui.statusLabel.text = self.run.summary()
 
     def onFinished(self, result):

@@ -17,6 +17,7 @@ COMMANDS = {
     "infer": "deepmed.cli.infer_cmd",
     "demo": "deepmed.cli.demo_cmd",
     "list": "deepmed.cli.list_cmd",
+    "zoo": "deepmed.cli.zoo_cmd",
 }
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130

@@ -100,14 +100,22 @@ class Predictor:
         precision = precision or settings.get("precision", "auto")
         channels = self._channels(inputs)
         reference = channels[0]
-        image, _, grid = to_working_grid(channels, None, self.card["spacing"])
+        image, _, grid = to_working_grid(channels, None, self.card["spacing"],
+                                         orientation=self.card.get("orientation", "LPS"))
         methods = [entry["normalization"] for entry in self.card["inputs"]]
         stats = [entry["statistics"] for entry in self.card["inputs"]]
         tensor = torch.from_numpy(normalize_image(image, methods, stats))[None]
-        patch_zyx = list(reversed(self.card["patch_size"]))
-        activation = predict_volume(self.model, tensor, patch_zyx, activation=self.app.activation, overlap=overlap,
+        patch = list(reversed(self.card["patch_size"]))
+        xyz = self.card.get("array_axes", "zyx") == "xyz"  # networks trained on (x, y, z) arrays (MONAI bundles)
+        if xyz:
+            tensor, patch = tensor.permute(0, 1, 4, 3, 2).contiguous(), list(self.card["patch_size"])
+        activation = predict_volume(self.model, tensor, patch, activation=self.app.activation, overlap=overlap,
                                     sw_batch_size=settings.get("sw_batch_size", 2), tta_flips=tta_flips,
-                                    precision=precision, device=self.device)[0].numpy()
+                                    precision=precision, device=self.device,
+                                    blend_mode=settings.get("blend_mode", "gaussian"))
+        if xyz:
+            activation = activation.permute(0, 1, 4, 3, 2)
+        activation = activation[0].numpy()
         on_input = np.stack([self._back_to_input(a, grid, reference) for a in activation])
         output_array = self.app.decode_output(on_input, self.target_stats, self.labels)
         if keep_largest and self.app.target_is_label:

@@ -30,11 +30,12 @@ def autocast_context(device: torch.device, precision: str):
 
 def predict_volume(model: torch.nn.Module, image: torch.Tensor, patch_zyx: Sequence[int], *,
                    activation: Callable[[torch.Tensor], torch.Tensor], overlap: float = 0.5, sw_batch_size: int = 2,
-                   tta_flips: bool = False, precision: str = "float32", device: torch.device | None = None) -> torch.Tensor:
+                   tta_flips: bool = False, precision: str = "float32", device: torch.device | None = None,
+                   blend_mode: str = "gaussian") -> torch.Tensor:
     """Activation map (1, C, Z, Y, X), float32 on the CPU, of ``image`` (1, C_in, Z, Y, X)."""
     device = device or next(model.parameters()).device
     inferer = SlidingWindowInferer(roi_size=list(patch_zyx), sw_batch_size=sw_batch_size, overlap=overlap,
-                                   mode="gaussian", padding_mode="constant", sw_device=device, device="cpu")
+                                   mode=blend_mode, padding_mode="constant", sw_device=device, device="cpu")
     model.eval()
     with torch.inference_mode(), autocast_context(device, precision):
         output = activation(inferer(image, model).float())

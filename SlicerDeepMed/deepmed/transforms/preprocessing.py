@@ -16,14 +16,14 @@ import SimpleITK as sitk
 CANONICAL = "LPS"
 
 
-def oriented(image: sitk.Image) -> sitk.Image:
-    """Permute/flip axes (exactly) so that the direction is the closest to identity."""
-    return sitk.DICOMOrient(image, CANONICAL)
+def oriented(image: sitk.Image, orientation: str = CANONICAL) -> sitk.Image:
+    """Permute/flip axes (exactly) so that they point as close as possible to ``orientation`` (LPS: identity)."""
+    return sitk.DICOMOrient(image, orientation)
 
 
-def working_grid(image: sitk.Image, spacing_xyz: Sequence[float]) -> sitk.Image:
+def working_grid(image: sitk.Image, spacing_xyz: Sequence[float], orientation: str = CANONICAL) -> sitk.Image:
     """An empty image: ``image``'s oriented box sampled at ``spacing_xyz``, outer boundaries aligned."""
-    source = oriented(image)
+    source = oriented(image, orientation)
     old_spacing = np.asarray(source.GetSpacing(), dtype=np.float64)
     new_spacing = np.asarray(spacing_xyz, dtype=np.float64)
     extent = np.asarray(source.GetSize(), dtype=np.float64) * old_spacing
@@ -45,12 +45,13 @@ def resample_onto(image: sitk.Image, reference: sitk.Image, interpolator=sitk.si
 
 
 def to_working_grid(channels: list[sitk.Image], label: sitk.Image | None, spacing_xyz: Sequence[float],
-                    label_is_discrete: bool = True) -> tuple[np.ndarray, np.ndarray | None, sitk.Image]:
+                    label_is_discrete: bool = True, orientation: str = CANONICAL
+                    ) -> tuple[np.ndarray, np.ndarray | None, sitk.Image]:
     """Resample channels (linear) and label (nearest, or linear for regression targets) onto the working grid.
 
     Returns the (C, Z, Y, X) float32 image array, the (1, Z, Y, X) target array or None, and the grid.
     """
-    grid = working_grid(channels[0], spacing_xyz)
+    grid = working_grid(channels[0], spacing_xyz, orientation)
     image = np.stack([sitk.GetArrayFromImage(resample_onto(c, grid)) for c in channels]).astype(np.float32)
     target = None
     if label is not None:
@@ -105,6 +106,12 @@ def normalize_channel(array: np.ndarray, method: str, stats: dict | None) -> np.
         values = array[mask]
         std = float(values.std()) or 1.0
         return ((array - float(values.mean())) / std).astype(np.float32)
+    if method == "scale_range":  # MONAI's ScaleIntensityRange: [a_min, a_max] -> [b_min, b_max]
+        scaled = (array - stats["a_min"]) / (stats["a_max"] - stats["a_min"]) * (stats["b_max"] - stats["b_min"]) \
+            + stats["b_min"]
+        if stats.get("clip", False):
+            scaled = np.clip(scaled, min(stats["b_min"], stats["b_max"]), max(stats["b_min"], stats["b_max"]))
+        return scaled.astype(np.float32)
     if method == "minmax":
         low, high = np.percentile(array, [0.5, 99.5])
         return ((np.clip(array, low, high) - low) / max(high - low, 1e-8)).astype(np.float32)

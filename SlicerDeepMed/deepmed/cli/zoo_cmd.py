@@ -1,0 +1,184 @@
+"""``deepmed zoo list | info ID | pull ID | remove ID | verify [ID ...] | export MODEL -o X.zip | import X.zip
+| add-catalog SOURCE``: the model library, catalogues and portable packages."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from deepmed.errors import DeepMedError
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("zoo", help="model library, catalogues and model packages")
+    parser.add_argument("--library", type=Path, help="library folder (default: $DEEPMED_LIBRARY or per-user)")
+    parser.add_argument("--catalog", action="append", default=[], metavar="PATH_OR_URL",
+                        help="also read this catalogue (repeatable)")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+
+    listing = actions.add_parser("list", help="installed models and those the catalogues offer")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(run=run_list)
+    info = actions.add_parser("info", help="everything known about one model")
+    info.add_argument("model_id")
+    info.set_defaults(run=run_info)
+    pull = actions.add_parser("pull", help="download (sha256-checked) and install a catalogue model")
+    pull.add_argument("model_id")
+    pull.add_argument("--force", action="store_true", help="replace an installed version")
+    pull.set_defaults(run=run_pull)
+    remove = actions.add_parser("remove", help="remove an installed model")
+    remove.add_argument("model_id")
+    remove.set_defaults(run=run_remove)
+    verify = actions.add_parser("verify", help="re-check checksums and cards of installed models")
+    verify.add_argument("model_ids", nargs="*", help="default: every installed model")
+    verify.set_defaults(run=run_verify)
+    export = actions.add_parser("export", help="write a model directory as a portable package")
+    export.add_argument("model", help="model directory or library id")
+    export.add_argument("-o", "--output", required=True, type=Path, help="NAME.zip (or a folder)")
+    export.add_argument("--id", dest="model_id")
+    export.add_argument("--version", default="1.0.0")
+    export.add_argument("--title")
+    export.add_argument("--description")
+    export.add_argument("--licence", "--license", dest="licence", help="SPDX licence id, e.g. CC-BY-4.0")
+    export.add_argument("--licence-file", type=Path, help="a LICENSE file to ship")
+    export.add_argument("--citation", help="how to cite the model")
+    export.add_argument("--author", action="append", default=[], dest="authors")
+    export.add_argument("--force", action="store_true")
+    export.set_defaults(run=run_export)
+    importing = actions.add_parser("import", help="install a package (.zip or folder) or a MONAI bundle")
+    importing.add_argument("source", type=Path)
+    importing.add_argument("--id", dest="model_id", help="install under this id")
+    importing.add_argument("--force", action="store_true", help="replace an installed model with this id")
+    importing.set_defaults(run=run_import)
+    add = actions.add_parser("add-catalog", help="remember a catalogue (path or URL) in the library")
+    add.add_argument("source")
+    add.set_defaults(run=run_add_catalog)
+
+
+def _rows(args) -> tuple[list[dict], list[str]]:
+    from deepmed.zoo.catalog import _version_key, available_models
+    from deepmed.zoo.library import installed_models
+
+    installed = {m.id: m for m in installed_models(args.library)}
+    entries, warnings = available_models(args.catalog, args.library)
+    rows: dict[str, dict] = {}
+    for entry in entries:
+        row = rows.setdefault(entry.id, {"id": entry.id, "status": "available"})
+        if "version" not in row or _version_key(entry.version) > _version_key(row["version"]):
+            row.update(version=entry.version, task=entry.task, size=entry.size_text, licence=entry.licence,
+                       title=entry.title)
+    for model_id, model in installed.items():
+        card = model.card
+        row = rows.setdefault(model_id, {"id": model_id, "title": model.title})
+        available = row.get("version")
+        version = card.get("version", "trained here")
+        row.update(status="installed" if not available or available == version else f"installed (update {available})",
+                   version=version, task=model.application, licence=card.get("licence", "-"),
+                   size=f"{(model.path / 'model.safetensors').stat().st_size / 1e6:.1f} MB")
+    return sorted(rows.values(), key=lambda r: r["id"]), warnings
+
+
+def run_list(args) -> int:
+    from deepmed.zoo.library import library_dir
+
+    rows, warnings = _rows(args)
+    if args.json:
+        print(json.dumps({"library": str(args.library or library_dir()), "models": rows, "warnings": warnings},
+                         indent=2))
+        return 0
+    for warning in warnings:
+        print(f"warning: catalogue not read: {warning}", file=sys.stderr)
+    columns = ["id", "version", "task", "size", "licence", "status"]
+    widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns}
+    print("  ".join(c.upper().ljust(widths[c]) for c in columns))
+    for row in rows:
+        print("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
+    if not rows:
+        print(f"(no models: the library {args.library or library_dir()} is empty and the catalogues offer none)")
+    return 0
+
+
+def run_info(args) -> int:
+    from deepmed.zoo.catalog import available_models, find_entry
+    from deepmed.zoo.library import library_dir, read_installed
+
+    root = args.library or library_dir()
+    model = read_installed(root / args.model_id)
+    entries, warnings = available_models(args.catalog, args.library)
+    entry = find_entry(args.model_id, entries)
+    if model is None and entry is None:
+        raise DeepMedError(f"{args.model_id}: neither installed in {root} nor in a catalogue"
+                           + (f" (not read: {'; '.join(warnings)})" if warnings else ""))
+    if entry is not None:
+        print(f"catalogue: {entry.title} {entry.version} ({entry.task}, {entry.modality}), {entry.size_text}, "
+              f"licence {entry.licence}\n  {entry.description}\n  from {entry.catalog}\n  sha256 {entry.sha256}")
+    if model is not None:
+        from deepmed.zoo.package import card_summary
+
+        print(f"installed in {model.path}:\n" + card_summary(model.card))
+    return 0
+
+
+def run_pull(args) -> int:
+    from deepmed.zoo.pull import pull_model
+
+    model = pull_model(args.model_id, catalogs=args.catalog, library=args.library, force=args.force)
+    print(f"{model.id} {model.card.get('version', '')} installed in {model.path}")
+    return 0
+
+
+def run_remove(args) -> int:
+    from deepmed.zoo.package import remove_model
+
+    print(f"removed {remove_model(args.model_id, args.library)}")
+    return 0
+
+
+def run_verify(args) -> int:
+    from deepmed.zoo.library import installed_models
+    from deepmed.zoo.package import verify_installed
+
+    models = installed_models(args.library)
+    if args.model_ids:
+        unknown = sorted(set(args.model_ids) - {m.id for m in models})
+        if unknown:
+            raise DeepMedError(f"not installed: {', '.join(unknown)}")
+        models = [m for m in models if m.id in args.model_ids]
+    failed = 0
+    for model in models:
+        problems = verify_installed(model)
+        checksums = "checksums OK" if (model.path / "SHA256SUMS").is_file() else "no checksums (trained here)"
+        print(f"{model.id}: " + ("OK, " + checksums if not problems else f"{len(problems)} problem(s)"))
+        for problem in problems:
+            print(f"  problem: {problem}")
+        failed += bool(problems)
+    return 2 if failed else 0
+
+
+def run_export(args) -> int:
+    from deepmed.zoo.library import resolve_model
+    from deepmed.zoo.package import export_package
+
+    out = export_package(resolve_model(args.model, args.library), args.output, model_id=args.model_id,
+                         version=args.version, title=args.title, description=args.description, licence=args.licence,
+                         licence_file=args.licence_file, citation=args.citation, authors=args.authors, force=args.force)
+    print(f"package written to {out}")
+    return 0
+
+
+def run_import(args) -> int:
+    from deepmed.zoo.package import import_package
+
+    model = import_package(args.source, library=args.library, model_id=args.model_id, force=args.force)
+    print(f"{model.id} {model.card.get('version', '')} installed in {model.path}")
+    return 0
+
+
+def run_add_catalog(args) -> int:
+    from deepmed.zoo.catalog import add_catalog
+
+    print(f"{args.source}: {add_catalog(args.source, args.library)} model(s); remembered in the library")
+    return 0

@@ -1,0 +1,259 @@
+"""Portable model packages: a folder or a single .zip holding
+
+    model_card.json   what the model expects and outputs (validated against model-card.schema.json)
+    model.safetensors the weights (never a pickle)
+    config.yaml       the resolved training configuration (when trained here)
+    LICENSE           the licence; CITATION.txt how to cite it (when given)
+    README.md         a human summary of the card; metrics.csv / curves.png when trained here
+    SHA256SUMS        the sha256 of every other file
+
+Nothing in a package is executed: cards are data checked by the schema, weights are safetensors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+from deepmed.errors import DeepMedError
+from deepmed.training.model_dir import CARD, CONFIG, WEIGHTS, read_card
+from deepmed.zoo.checksums import SUMS, verify_sums, write_sums
+from deepmed.zoo.library import InstalledModel, check_model_id, library_dir, read_installed
+from deepmed.zoo.schemas import CARD_SCHEMA, check_document
+
+OPTIONAL_FILES = (CONFIG, "metrics.csv", "curves.png")
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".npy", ".joblib")
+MAX_UNPACKED_BYTES = 20 * 1024 ** 3
+MAX_COMPRESSION_RATIO = 200
+
+
+# ---- export ------------------------------------------------------------------------------------------
+def export_package(model_dir, output, *, model_id: str | None = None, version: str = "1.0.0",
+                   title: str | None = None, description: str | None = None, licence: str | None = None,
+                   licence_file=None, citation: str | None = None, authors: list[str] | None = None,
+                   force: bool = False) -> Path:
+    """Write ``model_dir`` as a package: ``output`` ending in .zip gives a zip, anything else a folder."""
+    model_dir, output = Path(model_dir), Path(output)
+    card = dict(read_card(model_dir))
+    if output.exists() and not force:
+        raise DeepMedError(f"{output}: already exists; pass --force to overwrite it")
+    if not output.parent.is_dir():
+        raise DeepMedError(f"{output}: folder {output.parent} does not exist")
+    licence = licence or card.get("licence")
+    if not licence and licence_file is None:
+        raise DeepMedError(f"{model_dir}: a package needs a licence: pass --licence (an SPDX id such as CC-BY-4.0) "
+                           "or --licence-file LICENSE")
+    card.update(id=check_model_id(model_id or card.get("id") or model_dir.name), version=version,
+                title=title or card.get("title") or model_dir.name, licence=licence or Path(licence_file).name)
+    if description:
+        card["description"] = description
+    if citation:
+        card["citation"] = citation
+    if authors:
+        card["authors"] = list(authors)
+    card["memory"] = memory_estimate(card, (model_dir / WEIGHTS).stat().st_size)
+    check_document(card, CARD_SCHEMA, str(model_dir / CARD))
+    check_safetensors(model_dir / WEIGHTS)
+    with tempfile.TemporaryDirectory(prefix=".deepmed-export-", dir=output.parent) as temporary:
+        staging = Path(temporary) / "package"
+        staging.mkdir()
+        shutil.copy2(model_dir / WEIGHTS, staging / WEIGHTS)
+        for name in OPTIONAL_FILES:
+            if (model_dir / name).is_file():
+                shutil.copy2(model_dir / name, staging / name)
+        (staging / CARD).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+        if licence_file is not None:
+            shutil.copyfile(licence_file, staging / "LICENSE")
+        else:
+            (staging / "LICENSE").write_text(f"This model is distributed under the {licence} licence.\n"
+                                             f"See https://spdx.org/licenses/{licence}.html\n", encoding="utf-8")
+        if card.get("citation"):
+            (staging / "CITATION.txt").write_text(card["citation"] + "\n", encoding="utf-8")
+        (staging / "README.md").write_text(card_summary(card), encoding="utf-8")
+        write_sums(staging)
+        if output.suffix.lower() == ".zip":
+            built = Path(temporary) / "package.zip"
+            _zip_folder(staging, built)
+        else:
+            built = staging
+        if output.exists():
+            shutil.rmtree(output) if output.is_dir() else output.unlink()
+        os.replace(built, output)
+    return output
+
+
+def _zip_folder(folder: Path, target: Path) -> None:
+    with zipfile.ZipFile(target, "w") as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                method = zipfile.ZIP_STORED if path.suffix in (".safetensors", ".png") else zipfile.ZIP_DEFLATED
+                archive.write(path, path.relative_to(folder).as_posix(), compress_type=method)
+
+
+def memory_estimate(card: dict, weights_bytes: int) -> dict:
+    """Weights size and a rough inference memory estimate (one sliding-window batch of activations)."""
+    args = card["network"]["args"]
+    first = (args.get("channels") or args.get("features") or [args.get("init_filters") or args.get("feature_size") or 32])
+    width = int(first[0]) if isinstance(first, list) else int(first)
+    voxels = 1
+    for size in card["patch_size"]:
+        voxels *= int(size)
+    batch = int(card.get("inference", {}).get("sw_batch_size", 2))
+    activations = voxels * batch * width * 4 * 12  # float32, ~12 feature maps of the first width alive at once
+    return {"weights_mb": round(weights_bytes / 1e6, 1), "inference_mb": round((activations + 3 * weights_bytes) / 1e6),
+            "note": "rough estimate for one sliding-window batch; whole-volume buffers add image size x labels x 4 B"}
+
+
+def card_summary(card: dict) -> str:
+    lines = [f"# {card.get('title', card.get('id', 'model'))} ({card.get('version', '')})", "",
+             card.get("description", ""), "", f"* Application: {card['application']}",
+             "* Inputs: " + ", ".join(f"{i['name']} ({i.get('modality', '?')}, {i['normalization']})"
+                                      for i in card["inputs"]),
+             f"* Spacing (mm): {card['spacing']}; patch (voxels): {card['patch_size']}",
+             f"* Network: {card['network']['name']}", f"* Licence: {card.get('licence', '?')}"]
+    if card["labels"]:
+        lines.append("* Labels: " + ", ".join(f"{l['value']}={l['name']}" for l in card["labels"]))
+    validation = card.get("validation", {})
+    if validation.get("best") is not None:
+        lines.append(f"* Validation {validation.get('key_metric')}: {validation['best']:.4f}")
+    if card.get("citation"):
+        lines += ["", "## Citation", "", card["citation"]]
+    return "\n".join(lines) + "\n"
+
+
+# ---- checks --------------------------------------------------------------------------------------------
+def check_safetensors(path: Path) -> list[str]:
+    """Open the weights as safetensors (header only, nothing executed); returns the tensor names."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as weights:
+            return list(weights.keys())
+    except Exception as exc:  # a pickle or garbage in a .safetensors file lands here, unexecuted
+        raise DeepMedError(f"{path}: not a valid safetensors file ({str(exc).splitlines()[0][:120]})") from None
+
+
+def check_package_folder(folder: Path, where: str) -> dict:
+    """Every check an installable package must pass; returns its card."""
+    pickles = [p.name for p in folder.rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES]
+    if pickles:
+        raise DeepMedError(f"{where}: holds pickle-based files ({', '.join(sorted(pickles))}); deepmed packages "
+                           "carry weights as safetensors only (pickles can run code when loaded)")
+    problems = verify_sums(folder)
+    if problems:
+        raise DeepMedError(f"{where}: checksum verification failed: " + "; ".join(p.replace(str(folder) + os.sep, "")
+                                                                                for p in problems[:5]))
+    card_path = folder / CARD
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DeepMedError(f"{where}: {CARD} unreadable ({exc})") from None
+    check_document(card, CARD_SCHEMA, f"{where}: {CARD}")
+    if not (folder / WEIGHTS).is_file():
+        raise DeepMedError(f"{where}: {WEIGHTS} missing")
+    check_safetensors(folder / WEIGHTS)
+    return card
+
+
+# ---- import ------------------------------------------------------------------------------------------
+def safe_extract(archive_path: Path, target: Path) -> Path:
+    """Extract a zip refusing absolute paths, '..', links and zip bombs; returns the package root."""
+    try:
+        archive = zipfile.ZipFile(archive_path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DeepMedError(f"{archive_path}: not a readable zip file ({exc})") from None
+    with archive:
+        members = archive.infolist()
+        total = sum(m.file_size for m in members)
+        if total > MAX_UNPACKED_BYTES:
+            raise DeepMedError(f"{archive_path}: unpacks to {total / 1e9:.1f} GB, more than the "
+                               f"{MAX_UNPACKED_BYTES / 1e9:.0f} GB a model package may hold")
+        for member in members:
+            name = member.filename
+            parts = Path(name).parts
+            if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+                raise DeepMedError(f"{archive_path}: unsafe path in archive: {name!r}")
+            if (member.external_attr >> 16) & 0o170000 == 0o120000:
+                raise DeepMedError(f"{archive_path}: symbolic link in archive: {name!r}")
+            if member.compress_size and member.file_size / member.compress_size > MAX_COMPRESSION_RATIO \
+                    and member.file_size > 100e6:
+                raise DeepMedError(f"{archive_path}: {name!r} is suspiciously compressed (zip bomb?)")
+        try:
+            archive.extractall(target)
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise DeepMedError(f"{archive_path}: damaged archive ({exc})") from None
+    entries = [p for p in target.iterdir()]
+    if len(entries) == 1 and entries[0].is_dir():
+        return entries[0]
+    return target
+
+
+def import_package(source, *, library: Path | None = None, model_id: str | None = None,
+                   force: bool = False) -> InstalledModel:
+    """Install a package (.zip or folder) or a MONAI bundle into the library, after every check passed."""
+    source = Path(source)
+    if not source.exists():
+        raise DeepMedError(f"{source}: not found")
+    root = Path(library) if library is not None else library_dir(create=True)
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".import-", dir=root) as temporary:
+        unpacked = Path(temporary) / "unpacked"
+        unpacked.mkdir()
+        if source.is_dir():
+            package = unpacked / "package"
+            shutil.copytree(source, package, symlinks=False)
+        else:
+            package = safe_extract(source, unpacked)
+        from deepmed.zoo.bundle import is_monai_bundle
+
+        if is_monai_bundle(package):
+            from deepmed.zoo.bundle import convert_bundle
+
+            converted = Path(temporary) / "converted"
+            card = convert_bundle(package, converted, where=str(source))
+            package = converted
+        else:
+            card = check_package_folder(package, str(source))
+        model_id = check_model_id(model_id or card.get("id") or source.stem)
+        destination = root / model_id
+        if destination.exists():
+            if not force:
+                installed = read_installed(destination)
+                version = installed.card.get("version", "trained here") if installed else "unknown"
+                raise DeepMedError(f"{model_id}: already installed in {root} (version {version}); remove it first "
+                                   "or pass --force")
+            os.replace(destination, Path(temporary) / "replaced")
+        os.replace(package, destination)
+    return read_installed(destination)
+
+
+def remove_model(model_id: str, library: Path | None = None) -> Path:
+    from deepmed.zoo.library import installed_models
+
+    root = Path(library) if library is not None else library_dir()
+    path = root / check_model_id(model_id)
+    if not path.is_dir():
+        known = ", ".join(m.id for m in installed_models(root)) or "none"
+        raise DeepMedError(f"{model_id}: not installed in {root} (installed: {known})")
+    with tempfile.TemporaryDirectory(prefix=".remove-", dir=root) as temporary:
+        os.replace(path, Path(temporary) / "removed")  # gone at once; deleted with the temporary folder
+    return path
+
+
+def verify_installed(model: InstalledModel) -> list[str]:
+    """Problems of an installed model: checksums (packages) and the card schema (every model)."""
+    from deepmed.zoo.schemas import schema_problems
+
+    problems = []
+    if (model.path / SUMS).is_file():
+        problems += verify_sums(model.path)
+    problems += [f"{model.path / CARD}: {p}" for p in schema_problems(model.card, CARD_SCHEMA)]
+    try:
+        check_safetensors(model.path / WEIGHTS)
+    except DeepMedError as exc:
+        problems.append(str(exc))
+    return problems

@@ -129,3 +129,38 @@ def saveScreenshot(widget, name: str) -> Path:
     widget.resize(460, max(widget.sizeHint().height(), 700))
     assert widget.grab().save(str(path)), f"could not save {path}"
     return path
+
+
+# ---- a local HTTP server (catalogues and packages over real HTTP, nothing outside 127.0.0.1) -------------
+class _Handler(__import__("http.server").server.SimpleHTTPRequestHandler):
+    """Serves a folder; ``/truncated/NAME`` announces the full length, sends half and hangs up."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        if self.path.startswith("/truncated/"):
+            data = (Path(self.directory) / self.path.split("/", 2)[2]).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        super().do_GET()
+
+
+@pytest.fixture
+def httpServer(tmp_path):
+    """``(folder, base_url)``: files put in ``folder`` are served at ``base_url`` on 127.0.0.1."""
+    import http.server
+    import threading
+
+    folder = tmp_path / "served"
+    folder.mkdir()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: _Handler(*a, directory=str(folder)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield folder, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()

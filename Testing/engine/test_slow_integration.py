@@ -26,6 +26,15 @@ def test_demo_reaches_meaningful_held_out_dice(tmp_path, shared_data):
     assert header.startswith("case,label,name,dice,jaccard")
     real = sitk.ReadImage(str(shared_data / "pyradiomics" / "brain1_image.nrrd"))
     assert grid_differences(sitk.ReadImage(str(summary["real_output"])), real) == []
+    # the demo model as a portable package: exported, imported into an empty library, same output
+    from deepmed.zoo.package import export_package, import_package
+
+    package = export_package(tmp_path / "demo" / "model", tmp_path / "demo-model.zip", licence="Apache-2.0",
+                             model_id="demo-organ-lesion")
+    installed = import_package(package, library=tmp_path / "empty-library")
+    original = Predictor(tmp_path / "demo" / "model", "cpu").predict(real).output
+    imported = Predictor(installed.path, "cpu").predict(real).output
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(imported), sitk.GetArrayFromImage(original))
 
 
 def _degrade(image: sitk.Image, seed: int) -> sitk.Image:

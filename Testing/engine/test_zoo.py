@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import pickle
 import shutil
 import subprocess
 import sys
-import threading
 import zipfile
 from pathlib import Path
 
@@ -35,35 +33,9 @@ class Payload:
         return (os.system, (f"touch {os.environ[MARKER_ENV]}",))
 
 
-class Handler(http.server.SimpleHTTPRequestHandler):
-    """Serves the test folder; ``/truncated/NAME`` announces the full length but sends half and hangs up."""
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        if self.path.startswith("/truncated/"):
-            data = (Path(self.directory) / self.path.split("/", 2)[2]).read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data[: len(data) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-            return
-        super().do_GET()
-
-
 @pytest.fixture
-def server(tmp_path):
-    folder = tmp_path / "served"
-    folder.mkdir()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: Handler(*a, directory=str(folder)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield folder, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+def server(httpServer):
+    return httpServer
 
 
 @pytest.fixture

@@ -121,3 +121,67 @@ def test_missing_dependencies_are_named_and_installed_on_request(qtHarness, scen
     assert ui.dependenciesCollapsibleButton.isHidden() and ui.applyButton.isEnabled()
     saveScreenshot(widget.parent, "segment_panel_dependencies_installed")
     widget.cleanup()
+
+
+def test_catalogue_model_downloads_with_progress_then_segments_and_can_be_removed(panel, qtHarness, scene,
+                                                                                httpServer, tmp_path, monkeypatch):
+    import json
+    import os
+    from pathlib import Path
+
+    import slicer
+    from deepmed.zoo.checksums import sha256_of
+    from deepmed.zoo.package import export_package
+
+    folder, base = httpServer
+    library = Path(os.environ["DEEPMED_LIBRARY"])
+    package = export_package(library / "boxes", folder / "liver-2.0.0.zip", model_id="liver", version="2.0.0",
+                             title="Liver boxes", licence="CC-BY-4.0")
+    entry = {"id": "liver", "version": "2.0.0", "title": "Liver boxes", "description": "test", "task": "segmentation",
+             "modality": "MR", "licence": "CC-BY-4.0", "urls": [f"{base}/{package.name}"],
+             "size": package.stat().st_size, "sha256": sha256_of(package)}
+    (folder / "catalog.json").write_text(json.dumps({"format": "deepmed-catalog/1", "models": [entry]}))
+    (library / "catalogs.txt").write_text(f"{base}/catalog.json\n")
+    ui = panel.ui
+    ui.refreshModelsButton.click()
+    qtHarness.processEventsUntil(lambda: not panel.panel.zooJobs, timeout=60)
+    items = [ui.modelComboBox.itemText(i) for i in range(ui.modelComboBox.count())]
+    assert items[-1].startswith("Liver boxes: download ") and "CC-BY-4.0" in items[-1]
+    ui.modelComboBox.setCurrentIndex(len(items) - 1)
+    assert "Not installed" in ui.modelDescriptionLabel.text() and ui.downloadModelButton.isEnabled()
+    assert not ui.applyButton.isEnabled() and not ui.removeModelButton.isEnabled()
+    ui.downloadModelButton.click()
+    qtHarness.processEventsUntil(lambda: not panel.panel.zooJobs, timeout=120)
+    assert qtHarness.messages == [], qtHarness.messages
+    assert ui.statusLabel.text() == "Installed liver 2.0.0." and ui.progressBar.value() == 100
+    assert (library / "liver" / "SHA256SUMS").is_file() and panel.panel.currentModel().id == "liver"
+    syntheticCase(scene, seed=6)
+    ui.applyButton.click()
+    qtHarness.processEventsUntil(lambda: panel.panel.run is None)
+    assert panel.panel.lastOutput is not None
+    saveScreenshot(panel.parent, "segment_panel_downloaded")
+    ui.removeModelButton.click()  # the harness confirms
+    assert not (library / "liver").exists() and panel.panel.currentId() != "liver"
+    assert any(kind == "confirm" and "liver" in text for kind, text in qtHarness.messages)
+
+
+def test_import_package_button_installs_and_bad_packages_say_why(panel, qtHarness, tmp_path, monkeypatch):
+    import os
+    from pathlib import Path
+
+    import qt
+    from deepmed.zoo.package import export_package
+
+    library = Path(os.environ["DEEPMED_LIBRARY"])
+    package = export_package(library / "boxes", tmp_path / "shared-model.zip", model_id="shared", licence="MIT")
+    monkeypatch.setattr(qt.QFileDialog, "getOpenFileName", lambda *args: str(package))
+    panel.ui.importModelButton.click()
+    qtHarness.processEventsUntil(lambda: not panel.panel.zooJobs, timeout=60)
+    assert panel.panel.currentModel().id == "shared" and panel.ui.statusLabel.text() == "Installed shared 1.0.0."
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(package.read_bytes()[:2000])
+    panel.panel.importPackage(str(broken))
+    qtHarness.processEventsUntil(lambda: not panel.panel.zooJobs, timeout=60)
+    kind, text = qtHarness.messages[-1]
+    assert kind == "error" and "nothing was installed" in text and "broken.zip" in text
+    assert sorted(p.name for p in library.iterdir() if not p.name.startswith(".")) == ["boxes", "shared"]

@@ -108,3 +108,33 @@ def test_dropdowns_offer_what_the_engine_registers(panel):
     panel.ui.applicationComboBox.setCurrentText("regression")
     assert [panel.ui.lossComboBox.itemText(i) for i in range(panel.ui.lossComboBox.count())] == \
         TrainPanel.LOSSES["regression"]
+
+
+def test_publish_makes_the_trained_model_a_verified_package(panel, qtHarness, tmp_path):
+    import json
+    import os
+    from pathlib import Path
+
+    from deepmed.zoo.library import read_installed
+    from deepmed.zoo.package import verify_installed
+
+    ui = panel.ui
+    configureTinyTraining(ui, writeSyntheticDataset(tmp_path / "boxes"), epochs=2)
+    ui.modelNameLineEdit.setText("published-boxes")
+    assert not ui.publishButton.isEnabled()
+    ui.trainButton.click()
+    qtHarness.processEventsUntil(lambda: panel.panel.run is None)
+    assert not ui.publishButton.isEnabled() and ui.publishButton.toolTip() == "A published model needs a licence"
+    ui.publishLicenceLineEdit.setText("CC-BY-4.0")
+    ui.publishVersionLineEdit.setText("0.3.0")
+    ui.publishZipPathLineEdit.setText(str(tmp_path / "published-boxes.zip"))
+    ui.publishButton.click()
+    qtHarness.processEventsUntil(lambda: panel.panel.publishJob is None, timeout=120)
+    assert qtHarness.messages == [], qtHarness.messages
+    assert ui.statusLabel.text().startswith("Published published-boxes 0.3.0 in the library and as ")
+    model = read_installed(Path(os.environ["DEEPMED_LIBRARY"]) / "published-boxes")
+    assert model.card["licence"] == "CC-BY-4.0" and model.card["version"] == "0.3.0"
+    assert verify_installed(model) == [] and (model.path / "SHA256SUMS").is_file()
+    assert (tmp_path / "published-boxes.zip").is_file()
+    assert json.loads((model.path / "model_card.json").read_text())["title"] == "published-boxes"
+    saveScreenshot(panel.parent, "train_panel_published")

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from deepmed.zoo.library import InstalledModel, installed_models, library_dir, new_model_dir, read_installed
 
+from DeepMedLib.BackgroundJob import BackgroundJob
+from DeepMedLib.EngineCommand import engineCommand, engineEnvironment
 from DeepMedLib.Signal import Signal
 
 changed = Signal("str")
@@ -44,10 +46,57 @@ def describe(model: InstalledModel) -> str:
         target = card.get("target", {})
         lines.append(f"Output: {target.get('quantity', 'predicted image')}"
                      + (f" [{target['unit']}]" if target.get("unit") else ""))
+    if card.get("licence") or card.get("version"):
+        lines.append(f"Version {card.get('version', '-')}, licence {card.get('licence', 'not stated')}"
+                     + (", checksums verified at install" if (model.path / "SHA256SUMS").is_file() else ""))
     validation = card.get("validation", {})
     if validation.get("best") is not None:
         lines.append(f"Validation {validation.get('key_metric')}: {validation['best']:.3f}")
     return "\n".join(lines)
 
 
-__all__ = ["InstalledModel", "changed", "describe", "findModel", "library_dir", "models", "new_model_dir"]
+# ---- the zoo, through background workers (downloads and bundle conversion never block Slicer) -----------
+def _zooJob(name: str, *arguments) -> BackgroundJob:
+    job = BackgroundJob(engineCommand("zoo", "--progress", "jsonl", *arguments), env=engineEnvironment(), name=name)
+    job.finished.connect(lambda result: _announce(job, result))
+    return job.start()
+
+
+def _announce(job: BackgroundJob, result) -> None:
+    for event in job.events:
+        if event["event"] == "installed" and result.succeeded:
+            changed.emit(event["path"])
+
+
+def catalogueJob() -> BackgroundJob:
+    """``models`` event: every installed and catalogue model (id, title, version, task, size, licence, status)."""
+    return _zooJob("model list", "list")
+
+
+def pullJob(modelId: str) -> BackgroundJob:
+    """``download`` events (done, total bytes), then ``installed``; nothing is installed unless sha256 matches."""
+    return _zooJob(f"download of {modelId}", "pull", modelId)
+
+
+def importJob(path) -> BackgroundJob:
+    return _zooJob(f"import of {Path(path).name}", "import", str(path))
+
+
+def publishJob(modelDir, licence: str, title: str = "", version: str = "1.0.0", citation: str = "",
+               zipPath: str = "") -> BackgroundJob:
+    arguments = ["publish", str(modelDir), "--licence", licence, "--version", version or "1.0.0"]
+    arguments += ["--title", title] if title else []
+    arguments += ["--citation", citation] if citation else []
+    arguments += ["-o", zipPath] if zipPath else []
+    return _zooJob(f"publishing {Path(modelDir).name}", *arguments)
+
+
+def removeModel(modelId: str) -> None:
+    from deepmed.zoo.package import remove_model
+
+    path = remove_model(modelId)
+    changed.emit(str(path))
+
+
+__all__ = ["InstalledModel", "catalogueJob", "changed", "describe", "findModel", "importJob", "library_dir", "models",
+           "new_model_dir", "publishJob", "pullJob", "removeModel"]

@@ -16,6 +16,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--library", type=Path, help="library folder (default: $DEEPMED_LIBRARY or per-user)")
     parser.add_argument("--catalog", action="append", default=[], metavar="PATH_OR_URL",
                         help="also read this catalogue (repeatable)")
+    parser.add_argument("--progress", default="tqdm", choices=["tqdm", "jsonl", "none"],
+                        help="jsonl: one JSON event per line for programs (the Slicer panels)")
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
 
@@ -53,6 +55,15 @@ def add_parser(subparsers) -> None:
     importing.add_argument("--id", dest="model_id", help="install under this id")
     importing.add_argument("--force", action="store_true", help="replace an installed model with this id")
     importing.set_defaults(run=run_import)
+    publish = actions.add_parser("publish", help="make a trained model a verified package in the library "
+                                 "(and optionally a .zip to share)")
+    publish.add_argument("model", help="model directory or library id")
+    publish.add_argument("-o", "--output", type=Path, help="also keep the package as this .zip")
+    for option in ("--id", "--title", "--description", "--citation"):
+        publish.add_argument(option, dest="model_id" if option == "--id" else option[2:])
+    publish.add_argument("--version", default="1.0.0")
+    publish.add_argument("--licence", "--license", dest="licence", required=True, help="SPDX licence id")
+    publish.set_defaults(run=run_publish)
     add = actions.add_parser("add-catalog", help="remember a catalogue (path or URL) in the library")
     add.add_argument("source")
     add.set_defaults(run=run_add_catalog)
@@ -81,10 +92,27 @@ def _rows(args) -> tuple[list[dict], list[str]]:
     return sorted(rows.values(), key=lambda r: r["id"]), warnings
 
 
+def _emit(args, event: str, **fields) -> bool:
+    """Send one JSON-lines event when ``--progress jsonl``; True when it was sent."""
+    if args.progress != "jsonl":
+        return False
+    from deepmed.training.progress import JsonLinesReporter
+
+    JsonLinesReporter().emit(event, **fields)
+    return True
+
+
+def _installed_event(args, model) -> None:
+    if not _emit(args, "installed", id=model.id, version=model.card.get("version", ""), path=str(model.path)):
+        print(f"{model.id} {model.card.get('version', '')} installed in {model.path}")
+
+
 def run_list(args) -> int:
     from deepmed.zoo.library import library_dir
 
     rows, warnings = _rows(args)
+    if _emit(args, "models", library=str(args.library or library_dir()), models=rows, warnings=warnings):
+        return 0
     if args.json:
         print(json.dumps({"library": str(args.library or library_dir()), "models": rows, "warnings": warnings},
                          indent=2))
@@ -125,8 +153,17 @@ def run_info(args) -> int:
 def run_pull(args) -> int:
     from deepmed.zoo.pull import pull_model
 
-    model = pull_model(args.model_id, catalogs=args.catalog, library=args.library, force=args.force)
-    print(f"{model.id} {model.card.get('version', '')} installed in {model.path}")
+    progress = {"tqdm": None, "none": False}.get(args.progress)
+    if args.progress == "jsonl":
+        last = [0]
+
+        def progress(done, total):  # at most ~50 events per download
+            if total is None or done == total or done - last[0] >= total / 50:
+                last[0] = done
+                _emit(args, "download", id=args.model_id, done=done, total=total)
+    model = pull_model(args.model_id, catalogs=args.catalog, library=args.library, force=args.force,
+                       progress=progress)
+    _installed_event(args, model)
     return 0
 
 
@@ -173,7 +210,25 @@ def run_import(args) -> int:
     from deepmed.zoo.package import import_package
 
     model = import_package(args.source, library=args.library, model_id=args.model_id, force=args.force)
-    print(f"{model.id} {model.card.get('version', '')} installed in {model.path}")
+    _installed_event(args, model)
+    return 0
+
+
+def run_publish(args) -> int:
+    import tempfile
+
+    from deepmed.zoo.library import library_dir, resolve_model
+    from deepmed.zoo.package import export_package, import_package
+
+    source = resolve_model(args.model, args.library)
+    root = args.library or library_dir(create=True)
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".publish-", dir=root) as temporary:
+        package = export_package(source, args.output or Path(temporary) / "package.zip", model_id=args.model_id or
+                                 source.name, version=args.version, title=args.title, description=args.description,
+                                 licence=args.licence, citation=args.citation)
+        model = import_package(package, library=root, model_id=args.model_id or source.name, force=True)
+    _installed_event(args, model)
     return 0
 
 

@@ -24,33 +24,50 @@ class SegmentPanel:
         ui.outputSelector.noneDisplay = "Create new"
         ui.outputSelector.setMRMLScene(scene)
         self.dependencies = DependencySection(ui, onChanged=self.updateButtons)
+        self.catalogueRows = []   # catalogue models not installed yet (from 'deepmed zoo list')
+        self.zooJobs = []         # running catalogue / download / import workers
         ui.modelComboBox.currentIndexChanged.connect(self.onModelChanged)
-        ui.refreshModelsButton.clicked.connect(self.refreshModels)
+        ui.refreshModelsButton.clicked.connect(self.onRefresh)
+        ui.downloadModelButton.clicked.connect(self.onDownload)
+        ui.importModelButton.clicked.connect(self.onImport)
+        ui.removeModelButton.clicked.connect(self.onRemove)
         ui.applyButton.clicked.connect(self.onApply)
         ui.cancelButton.clicked.connect(self.onCancel)
         ModelLibrary.changed.connect(self.onLibraryChanged)
         self.refreshModels()
+        self.readCatalogues()
 
     def cleanup(self):
         ModelLibrary.changed.disconnect(self.onLibraryChanged)
+        for job in self.zooJobs:
+            job.cancel()
         self.timer.stop()
 
-    # ---- models -----------------------------------------------------------------------------------
+    # ---- models: the library, the catalogues, packages ---------------------------------------------
     def refreshModels(self, selectId: str | None = None):
-        current = selectId or (self.currentModel().id if self.currentModel() else None)
+        """Installed models first, then catalogue models that can be downloaded."""
+        current = selectId or self.currentId()
         self.models = ModelLibrary.models()
+        installedIds = {m.id for m in self.models}
+        self.catalogueRows = [row for row in self.catalogueRows if row["id"] not in installedIds]
         combo = self.ui.modelComboBox
         combo.blockSignals(True)
         combo.clear()
         for model in self.models:
             combo.addItem(f"{model.title} ({model.application})")
-        ids = [m.id for m in self.models]
+        for row in self.catalogueRows:
+            combo.addItem(f"{row.get('title', row['id'])}: download {row.get('size', '?')}, {row.get('licence', '?')}")
+        ids = [m.id for m in self.models] + [row["id"] for row in self.catalogueRows]
         combo.currentIndex = ids.index(current) if current in ids else (0 if ids else -1)
         combo.blockSignals(False)
-        if not self.models:
-            self.ui.modelDescriptionLabel.text = ("No models in your library yet: train one in DeepMed Train "
+        if not ids:
+            self.ui.modelDescriptionLabel.text = ("No models yet: train one in DeepMed Train or import a package "
                                                   f"(library: {ModelLibrary.library_dir()}).")
         self.onModelChanged()
+
+    def onRefresh(self):
+        self.refreshModels()
+        self.readCatalogues()
 
     def onLibraryChanged(self, modelDir: str):
         self.refreshModels()
@@ -59,8 +76,16 @@ class SegmentPanel:
         index = self.ui.modelComboBox.currentIndex
         return self.models[index] if 0 <= index < len(self.models) else None
 
+    def currentCatalogueRow(self):
+        index = self.ui.modelComboBox.currentIndex - len(self.models)
+        return self.catalogueRows[index] if 0 <= index < len(self.catalogueRows) else None
+
+    def currentId(self):
+        model, row = self.currentModel(), self.currentCatalogueRow()
+        return model.id if model else row["id"] if row else None
+
     def onModelChanged(self, *args):
-        model = self.currentModel()
+        model, row = self.currentModel(), self.currentCatalogueRow()
         clearLayout(self.inputsLayout)
         self.inputSelectors = []
         if model is not None:
@@ -73,7 +98,91 @@ class SegmentPanel:
             self.ui.outputSelector.nodeTypes = [OUTPUT_TYPES.get(model.application, "vtkMRMLScalarVolumeNode")]
             self.ui.outputSelector.setMRMLScene(self.scene)
             self.ui.applyButton.text = "Segment" if model.application == "segmentation" else "Predict"
+        elif row is not None:
+            self.ui.modelDescriptionLabel.text = (
+                f"{row.get('title', row['id'])} {row.get('version', '')} ({row.get('task', '?')})\n"
+                f"Not installed. Download: {row.get('size', '?')}, licence {row.get('licence', '?')}; "
+                "the file is checked against the catalogue's sha256 before it is installed.")
         self.updateButtons()
+
+    def _startZooJob(self, job, onFinished):
+        self.zooJobs.append(job)
+        job.finished.connect(lambda result: self._zooJobFinished(job, result, onFinished))
+        self.timer.start()
+        self.updateButtons()
+
+    def _zooJobFinished(self, job, result, onFinished):
+        self.zooJobs.remove(job)
+        onFinished(job, result)
+        if self.run is None and not self.zooJobs:
+            self.timer.stop()
+        self.updateButtons()
+
+    def readCatalogues(self):
+        """List catalogue models in the background (catalogues may be on the network); the newest read wins."""
+        if getattr(self, "catalogueJob", None) is not None:
+            self.catalogueJob.cancel()
+        self.catalogueJob = ModelLibrary.catalogueJob()
+        self._startZooJob(self.catalogueJob, self._onCatalogues)
+
+    def _onCatalogues(self, job, result):
+        events = [e for e in job.events if e["event"] == "models"]
+        if job is not self.catalogueJob:
+            return  # an older read, superseded
+        self.catalogueJob = None
+        if not result.succeeded or not events:
+            if result.status == "failed":
+                self.ui.statusLabel.text = "Could not list catalogue models: " + result.errorMessage.splitlines()[0]
+            return
+        installed = {m.id for m in ModelLibrary.models()}
+        self.catalogueRows = [row for row in events[-1]["models"] if row["id"] not in installed]
+        self.refreshModels()
+        if events[-1]["warnings"]:
+            self.ui.statusLabel.text = "Some catalogues could not be read (offline?): " + events[-1]["warnings"][0]
+
+    def onDownload(self):
+        row = self.currentCatalogueRow()
+        if row is None:
+            return
+        job = ModelLibrary.pullJob(row["id"])
+        job.eventReceived.connect(self._onDownloadEvent)
+        self.ui.statusLabel.text = f"Downloading {row['id']} ({row.get('size', '?')})..."
+        setBusy(self.ui.progressBar, False, 0)
+        self._startZooJob(job, lambda job, result: self._onInstalled(job, result, row["id"], "Download"))
+
+    def _onDownloadEvent(self, event):
+        if event["event"] == "download" and event.get("total"):
+            self.ui.progressBar.value = int(100 * event["done"] / event["total"])
+
+    def onImport(self):
+        path = qt.QFileDialog.getOpenFileName(None, "Import model package", "",
+                                              "Model packages and MONAI bundles (*.zip);;All files (*)")
+        if path:
+            self.importPackage(path)
+
+    def importPackage(self, path: str):
+        self.ui.statusLabel.text = f"Importing {path}..."
+        setBusy(self.ui.progressBar, True)
+        self._startZooJob(ModelLibrary.importJob(path), lambda job, result: self._onInstalled(job, result, None, "Import"))
+
+    def _onInstalled(self, job, result, modelId, what):
+        setBusy(self.ui.progressBar, False, 100 if result.succeeded else 0)
+        if not result.succeeded:
+            self.ui.statusLabel.text = f"{what} failed: " + result.errorMessage.splitlines()[0]
+            slicer.util.errorDisplay(f"{what} failed, nothing was installed:\n{result.errorMessage}")
+            return
+        installed = [e for e in job.events if e["event"] == "installed"][-1]
+        self.refreshModels(selectId=installed["id"])
+        self.ui.statusLabel.text = f"Installed {installed['id']} {installed['version']}."
+
+    def onRemove(self):
+        model = self.currentModel()
+        if model is None or not slicer.util.confirmOkCancelDisplay(
+                f"Remove the model '{model.id}' from your library ({model.path})?"):
+            return
+        with slicer.util.tryWithErrorDisplay("Could not remove the model."):
+            ModelLibrary.removeModel(model.id)
+            self.ui.statusLabel.text = f"Removed {model.id}."
 
     # ---- running ----------------------------------------------------------------------------------
     def updateButtons(self, *args):
@@ -83,6 +192,8 @@ class SegmentPanel:
         self.ui.applyButton.enabled = ready and not running and self.dependencies.ready
         self.ui.cancelButton.enabled = running
         self.ui.modelComboBox.enabled = not running
+        self.ui.downloadModelButton.enabled = self.currentCatalogueRow() is not None and not self.zooJobs
+        self.ui.removeModelButton.enabled = self.currentModel() is not None and not running
         if not ready and not running and self.currentModel() is not None:
             self.ui.applyButton.toolTip = "Select a volume for every input"
         else:
@@ -105,6 +216,8 @@ class SegmentPanel:
     def poll(self):
         if self.run is not None:
             self.run.poll()
+        for job in list(self.zooJobs):
+            job.poll()
 
     def onCancel(self):
         if self.run is not None:
@@ -112,8 +225,9 @@ class SegmentPanel:
             self.run.cancel()
 
     def onFinished(self, outputNode, result):
-        self.timer.stop()
         self.run = None
+        if not self.zooJobs:
+            self.timer.stop()
         setBusy(self.ui.progressBar, False, 100 if result.succeeded else 0)
         if result.succeeded:
             self.lastOutput = outputNode

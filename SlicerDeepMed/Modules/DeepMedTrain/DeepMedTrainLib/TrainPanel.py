@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import slicer
 
+from DeepMedLib import ModelLibrary
 from DeepMedLib.PanelHelpers import DependencySection, pollTimer, setBusy
 
 #: Names offered in the dropdowns; they match the engine's registries (``deepmed list``; a test checks).
@@ -21,6 +22,8 @@ class TrainPanel:
         self.run = None
         self.checkRun = None
         self.stoppedModelDir = None
+        self.finishedModelDir = None  # the last model trained here, offered to Publish
+        self.publishJob = None
         self.timer = pollTimer(self.poll)
         self.dependencies = DependencySection(ui, onChanged=self.updateButtons)
         ui.networkComboBox.addItems(NETWORKS)
@@ -31,6 +34,8 @@ class TrainPanel:
         ui.stopButton.clicked.connect(self.onStop)
         ui.resumeButton.clicked.connect(self.onResume)
         ui.showCurvesButton.clicked.connect(self.onShowCurves)
+        ui.publishButton.clicked.connect(self.onPublish)
+        ui.publishLicenceLineEdit.textChanged.connect(self.updateButtons)
         self.onApplicationChanged()
 
     def cleanup(self):
@@ -115,6 +120,14 @@ class TrainPanel:
         ui.resumeButton.enabled = not running and self.stoppedModelDir is not None
         ui.settingsCollapsibleButton.enabled = not running
         ui.showCurvesButton.enabled = self.run is not None or getattr(self, "curves", None) is not None
+        ui.publishButton.enabled = (self.finishedModelDir is not None and bool(ui.publishLicenceLineEdit.text.strip())
+                                    and self.publishJob is None and not running)
+        if self.finishedModelDir is None:
+            ui.publishButton.toolTip = "Train a model first"
+        elif not ui.publishLicenceLineEdit.text.strip():
+            ui.publishButton.toolTip = "A published model needs a licence"
+        else:
+            ui.publishButton.toolTip = f"Publish {self.finishedModelDir.name} as a verified package in your library"
 
     def onTrain(self, resume: bool = False):
         ui = self.ui
@@ -144,7 +157,7 @@ class TrainPanel:
             self.run.stop()
 
     def poll(self):
-        for running in (self.run, self.checkRun):
+        for running in (self.run, self.checkRun, self.publishJob):
             if running is not None:
                 running.poll()
 
@@ -160,6 +173,9 @@ class TrainPanel:
         if result.succeeded:
             self.ui.progressBar.value = 100
             self.ui.statusLabel.text = f"Finished: model '{run.modelDir.name}' is in the library ({run.modelDir})."
+            self.finishedModelDir = run.modelDir
+            if not self.ui.publishTitleLineEdit.text:
+                self.ui.publishTitleLineEdit.text = run.modelDir.name
         elif result.status == "stopped":
             self.stoppedModelDir = run.modelDir
             self.ui.statusLabel.text = run.status
@@ -171,8 +187,34 @@ class TrainPanel:
         self.updateButtons()
 
     def _stopTimerWhenIdle(self):
-        if self.run is None and self.checkRun is None:
+        if self.run is None and self.checkRun is None and self.publishJob is None:
             self.timer.stop()
+
+    # ---- publishing -----------------------------------------------------------------------------
+    def onPublish(self):
+        ui = self.ui
+        with slicer.util.tryWithErrorDisplay("Could not publish the model.", waitCursor=True):
+            self.publishJob = ModelLibrary.publishJob(
+                self.finishedModelDir, licence=ui.publishLicenceLineEdit.text.strip(),
+                title=ui.publishTitleLineEdit.text.strip(), version=ui.publishVersionLineEdit.text.strip(),
+                citation=ui.publishCitationLineEdit.text.strip(), zipPath=ui.publishZipPathLineEdit.currentPath)
+            self.publishJob.finished.connect(self.onPublished)
+            ui.statusLabel.text = f"Publishing {self.finishedModelDir.name}..."
+            self.timer.start()
+        self.updateButtons()
+
+    def onPublished(self, result):
+        job, self.publishJob = self.publishJob, None
+        self._stopTimerWhenIdle()
+        if result.succeeded:
+            installed = [e for e in job.events if e["event"] == "installed"][-1]
+            zipPath = self.ui.publishZipPathLineEdit.currentPath
+            self.ui.statusLabel.text = (f"Published {installed['id']} {installed['version']} in the library"
+                                        + (f" and as {zipPath}" if zipPath else "") + ".")
+        else:
+            self.ui.statusLabel.text = "Publishing failed: " + result.errorMessage.splitlines()[0]
+            slicer.util.errorDisplay(f"Publishing failed:\n{result.errorMessage}")
+        self.updateButtons()
 
     def onShowCurves(self):
         """Show the live loss / validation chart in Slicer's plot view (nothing to show headless)."""

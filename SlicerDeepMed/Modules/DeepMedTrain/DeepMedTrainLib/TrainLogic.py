@@ -11,6 +11,7 @@ curves fill MRML tables shown in a plot chart. A finished model goes into the mo
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -84,6 +85,8 @@ class TrainingRun:
         self.eventReceived.emit(event)
 
     def _onFinished(self, result) -> None:
+        if self.job.stopFile is not None:
+            shutil.rmtree(self.job.stopFile.parent, ignore_errors=True)  # the run's private stop-file folder
         if result.succeeded:
             ModelLibrary.changed.emit(str(self.modelDir))
         elif result.status == "failed":

@@ -24,6 +24,7 @@ class TrainPanel:
         self.stoppedModelDir = None
         self.finishedModelDir = None  # the last model trained here, offered to Publish
         self.publishJob = None
+        self.curves = None            # the live curves of the last training started here
         self.timer = pollTimer(self.poll)
         self.dependencies = DependencySection(ui, onChanged=self.updateButtons)
         ui.networkComboBox.addItems(NETWORKS)
@@ -119,7 +120,7 @@ class TrainPanel:
         ui.stopButton.enabled = running
         ui.resumeButton.enabled = not running and self.stoppedModelDir is not None
         ui.settingsCollapsibleButton.enabled = not running
-        ui.showCurvesButton.enabled = self.run is not None or getattr(self, "curves", None) is not None
+        ui.showCurvesButton.enabled = self.curves is not None
         ui.publishButton.enabled = (self.finishedModelDir is not None and bool(ui.publishLicenceLineEdit.text.strip())
                                     and self.publishJob is None and not running)
         if self.finishedModelDir is None:
@@ -218,11 +219,10 @@ class TrainPanel:
 
     def onShowCurves(self):
         """Show the live loss / validation chart in Slicer's plot view (nothing to show headless)."""
-        curves = getattr(self, "curves", None)
         layoutManager = slicer.app.layoutManager()
-        if curves is None or layoutManager is None:
+        if self.curves is None or layoutManager is None:
             return
-        slicer.modules.plots.logic().ShowChartInLayout(curves.chart)
+        slicer.modules.plots.logic().ShowChartInLayout(self.curves.chart)
 
 
 

@@ -11,12 +11,13 @@ pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
-def panel(qtHarness, scene):
+def panel(qtHarness, scene, request):
     import DeepMedSegment
 
     widget = DeepMedSegment.DeepMedSegmentWidget()
     widget.setup()
     yield widget
+    saveScreenshot(widget.parent, f"segment_panel_{request.node.name}")  # every test's final state
     widget.cleanup()
 
 

@@ -92,6 +92,10 @@ def test_segmentation_from_label_image_has_model_names_colours_and_empty_segment
     np.testing.assert_array_equal(sitk.GetArrayFromImage(back), array)
     assert scene.GetNumberOfNodesByClass("vtkMRMLLabelMapVolumeNode") == nodesBefore  # temporaries removed
     assert seg.GetName() == "prediction"
+    closedSurface = slicer.vtkSegmentationConverter.GetSegmentationClosedSurfaceRepresentationName()
+    assert not seg.GetSegmentation().ContainsRepresentation(closedSurface)
+    shown = SceneBridge.addSegmentationFromLabelImage(label, reference, labels, "in 3D", showIn3D=True)
+    assert shown.GetSegmentation().ContainsRepresentation(closedSurface)
 
 
 def test_segmentation_to_label_numbers_segments_by_name_across_cases(scene):

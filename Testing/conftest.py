@@ -114,6 +114,7 @@ def qtHarness(slicerApp, tinyModelLibrary, monkeypatch, tmp_path):
     library = tmp_path / "library"
     shutil.copytree(tinyModelLibrary[0], library)
     monkeypatch.setenv("DEEPMED_LIBRARY", str(library))
+    monkeypatch.setenv("DEEPMED_CATALOGS", "")  # no shipped catalogue: model lists stay what each test makes
     app = qt_harness.install()
     qt_harness.messages.clear()
     qt_harness.confirmAnswer[0] = True

@@ -230,3 +230,16 @@ def test_published_schemas_and_catalogue_match_the_packaged_ones():
         assert (REPO / "Resources" / "Schemas" / name).read_bytes() == (SCHEMA_DIR / name).read_bytes()
     assert (REPO / "Resources" / "ModelCatalog.json").read_bytes() == BUNDLED_CATALOG.read_bytes()
     load_catalog(str(BUNDLED_CATALOG))
+
+
+def test_the_shipped_catalogue_entry_is_the_committed_demo_package(tmp_path):
+    """The project's catalogue lists the demo package kept in Resources/Models: same size, same sha256, and it
+    installs (read from the repository file; the catalogue URL is where the file is published)."""
+    from deepmed.zoo.catalog import BUNDLED_CATALOG, load_catalog
+
+    for entry in load_catalog(str(BUNDLED_CATALOG)):
+        local = REPO / "Resources" / "Models" / entry.urls[0].rsplit("/", 1)[1]
+        assert entry.urls[0].endswith(f"/main/Resources/Models/{local.name}")
+        assert local.stat().st_size == entry.size and sha256_of(local) == entry.sha256
+        installed = import_package(local, library=tmp_path / "library", model_id=entry.id)
+        assert installed.card["version"] == entry.version and verify_installed(installed) == []

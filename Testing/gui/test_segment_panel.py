@@ -16,6 +16,7 @@ def panel(qtHarness, scene, request):
 
     widget = DeepMedSegment.DeepMedSegmentWidget()
     widget.setup()
+    qtHarness.processEventsUntil(lambda: not widget.panel.zooJobs, timeout=60)  # the catalogue read
     yield widget
     saveScreenshot(widget.parent, f"segment_panel_{request.node.name}")  # every test's final state
     widget.cleanup()

@@ -1,13 +1,15 @@
 """Model catalogues: JSON lists of downloadable packages (schema ``model-catalog.schema.json``).
 
-Catalogues come from the one shipped with deepmed, from ``LIBRARY/catalogs.txt`` (one path or URL per
-line, ``deepmed zoo add-catalog`` appends to it) and from ``--catalog`` options. Package URLs may be
+Catalogues come from the one shipped with deepmed (or, when ``$DEEPMED_CATALOGS`` is set, from the
+``;``-separated paths/URLs it lists instead; empty: none), from ``LIBRARY/catalogs.txt`` (one path or URL
+per line, ``deepmed zoo add-catalog`` appends to it) and from ``--catalog`` options. Package URLs may be
 relative to their catalogue.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ from deepmed.zoo.schemas import CATALOG_SCHEMA, check_document
 
 BUNDLED_CATALOG = Path(__file__).with_name("catalog.json")
 USER_CATALOGS = "catalogs.txt"
+CATALOGS_VARIABLE = "DEEPMED_CATALOGS"
 
 
 @dataclass
@@ -70,7 +73,10 @@ def load_catalog(source: str) -> list[CatalogEntry]:
 
 def catalog_sources(extra: list[str] | None = None, library: Path | None = None) -> list[str]:
     root = Path(library) if library is not None else library_dir()
-    sources = [str(BUNDLED_CATALOG)]
+    if CATALOGS_VARIABLE in os.environ:
+        sources = [s.strip() for s in os.environ[CATALOGS_VARIABLE].split(";") if s.strip()]
+    else:
+        sources = [str(BUNDLED_CATALOG)]
     user_file = root / USER_CATALOGS
     if user_file.is_file():
         sources += [line.strip() for line in user_file.read_text(encoding="utf-8").splitlines()

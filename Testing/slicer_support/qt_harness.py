@@ -53,10 +53,14 @@ class ctkCollapsibleButton(QtWidgets.QGroupBox):
 
 
 class ctkPathLineEdit(QtWidgets.QLineEdit):
+    """A line edit whose text is ``currentPath``; ``filters`` / ``nameFilters`` are kept, not used."""
+
     currentPathChanged = Signal(str)
+    Dirs, Files, Drives, Readable, Writable = 0x1, 0x2, 0x4, 0x10, 0x20  # as QDir::Filter
 
     def __init__(self, parent=None):
         super().__init__(parent)
+        self.filters, self.nameFilters = self.Files, []
         self.textChanged.connect(self.currentPathChanged.emit)
 
     def _currentPath(self):

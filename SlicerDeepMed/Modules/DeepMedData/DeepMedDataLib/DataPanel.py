@@ -21,6 +21,7 @@ def shortProblem(problem: str) -> str:
 
 class DataPanel:
     def __init__(self, ui, logic, scene):
+        import ctk
         import qt
 
         self.ui, self.logic, self.scene = ui, logic, scene
@@ -32,6 +33,10 @@ class DataPanel:
         self.volumeSelectors = []
         self.timer = pollTimer(self.poll)
         self.volumesLayout = qt.QFormLayout(ui.volumesFrame)
+        ui.folderPathLineEdit.filters = ctk.ctkPathLineEdit.Dirs
+        ui.exportFolderLineEdit.filters = ctk.ctkPathLineEdit.Dirs
+        ui.manifestPathLineEdit.filters = ctk.ctkPathLineEdit.Files | ctk.ctkPathLineEdit.Dirs
+        ui.manifestPathLineEdit.nameFilters = ["Dataset manifests (*.json *.csv)", "All files (*)"]
         ui.labelSelector.nodeTypes = ["vtkMRMLSegmentationNode", "vtkMRMLLabelMapVolumeNode"]
         ui.labelSelector.noneEnabled = True
         ui.labelSelector.noneDisplay = "(no label: test case)"

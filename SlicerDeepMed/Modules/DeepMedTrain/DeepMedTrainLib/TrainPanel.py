@@ -27,6 +27,12 @@ class TrainPanel:
         self.curves = None            # the live curves of the last training started here
         self.timer = pollTimer(self.poll)
         self.dependencies = DependencySection(ui, onChanged=self.updateButtons)
+        import ctk
+
+        ui.datasetPathLineEdit.filters = ctk.ctkPathLineEdit.Files | ctk.ctkPathLineEdit.Dirs
+        ui.datasetPathLineEdit.nameFilters = ["Dataset manifests (*.json *.csv)", "All files (*)"]
+        ui.publishZipPathLineEdit.filters = ctk.ctkPathLineEdit.Files | ctk.ctkPathLineEdit.Writable
+        ui.publishZipPathLineEdit.nameFilters = ["Model packages (*.zip)"]
         ui.networkComboBox.addItems(NETWORKS)
         ui.applicationComboBox.currentIndexChanged.connect(self.onApplicationChanged)
         ui.datasetPathLineEdit.currentPathChanged.connect(self.onDatasetChanged)

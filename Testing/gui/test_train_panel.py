@@ -83,7 +83,7 @@ def test_stop_then_resume(panel, qtHarness, tmp_path):
     assert not ui.resumeButton.isEnabled()
 
 
-def test_bad_settings_are_reported_and_nothing_runs(panel, qtHarness, tmp_path):
+def test_bad_settings_are_reported_and_nothing_runs(panel, qtHarness, scene, tmp_path):
     ui = panel.ui
     manifest = writeSyntheticDataset(tmp_path / "boxes")
     configureTinyTraining(ui, manifest, epochs=2)
@@ -96,6 +96,9 @@ def test_bad_settings_are_reported_and_nothing_runs(panel, qtHarness, tmp_path):
     qtHarness.processEventsUntil(lambda: panel.panel.run is None, timeout=120)
     assert "did you mean 'unet'" in qtHarness.messages[-1][1]
     assert ui.statusLabel.text().startswith("Failed: ")
+    for nodeClass in ("vtkMRMLPlotChartNode", "vtkMRMLPlotSeriesNode", "vtkMRMLTableNode"):
+        assert scene.GetNumberOfNodesByClass(nodeClass) == 0  # an empty chart is not left behind
+    assert not ui.showCurvesButton.isEnabled()
 
 
 def test_dropdowns_offer_what_the_engine_registers(panel):

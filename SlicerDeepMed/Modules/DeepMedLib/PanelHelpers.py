@@ -62,14 +62,19 @@ class DependencySection:
 
     def install(self) -> None:
         with slicer.util.tryWithErrorDisplay("Installing the dependencies failed.", waitCursor=True):
-            if Dependencies.torchMissing() and not Dependencies.installTorch():
-                self.ui.dependenciesLabel.text = "PyTorch was not installed (declined)."
-                return
-            installed = Dependencies.installEngineDependencies(slicer.util.pip_install,
-                                                               confirm=slicer.util.confirmOkCancelDisplay)
+            installed = []
+            if Dependencies.torchMissing():
+                if not Dependencies.installTorch():
+                    self.ui.dependenciesLabel.text = "PyTorch was not installed (declined)."
+                    return
+                installed.append("PyTorch")
+            installed += Dependencies.installEngineDependencies(slicer.util.pip_install,
+                                                                confirm=slicer.util.confirmOkCancelDisplay)
             if installed:
-                slicer.util.infoDisplay("Installed: " + ", ".join(installed) +
-                                        ". Restart Slicer if a module still reports them missing.")
+                # torch is never imported in Slicer's own process and every job starts a new worker process,
+                # so what was just installed is used at once: no restart.
+                slicer.util.infoDisplay("Installed: " + ", ".join(installed) + ". No restart needed: DeepMed runs "
+                                        "models in new background processes.")
         self.update()
         if self.onChanged is not None:
             self.onChanged()

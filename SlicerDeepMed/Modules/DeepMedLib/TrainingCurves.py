@@ -66,5 +66,11 @@ class TrainingCurves:
                 for r in range(data.GetNumberOfRows())]
 
     def nodes(self) -> list:
-        found = [self.lossTable, self.chart] + ([self.validationTable] if self.validationTable else [])
-        return found
+        """Every node this object added: tables, their plot series, the chart."""
+        series = [self.chart.GetNthPlotSeriesNode(i) for i in range(self.chart.GetNumberOfPlotSeriesNodes())]
+        return [self.lossTable, self.chart] + ([self.validationTable] if self.validationTable else []) + series
+
+    def removeFromScene(self) -> None:
+        for node in self.nodes():
+            if node is not None and node.GetScene() is not None:
+                self.scene.RemoveNode(node)

@@ -87,6 +87,9 @@ class TrainingRun:
     def _onFinished(self, result) -> None:
         if self.job.stopFile is not None:
             shutil.rmtree(self.job.stopFile.parent, ignore_errors=True)  # the run's private stop-file folder
+        if not result.succeeded and self.curves is not None and not self.curves.values(self.curves.lossTable):
+            self.curves.removeFromScene()  # nothing was plotted: leave the scene as it was
+            self.curves = None
         if result.succeeded:
             ModelLibrary.changed.emit(str(self.modelDir))
         elif result.status == "failed":

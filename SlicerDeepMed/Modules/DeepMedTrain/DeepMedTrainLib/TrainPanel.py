@@ -176,6 +176,7 @@ class TrainPanel:
 
     def onFinished(self, result):
         run, self.run = self.run, None
+        self.curves = run.curves  # None when the training failed before its first epoch
         self._stopTimerWhenIdle()
         if result.succeeded:
             self.ui.progressBar.value = 100

@@ -38,6 +38,10 @@ def addSceneCase(panel, scene, index, direction=(1, 0, 0, 0, 1, 0, 0, 0, 1)):
 
 
 def test_scene_cases_export_split_and_check(panel, qtHarness, scene, tmp_path):
+    import DeepMedTrain
+
+    trainWidget = DeepMedTrain.DeepMedTrainWidget()
+    trainWidget.setup()
     ui = panel.ui
     ui.channelNamesLineEdit.setText("MR")
     ui.channelNamesLineEdit.editingFinished.emit()
@@ -55,6 +59,9 @@ def test_scene_cases_export_split_and_check(panel, qtHarness, scene, tmp_path):
     assert qtHarness.messages == []
     assert [ui.casesTable.item(r, 3).text() for r in range(4)] == ["OK"] * 4
     assert ui.statusLabel.text().endswith("all cases OK; ready to train in DeepMed Train.")
+    assert trainWidget.ui.datasetPathLineEdit.text() == str(tmp_path / "boxes" / "dataset.json")  # offered there
+    assert trainWidget.ui.trainButton.isEnabled()
+    trainWidget.cleanup()
     manifest = json.loads((tmp_path / "boxes" / "dataset.json").read_text())
     assert manifest["labels"] == {"background": 0, "box": 1, "core": 2}
     assert manifest["channel_names"] == {"0": "MR"} and len(manifest["splits"]) == 1

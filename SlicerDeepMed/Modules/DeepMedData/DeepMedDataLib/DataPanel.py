@@ -9,6 +9,7 @@ import re
 import slicer
 
 from DeepMedDataLib.DataLogic import SceneCase
+from DeepMedLib import DatasetSelection
 from DeepMedLib.PanelHelpers import clearLayout, pollTimer, setBusy, volumeSelector
 
 COLUMNS = ["Case", "Images", "Label", "Status"]
@@ -185,3 +186,5 @@ class DataPanel:
         prefix = f"{self.manifestPath}: " if self.manifestPath else ""
         self.ui.statusLabel.text = prefix + ("all cases OK; ready to train in DeepMed Train." if not problems
                                              else f"{len(problems)} problem(s): {problems[0]}")
+        if not problems and self.manifestPath:
+            DatasetSelection.datasetReady.emit(str(self.manifestPath))

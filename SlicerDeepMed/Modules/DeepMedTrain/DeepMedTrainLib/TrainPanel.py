@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import slicer
 
-from DeepMedLib import ModelLibrary
+from DeepMedLib import DatasetSelection, ModelLibrary
 from DeepMedLib.PanelHelpers import DependencySection, pollTimer, setBusy
 
 #: Names offered in the dropdowns; they match the engine's registries (``deepmed list``; a test checks).
@@ -43,10 +43,17 @@ class TrainPanel:
         ui.showCurvesButton.clicked.connect(self.onShowCurves)
         ui.publishButton.clicked.connect(self.onPublish)
         ui.publishLicenceLineEdit.textChanged.connect(self.updateButtons)
+        DatasetSelection.datasetReady.connect(self.onDatasetReady)
         self.onApplicationChanged()
 
     def cleanup(self):
+        DatasetSelection.datasetReady.disconnect(self.onDatasetReady)
         self.timer.stop()
+
+    def onDatasetReady(self, manifestPath: str):
+        """A dataset checked in DeepMed Data: offer it here unless the user already chose one."""
+        if not self.ui.datasetPathLineEdit.currentPath and self.run is None:
+            self.ui.datasetPathLineEdit.currentPath = manifestPath
 
     # ---- dataset --------------------------------------------------------------------------------
     def onApplicationChanged(self, *args):

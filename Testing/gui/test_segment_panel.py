@@ -143,10 +143,18 @@ def test_catalogue_model_downloads_with_progress_then_segments_and_can_be_remove
              "modality": "MR", "licence": "CC-BY-4.0", "urls": [f"{base}/{package.name}"],
              "size": package.stat().st_size, "sha256": sha256_of(package)}
     (folder / "catalog.json").write_text(json.dumps({"format": "deepmed-catalog/1", "models": [entry]}))
-    (library / "catalogs.txt").write_text(f"{base}/catalog.json\n")
     ui = panel.ui
-    ui.refreshModelsButton.click()
+    assert not ui.addCatalogueButton.isEnabled()
+    ui.catalogueLineEdit.setText(f"{base}/missing.json")
+    ui.addCatalogueButton.click()
     qtHarness.processEventsUntil(lambda: not panel.panel.zooJobs, timeout=60)
+    assert qtHarness.messages[-1][0] == "error" and "404" in qtHarness.messages[-1][1]
+    assert not (library / "catalogs.txt").exists()
+    qtHarness.messages.clear()
+    ui.catalogueLineEdit.setText(f"{base}/catalog.json")
+    ui.addCatalogueButton.click()
+    qtHarness.processEventsUntil(lambda: not panel.panel.zooJobs, timeout=60)
+    assert (library / "catalogs.txt").read_text().split() == [f"{base}/catalog.json"]
     items = [ui.modelComboBox.itemText(i) for i in range(ui.modelComboBox.count())]
     assert items[-1].startswith("Liver boxes: download ") and "CC-BY-4.0" in items[-1]
     ui.modelComboBox.setCurrentIndex(len(items) - 1)

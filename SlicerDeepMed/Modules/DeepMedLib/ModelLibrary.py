@@ -73,6 +73,11 @@ def catalogueJob() -> BackgroundJob:
     return _zooJob("model list", "list")
 
 
+def addCatalogueJob(source: str) -> BackgroundJob:
+    """Check a catalogue (path or URL) and remember it in the library's catalogs.txt."""
+    return _zooJob("adding a catalogue", "add-catalog", source)
+
+
 def pullJob(modelId: str) -> BackgroundJob:
     """``download`` events (done, total bytes), then ``installed``; nothing is installed unless sha256 matches."""
     return _zooJob(f"download of {modelId}", "pull", modelId)
@@ -98,5 +103,5 @@ def removeModel(modelId: str) -> None:
     changed.emit(str(path))
 
 
-__all__ = ["InstalledModel", "catalogueJob", "changed", "describe", "findModel", "importJob", "library_dir", "models",
+__all__ = ["InstalledModel", "addCatalogueJob", "catalogueJob", "changed", "describe", "findModel", "importJob", "library_dir", "models",
            "new_model_dir", "publishJob", "pullJob", "removeModel"]

@@ -31,6 +31,8 @@ class SegmentPanel:
         ui.downloadModelButton.clicked.connect(self.onDownload)
         ui.importModelButton.clicked.connect(self.onImport)
         ui.removeModelButton.clicked.connect(self.onRemove)
+        ui.catalogueLineEdit.textChanged.connect(self.updateButtons)
+        ui.addCatalogueButton.clicked.connect(self.onAddCatalogue)
         ui.applyButton.clicked.connect(self.onApply)
         ui.cancelButton.clicked.connect(self.onCancel)
         ModelLibrary.changed.connect(self.onLibraryChanged)
@@ -175,6 +177,20 @@ class SegmentPanel:
         self.refreshModels(selectId=installed["id"])
         self.ui.statusLabel.text = f"Installed {installed['id']} {installed['version']}."
 
+    def onAddCatalogue(self):
+        source = self.ui.catalogueLineEdit.text.strip()
+        self.ui.statusLabel.text = f"Reading the catalogue {source}..."
+        self._startZooJob(ModelLibrary.addCatalogueJob(source), self._onCatalogueAdded)
+
+    def _onCatalogueAdded(self, job, result):
+        if not result.succeeded:
+            self.ui.statusLabel.text = "Catalogue not added: " + result.errorMessage.splitlines()[0]
+            slicer.util.errorDisplay(f"The catalogue was not added:\n{result.errorMessage}")
+            return
+        self.ui.catalogueLineEdit.text = ""
+        self.ui.statusLabel.text = "Catalogue added; its models are listed above."
+        self.readCatalogues()
+
     def onRemove(self):
         model = self.currentModel()
         if model is None or not slicer.util.confirmOkCancelDisplay(
@@ -194,6 +210,7 @@ class SegmentPanel:
         self.ui.modelComboBox.enabled = not running
         self.ui.downloadModelButton.enabled = self.currentCatalogueRow() is not None and not self.zooJobs
         self.ui.removeModelButton.enabled = self.currentModel() is not None and not running
+        self.ui.addCatalogueButton.enabled = bool(self.ui.catalogueLineEdit.text.strip()) and not self.zooJobs
         if not ready and not running and self.currentModel() is not None:
             self.ui.applyButton.toolTip = "Select a volume for every input"
         else:

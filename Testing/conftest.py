@@ -122,6 +122,28 @@ def qtHarness(slicerApp, tinyModelLibrary, monkeypatch, tmp_path):
     app.processEvents()
 
 
+@pytest.fixture
+def openPanel(qtHarness, scene, request):
+    """``openPanel("DeepMedSegment")``: the module's widget, set up on the scene (its first catalogue read
+    done); at teardown its final state is saved as a screenshot and it is cleaned up."""
+    import importlib
+
+    opened = []
+
+    def open_(moduleName: str):
+        module = importlib.import_module(moduleName)
+        widget = getattr(module, f"{moduleName}Widget")()
+        widget.setup()
+        qtHarness.processEventsUntil(lambda: not getattr(widget.panel, "zooJobs", None), timeout=60)
+        opened.append((moduleName, widget))
+        return widget
+
+    yield open_
+    for moduleName, widget in opened:
+        saveScreenshot(widget.parent, f"{moduleName[len('DeepMed'):].lower()}_panel_{request.node.name}")
+        widget.cleanup()
+
+
 def saveScreenshot(widget, name: str) -> Path:
     """Save a PNG of a panel to build/screenshots/ (look at them; one is in the README)."""
     folder = REPO / "build" / "screenshots"

@@ -15,14 +15,8 @@ LABELS = [{"value": 1, "name": "box", "color": [200, 60, 60]}, {"value": 2, "nam
 
 
 @pytest.fixture
-def panel(qtHarness, scene, request):
-    import DeepMedData
-
-    widget = DeepMedData.DeepMedDataWidget()
-    widget.setup()
-    yield widget
-    saveScreenshot(widget.parent, f"data_panel_{request.node.name}")  # every test's final state
-    widget.cleanup()
+def panel(openPanel):
+    return openPanel("DeepMedData")
 
 
 def addSceneCase(panel, scene, index, direction=(1, 0, 0, 0, 1, 0, 0, 0, 1)):

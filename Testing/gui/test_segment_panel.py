@@ -11,15 +11,8 @@ pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
-def panel(qtHarness, scene, request):
-    import DeepMedSegment
-
-    widget = DeepMedSegment.DeepMedSegmentWidget()
-    widget.setup()
-    qtHarness.processEventsUntil(lambda: not widget.panel.zooJobs, timeout=60)  # the catalogue read
-    yield widget
-    saveScreenshot(widget.parent, f"segment_panel_{request.node.name}")  # every test's final state
-    widget.cleanup()
+def panel(openPanel):
+    return openPanel("DeepMedSegment")
 
 
 def test_model_dropdown_builds_inputs_and_segment_adds_an_aligned_segmentation(panel, qtHarness, scene):

@@ -10,14 +10,8 @@ TINY_EXTRA = "network.args.channels=[8,16,32]; network.args.strides=[2,2]; train
 
 
 @pytest.fixture
-def panel(qtHarness, scene, request):
-    import DeepMedTrain
-
-    widget = DeepMedTrain.DeepMedTrainWidget()
-    widget.setup()
-    yield widget
-    saveScreenshot(widget.parent, f"train_panel_{request.node.name}")  # every test's final state
-    widget.cleanup()
+def panel(openPanel):
+    return openPanel("DeepMedTrain")
 
 
 def configureTinyTraining(ui, manifest, epochs):

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deepmed.zoo.library import InstalledModel, installed_models, library_dir, new_model_dir, read_installed
+from deepmed.zoo.library import (InstalledModel, installed_models, library_dir, new_model_dir, read_installed,
+                                  resolve_model)
 
 from DeepMedLib.BackgroundJob import BackgroundJob
 from DeepMedLib.EngineCommand import engineCommand, engineEnvironment
@@ -24,13 +25,10 @@ def findModel(model) -> InstalledModel:
     """An InstalledModel from a library id, a model directory or an InstalledModel."""
     if isinstance(model, InstalledModel):
         return model
-    path = Path(str(model))
-    if not path.is_dir():
-        path = library_dir() / str(model)
-    found = read_installed(path) if path.is_dir() else None
+    path = resolve_model(str(model))  # names the installed models when nothing matches
+    found = read_installed(path)
     if found is None:
-        known = ", ".join(m.id for m in installed_models()) or "none"
-        raise ValueError(f"{model}: not a trained model (no model directory or library id; installed: {known})")
+        raise ValueError(f"{path}: not a finished deepmed model (model_card.json or model.safetensors missing)")
     return found
 
 

@@ -70,7 +70,7 @@ def add_parser(subparsers) -> None:
 
 
 def _rows(args) -> tuple[list[dict], list[str]]:
-    from deepmed.zoo.catalog import _version_key, available_models
+    from deepmed.zoo.catalog import version_key, available_models
     from deepmed.zoo.library import installed_models
 
     installed = {m.id: m for m in installed_models(args.library)}
@@ -78,7 +78,7 @@ def _rows(args) -> tuple[list[dict], list[str]]:
     rows: dict[str, dict] = {}
     for entry in entries:
         row = rows.setdefault(entry.id, {"id": entry.id, "status": "available"})
-        if "version" not in row or _version_key(entry.version) > _version_key(row["version"]):
+        if "version" not in row or version_key(entry.version) > version_key(row["version"]):
             row.update(version=entry.version, task=entry.task, size=entry.size_text, licence=entry.licence,
                        title=entry.title)
     for model_id, model in installed.items():

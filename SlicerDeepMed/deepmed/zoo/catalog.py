@@ -107,11 +107,11 @@ def available_models(extra: list[str] | None = None, library: Path | None = None
     return entries, warnings
 
 
-def _version_key(version: str):
+def version_key(version: str):
     return [int(p) if p.isdigit() else p for p in version.replace("-", ".").split(".")]
 
 
 def find_entry(model_id: str, entries: list[CatalogEntry]) -> CatalogEntry | None:
     """The newest version of ``model_id`` among the entries."""
     matches = [e for e in entries if e.id == model_id]
-    return max(matches, key=lambda e: _version_key(e.version)) if matches else None
+    return max(matches, key=lambda e: version_key(e.version)) if matches else None

@@ -4,7 +4,8 @@ Adding one (classification, autoencoder, GAN) means adding a module here and reg
 trainer and predictor do not change.
 """
 
-from deepmed.applications.base import APPLICATIONS, Application, get_application
+from deepmed.applications.base import (APPLICATIONS, Application, Parts, Prediction, PreparedData, StepContext,
+                                       get_application)
 from deepmed.applications import regression, segmentation  # noqa: F401  (register)
 
-__all__ = ["APPLICATIONS", "Application", "get_application"]
+__all__ = ["APPLICATIONS", "Application", "Parts", "Prediction", "PreparedData", "StepContext", "get_application"]

@@ -1,63 +1,200 @@
-"""The Application interface (NiftyNet's Application, on PyTorch + MONAI)."""
+"""The Application interface: everything task-specific, handed to a loop that knows no task.
+
+An application (a plug-in, registered by name) owns:
+
+* what a case's target is (``target_kind``: a label map, a scalar map, case-level values, an image on its own
+  grid, or none) and its own section of the configuration (``config_defaults``, under ``task:``);
+* planning (:meth:`plan`), data preparation (:meth:`prepare_data`) and random transforms
+  (:meth:`training_transform`);
+* the named parts it trains (:meth:`build_parts`: one or several networks, losses and optimisers);
+* one training step (:meth:`train_step`), the validation of one case (:meth:`validate_case`);
+* the model card fields (:meth:`card_fields`), prediction of one case (:meth:`predict`) and the kind of
+  output it produces (``output_kind``) with how it is written (:meth:`write_prediction`).
+
+The Trainer keeps only the loop, checkpoints of all parts, progress events, stop/resume and the agreement of
+ranks. See ``docs/applications.md`` for how classification, super-resolution, an autoencoder and a
+conditional GAN fit this interface.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
 
-import numpy as np
 import torch
 
 from deepmed.utils.registry import Registry
 
 APPLICATIONS = Registry("application")
 
+#: What a case's target can be.
+TARGET_KINDS = ("label_map", "scalar_map", "values", "image", "none")
+#: What a model produces; the Slicer modules place each kind in the scene (segmentation, volume, table).
+OUTPUT_KINDS = ("label_map", "scalar_volume", "table", "image")
+
+
+@dataclass
+class Parts:
+    """The named things one application trains. ``networks`` are checkpointed and (``inference_networks``)
+    saved for inference; each optimiser steps the parameters the application gave it."""
+
+    networks: dict[str, torch.nn.Module]
+    optimizers: dict[str, torch.optim.Optimizer]
+    losses: dict[str, torch.nn.Module] = field(default_factory=dict)
+
+    def network(self, name: str = "model") -> torch.nn.Module:
+        """The network without its DistributedDataParallel wrapper (for validation and saving)."""
+        net = self.networks[name]
+        return getattr(net, "module", net)
+
+
+class StepContext:
+    """What a training step needs from the loop: device, mixed precision, and one optimiser step."""
+
+    def __init__(self, device: torch.device, amp: bool, clip_norm: float = 12.0):
+        self.device = device
+        self.amp = amp and device.type == "cuda"
+        self.dtype = torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported() else torch.float16
+        self.clip_norm = clip_norm
+        self.scalers: dict[str, torch.amp.GradScaler] = {}
+
+    def autocast(self):
+        if not self.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+    def to_device(self, *tensors: torch.Tensor):
+        moved = tuple(t.to(self.device, non_blocking=True) for t in tensors)
+        return moved[0] if len(moved) == 1 else moved
+
+    def scaler(self, name: str) -> torch.amp.GradScaler:
+        if name not in self.scalers:
+            self.scalers[name] = torch.amp.GradScaler("cuda", enabled=self.amp and self.dtype == torch.float16)
+        return self.scalers[name]
+
+    def optimize(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, name: str = "model") -> None:
+        """Backward, gradient clipping and one step of ``optimizer`` (its gradients zeroed first)."""
+        scaler = self.scaler(name)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, self.clip_norm)
+        scaler.step(optimizer)
+        scaler.update()
+
+    def state_dict(self) -> dict:
+        return {name: scaler.state_dict() for name, scaler in self.scalers.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, scaler_state in state.items():
+            self.scaler(name).load_state_dict(scaler_state)
+
+
+@dataclass
+class PreparedData:
+    """Training and validation items (dicts the transforms and ``train_step`` understand) and the fitted
+    statistics that the model card keeps for inference (normalisation, target scaling, ...)."""
+
+    train: list[dict]
+    val: list[dict]
+    fitted: dict = field(default_factory=dict)
+
+
+@dataclass
+class Prediction:
+    """One case's result. ``output`` is an image on the input's exact grid (label map, scalar volume) or on
+    a grid the model defines; ``values`` holds case-level results (a table row); extras are optional."""
+
+    output: object = None
+    values: dict | None = None
+    probabilities: object = None  # vector image, one component per label (segmentation)
+    uncertainty: object = None    # normalised entropy in [0, 1] (segmentation)
+
 
 class Application(ABC):
-    """What one kind of task defines; the driver, trainer and predictor handle everything else.
+    """One kind of task. Subclasses set the attributes and implement the methods below.
 
     Attributes:
         name: registry name, stored in the model card.
-        target_is_label: targets are integer label maps (nearest-neighbour resampling) or scalar images.
-        default_loss: loss used when the config says ``auto``.
-        default_sampling: patch sampling used when the config says ``auto``.
-        key_metric: validation metric that selects the best checkpoint; ``higher_is_better`` says which way.
+        target_kind: one of ``TARGET_KINDS``.
+        output_kind: one of ``OUTPUT_KINDS``.
+        key_metric: validation metric that selects the best model; ``higher_is_better`` says which way.
+        default_loss: loss used when the config says ``auto`` (the loss registry lists the fitting ones).
+        config_defaults: this application's own settings (the ``task:`` section of the configuration).
+        inference_networks: the parts saved in ``model.safetensors`` for inference.
     """
 
     name: str
-    target_is_label: bool
-    default_loss: str
-    default_sampling: str
+    target_kind: str
+    output_kind: str
     key_metric: str
     higher_is_better: bool
+    default_loss: str
+    config_defaults: dict = {}
+    inference_networks: tuple[str, ...] = ("model",)
+
+    # ---- before training -------------------------------------------------------------------------
+    def check_dataset(self, dataset) -> None:
+        """Raise DeepMedError when ``dataset`` cannot train this application (e.g. no labels declared)."""
 
     @abstractmethod
-    def out_channels(self, labels: dict[str, int]) -> int:
-        """Number of network output channels."""
+    def load_cases(self, cases: list) -> list:
+        """Read the manifest's cases (images, targets) once."""
 
     @abstractmethod
-    def target_statistics(self, targets: list[np.ndarray]) -> dict:
-        """Statistics of the training targets saved in the card (e.g. regression scaling)."""
+    def fingerprint(self, loaded: list, dataset) -> dict:
+        """What the plan is made from (spacings, sizes, channels, label shares, ...), from the loaded cases."""
 
     @abstractmethod
-    def encode_target(self, target: np.ndarray, stats: dict, labels: dict[str, int]) -> np.ndarray:
-        """Raw target array -> what the loss sees (class indices, or a scaled scalar map)."""
+    def plan(self, fingerprint: dict, config: dict, device: str, reasons: dict) -> dict:
+        """This application's plan entries (pure); add a one-line reason per decision to ``reasons``."""
 
     @abstractmethod
-    def activation(self, logits: torch.Tensor) -> torch.Tensor:
-        """Network output -> the quantity resampled onto the input grid (probabilities, scaled values)."""
+    def prepare_data(self, loaded_train: list, loaded_val: list, dataset, plan: dict, config: dict) -> PreparedData:
+        """Turn the loaded cases into cached items (preprocessed, targets encoded) and fit statistics."""
 
     @abstractmethod
-    def decode_output(self, resampled: np.ndarray, stats: dict, labels: dict[str, int]) -> np.ndarray:
-        """(C, Z, Y, X) activation on the input grid -> final array (label values, or target units)."""
+    def training_transform(self, plan: dict, config: dict):
+        """The random part of the pipeline (sampling, augmentation): a callable on one item."""
 
     @abstractmethod
-    def validation_metrics(self, activation: torch.Tensor, target: torch.Tensor, stats: dict,
-                           labels: dict[str, int]) -> dict[str, float]:
-        """Metrics of one validation case on the working grid; must include ``key_metric``."""
+    def build_parts(self, plan: dict, config: dict, fitted: dict) -> Parts:
+        """Networks, losses and optimisers (on the CPU; the trainer moves them)."""
 
-    def network_defaults(self, network: str) -> dict:
-        """Constructor arguments this application prefers for ``network`` (the user's args still win)."""
-        return {}
+    # ---- training ----------------------------------------------------------------------------------
+    @abstractmethod
+    def train_step(self, parts: Parts, batch: dict, step: StepContext) -> dict[str, float]:
+        """One optimisation step on ``batch``; returns its losses (must include ``loss``)."""
+
+    @abstractmethod
+    def validate_case(self, parts: Parts, item: dict, plan: dict, fitted: dict,
+                      device: torch.device) -> dict[str, float]:
+        """Metrics of one validation item; must include ``key_metric``."""
+
+    # ---- the model and inference ---------------------------------------------------------------------
+    @abstractmethod
+    def card_fields(self, plan: dict, fitted: dict, dataset, config: dict) -> dict:
+        """What inference needs in ``model_card.json`` besides the common fields (inputs, labels, ...)."""
+
+    @abstractmethod
+    def inference_parts(self, card: dict) -> dict[str, torch.nn.Module]:
+        """The networks named in ``inference_networks``, built from the card (weights loaded after)."""
+
+    @abstractmethod
+    def predict(self, networks: dict[str, torch.nn.Module], inputs: list, card: dict, device: torch.device,
+                options: dict) -> Prediction:
+        """Predict one case from its input images (SimpleITK, one per channel)."""
+
+    @abstractmethod
+    def write_prediction(self, prediction: Prediction, path: Path) -> Path:
+        """Write ``prediction`` (image or table) to ``path``; returns the path written."""
+
+    def metric_names(self) -> tuple[str, ...]:
+        """Prefixes of the validation metrics drawn in ``curves.png``."""
+        return (self.key_metric,)
 
 
 def get_application(name: str) -> Application:

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from deepmed.applications.base import APPLICATIONS, Application
+from deepmed.applications.base import APPLICATIONS
+from deepmed.applications.dense import DenseApplication
 
 
 @APPLICATIONS.register("regression", "image-to-image regression: scalar volume out, L1/MSE/RMSE/Huber losses")
-class RegressionApplication(Application):
+class RegressionApplication(DenseApplication):
     name = "regression"
-    target_is_label = False
+    target_kind = "scalar_map"
+    output_kind = "scalar_volume"
+    discrete_target = False
     default_loss = "l1"
     default_sampling = "uniform"
     key_metric = "mae"
     higher_is_better = False
+
+    def metric_names(self):
+        return ("mae", "rmse")
 
     def out_channels(self, labels):
         return 1

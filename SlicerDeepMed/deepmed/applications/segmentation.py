@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from deepmed.applications.base import APPLICATIONS, Application
+from deepmed.applications.base import APPLICATIONS
+from deepmed.applications.dense import DenseApplication
+from deepmed.errors import DeepMedError
+from deepmed.planning.dense import label_sampling
 
 
 def label_values(labels: dict[str, int]) -> list[int]:
@@ -14,13 +17,26 @@ def label_values(labels: dict[str, int]) -> list[int]:
 
 
 @APPLICATIONS.register("segmentation", "multi-class segmentation: label map out, Dice-based losses")
-class SegmentationApplication(Application):
+class SegmentationApplication(DenseApplication):
     name = "segmentation"
-    target_is_label = True
+    target_kind = "label_map"
+    output_kind = "label_map"
+    discrete_target = True
     default_loss = "dice_ce"
     default_sampling = "foreground"
     key_metric = "mean_dice"
     higher_is_better = True
+
+    def check_dataset(self, dataset):
+        if not dataset.labels:
+            raise DeepMedError(f"{dataset.source or dataset.name}: segmentation needs 'labels' in the manifest "
+                               "(for image targets use --app regression)")
+
+    def choose_sampling(self, fingerprint):
+        return label_sampling(fingerprint)
+
+    def metric_names(self):
+        return ("mean_dice", "dice_")
 
     def out_channels(self, labels):
         return len(label_values(labels))

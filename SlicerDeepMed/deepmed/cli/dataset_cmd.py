@@ -119,17 +119,19 @@ def _case_rows(dataset, report) -> list[dict]:
 
 
 def _suggested_settings(report) -> dict:
-    """Training settings derived from the fingerprint: median spacing and the patch size that fits."""
+    """Training settings from the fingerprint by the planner's rules: target spacing and the patch that fits."""
     import numpy as np
 
-    from deepmed.training.config import DEFAULTS
-    from deepmed.training.data_prep import auto_patch_size
+    from deepmed.planning import dense as rules
 
     if not report.cases:
         return {}
-    spacing = np.median([summary.spacing for summary in report.cases], axis=0)
-    shapes_zyx = [tuple(reversed(np.asarray(s.size) * np.asarray(s.spacing) / spacing)) for s in report.cases]
-    patch = list(reversed(auto_patch_size(shapes_zyx, DEFAULTS["data"]["max_patch_voxels"])))
+    spacings = np.asarray([summary.spacing for summary in report.cases], dtype=np.float64)
+    fingerprint = {"spacing": {"median": np.median(spacings, axis=0).tolist(),
+                               "p10": np.percentile(spacings, 10, axis=0).tolist()},
+                   "size": {"median": np.median([s.size for s in report.cases], axis=0).tolist()}}
+    spacing, _ = rules.target_spacing(fingerprint)
+    patch, _ = rules.patch_size(fingerprint, spacing, rules.patch_budget(0, "cpu"))
     return {"spacing": [round(float(v), 4) for v in spacing], "patch_size": [int(v) for v in patch]}
 
 

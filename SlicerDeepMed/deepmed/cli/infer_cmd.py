@@ -52,7 +52,7 @@ def _batch_jobs(args) -> list[tuple[str, list[Path], Path]]:
 def run(args: argparse.Namespace) -> int:
     from deepmed.inference.predictor import Predictor
     from deepmed.io.image_io import write_image
-    from deepmed.training.progress import make_reporter
+    from deepmed.progress import make_reporter
     from deepmed.utils.atomic import check_output_folder
     from deepmed.zoo.library import resolve_model
 
@@ -65,11 +65,10 @@ def run(args: argparse.Namespace) -> int:
             raise DeepMedError(f"{output}: already exists; pass --force to overwrite it")
     predictor = Predictor(resolve_model(args.model), args.device, expected_app=args.app)
     reporter = make_reporter(args.progress)
-    is_label = predictor.app.target_is_label
     for index, (case_id, inputs, output) in enumerate(jobs):
         result = predictor.predict(inputs, tta_flips=args.tta, overlap=args.overlap, keep_largest=args.keep_largest,
                                    probabilities=bool(args.probabilities or args.uncertainty))
-        write_image(result.output, output, label=is_label)
+        predictor.write(result, output)
         if args.probabilities and result.probabilities is not None:
             write_image(result.probabilities, _extra_path(args.probabilities, case_id, batch))
         if args.uncertainty and result.uncertainty is not None:

@@ -8,8 +8,8 @@ REGISTRIES = {
     "networks": ("deepmed.networks", "NETWORKS"),
     "losses": ("deepmed.losses", "LOSSES"),
     "applications": ("deepmed.applications", "APPLICATIONS"),
-    "optimizers": ("deepmed.training.optim", "OPTIMIZERS"),
-    "schedulers": ("deepmed.training.optim", "SCHEDULERS"),
+    "optimizers": ("deepmed.optim", "OPTIMIZERS"),
+    "schedulers": ("deepmed.optim", "SCHEDULERS"),
 }
 
 

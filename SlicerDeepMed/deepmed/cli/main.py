@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import time
+
+#: When this process started running deepmed: a time budget (--time-limit) counts from here.
+STARTED_AT = time.time()
 
 from deepmed import __version__
 from deepmed.errors import DeepMedError, DeepMedInterrupted
@@ -13,6 +17,7 @@ from deepmed.errors import DeepMedError, DeepMedInterrupted
 COMMANDS = {
     "dataset": "deepmed.cli.dataset_cmd",
     "evaluate": "deepmed.cli.evaluate_cmd",
+    "plan": "deepmed.cli.plan_cmd",
     "train": "deepmed.cli.train_cmd",
     "infer": "deepmed.cli.infer_cmd",
     "demo": "deepmed.cli.demo_cmd",

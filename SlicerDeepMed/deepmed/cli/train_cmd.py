@@ -7,16 +7,20 @@ from pathlib import Path
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("train", help="train a segmentation or regression model")
+    parser = subparsers.add_parser("train", help="train a model (segmentation, regression, ...: deepmed list applications)")
     parser.add_argument("--dataset", required=True, type=Path, help="manifest (.json), CSV or nnU-Net folder")
-    parser.add_argument("--app", help="segmentation (default) or regression")
+    parser.add_argument("--app", help="application: segmentation (default), regression, ... (deepmed list applications)")
     parser.add_argument("--out", required=True, type=Path, help="model directory to write")
     parser.add_argument("--config", type=Path, help="YAML/JSON training configuration")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--device", help="auto, cpu, cuda or mps")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one setting, e.g. --set training.batch_size=4 (repeatable)")
-    parser.add_argument("--resume", action="store_true", help="continue from MODEL_DIR/checkpoints/last")
+    parser.add_argument("--time-limit", metavar="DURATION",
+                        help="train to this wall-time budget and end on time with the best model: 600, 10m, 1h30m")
+    parser.add_argument("--resume", action="store_true", help="continue a stopped run from MODEL_DIR/checkpoints/last")
+    parser.add_argument("--extend", metavar="DURATION",
+                        help="train a finished model for this much longer (fresh, lower learning-rate schedule)")
     parser.add_argument("--stop-file", type=Path, help="stop (with a checkpoint) as soon as this file appears")
     parser.add_argument("--progress", default="tqdm", choices=["tqdm", "jsonl", "none"],
                         help="tqdm bar for people, JSON lines for programs (see README)")
@@ -27,13 +31,16 @@ def run(args: argparse.Namespace) -> int:
     import os
 
     from deepmed.training.driver import train
-    from deepmed.training.trainer import STOP_FILE_VARIABLE
+    from deepmed.training.stop import STOP_FILE_VARIABLE
 
     if args.stop_file is not None:
         os.environ[STOP_FILE_VARIABLE] = str(args.stop_file.absolute())
 
+    from deepmed.cli.main import STARTED_AT
+
     out = train(args.dataset, args.out, app=args.app, config=args.config, overrides=args.overrides,
-                epochs=args.epochs, device=args.device, resume=args.resume, progress=args.progress)
+                epochs=args.epochs, device=args.device, resume=args.resume, time_limit=args.time_limit,
+                extend=args.extend, started_at=STARTED_AT, progress=args.progress)
     if args.progress == "tqdm":
         print(f"model written to {out}")
     return 0

@@ -96,7 +96,7 @@ def _emit(args, event: str, **fields) -> bool:
     """Send one JSON-lines event when ``--progress jsonl``; True when it was sent."""
     if args.progress != "jsonl":
         return False
-    from deepmed.training.progress import JsonLinesReporter
+    from deepmed.progress import JsonLinesReporter
 
     JsonLinesReporter().emit(event, **fields)
     return True

@@ -15,30 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
 from deepmed.errors import DeepMedError
-from deepmed.utils.atomic import atomic_path
+from deepmed.model.weights import load_weights, save_weights
 
 WEIGHTS = "weights.safetensors"
 STATE = "state.pt"
-
-
-def save_weights(state_dict: dict, path: Path) -> Path:
-    """Write a model's weights as safetensors, atomically."""
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp))
-    return path
-
-
-def load_weights(path: Path, device: str | torch.device = "cpu") -> dict:
-    if not Path(path).is_file():
-        raise DeepMedError(f"{path}: weights file not found")
-    try:
-        return load_file(str(path), device=str(device))
-    except Exception as exc:  # safetensors raises its own error types for damaged files
-        raise DeepMedError(f"{path}: cannot read weights ({exc})") from None
 
 
 def rng_state() -> dict:

@@ -28,7 +28,7 @@ DEFAULTS: dict[str, Any] = {
     "data": {
         "spacing": AUTO,            # [x, y, z] mm, or auto = median spacing of the training cases
         "patch_size": AUTO,         # [x, y, z] voxels, or auto = from the median shape and the memory budget
-        "max_patch_voxels": 110592,  # memory budget for auto patch size (48^3 * 1.0)
+        "max_patch_voxels": 0,      # voxel budget of an auto patch; 0 = by device (CPU 48^3, GPU 128^3)
         "normalization": AUTO,      # auto | ct | zscore | zscore_foreground | minmax | none
         "sampling": AUTO,           # auto | uniform | foreground | class_balanced | weighted
         "foreground_ratio": 0.67,
@@ -40,16 +40,20 @@ DEFAULTS: dict[str, Any] = {
         "bias_field": False, "contrast": True, "probability": 0.2,
     },
     "training": {
-        "epochs": 50, "batch_size": 2, "iterations_per_epoch": 0, "val_every": 1, "val_fraction": 0.2,
-        "early_stopping": 0, "seed": 0, "device": AUTO, "amp": AUTO, "fold": 0,
+        "epochs": 50, "batch_size": 2,
+        "iterations_per_epoch": 0,  # 0 = planned (a fixed number, whatever the number of cases)
+        "val_every": 0,             # validate every N epochs; 0 = auto (at most 10% of the time, and at the end)
+        "time_limit": 0,            # wall-time budget: seconds or "10m", "1h30m"; 0 = train for the epochs
+        "val_fraction": 0.2, "early_stopping": 0, "seed": 0, "device": AUTO, "amp": AUTO, "fold": 0,
     },
+    "task": {},  # the application's own settings (its config_defaults)
     "inference": {"overlap": 0.5, "sw_batch_size": 2, "tta_flips": False, "keep_largest": False, "precision": AUTO},
 }
 
 #: Keys that take "auto" or a list of three numbers.
 AUTO_OR_TRIPLE = {"data.spacing", "data.patch_size"}
-#: Keys whose value is a free-form dict of constructor arguments.
-FREE_FORM = {"network.args", "loss.args"}
+#: Keys whose value is a free-form dict of constructor arguments (``task`` is checked by the application).
+FREE_FORM = {"network.args", "loss.args", "task"}
 CHOICES = {
     "data.normalization": ("auto", "ct", "zscore", "zscore_foreground", "minmax", "none"),
     "data.sampling": ("auto", "uniform", "foreground", "class_balanced", "weighted"),
@@ -63,7 +67,7 @@ def _registry_choices() -> dict[str, list[str]]:
     from deepmed.applications import APPLICATIONS
     from deepmed.losses import LOSSES
     from deepmed.networks import NETWORKS
-    from deepmed.training.optim import OPTIMIZERS, SCHEDULERS
+    from deepmed.optim import OPTIMIZERS, SCHEDULERS
 
     return {"app": APPLICATIONS.names(), "network.name": NETWORKS.names(), "loss.name": LOSSES.names() + [AUTO],
             "optimizer.name": OPTIMIZERS.names(), "scheduler.name": SCHEDULERS.names()}
@@ -111,6 +115,8 @@ def _merge(defaults: dict, user: dict, prefix: str, problems: list[str]) -> dict
                 problems.append(f"config: '{path}' must be a section (mapping), got {value!r}")
             else:
                 merged[key] = _merge(default, value, path + ".", problems)
+        elif path == "training.time_limit":
+            merged[key] = value  # a number of seconds or "10m": checked by parse_duration
         elif path in AUTO_OR_TRIPLE:
             ok = value == AUTO or (isinstance(value, list) and len(value) == 3
                                    and all(isinstance(v, (int, float)) and v > 0 for v in value))
@@ -149,17 +155,62 @@ def _check_choices(config: dict, problems: list[str]) -> None:
             node = node[part]
         if isinstance(node, str) and node.lower() not in [a.lower() for a in allowed]:
             problems.append(f"config: {choice_error(path, node, allowed)}")
-    for path in ("training.epochs", "training.batch_size", "training.val_every", "data.samples_per_case"):
+    for path in ("training.epochs", "training.batch_size", "data.samples_per_case"):
         section, key = path.split(".")
         value = config[section][key]
         if isinstance(value, int) and value < 1:
             problems.append(f"config: '{path}' must be at least 1, got {value}")
+    for path in ("training.val_every", "training.iterations_per_epoch", "data.max_patch_voxels"):
+        section, key = path.split(".")
+        value = config[section][key]
+        if isinstance(value, int) and value < 0:
+            problems.append(f"config: '{path}' must be 0 (auto) or positive, got {value}")
+    try:
+        parse_duration(config["training"]["time_limit"])
+    except DeepMedError as exc:
+        problems.append(f"config: 'training.time_limit': {exc}")
     lr = config["optimizer"]["lr"]
     if isinstance(lr, (int, float)) and lr <= 0:
         problems.append(f"config: 'optimizer.lr' must be positive, got {lr}")
     overlap = config["inference"]["overlap"]
     if isinstance(overlap, (int, float)) and not 0 <= overlap < 1:
         problems.append(f"config: 'inference.overlap' must be in [0, 1), got {overlap}")
+
+
+def _check_task(config: dict, problems: list[str]) -> None:
+    """The ``task`` section against the application's own defaults (its part of the schema)."""
+    from deepmed.applications import APPLICATIONS, get_application
+
+    if not isinstance(config["app"], str) or config["app"] not in APPLICATIONS:
+        return
+    defaults = get_application(config["app"]).config_defaults
+    config["task"] = _merge(defaults, config.get("task") or {}, "task.", problems)
+
+
+UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600}
+
+
+def parse_duration(value) -> float | None:
+    """``600``, ``"600"``, ``"10m"``, ``"1h30m"``, ``"90s"`` -> seconds; 0 / None / "" -> None (no limit)."""
+    if value is None or value == "" or value == 0:
+        return None
+    if isinstance(value, bool):
+        raise DeepMedError(f"expected a duration like 600, '10m' or '1h30m', got {value!r}")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise DeepMedError(f"a duration must be positive, got {value}")
+        return float(value)
+    text = str(value).strip().lower().replace(" ", "")
+    try:
+        return float(text) or None
+    except ValueError:
+        pass
+    import re
+
+    parts = re.findall(r"(\d+(?:\.\d+)?)(min|h|m|s)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise DeepMedError(f"expected a duration like 600, '10m' or '1h30m', got {value!r}")
+    return sum(float(n) * UNITS[u] for n, u in parts)
 
 
 def load_config_file(path: str | os.PathLike) -> dict:
@@ -186,6 +237,7 @@ def resolve_config(user: dict | None = None, overrides: list[str] | None = None)
         apply_override(user, assignment, problems)
     config = _merge(DEFAULTS, user, "", problems)
     _check_choices(config, problems)
+    _check_task(config, problems)
     if problems:
         raise DeepMedError("\n".join(problems))
     return config

@@ -1,10 +1,14 @@
-"""The application driver: dataset -> preprocessing -> network, loss, optimiser -> Trainer -> model directory."""
+"""The training driver: plan -> build -> run.
+
+    dataset -> application.load_cases -> fingerprint -> plan (saved as plan.json)
+            -> application.prepare_data / build_parts -> Trainer.fit -> model directory
+"""
 
 from __future__ import annotations
 
 import datetime
-import math
-import os
+import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,33 +19,18 @@ from deepmed import __version__
 from deepmed.applications import get_application
 from deepmed.data.manifest import Dataset
 from deepmed.errors import DeepMedError, DeepMedInterrupted
-from deepmed.losses import build_loss
-from deepmed.networks import build_network, network_arguments
-from deepmed.training import data_prep
+from deepmed.model.device import pick_device
+from deepmed.model.directory import (CARD, CARD_FORMAT, CONFIG, read_card, write_card, write_curves,
+                                     write_metrics_csv)
+from deepmed.model.weights import split_networks
+from deepmed.progress import make_reporter
 from deepmed.training.checkpoint import find_checkpoint, load_checkpoint
-from deepmed.training.config import AUTO, dump_config, load_config_file, resolve_config
+from deepmed.training.clock import Clock
+from deepmed.training.config import AUTO, dump_config, load_config_file, parse_duration, resolve_config
 from deepmed.training.distributed import init_distributed
-from deepmed.training.model_dir import (CARD_FORMAT, CONFIG, label_colour, write_card, write_curves,
-                                        write_metrics_csv)
-from deepmed.training.optim import OPTIMIZERS, SCHEDULERS
-from deepmed.training.progress import make_reporter
-from deepmed.training.trainer import Trainer
-from deepmed.transforms.augmentation import training_transforms
+from deepmed.training.planner import PLAN_FILE, plan as make_plan
+from deepmed.training.trainer import Trainer, TrainState
 from deepmed.utils.atomic import write_text_atomic
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise DeepMedError("device cuda requested, but no CUDA GPU is available (use --device cpu or auto)")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise DeepMedError("device mps requested, but Apple MPS is not available")
-    return torch.device(name)
 
 
 def _load_user_config(config) -> dict:
@@ -52,7 +41,8 @@ def _load_user_config(config) -> dict:
     return load_config_file(config)
 
 
-def _split(dataset: Dataset, cfg: dict) -> tuple[list, list]:
+def split(dataset: Dataset, cfg: dict) -> tuple[list, list]:
+    """Training and validation cases of the configured fold (a random share when the dataset has no splits)."""
     train, val, _ = dataset.split_cases(cfg["training"]["fold"])
     if not dataset.splits and cfg["training"]["val_fraction"] > 0 and len(train) >= 2:
         order = np.random.default_rng(cfg["training"]["seed"]).permutation(len(train))
@@ -64,33 +54,40 @@ def _split(dataset: Dataset, cfg: dict) -> tuple[list, list]:
     return train, val
 
 
-def _check_out_dir(out: Path, resume: bool) -> None:
+def _check_out_dir(out: Path, continuing: str | None) -> None:
     if not out.parent.is_dir():
         raise DeepMedError(f"{out}: output folder {out.parent} does not exist")
-    has_model = (out / "model_card.json").exists() or (out / "checkpoints").exists()
-    if resume and find_checkpoint(out / "checkpoints" / "last") is None:
-        raise DeepMedError(f"{out}: no checkpoint to resume from (checkpoints/last missing)")
-    if not resume and has_model:
-        raise DeepMedError(f"{out}: already holds a model; pass --resume to continue it or choose another --out")
+    has_model = (out / CARD).exists() or (out / "checkpoints").exists()
+    if continuing and find_checkpoint(out / "checkpoints" / "last") is None:
+        raise DeepMedError(f"{out}: no checkpoint to {continuing} from (checkpoints/last missing)")
+    if not continuing and has_model:
+        raise DeepMedError(f"{out}: already holds a model; pass --resume (or --extend) to continue it, "
+                           "or choose another --out")
 
 
 def train(dataset, out, *, app: str | None = None, config=None, overrides: list[str] | None = None,
-          epochs: int | None = None, device: str | None = None, resume: bool = False, progress="tqdm") -> Path:
+          epochs: int | None = None, device: str | None = None, resume: bool = False, time_limit=None,
+          extend=None, started_at: float | None = None, progress="tqdm") -> Path:
     """Train a model and write its model directory; returns the directory.
 
     Args:
         dataset: a Dataset or a path (manifest, CSV, nnU-Net folder).
-        out: model directory to create (or to continue with ``resume=True``).
-        app: ``segmentation`` or ``regression`` (default from the config, else segmentation).
+        out: model directory to create (or to continue with ``resume=True`` / ``extend``).
+        app: an application name (``deepmed list applications``; default from the config, else segmentation).
         config: YAML/JSON path or dict; ``overrides``: ``["training.epochs=10", ...]``.
         epochs, device: shortcuts for ``training.epochs`` / ``training.device``.
-        resume: continue from ``out/checkpoints/last`` with the saved configuration.
+        time_limit: train to this wall-time budget (seconds or ``"10m"``, ``"1h30m"``), ending on time.
+        resume: continue a stopped run from ``out/checkpoints/last`` with the saved configuration.
+        extend: continue a finished model for this much more time (a fresh, lower learning-rate schedule).
+        started_at: when the run began (``time.time()``); the time budget counts from there (default: now).
         progress: ``tqdm``, ``jsonl``, ``none``, or a callable receiving each event as a dict.
     """
+    started_at = time.time() if started_at is None else started_at
     out = Path(out)
     reporter = make_reporter(progress)
     try:
-        return _prepare_and_run(dataset, out, app, config, overrides, epochs, device, resume, reporter)
+        return _prepare_and_run(dataset, out, app, config, list(overrides or []), epochs, device, resume,
+                                time_limit, extend, started_at, reporter)
     except DeepMedInterrupted:
         raise  # the trainer already reported "stopped"
     except DeepMedError as exc:
@@ -103,133 +100,110 @@ def train(dataset, out, *, app: str | None = None, config=None, overrides: list[
         reporter.close()
 
 
-def _prepare_and_run(dataset, out, app, config, overrides, epochs, device, resume, reporter) -> Path:
-    _check_out_dir(out, resume)
-    overrides = list(overrides or [])
-    if resume:
+def _prepare_and_run(dataset, out, app, config, overrides, epochs, device, resume, time_limit, extend, started_at,
+                     reporter) -> Path:
+    if resume and extend:
+        raise DeepMedError("--resume continues a stopped run, --extend a finished one: choose one")
+    continuing = "resume" if resume else ("extend" if extend else None)
+    _check_out_dir(out, continuing)
+    if continuing:
         user = yaml.safe_load((out / CONFIG).read_text()) if (out / CONFIG).is_file() else {}
         saved_app = user.get("app")
         if app is not None and saved_app is not None and app != saved_app:
-            raise DeepMedError(f"{out}: holds a {saved_app} model, cannot resume it as {app}")
+            raise DeepMedError(f"{out}: holds a {saved_app} model, cannot {continuing} it as {app}")
     else:
         user = _load_user_config(config)
-    if app is not None:
-        overrides.append(f"app={app}")
-    if epochs is not None:
-        overrides.append(f"training.epochs={epochs}")
-    if device is not None:
-        overrides.append(f"training.device={device}")
+    for key, value in (("app", app), ("training.epochs", epochs), ("training.device", device),
+                       ("training.time_limit", extend or time_limit)):
+        if value is not None:
+            overrides.append(f"{key}={value}")
     cfg = resolve_config(user, overrides)
     application = get_application(cfg["app"])
     dataset = dataset if isinstance(dataset, Dataset) else Dataset.load(dataset)
-    if application.target_is_label and not dataset.labels:
-        raise DeepMedError(f"{dataset.source or dataset.name}: segmentation needs 'labels' in the manifest "
-                           "(for image targets use --app regression)")
-    dist = init_distributed(cfg["training"]["device"] if cfg["training"]["device"] != AUTO else
-                            ("cuda" if torch.cuda.is_available() else "cpu"))
-    dev = pick_device(cfg["training"]["device"])
-    if dist is not None and dev.type == "cuda":
-        dev = torch.device("cuda", dist.local_rank)
-    out.mkdir(exist_ok=True)
-    return _run(dataset, out, cfg, application, dev, reporter, resume, dist)
+    application.check_dataset(dataset)
+    kind = cfg["training"]["device"] if cfg["training"]["device"] != AUTO else \
+        ("cuda" if torch.cuda.is_available() else "cpu")
+    dist = init_distributed(kind)
+    try:
+        dev = pick_device(cfg["training"]["device"])
+        if dist is not None and dev.type == "cuda":
+            dev = torch.device("cuda", dist.local_rank)
+        out.mkdir(exist_ok=True)
+        return _run(dataset, out, cfg, application, dev, reporter, resume, bool(extend), started_at, dist)
+    finally:
+        if dist is not None:
+            dist.close()
 
 
-def _run(dataset, out, cfg, application, dev, reporter, resume, dist) -> Path:
-    train_cases, val_cases = _split(dataset, cfg)
-    channel_names = [dataset.channel_names.get(str(i), f"channel_{i}") for i in
-                     range(max(len(dataset.channel_names), 1))]
-    loaded_train = data_prep.read_cases(train_cases)
-    loaded_val = data_prep.read_cases(val_cases)
-    if len(loaded_train[0][1]) != len(channel_names):
-        channel_names = [f"channel_{i}" for i in range(len(loaded_train[0][1]))]
-    data = cfg["data"]
-    if data["spacing"] == AUTO:
-        data["spacing"] = data_prep.median_spacing([channels for _, channels, _ in loaded_train])
-    data["spacing"] = [float(s) for s in data["spacing"]]
-    train = data_prep.prepare_cases(loaded_train, application, data["spacing"])
-    val = data_prep.prepare_cases(loaded_val, application, data["spacing"])
-    if data["patch_size"] == AUTO:
-        data["patch_size"] = list(reversed(data_prep.auto_patch_size([c["image"].shape[1:] for c in train],
-                                                                     data["max_patch_voxels"])))
-    patch_zyx = list(reversed([int(p) for p in data["patch_size"]]))
-    methods = data_prep.normalization_methods(data["normalization"], channel_names)
-    norm_stats = data_prep.fit_normalization(train, methods, application.target_is_label)
-    target_stats = application.target_statistics([c["label"] for c in train])
-    sampling = application.default_sampling if data["sampling"] == AUTO else data["sampling"]
-    labels = dict(dataset.labels)
-    for cases in (train, val):
-        data_prep.finalize_cases(cases, application, methods, norm_stats, target_stats, labels, sampling == "weighted")
-    if cfg["loss"]["name"] == AUTO:
-        cfg["loss"]["name"] = application.default_loss
-
-    n_out = application.out_channels(labels)
-    spacing_zyx = list(reversed(data["spacing"]))
-    net_name = cfg["network"]["name"]
-    net_args = network_arguments(net_name, len(channel_names), n_out, patch_zyx, spacing_zyx,
-                                 {**application.network_defaults(net_name), **cfg["network"]["args"]})
+def _run(dataset, out, cfg, application, dev, reporter, resume, extend, started_at, dist) -> Path:
+    is_main = dist is None or dist.is_main
+    train_cases, val_cases = split(dataset, cfg)
+    loaded_train = application.load_cases(train_cases)
+    loaded_val = application.load_cases(val_cases)
+    fingerprint = application.fingerprint(loaded_train, dataset)
+    budget = parse_duration(cfg["training"]["time_limit"])
+    plan = make_plan(fingerprint, cfg, dev.type, budget)
+    data = application.prepare_data(loaded_train, loaded_val, dataset, plan, cfg)
     torch.manual_seed(cfg["training"]["seed"])
-    model = build_network(cfg["network"]["name"], net_args).to(dev)
-    loss_fn = build_loss(cfg["loss"]["name"], n_out, cfg["loss"]["args"])
-    opt = cfg["optimizer"]
-    optimizer = OPTIMIZERS.get(opt["name"])(model.parameters(), lr=opt["lr"], weight_decay=opt["weight_decay"])
-    scheduler = SCHEDULERS.get(cfg["scheduler"]["name"])(optimizer, cfg["training"]["epochs"])
+    parts = application.build_parts(plan, cfg, data.fitted)
     resume_state = None
-    if resume:
+    if resume or extend:
         weights, resume_state = load_checkpoint(out / "checkpoints" / "last", "cpu")
-        model.load_state_dict(weights)
-    if dist is not None:
-        model = dist.wrap(model, dev)
-
-    card = build_card(cfg, application, dataset, channel_names, methods, norm_stats, target_stats, labels,
-                      net_args, len(train), len(val), sampling)
-    if dist is None or dist.is_main:
+        for name, state in split_networks(weights, list(parts.networks)).items():
+            parts.networks[name].load_state_dict(state)
+        if extend:
+            resume_state = _extension_state(resume_state)
+    card = build_card(cfg, plan, application, dataset, data, len(train_cases), len(val_cases))
+    if resume_state is not None and (out / CARD).is_file():
+        card["created"] = read_card(out)["created"]
+    if is_main:
         write_text_atomic(out / CONFIG, dump_config(cfg))
+        write_text_atomic(out / PLAN_FILE, json.dumps(plan, indent=2) + "\n")
         write_card(out, card)
-    transform = training_transforms(cfg, patch_zyx, sampling, n_out, application.target_is_label)
-    trainer = Trainer(app=application, model=model, loss_fn=loss_fn, optimizer=optimizer, scheduler=scheduler,
-                      train_data=train, train_transform=transform, val_data=val, config=cfg, device=dev,
-                      reporter=reporter, model_dir=out, patch_zyx=patch_zyx, target_stats=target_stats,
-                      labels=labels, dist=dist)
+    seconds_before = 0.0 if (extend or resume_state is None) else resume_state["trainer"].get("seconds", 0.0)
+    clock = Clock(started_at, plan["schedule"]["time_limit_s"], budget_before=seconds_before)
+    trainer = Trainer(app=application, parts=parts, data=data, transform=application.training_transform(plan, cfg),
+                      plan=plan, config=cfg, device=dev, reporter=reporter, model_dir=out, dist=dist, clock=clock,
+                      extend=extend)
 
-    def after_epoch(state):
+    def after_epoch(state: TrainState):
         write_metrics_csv(out, state.history)
         card["validation"] = {"key_metric": application.key_metric, "best": state.best_metric,
                               "best_epoch": state.best_epoch + 1,
                               "metrics": next((h for h in state.history if h["epoch"] == state.best_epoch + 1), {})}
         card["training"]["epochs_completed"] = state.epoch
+        card["training"]["seconds"] = round(state.seconds, 1)
         write_card(out, card)
-        if state.epoch == cfg["training"]["epochs"] or state.epoch % 10 == 0 or trainer.stop.requested:
-            write_curves(out, state.history, application.key_metric)
+        if state.epoch % 10 == 0 or trainer.stop.requested:
+            write_curves(out, state.history, application.metric_names(), application.key_metric)
 
     trainer.after_epoch_written = after_epoch
     state = trainer.fit(resume_state)
-    if dist is None or dist.is_main:
-        write_curves(out, state.history, application.key_metric)
+    if is_main:
+        write_curves(out, state.history, application.metric_names(), application.key_metric)
     return out
 
 
-def build_card(cfg, app, dataset, channel_names, methods, norm_stats, target_stats, labels, net_args, n_train,
-               n_val, sampling) -> dict:
-    label_values = sorted(set(labels.values()) | {0})
-    names = {v: k for k, v in labels.items()}
+def _extension_state(state: dict) -> dict:
+    """A finished run's state, ready to train on: keeps the best model and history, restarts the schedule."""
+    state = dict(state)
+    state["trainer"] = {**state["trainer"], "iteration": 0, "epochs_without_improvement": 0, "seconds": 0.0}
+    state["rng"] = None
+    return state
+
+
+def build_card(cfg, plan, app, dataset, data, n_train, n_val) -> dict:
     return {
         "format": CARD_FORMAT,
         "application": app.name,
+        "output_kind": app.output_kind,
         "engine_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "description": f"{app.name} model trained on {dataset.name}",
-        "inputs": [{"name": name, "modality": name, "normalization": method, "statistics": stats}
-                   for name, method, stats in zip(channel_names, methods, norm_stats)],
-        "labels": [{"value": v, "name": names.get(v, "background" if v == 0 else f"label_{v}"),
-                    "color": label_colour(i)} for i, v in enumerate(label_values)] if app.target_is_label else [],
-        "target": {"statistics": target_stats} if target_stats else {},
-        "spacing": cfg["data"]["spacing"],
-        "orientation": "LPS",
-        "patch_size": cfg["data"]["patch_size"],
-        "network": {"name": cfg["network"]["name"], "args": net_args},
-        "inference": dict(cfg["inference"]),
+        **app.card_fields(plan, data.fitted, dataset, cfg),
         "training": {"dataset": dataset.name, "train_cases": n_train, "validation_cases": n_val,
-                     "epochs": cfg["training"]["epochs"], "seed": cfg["training"]["seed"], "loss": cfg["loss"]["name"],
-                     "sampling": sampling, "epochs_completed": 0},
+                     "epochs": cfg["training"]["epochs"], "time_limit_s": plan["schedule"]["time_limit_s"],
+                     "seed": cfg["training"]["seed"], "loss": plan.get("loss"), "sampling": plan.get("sampling"),
+                     "epochs_completed": 0},
         "validation": {},
     }

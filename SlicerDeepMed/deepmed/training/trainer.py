@@ -1,19 +1,19 @@
-"""The training loop as a readable skeleton of hooks (nnU-Net's trainer shape, small).
+"""The training loop as a readable skeleton of hooks (nnU-Net's trainer shape, small), knowing no task.
 
-    fit -> on_train_start -> per epoch: on_epoch_start -> train_step ... -> on_epoch_end (validate,
+    fit -> on_train_start -> per epoch: on_epoch_start -> app.train_step ... -> on_epoch_end (validate,
     checkpoint, early stop) -> on_train_end
 
-Resumable: every epoch re-seeds its randomness from (seed, epoch), so a run resumed from a checkpoint
-(taken at an epoch end, or mid-epoch on Stop) retraces the uninterrupted run exactly on the CPU.
+The application hands in its parts (networks, losses, optimisers), its step and its validation; the loop
+keeps checkpoints of all parts, progress events, stop/resume, the time budget and the agreement of ranks.
+
+An epoch is a fixed number of iterations. Resumable: every epoch re-seeds its randomness from (seed, epoch,
+rank), so a run resumed from a checkpoint (taken at an epoch end, or mid-epoch on Stop) retraces the
+uninterrupted run exactly on the CPU (with epochs, not with a time budget, whose schedule follows the clock).
 """
 
 from __future__ import annotations
 
-import math
-import os
 import random
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,14 +22,18 @@ import numpy as np
 import torch
 from monai.data import DataLoader, Dataset as MonaiDataset, list_data_collate
 
-from deepmed.applications import Application
+from deepmed.applications import Application, Parts, PreparedData, StepContext
 from deepmed.errors import DeepMedInterrupted
-from deepmed.inference.sliding import predict_volume
-from deepmed.training.checkpoint import restore_rng_state, rng_state, save_checkpoint, save_weights
-from deepmed.training.progress import Reporter
+from deepmed.model.directory import WEIGHTS
+from deepmed.model.weights import merge_networks, save_weights
+from deepmed.optim import set_learning_rate
+from deepmed.progress import Reporter
+from deepmed.training.checkpoint import restore_rng_state, rng_state, save_checkpoint
+from deepmed.training.clock import Clock
+from deepmed.training.distributed import agree
+from deepmed.training.stop import StopRequest
 
-#: Environment variable naming a file whose appearance asks a running training to stop (with checkpoint).
-STOP_FILE_VARIABLE = "DEEPMED_STOP_FILE"
+EXTEND_LR_FACTOR = 0.2  # --extend restarts the schedule from this share of the initial learning rate
 
 
 @dataclass
@@ -38,72 +42,47 @@ class TrainState:
     iteration: int = 0          # iterations completed in the current epoch
     best_metric: float | None = None
     best_epoch: int = -1
-    epochs_without_improvement: int = 0
+    epochs_without_improvement: int = 0  # validations without improvement (early stopping)
+    seconds: float = 0.0        # wall time spent by earlier runs of this model (time budget, --resume)
     history: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"epoch": self.epoch, "iteration": self.iteration, "best_metric": self.best_metric,
                 "best_epoch": self.best_epoch, "epochs_without_improvement": self.epochs_without_improvement,
-                "history": self.history}
+                "seconds": self.seconds, "history": self.history}
 
-
-class StopRequest:
-    """Set by SIGINT/SIGTERM, by a caller (e.g. a GUI thread), or by the file named in ``$DEEPMED_STOP_FILE``
-    appearing (how the Slicer panels ask a worker process to stop on every platform): finish the step,
-    checkpoint, stop."""
-
-    def __init__(self):
-        self._requested = False
-        self._previous: dict = {}
-        stop_file = os.environ.get(STOP_FILE_VARIABLE)
-        self.stop_file = Path(stop_file) if stop_file else None
-
-    def __call__(self, signum=None, frame=None):
-        self._requested = True
-
-    @property
-    def requested(self) -> bool:
-        if not self._requested and self.stop_file is not None and self.stop_file.exists():
-            self._requested = True
-        return self._requested
-
-    @requested.setter
-    def requested(self, value: bool):
-        self._requested = bool(value)
-
-    def install(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self)
-
-    def uninstall(self):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
+    @classmethod
+    def from_dict(cls, t: dict) -> TrainState:
+        return cls(t["epoch"], t["iteration"], t["best_metric"], t["best_epoch"], t["epochs_without_improvement"],
+                   t.get("seconds", 0.0), list(t["history"]))
 
 
 class Trainer:
-    """Runs epochs of patch training with periodic sliding-window validation."""
+    """Runs epochs of ``app.train_step`` with validation at the planned cadence, to epochs or to a time budget."""
 
-    def __init__(self, *, app: Application, model: torch.nn.Module, loss_fn: torch.nn.Module,
-                 optimizer: torch.optim.Optimizer, scheduler, train_data: list[dict], train_transform,
-                 val_data: list[dict], config: dict, device: torch.device, reporter: Reporter, model_dir: Path,
-                 patch_zyx: list[int], target_stats: dict, labels: dict[str, int], dist=None):
-        self.app, self.model, self.loss_fn = app, model, loss_fn
-        self.optimizer, self.scheduler = optimizer, scheduler
-        self.train_data, self.train_transform, self.val_data = train_data, train_transform, val_data
-        self.cfg, self.device, self.reporter, self.model_dir = config, device, reporter, Path(model_dir)
-        self.patch_zyx, self.target_stats, self.labels = patch_zyx, target_stats, labels
-        self.dist = dist
-        t = config["training"]
-        self.epochs, self.batch_size, self.seed = t["epochs"], t["batch_size"], t["seed"]
-        self.iterations = t["iterations_per_epoch"] or max(1, math.ceil(len(train_data) / self.batch_size))
-        self.use_amp = device.type == "cuda" and t["amp"] != "off"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and not torch.cuda.is_bf16_supported())
+    def __init__(self, *, app: Application, parts: Parts, data: PreparedData, transform, plan: dict, config: dict,
+                 device: torch.device, reporter: Reporter, model_dir: Path, dist=None, clock: Clock | None = None,
+                 extend: bool = False):
+        self.app, self.parts, self.data, self.transform = app, parts, data, transform
+        self.plan, self.cfg, self.device, self.reporter = plan, config, device, reporter
+        self.model_dir, self.dist, self.extend = Path(model_dir), dist, extend
+        schedule = plan["schedule"]
+        self.iterations = schedule["iterations_per_epoch"]
+        self.batch_size, self.seed = schedule["batch_size"], config["training"]["seed"]
+        self.clock = clock or Clock(None, schedule.get("time_limit_s"))
+        self.timed = self.clock.limit_s is not None
+        self.max_epochs = schedule["epochs"]
+        self.validate_every = schedule["validate_every"]
+        self.step = StepContext(device, config["training"]["amp"] != "off")
         self.state = TrainState()
         self.stop = StopRequest()
+        self.after_epoch_written = lambda state: None  # the driver writes metrics.csv / the card / curves here
+        self._resume_rng: dict | None = None
         self._epoch_start = 0.0
-        self._run_start = 0.0
+        self._start_epoch = 0
+        self._last_validated = -1
+        self._since_validation_s = 0.0
+        self._ended_by_time = False
 
     @property
     def is_main(self) -> bool:
@@ -116,34 +95,56 @@ class Trainer:
         self.stop.install()
         try:
             self.on_train_start()
-            while self.state.epoch < self.epochs:
+            while self.timed or self.state.epoch < self.max_epochs:
                 epoch = self.state.epoch
                 self.on_epoch_start(epoch)
                 losses = []
                 for iteration, batch in self.epoch_batches(epoch):
-                    losses.append(self.train_step(batch))
+                    started = time.time()
+                    losses.append(self.app.train_step(self.parts, batch, self.step)["loss"])
+                    self.clock.record_iteration(time.time() - started)
                     self.state.iteration = iteration + 1
                     self.on_iteration_end(epoch, iteration, losses[-1])
-                    if self.stop.requested:
-                        self.on_stop(epoch)
+                    if self.agree_after_iteration():
+                        break
                 self.on_epoch_end(epoch, losses)
-                if self.should_stop_early():
+                if self._ended_by_time or self.should_stop_early():
                     break
             self.on_train_end()
         finally:
             self.stop.uninstall()
         return self.state
 
+    def agree_after_iteration(self) -> bool:
+        """Stop requests from any rank, rank 0's clock and learning-rate progress; True: end the epoch now."""
+        flags, values = agree(self.dist, [self.stop.requested],
+                              [float(self.is_main and self.clock.out_of_time(bool(self.data.val))),
+                               self.progress()])
+        self.set_learning_rate(values[1])
+        if flags[0]:
+            self.on_stop(self.state.epoch)
+        if values[0] > 0.5:
+            self._ended_by_time = True
+        return self._ended_by_time
+
     # ---- hooks -----------------------------------------------------------------------------------
     def on_train_start(self):
-        self._run_start = time.time()
-        self.emit("started", epochs=self.epochs, iterations_per_epoch=self.iterations, device=str(self.device),
-                  model_dir=str(self.model_dir), start_epoch=self.state.epoch, train_cases=len(self.train_data),
-                  validation_cases=len(self.val_data))
+        self.clock.start_training()
+        self._start_epoch = self.state.epoch
+        for net in self.parts.networks.values():
+            net.to(self.device)
+        if self.dist is not None:
+            self.parts.networks = {k: self.dist.wrap(v, self.device) for k, v in self.parts.networks.items()}
+        self.set_learning_rate(self.progress())
+        self.emit("started", epochs=self.max_epochs, iterations_per_epoch=self.iterations, device=str(self.device),
+                  model_dir=str(self.model_dir), start_epoch=self.state.epoch, train_cases=len(self.data.train),
+                  validation_cases=len(self.data.val), time_limit_s=self.clock.limit_s,
+                  world_size=self.dist.world_size if self.dist else 1)
 
     def on_epoch_start(self, epoch: int):
         self._epoch_start = time.time()
-        self.model.train()
+        for net in self.parts.networks.values():
+            net.train()
 
     def epoch_batches(self, epoch: int):
         """Batches of this epoch from a freshly seeded loader; skips those already done (mid-epoch resume)."""
@@ -152,11 +153,12 @@ class Trainer:
         torch.manual_seed(epoch_seed)
         np.random.seed(epoch_seed)
         random.seed(epoch_seed)
-        self.train_transform.set_random_state(seed=epoch_seed)
-        sampler = torch.utils.data.RandomSampler(range(len(self.train_data)), replacement=True,
+        if hasattr(self.transform, "set_random_state"):
+            self.transform.set_random_state(seed=epoch_seed)
+        sampler = torch.utils.data.RandomSampler(range(len(self.data.train)), replacement=True,
                                                  num_samples=self.iterations * self.batch_size,
                                                  generator=torch.Generator().manual_seed(epoch_seed))
-        loader = DataLoader(MonaiDataset(self.train_data, self.train_transform), batch_size=self.batch_size,
+        loader = DataLoader(MonaiDataset(self.data.train, self.transform), batch_size=self.batch_size,
                             sampler=sampler, num_workers=self.cfg["data"]["num_workers"],
                             collate_fn=list_data_collate)
         skip = self.state.iteration
@@ -168,65 +170,60 @@ class Trainer:
                 self._resume_rng = None
             yield iteration, batch
 
-    def train_step(self, batch: dict) -> float:
-        image = batch["image"].to(self.device, non_blocking=True)
-        target = batch["label"].to(self.device, non_blocking=True)
-        self.optimizer.zero_grad(set_to_none=True)
-        dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float16
-        with torch.autocast(device_type=self.device.type, dtype=dtype, enabled=self.use_amp):
-            output = self.model(image)
-            if isinstance(output, (list, tuple)):  # deep supervision heads: train on the full-resolution one
-                output = output[0]
-            loss = self.loss_fn(output.float(), target)
-        self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 12.0)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        return float(loss.detach().item())
-
     def on_iteration_end(self, epoch: int, iteration: int, loss: float):
-        done = epoch * self.iterations + iteration + 1
-        remaining = self.epochs * self.iterations - done
-        elapsed = time.time() - self._run_start
-        self._iterations_this_run = getattr(self, "_iterations_this_run", 0) + 1
-        eta = elapsed / self._iterations_this_run * remaining
+        if self.timed:
+            eta = self.clock.remaining_s()
+        else:
+            done = (epoch - self._start_epoch) * self.iterations + iteration + 1
+            remaining = self.max_epochs * self.iterations - epoch * self.iterations - iteration - 1
+            eta = (time.time() - self.clock.train_started) / max(done, 1) * remaining
         self.emit("iteration", epoch=epoch, iteration=iteration, iterations_per_epoch=self.iterations, loss=loss,
-                  lr=self.optimizer.param_groups[0]["lr"], eta_s=round(eta, 1))
+                  lr=self.learning_rate, eta_s=round(eta, 1), elapsed_s=round(self.clock.elapsed_s(), 1))
 
     def on_epoch_end(self, epoch: int, losses: list[float]):
-        self.scheduler.step()
+        seconds = time.time() - self._epoch_start
+        self._since_validation_s += seconds
         record = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
-                  "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(time.time() - self._epoch_start, 2)}
-        remaining = (self.epochs - epoch - 1) * record["seconds"]
+                  "lr": self.learning_rate, "seconds": round(seconds, 2)}
+        eta = self.clock.remaining_s() if self.timed else (self.max_epochs - epoch - 1) * seconds
         self.emit("epoch", epoch=epoch, loss=record["loss"], lr=record["lr"], seconds=record["seconds"],
-                  eta_s=round(remaining, 1))
+                  eta_s=round(eta, 1))
         improved = False
-        if self.val_data and ((epoch + 1) % self.cfg["training"]["val_every"] == 0 or epoch + 1 == self.epochs):
-            metrics = self.validate() if self.is_main else {}
+        if self.data.val and self.agree_to_validate(epoch):
+            metrics = self.validate()
             record.update(metrics)
-            if self.is_main:
-                improved = self.update_best(metrics[self.app.key_metric], epoch)
-                self.emit("validation", epoch=epoch, metrics=metrics, key_metric=self.app.key_metric,
-                          best=self.state.best_metric)
-        elif not self.val_data:
+            improved = self.update_best(metrics[self.app.key_metric], epoch)
+            self.emit("validation", epoch=epoch, metrics=metrics, key_metric=self.app.key_metric,
+                      best=self.state.best_metric)
+        elif not self.data.val:
             improved = True  # without validation cases the last weights are the best we know
             self.state.best_epoch = epoch
         self.state.history.append(record)
         self.state.epoch, self.state.iteration = epoch + 1, 0
         if self.is_main:
             if improved:
-                path = save_weights(self.unwrapped.state_dict(), self.model_dir / "model.safetensors")
+                path = save_weights(self.inference_weights(), self.model_dir / WEIGHTS)
                 self.emit("checkpoint", epoch=epoch, kind="best", path=str(path))
             self.save_last()
             self.after_epoch_written(self.state)
 
-    def after_epoch_written(self, state: TrainState):
-        """Extension point: the driver writes metrics.csv / curves here."""
+    def agree_to_validate(self, epoch: int) -> bool:
+        last = self._ended_by_time or (not self.timed and epoch + 1 >= self.max_epochs)
+        if self.validate_every != "auto":
+            wanted = last or (epoch + 1) % int(self.validate_every) == 0
+        else:  # validation costs at most the planned share of the time; the first one measures it
+            share = self.plan["schedule"]["validation_share"]
+            wanted = last or self._last_validated < 0 or \
+                self.clock.validation_s <= share * (self._since_validation_s + self.clock.validation_s)
+        _, values = agree(self.dist, [], [float(wanted)])
+        return values[0] > 0.5
 
     def on_stop(self, epoch: int):
         path = self.save_last() if self.is_main else None
-        self.after_epoch_written(self.state)
+        if self.is_main:
+            self.after_epoch_written(self.state)
+        if self.dist is not None:
+            self.dist.barrier()  # every rank leaves together, after rank 0 wrote the checkpoint
         self.emit("stopped", epoch=epoch, iteration=self.state.iteration, checkpoint=str(path))
         raise DeepMedInterrupted(f"training stopped at epoch {epoch + 1}, iteration {self.state.iteration}; "
                                  f"resume with --resume (checkpoint {path})")
@@ -234,20 +231,26 @@ class Trainer:
     def on_train_end(self):
         self.emit("finished", model_dir=str(self.model_dir), epochs=self.state.epoch,
                   best_metric=self.state.best_metric, best_epoch=self.state.best_epoch + 1,
-                  seconds=round(time.time() - self._run_start, 1))
+                  seconds=round(self.clock.elapsed_s(), 1), ended_by="time" if self._ended_by_time else "epochs")
 
     # ---- validation, best model, early stopping --------------------------------------------------
     def validate(self) -> dict[str, float]:
-        per_case = []
-        inference = self.cfg["inference"]
-        for case in self.val_data:
-            image = torch.from_numpy(case["image"])[None]
-            activation = predict_volume(self.unwrapped, image, self.patch_zyx, activation=self.app.activation,
-                                        overlap=inference["overlap"], sw_batch_size=inference["sw_batch_size"],
-                                        precision="float32", device=self.device)
-            target = torch.from_numpy(np.asarray(case["label"]))[None]
-            per_case.append(self.app.validation_metrics(activation, target, self.target_stats, self.labels))
-        self.model.train()
+        """Mean metrics over the validation cases, each rank validating its share."""
+        started = time.time()
+        rank, world = (self.dist.rank, self.dist.world_size) if self.dist else (0, 1)
+        for net in self.parts.networks.values():
+            net.eval()
+        per_case = [self.app.validate_case(self.parts, item, self.plan, self.data.fitted, self.device)
+                    for item in self.data.val[rank::world]]
+        if self.dist is not None:
+            per_case = [m for shard in self.dist.gather(per_case) for m in shard]
+        for net in self.parts.networks.values():
+            net.train()
+        duration = time.time() - started
+        _, values = agree(self.dist, [], [duration])  # rank 0's measure, for the same cadence everywhere
+        self.clock.record_validation(values[0])
+        self._since_validation_s = 0.0
+        self._last_validated = self.state.epoch
         return {k: float(np.mean([m[k] for m in per_case])) for k in per_case[0]}
 
     def update_best(self, value: float, epoch: int) -> bool:
@@ -264,27 +267,41 @@ class Trainer:
         patience = self.cfg["training"]["early_stopping"]
         return bool(patience) and self.state.epochs_without_improvement >= patience
 
-    # ---- state -----------------------------------------------------------------------------------
+    # ---- learning rate -----------------------------------------------------------------------------
+    def progress(self) -> float:
+        """Where the learning-rate schedule is: share of the time budget, or of the planned iterations."""
+        if self.timed:
+            return self.clock.time_progress()
+        total = self.max_epochs * self.iterations
+        return (self.state.epoch * self.iterations + self.state.iteration) / max(1, total)
+
+    def set_learning_rate(self, progress: float) -> None:
+        peak = EXTEND_LR_FACTOR if self.extend else 1.0
+        for optimizer in self.parts.optimizers.values():
+            set_learning_rate(optimizer, self.plan["schedule"]["lr_schedule"], progress, peak)
+
     @property
-    def unwrapped(self) -> torch.nn.Module:
-        return getattr(self.model, "module", self.model)
+    def learning_rate(self) -> float:
+        return next(iter(self.parts.optimizers.values())).param_groups[0]["lr"]
+
+    # ---- state -----------------------------------------------------------------------------------
+    def inference_weights(self) -> dict:
+        return merge_networks({name: self.parts.network(name).state_dict() for name in self.app.inference_networks})
 
     def save_last(self) -> Path:
-        state = {"trainer": self.state.to_dict(), "optimizer": self.optimizer.state_dict(),
-                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng_state()}
-        folder = save_checkpoint(self.model_dir / "checkpoints" / "last", self.unwrapped.state_dict(), state)
+        self.state.seconds = self.clock.budget_before + self.clock.elapsed_s()
+        state = {"trainer": self.state.to_dict(), "rng": rng_state(), "scalers": self.step.state_dict(),
+                 "optimizers": {k: o.state_dict() for k, o in self.parts.optimizers.items()}}
+        weights = merge_networks({name: self.parts.network(name).state_dict() for name in self.parts.networks})
+        folder = save_checkpoint(self.model_dir / "checkpoints" / "last", weights, state)
         self.emit("checkpoint", epoch=self.state.epoch - 1, kind="last", path=str(folder))
         return folder
 
-    _resume_rng: dict | None = None
-
     def load_state(self, state: dict):
-        t = state["trainer"]
-        self.state = TrainState(t["epoch"], t["iteration"], t["best_metric"], t["best_epoch"],
-                                t["epochs_without_improvement"], list(t["history"]))
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        self.state = TrainState.from_dict(state["trainer"])
+        for name, optimizer in self.parts.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        self.step.load_state_dict(state.get("scalers", {}))
         self._resume_rng = state["rng"] if self.state.iteration > 0 else None
 
     def emit(self, event: str, **fields):

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from deepmed.errors import DeepMedError
-from deepmed.training.model_dir import CARD, CARD_FORMAT, WEIGHTS, label_colour
+from deepmed.model.directory import CARD, CARD_FORMAT, WEIGHTS, label_colour
 from deepmed.zoo.checksums import write_sums
 from deepmed.zoo.schemas import CARD_SCHEMA, check_document
 

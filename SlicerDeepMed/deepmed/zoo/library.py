@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deepmed.errors import DeepMedError
-from deepmed.training.model_dir import CARD, CARD_FORMAT, WEIGHTS
+from deepmed.model.directory import CARD, CARD_FORMAT, WEIGHTS
 
 LIBRARY_VARIABLE = "DEEPMED_LIBRARY"
 MODEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")

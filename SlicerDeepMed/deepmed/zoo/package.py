@@ -20,7 +20,7 @@ import zipfile
 from pathlib import Path
 
 from deepmed.errors import DeepMedError
-from deepmed.training.model_dir import CARD, CONFIG, WEIGHTS, read_card
+from deepmed.model.directory import CARD, CONFIG, WEIGHTS, read_card
 from deepmed.zoo.checksums import SUMS, verify_sums, write_sums
 from deepmed.zoo.library import InstalledModel, check_model_id, library_dir, read_installed
 from deepmed.zoo.schemas import CARD_SCHEMA, check_document

@@ -4,7 +4,8 @@
       model_card.json        what the model is: application, inputs, labels, preprocessing, network, metrics
       config.yaml            the fully resolved training configuration
       model.safetensors      best weights (by the validation key metric; the last ones without validation)
-      checkpoints/last/      weights.safetensors + state.pt for --resume
+      plan.json              the training plan (spacing, patch, schedule, ... and why)
+      checkpoints/last/      weights.safetensors + state.pt for --resume / --extend
       metrics.csv            one row per epoch
       curves.png             loss and validation metric curves
 """
@@ -68,7 +69,7 @@ def write_metrics_csv(model_dir: Path, history: list[dict]) -> Path:
     return write_text_atomic(Path(model_dir) / "metrics.csv", buffer.getvalue())
 
 
-def write_curves(model_dir: Path, history: list[dict], key_metric: str) -> Path | None:
+def write_curves(model_dir: Path, history: list[dict], metric_prefixes: tuple[str, ...], key_metric: str) -> Path | None:
     """Loss and validation-metric curves as a PNG (people would rather look at a curve)."""
     if not history:
         return None
@@ -82,7 +83,7 @@ def write_curves(model_dir: Path, history: list[dict], key_metric: str) -> Path 
     ax_loss.set(title="training loss", xlabel="epoch", ylabel="loss")
     ax_loss.grid(alpha=0.3)
     validated = [h for h in history if key_metric in h]
-    for key in sorted({k for h in validated for k in h if k.startswith(("dice_", "mae", "rmse", "mean_dice"))}):
+    for key in sorted({k for h in validated for k in h if k.startswith(tuple(metric_prefixes))}):
         ax_metric.plot([h["epoch"] for h in validated if key in h], [h[key] for h in validated if key in h],
                        marker="o", markersize=3, label=key, linewidth=2.5 if key == key_metric else 1)
     ax_metric.set(title="validation", xlabel="epoch")

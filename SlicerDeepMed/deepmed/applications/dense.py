@@ -1,0 +1,241 @@
+"""Voxel-wise tasks on image patches (segmentation, image-to-image regression): the shared pipeline.
+
+Cases are re-oriented and resampled onto a working grid, normalised, sampled as patches for training,
+validated and predicted by a sliding window, and predictions resampled back onto the input's exact grid.
+Subclasses say what the target is (``discrete_target``) and implement the small hooks at the bottom.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import abstractmethod
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from deepmed.applications import dense_data
+from deepmed.applications.base import Application, Parts, Prediction, PreparedData, StepContext
+from deepmed.errors import DeepMedError
+from deepmed.inferers.ongrid import back_to_input, image_like, keep_largest_component
+from deepmed.inferers.sliding import predict_volume
+from deepmed.io.geometry import align_to_grid, grid_differences
+from deepmed.io.image_io import read_channels, write_image
+from deepmed.losses import build_loss
+from deepmed.model.directory import label_colour
+from deepmed.networks import build_network, network_arguments
+from deepmed.optim import build_optimizer
+from deepmed.planning import dense as rules
+from deepmed.planning.fingerprint import fingerprint_of_cases
+from deepmed.transforms.augmentation import training_transforms
+from deepmed.transforms.preprocessing import normalize_image, to_working_grid
+
+
+class DenseApplication(Application):
+    """Image in, image of the same extent out. Attributes: ``discrete_target`` (label values, nearest-neighbour
+    resampling) or scalar targets; ``default_sampling`` when the plan has no reason to choose otherwise."""
+
+    discrete_target: bool
+    default_sampling: str = "uniform"
+
+    # ---- planning --------------------------------------------------------------------------------------
+    def plan(self, fingerprint, config, device, reasons):
+        data = config["data"]
+        if data["spacing"] == "auto":
+            spacing, reasons["spacing"] = rules.target_spacing(fingerprint)
+        else:
+            spacing, reasons["spacing"] = [float(s) for s in data["spacing"]], "from the configuration"
+        if data["patch_size"] == "auto":
+            budget = rules.patch_budget(data["max_patch_voxels"], device)
+            patch, reasons["patch_size"] = rules.patch_size(fingerprint, spacing, budget)
+        else:
+            patch, reasons["patch_size"] = [int(p) for p in data["patch_size"]], "from the configuration"
+        channel_names = fingerprint["channel_names"]
+        normalization = dense_data.normalization_methods(data["normalization"], channel_names)
+        reasons["normalization"] = "CT windowing for CT channels, foreground z-score otherwise" \
+            if data["normalization"] == "auto" else "from the configuration"
+        if data["sampling"] != "auto":
+            sampling, reasons["sampling"] = data["sampling"], "from the configuration"
+        else:
+            sampling, reasons["sampling"] = self.choose_sampling(fingerprint)
+        net = config["network"]
+        args = network_arguments(net["name"], len(channel_names), self.out_channels(fingerprint["labels"]),
+                                 list(reversed(patch)), list(reversed(spacing)),
+                                 {**self.network_defaults(net["name"]), **net["args"]})
+        loss = self.default_loss if config["loss"]["name"] == "auto" else config["loss"]["name"]
+        return {"channel_names": channel_names, "spacing": spacing, "patch_size": patch, "normalization": normalization, "sampling": sampling,
+                "network": {"name": net["name"], "args": args}, "loss": loss}
+
+    def choose_sampling(self, fingerprint: dict) -> tuple[str, str]:
+        return self.default_sampling, f"{self.default_sampling} patches"
+
+    # ---- data ------------------------------------------------------------------------------------------
+    def load_cases(self, cases):
+        return dense_data.read_cases(cases)
+
+    def fingerprint(self, loaded, dataset):
+        n_channels = len(loaded[0][1])
+        names = [dataset.channel_names.get(str(i), f"channel_{i}") for i in range(n_channels)]
+        if len(dataset.channel_names) not in (0, n_channels):
+            names = [f"channel_{i}" for i in range(n_channels)]
+        return fingerprint_of_cases(dataset.name, names, dataset.labels,
+                                    [(channels, label) for _, channels, label in loaded])
+
+    def prepare_data(self, loaded_train, loaded_val, dataset, plan, config) -> PreparedData:
+        labels = dataset.labels
+        train = dense_data.to_working_grids(loaded_train, plan["spacing"], self.discrete_target)
+        val = dense_data.to_working_grids(loaded_val, plan["spacing"], self.discrete_target)
+        methods = plan["normalization"]
+        norm_stats = dense_data.fit_normalization(train, methods, self.discrete_target)
+        target_stats = self.target_statistics([c["label"] for c in train])
+        labels = dict(labels)
+        encode = lambda target: self.encode_target(target, target_stats, labels)  # noqa: E731
+        for cases in (train, val):
+            dense_data.finalize_cases(cases, encode, methods, norm_stats, plan["sampling"] == "weighted",
+                                      self.discrete_target)
+        return PreparedData(train, val, {"norm_stats": norm_stats, "target_stats": target_stats, "labels": labels})
+
+    def training_transform(self, plan, config):
+        n_out = plan["network"]["args"]["out_channels"]
+        return training_transforms(config, list(reversed(plan["patch_size"])), plan["sampling"], n_out,
+                                   self.discrete_target)
+
+    # ---- parts and steps -------------------------------------------------------------------------------
+    def build_parts(self, plan, config, fitted):
+        model = build_network(plan["network"]["name"], plan["network"]["args"])
+        loss = build_loss(plan["loss"], plan["network"]["args"]["out_channels"], config["loss"]["args"])
+        return Parts({"model": model}, {"model": build_optimizer(config, model.parameters())}, {"main": loss})
+
+    def train_step(self, parts: Parts, batch: dict, step: StepContext) -> dict[str, float]:
+        image, target = step.to_device(batch["image"], batch["label"])
+        with step.autocast():
+            output = parts.networks["model"](image)
+            if isinstance(output, (list, tuple)):  # deep supervision heads: train on the full-resolution one
+                output = output[0]
+            loss = parts.losses["main"](output.float(), target)
+        step.optimize(loss, parts.optimizers["model"])
+        return {"loss": float(loss.detach().item())}
+
+    def validate_case(self, parts, item, plan, fitted, device):
+        inference = plan.get("inference", {})
+        activation = predict_volume(parts.network(), torch.from_numpy(item["image"])[None],
+                                    list(reversed(plan["patch_size"])), activation=self.activation,
+                                    overlap=inference.get("overlap", 0.5),
+                                    sw_batch_size=inference.get("sw_batch_size", 2), precision="float32",
+                                    device=device)
+        target = torch.from_numpy(np.asarray(item["label"]))[None]
+        return self.validation_metrics(activation, target, fitted["target_stats"], fitted["labels"])
+
+    # ---- the card and inference ------------------------------------------------------------------------
+    def card_fields(self, plan, fitted, dataset, config):
+        names = {v: k for k, v in fitted["labels"].items()}
+        values = sorted(set(fitted["labels"].values()) | {0})
+        labels = [{"value": v, "name": names.get(v, "background" if v == 0 else f"label_{v}"),
+                   "color": label_colour(i)} for i, v in enumerate(values)] if self.discrete_target else []
+        return {
+            "inputs": [{"name": name, "modality": name, "normalization": method, "statistics": stats}
+                       for name, method, stats in zip(plan["channel_names"], plan["normalization"],
+                                                      fitted["norm_stats"])],
+            "labels": labels,
+            "target": {"statistics": fitted["target_stats"]} if fitted["target_stats"] else {},
+            "spacing": plan["spacing"],
+            "orientation": "LPS",
+            "patch_size": plan["patch_size"],
+            "network": dict(plan["network"]),
+            "inference": dict(config["inference"]),
+        }
+
+    def inference_parts(self, card):
+        return {"model": build_network(card["network"]["name"], card["network"]["args"])}
+
+    def predict(self, networks, inputs, card, device, options):
+        settings = card.get("inference", {})
+        option = lambda key, default: settings.get(key, default) if options.get(key) is None else options[key]  # noqa: E731
+        channels = self._channels(inputs, card, options.get("model_name", "model"))
+        reference = channels[0]
+        image, _, grid = to_working_grid(channels, None, card["spacing"], orientation=card.get("orientation", "LPS"))
+        methods = [entry["normalization"] for entry in card["inputs"]]
+        stats = [entry["statistics"] for entry in card["inputs"]]
+        tensor = torch.from_numpy(normalize_image(image, methods, stats))[None]
+        patch = list(reversed(card["patch_size"]))
+        xyz = card.get("array_axes", "zyx") == "xyz"  # networks trained on (x, y, z) arrays (MONAI bundles)
+        if xyz:
+            tensor, patch = tensor.permute(0, 1, 4, 3, 2).contiguous(), list(card["patch_size"])
+        activation = predict_volume(networks["model"], tensor, patch, activation=self.activation,
+                                    overlap=option("overlap", 0.5), sw_batch_size=settings.get("sw_batch_size", 2),
+                                    tta_flips=option("tta_flips", False), precision=option("precision", "auto"),
+                                    device=device, blend_mode=settings.get("blend_mode", "gaussian"))
+        if xyz:
+            activation = activation.permute(0, 1, 4, 3, 2)
+        activation = activation[0].numpy()
+        on_input = np.stack([back_to_input(a, grid, reference) for a in activation])
+        labels = {entry["name"]: entry["value"] for entry in card["labels"]}
+        target_stats = card.get("target", {}).get("statistics", {})
+        output_array = self.decode_output(on_input, target_stats, labels)
+        if option("keep_largest", False) and self.discrete_target:
+            output_array = keep_largest_component(output_array)
+        result = Prediction(image_like(output_array, reference))
+        if options.get("probabilities") and self.discrete_target:
+            probs = np.clip(on_input, 0, 1)
+            probs /= np.maximum(probs.sum(axis=0, keepdims=True), 1e-8)
+            vector = sitk.GetImageFromArray(np.moveaxis(probs, 0, -1).astype(np.float32), isVector=True)
+            vector.CopyInformation(reference)
+            result.probabilities = vector
+            entropy = -(probs * np.log(np.clip(probs, 1e-8, 1))).sum(axis=0) / np.log(max(probs.shape[0], 2))
+            result.uncertainty = image_like(entropy.astype(np.float32), reference)
+        return result
+
+    def write_prediction(self, prediction, path):
+        return write_image(prediction.output, Path(path), label=self.discrete_target)
+
+    @staticmethod
+    def _channels(inputs, card, model_name: str) -> list[sitk.Image]:
+        if isinstance(inputs, (sitk.Image, str, os.PathLike)):
+            inputs = [inputs]
+        channels: list[sitk.Image] = []
+        for item in inputs:
+            channels.extend([item] if isinstance(item, sitk.Image) else read_channels(item))
+        expected = [entry["name"] for entry in card["inputs"]]
+        if len(channels) != len(expected):
+            raise DeepMedError(f"model {model_name} expects {len(expected)} input channel(s) ({', '.join(expected)}), "
+                               f"got {len(channels)}")
+        for index, channel in enumerate(channels):
+            if channel.GetDimension() != 3:
+                raise DeepMedError(f"input channel {index}: expected a 3D image, got {channel.GetDimension()}D")
+            try:
+                channels[index] = sitk.Cast(align_to_grid(channel, channels[0]), sitk.sitkFloat32)
+            except ValueError:
+                raise DeepMedError(f"input channel {index} is not on the grid of channel 0: "
+                                   f"{'; '.join(grid_differences(channel, channels[0]))}") from None
+        return channels
+
+    # ---- hooks of the voxel-wise tasks -----------------------------------------------------------------
+    @abstractmethod
+    def out_channels(self, labels: dict[str, int]) -> int:
+        """Number of network output channels."""
+
+    @abstractmethod
+    def target_statistics(self, targets: list[np.ndarray]) -> dict:
+        """Statistics of the training targets saved in the card (e.g. regression scaling)."""
+
+    @abstractmethod
+    def encode_target(self, target: np.ndarray, stats: dict, labels: dict[str, int]) -> np.ndarray:
+        """Raw target array -> what the loss sees (class indices, or a scaled scalar map)."""
+
+    @abstractmethod
+    def activation(self, logits: torch.Tensor) -> torch.Tensor:
+        """Network output -> the quantity resampled onto the input grid (probabilities, scaled values)."""
+
+    @abstractmethod
+    def decode_output(self, resampled: np.ndarray, stats: dict, labels: dict[str, int]) -> np.ndarray:
+        """(C, Z, Y, X) activation on the input grid -> final array (label values, or target units)."""
+
+    @abstractmethod
+    def validation_metrics(self, activation: torch.Tensor, target: torch.Tensor, stats: dict,
+                           labels: dict[str, int]) -> dict[str, float]:
+        """Metrics of one validation case on the working grid; must include ``key_metric``."""
+
+    def network_defaults(self, network: str) -> dict:
+        """Constructor arguments this application prefers for ``network`` (the user's args still win)."""
+        return {}

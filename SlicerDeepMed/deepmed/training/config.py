@@ -16,6 +16,7 @@ import yaml
 
 from deepmed.errors import DeepMedError
 from deepmed.utils.choices import choice_error, suggest
+from deepmed.utils.yaml12 import load_yaml
 
 AUTO = "auto"
 
@@ -70,9 +71,9 @@ def _registry_choices() -> dict[str, list[str]]:
 
 
 def parse_value(text: str) -> Any:
-    """``--set`` values are YAML scalars or lists: ``3``, ``1e-4``, ``true``, ``[96, 96, 64]``, ``unet``."""
+    """``--set`` values are YAML 1.2 scalars or lists: ``3``, ``1e-4``, ``true``, ``[96, 96, 64]``, ``unet``."""
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except yaml.YAMLError:
         return text
 
@@ -168,7 +169,7 @@ def load_config_file(path: str | os.PathLike) -> dict:
         raise DeepMedError(f"{path}: config file not found")
     try:
         text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if path.suffix.lower() == ".json" else load_yaml(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         raise DeepMedError(f"{path}: cannot parse config: {str(exc).splitlines()[0]}") from None
     if data is None:

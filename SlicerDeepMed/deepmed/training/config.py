@@ -150,6 +150,7 @@ def _check_choices(config: dict, problems: list[str]) -> None:
             node = node[part]
         if isinstance(node, str) and node.lower() not in [a.lower() for a in allowed]:
             problems.append(f"config: {choice_error(path, node, allowed)}")
+    _check_loss_fits_app(config, problems)
     for path in ("training.epochs", "training.batch_size", "training.val_every", "data.samples_per_case"):
         section, key = path.split(".")
         value = config[section][key]
@@ -161,6 +162,23 @@ def _check_choices(config: dict, problems: list[str]) -> None:
     overlap = config["inference"]["overlap"]
     if isinstance(overlap, (int, float)) and not 0 <= overlap < 1:
         problems.append(f"config: 'inference.overlap' must be in [0, 1), got {overlap}")
+
+
+def _check_loss_fits_app(config: dict, problems: list[str]) -> None:
+    """A loss named for another application (``dice`` for regression) is a config error."""
+    from deepmed.applications import APPLICATIONS
+    from deepmed.losses import LOSSES, losses_for
+
+    app, loss = config["app"], config["loss"]["name"]
+    if not (isinstance(app, str) and isinstance(loss, str)) or loss.lower() == AUTO:
+        return
+    if app not in APPLICATIONS or loss not in LOSSES:
+        return  # already reported as an unknown choice
+    app, loss = APPLICATIONS.canonical(app), LOSSES.canonical(loss)
+    fitting = losses_for(app)
+    if loss not in fitting:
+        problems.append(f"config: loss.name: '{loss}' does not fit application '{app}'; "
+                        f"choose one of: {', '.join(fitting)}")
 
 
 def load_config_file(path: str | os.PathLike) -> dict:

@@ -8,6 +8,7 @@ import sys
 
 from deepmed import __version__
 from deepmed.errors import DeepMedError, DeepMedInterrupted
+from deepmed.utils.closed_output import say
 
 #: command name -> module implementing ``add_parser(subparsers)`` and ``run(args) -> int``.
 COMMANDS = {
@@ -40,14 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except DeepMedInterrupted as exc:
-        print(f"deepmed: stopped: {exc}", file=sys.stderr)
+        say(f"deepmed: stopped: {exc}")
         return EXIT_INTERRUPTED
     except DeepMedError as exc:
         for line in str(exc).splitlines() or [type(exc).__name__]:
-            print(f"deepmed: error: {line}", file=sys.stderr)
+            say(f"deepmed: error: {line}")
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print("deepmed: interrupted", file=sys.stderr)
+        say("deepmed: interrupted")
         return EXIT_INTERRUPTED
 
 

@@ -190,6 +190,7 @@ def _run(dataset, out, cfg, application, dev, reporter, resume, dist) -> Path:
                       train_data=train, train_transform=transform, val_data=val, config=cfg, device=dev,
                       reporter=reporter, model_dir=out, patch_zyx=patch_zyx, target_stats=target_stats,
                       labels=labels, dist=dist)
+    reporter.watch_output(trainer.stop)  # stdout closed (the GUI went away): stop with a checkpoint
 
     def after_epoch(state):
         write_metrics_csv(out, state.history)

@@ -13,6 +13,7 @@ from deepmed.utils.closed_output import say
 #: command name -> module implementing ``add_parser(subparsers)`` and ``run(args) -> int``.
 COMMANDS = {
     "dataset": "deepmed.cli.dataset_cmd",
+    "doctor": "deepmed.cli.doctor_cmd",
     "evaluate": "deepmed.cli.evaluate_cmd",
     "train": "deepmed.cli.train_cmd",
     "infer": "deepmed.cli.infer_cmd",

@@ -29,6 +29,7 @@ REQUIREMENTS = {
     "jsonschema": ("jsonschema", ">=4.17"),
     "tqdm": ("tqdm", ">=4.64"),
     "matplotlib": ("matplotlib", ">=3.7"),
+    "nibabel": ("nibabel", ">=5.0"),
 }
 SLICER_TORCH_FIX = "install PyTorch with the PyTorch extension (Slicer > PyTorch Utils)"
 

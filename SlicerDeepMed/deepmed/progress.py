@@ -12,6 +12,9 @@ each with ``"event"`` and ``"time"`` (Unix seconds):
 * ``stopped``    - ``epoch``, ``iteration``, ``checkpoint``: stopped on request, checkpoint written
 * ``error``      - ``message``
 * ``inference``  - ``case``, ``index``, ``total``, ``output`` (batch inference)
+
+When stdout closes (the reader, e.g. the Slicer GUI, went away), the reporter stops writing, says so once on
+stderr and asks the training to stop: it writes its checkpoint and exits as on Stop (exit code 130).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import time
 from collections.abc import Callable
 from typing import IO
 
+from deepmed.utils.closed_output import CLOSED_OUTPUT_ERRORS, point_at_devnull, say
+
 
 class Reporter:
     """Receives every event; subclasses show or forward them."""
@@ -32,6 +37,9 @@ class Reporter:
 
     def close(self) -> None:
         pass
+
+    def watch_output(self, on_broken: Callable[[], None]) -> None:
+        """Call ``on_broken()`` once if this reporter's output closes (default: nothing to watch)."""
 
 
 def _clean(value):
@@ -43,15 +51,39 @@ def _clean(value):
 
 
 class JsonLinesReporter(Reporter):
-    """Write each event as one JSON object per line (flushed at once)."""
+    """Write each event as one JSON object per line (flushed at once).
+
+    A closed output (``BrokenPipeError``, a closed file) sets ``broken``: later events are dropped, the
+    stream's file descriptor is pointed at the null device (so Python's flush at exit cannot fail) and the
+    ``watch_output`` callback is called, once.
+    """
 
     def __init__(self, stream: IO[str] | None = None):
         self.stream = stream or sys.stdout
+        self.broken = False
+        self._on_broken: Callable[[], None] | None = None
+
+    def watch_output(self, on_broken):
+        self._on_broken = on_broken
 
     def emit(self, event, **fields):
+        if self.broken:
+            return
         record = {"event": event, "time": round(time.time(), 3), **{k: _clean(v) for k, v in fields.items()}}
-        self.stream.write(json.dumps(record) + "\n")
-        self.stream.flush()
+        line = json.dumps(record) + "\n"
+        try:
+            self.stream.write(line)
+            self.stream.flush()
+        except CLOSED_OUTPUT_ERRORS as exc:
+            self._break(exc)
+
+    def _break(self, exc: Exception) -> None:
+        self.broken = True
+        point_at_devnull(self.stream)
+        then = "; stopping with a checkpoint" if self._on_broken is not None else ""
+        say(f"deepmed: progress output closed ({type(exc).__name__}){then}")
+        if self._on_broken is not None:
+            self._on_broken()
 
 
 class CallbackReporter(Reporter):
@@ -114,6 +146,10 @@ class MultiReporter(Reporter):
     def emit(self, event, **fields):
         for r in self.reporters:
             r.emit(event, **fields)
+
+    def watch_output(self, on_broken):
+        for r in self.reporters:
+            r.watch_output(on_broken)
 
     def close(self):
         for r in self.reporters:

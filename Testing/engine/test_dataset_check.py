@@ -133,3 +133,31 @@ def test_split_command(toy_dataset, capsys):
     assert len(splits) == 1 and set(splits[0]) == {"train", "val", "test"}
     assert main(["dataset", "split", str(toy_dataset), "--folds", "4"]) == 2
     assert "needs at least 4 training cases" in capsys.readouterr().err
+
+
+def _put_nonfinite(path, values, dtype=np.float32):
+    """Rewrite a NIfTI file with NaN/Inf in its stored data (nibabel writes them; ITK would read 0)."""
+    import nibabel as nib
+
+    image = nib.load(str(path))
+    array = np.asarray(image.dataobj).astype(dtype)
+    array[np.unravel_index(np.arange(len(values)), array.shape)] = values
+    rewritten = nib.Nifti1Image(array, image.affine, image.header)
+    rewritten.set_data_dtype(dtype)
+    nib.save(rewritten, str(path))
+    assert np.isfinite(sitk.GetArrayFromImage(sitk.ReadImage(str(path)))).all()  # what ITK alone sees
+
+
+def test_nan_and_inf_in_nifti_are_reported(toy_dataset, capsys, monkeypatch):
+    from deepmed.io import nifti_finite
+
+    monkeypatch.setattr(nifti_finite, "SLAB_VOXELS", 50)  # several slabs on these tiny volumes
+    root = toy_dataset.parent
+    _put_nonfinite(root / "case0_t2.nii.gz", [np.nan, np.inf, -np.inf, np.nan])
+    _put_nonfinite(root / "case2_seg.nii.gz", [np.nan, np.nan])
+    assert nifti_finite.count_nonfinite_nifti(root / "case0_t2.nii.gz") == 4
+    assert nifti_finite.count_nonfinite_nifti(root / "case0_t1.nii.gz") == 0
+    assert main(["dataset", "check", str(toy_dataset)]) == 2
+    problems = _problems(capsys.readouterr().out)
+    assert problems == ["problem: case case0: case0_t2.nii.gz: 4 NaN/Inf voxel(s)",
+                        "problem: case case2: case2_seg.nii.gz: 2 NaN/Inf voxel(s) in the label"]

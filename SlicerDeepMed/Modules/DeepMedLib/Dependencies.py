@@ -23,6 +23,7 @@ ENGINE_PACKAGES = {
     "tqdm": "tqdm==4.70.1",
     "scipy": "scipy==1.17.1",
     "matplotlib": "matplotlib==3.11.2",
+    "nibabel": "nibabel==5.4.2",
 }
 #: distributions that belong to Slicer and must stay at the installed version
 SLICER_OWNED = ("numpy", "SimpleITK", "vtk")

@@ -1,8 +1,11 @@
-"""``deepmed list networks|losses|...``: what the registries hold."""
+"""``deepmed list networks|losses|... [--app APP] [--json]``: what the registries hold."""
 
 from __future__ import annotations
 
 import argparse
+import json
+
+from deepmed.errors import DeepMedError
 
 REGISTRIES = {
     "networks": ("deepmed.networks", "NETWORKS"),
@@ -16,6 +19,9 @@ REGISTRIES = {
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("list", help="list the available networks, losses, applications, ...")
     parser.add_argument("what", choices=sorted(REGISTRIES))
+    parser.add_argument("--app", help="losses only: those that fit this application (segmentation, regression)")
+    parser.add_argument("--json", action="store_true",
+                        help="print JSON: {name: description}, or with --app a list of names")
     parser.set_defaults(run=run)
 
 
@@ -24,6 +30,21 @@ def run(args: argparse.Namespace) -> int:
 
     module_name, attribute = REGISTRIES[args.what]
     registry = getattr(importlib.import_module(module_name), attribute)
-    for name, description in registry.describe().items():
+    described = registry.describe()
+    if args.app is not None:
+        if args.what != "losses":
+            raise DeepMedError(f"--app: only 'deepmed list losses' takes an application, not 'list {args.what}'")
+        from deepmed.applications import APPLICATIONS
+        from deepmed.losses import losses_for
+
+        names = losses_for(APPLICATIONS.canonical(args.app))
+        if args.json:
+            print(json.dumps(names))
+            return 0
+        described = {name: described[name] for name in names}
+    if args.json:
+        print(json.dumps(described, indent=1))
+        return 0
+    for name, description in described.items():
         print(f"{name:28s} {description}")
     return 0

@@ -12,10 +12,12 @@ STARTED_AT = time.time()
 
 from deepmed import __version__
 from deepmed.errors import DeepMedError, DeepMedInterrupted
+from deepmed.utils.closed_output import say
 
 #: command name -> module implementing ``add_parser(subparsers)`` and ``run(args) -> int``.
 COMMANDS = {
     "dataset": "deepmed.cli.dataset_cmd",
+    "doctor": "deepmed.cli.doctor_cmd",
     "evaluate": "deepmed.cli.evaluate_cmd",
     "plan": "deepmed.cli.plan_cmd",
     "train": "deepmed.cli.train_cmd",
@@ -45,14 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except DeepMedInterrupted as exc:
-        print(f"deepmed: stopped: {exc}", file=sys.stderr)
+        say(f"deepmed: stopped: {exc}")
         return EXIT_INTERRUPTED
     except DeepMedError as exc:
         for line in str(exc).splitlines() or [type(exc).__name__]:
-            print(f"deepmed: error: {line}", file=sys.stderr)
+            say(f"deepmed: error: {line}")
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print("deepmed: interrupted", file=sys.stderr)
+        say("deepmed: interrupted")
         return EXIT_INTERRUPTED
 
 

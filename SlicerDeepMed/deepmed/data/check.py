@@ -15,6 +15,7 @@ from deepmed.data.manifest import Case, Dataset
 from deepmed.errors import DeepMedError
 from deepmed.io.geometry import align_to_grid, grid_differences, same_voxel_centres
 from deepmed.io.image_io import read_channels, read_image
+from deepmed.io.nifti_finite import count_nonfinite_nifti, is_nifti
 
 SAMPLES_PER_CASE = 20000
 PERCENTILES = (0.5, 50.0, 99.5)
@@ -73,6 +74,10 @@ def _check_case(case: Case, dataset: Dataset, where: str, problems: list[str], r
         bad = int(array.size - np.count_nonzero(np.isfinite(array))) if array.dtype.kind == "f" else 0
         if bad:
             problems.append(f"case {case.id}: {case.images[min(index, len(case.images) - 1)].name}: {bad} NaN/Inf voxel(s)")
+    for path in case.images:  # ITK reads NaN/Inf in NIfTI as 0: count them in the stored data
+        bad = count_nonfinite_nifti(path) if is_nifti(path) else 0
+        if bad:
+            problems.append(f"case {case.id}: {path.name}: {bad} NaN/Inf voxel(s)")
     summary = CaseSummary(case.id, tuple(reference.GetSize()), tuple(reference.GetSpacing()), len(channels))
     label_array = None
     if case.label is not None:
@@ -107,8 +112,10 @@ def _check_label(case: Case, dataset: Dataset, reference: sitk.Image, where: str
         problems.append(f"case {case.id}: {case.label.name}: label is not on the image grid (label vs image): "
                         f"{'; '.join(diff)}")
     array = sitk.GetArrayFromImage(label)
-    if not np.all(np.isfinite(array)):
-        problems.append(f"case {case.id}: {case.label.name}: NaN/Inf voxel(s) in the label")
+    bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+    bad += count_nonfinite_nifti(case.label) if is_nifti(case.label) else 0  # read as 0 by ITK
+    if bad:
+        problems.append(f"case {case.id}: {case.label.name}: {bad} NaN/Inf voxel(s) in the label")
         return None
     if dataset.labels:
         values, counts = np.unique(array, return_counts=True)

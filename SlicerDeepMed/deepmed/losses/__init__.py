@@ -1,5 +1,5 @@
 """Losses by name: ``LOSSES.get(name)(num_classes=..., **args)``."""
 
-from deepmed.losses.registry import LOSSES, build_loss
+from deepmed.losses.registry import LOSSES, build_loss, losses_for
 
-__all__ = ["LOSSES", "build_loss"]
+__all__ = ["LOSSES", "build_loss", "losses_for"]

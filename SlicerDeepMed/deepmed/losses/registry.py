@@ -10,9 +10,13 @@ from deepmed.utils.registry import Registry
 
 LOSSES = Registry("loss")
 
-SEGMENTATION_LOSSES = ("dice", "dice_ce", "dice_focal", "generalized_dice", "tversky", "generalized_wasserstein_dice",
-                       "cross_entropy")
-REGRESSION_LOSSES = ("l1", "mse", "rmse", "huber")
+SEG, REG = ("segmentation",), ("regression",)
+
+
+def losses_for(app_name: str) -> list[str]:
+    """The losses that fit application ``app_name``, in registration order."""
+    return [name for name in LOSSES.registration_order()
+            if app_name.lower() in LOSSES.metadata(name).get("applications", ())]
 
 
 def build_loss(name: str, num_classes: int, args: dict | None = None) -> torch.nn.Module:
@@ -26,42 +30,42 @@ def build_loss(name: str, num_classes: int, args: dict | None = None) -> torch.n
 _SEG = dict(to_onehot_y=True, softmax=True)
 
 
-@LOSSES.register("dice", "soft Dice (Milletari et al. 2016)")
+@LOSSES.register("dice", "soft Dice (Milletari et al. 2016)", applications=SEG)
 def _dice(num_classes, **args):
     from monai.losses import DiceLoss
 
     return DiceLoss(**{**_SEG, **args})
 
 
-@LOSSES.register("dice_ce", "Dice + cross-entropy (nnU-Net's default)")
+@LOSSES.register("dice_ce", "Dice + cross-entropy (nnU-Net's default)", applications=SEG)
 def _dice_ce(num_classes, **args):
     from monai.losses import DiceCELoss
 
     return DiceCELoss(**{**_SEG, **args})
 
 
-@LOSSES.register("dice_focal", "Dice + focal loss, for small structures")
+@LOSSES.register("dice_focal", "Dice + focal loss, for small structures", applications=SEG)
 def _dice_focal(num_classes, **args):
     from monai.losses import DiceFocalLoss
 
     return DiceFocalLoss(**{**_SEG, **args})
 
 
-@LOSSES.register("generalized_dice", "generalised Dice (Sudre et al. 2017), class-imbalance weighting")
+@LOSSES.register("generalized_dice", "generalised Dice (Sudre et al. 2017), class-imbalance weighting", applications=SEG)
 def _gdice(num_classes, **args):
     from monai.losses import GeneralizedDiceLoss
 
     return GeneralizedDiceLoss(**{**_SEG, **args})
 
 
-@LOSSES.register("tversky", "Tversky loss (Salehi et al. 2017), trades false positives for negatives")
+@LOSSES.register("tversky", "Tversky loss (Salehi et al. 2017), trades false positives for negatives", applications=SEG)
 def _tversky(num_classes, **args):
     from monai.losses import TverskyLoss
 
     return TverskyLoss(**{**_SEG, **args})
 
 
-@LOSSES.register("generalized_wasserstein_dice", "generalised Wasserstein Dice (Fidon et al. 2017)")
+@LOSSES.register("generalized_wasserstein_dice", "generalised Wasserstein Dice (Fidon et al. 2017)", applications=SEG)
 def _gwdl(num_classes, **args):
     from monai.losses import GeneralizedWassersteinDiceLoss
 
@@ -72,7 +76,7 @@ def _gwdl(num_classes, **args):
     return _SqueezeLabel(loss)
 
 
-@LOSSES.register("cross_entropy", "voxel-wise cross-entropy")
+@LOSSES.register("cross_entropy", "voxel-wise cross-entropy", applications=SEG)
 def _ce(num_classes, **args):
     return _SqueezeLabel(torch.nn.CrossEntropyLoss(**args), long=True)
 
@@ -89,22 +93,22 @@ class _SqueezeLabel(torch.nn.Module):
         return self.loss(logits, label.long() if self.long else label)
 
 
-@LOSSES.register("l1", "mean absolute error")
+@LOSSES.register("l1", "mean absolute error", applications=REG)
 def _l1(num_classes, **args):
     return torch.nn.L1Loss(**args)
 
 
-@LOSSES.register("mse", "mean squared error")
+@LOSSES.register("mse", "mean squared error", applications=REG)
 def _mse(num_classes, **args):
     return torch.nn.MSELoss(**args)
 
 
-@LOSSES.register("rmse", "root mean squared error (NiftyNet's RMSE)")
+@LOSSES.register("rmse", "root mean squared error (NiftyNet's RMSE)", applications=REG)
 def _rmse(num_classes, **args):
     return _RMSE()
 
 
-@LOSSES.register("huber", "Huber / smooth L1 loss")
+@LOSSES.register("huber", "Huber / smooth L1 loss", applications=REG)
 def _huber(num_classes, **args):
     return torch.nn.HuberLoss(**args)
 
@@ -112,3 +116,7 @@ def _huber(num_classes, **args):
 class _RMSE(torch.nn.Module):
     def forward(self, prediction, target):
         return torch.sqrt(torch.mean((prediction - target) ** 2) + 1e-12)
+
+
+SEGMENTATION_LOSSES = tuple(losses_for("segmentation"))
+REGRESSION_LOSSES = tuple(losses_for("regression"))

@@ -16,6 +16,7 @@ import yaml
 
 from deepmed.errors import DeepMedError
 from deepmed.utils.choices import choice_error, suggest
+from deepmed.utils.yaml12 import load_yaml
 
 AUTO = "auto"
 
@@ -74,9 +75,9 @@ def _registry_choices() -> dict[str, list[str]]:
 
 
 def parse_value(text: str) -> Any:
-    """``--set`` values are YAML scalars or lists: ``3``, ``1e-4``, ``true``, ``[96, 96, 64]``, ``unet``."""
+    """``--set`` values are YAML 1.2 scalars or lists: ``3``, ``1e-4``, ``true``, ``[96, 96, 64]``, ``unet``."""
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except yaml.YAMLError:
         return text
 
@@ -155,6 +156,7 @@ def _check_choices(config: dict, problems: list[str]) -> None:
             node = node[part]
         if isinstance(node, str) and node.lower() not in [a.lower() for a in allowed]:
             problems.append(f"config: {choice_error(path, node, allowed)}")
+    _check_loss_fits_app(config, problems)
     for path in ("training.epochs", "training.batch_size", "data.samples_per_case"):
         section, key = path.split(".")
         value = config[section][key]
@@ -213,13 +215,30 @@ def parse_duration(value) -> float | None:
     return sum(float(n) * UNITS[u] for n, u in parts)
 
 
+def _check_loss_fits_app(config: dict, problems: list[str]) -> None:
+    """A loss named for another application (``dice`` for regression) is a config error."""
+    from deepmed.applications import APPLICATIONS
+    from deepmed.losses import LOSSES, losses_for
+
+    app, loss = config["app"], config["loss"]["name"]
+    if not (isinstance(app, str) and isinstance(loss, str)) or loss.lower() == AUTO:
+        return
+    if app not in APPLICATIONS or loss not in LOSSES:
+        return  # already reported as an unknown choice
+    app, loss = APPLICATIONS.canonical(app), LOSSES.canonical(loss)
+    fitting = losses_for(app)
+    if loss not in fitting:
+        problems.append(f"config: loss.name: '{loss}' does not fit application '{app}'; "
+                        f"choose one of: {', '.join(fitting)}")
+
+
 def load_config_file(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise DeepMedError(f"{path}: config file not found")
     try:
         text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if path.suffix.lower() == ".json" else load_yaml(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         raise DeepMedError(f"{path}: cannot parse config: {str(exc).splitlines()[0]}") from None
     if data is None:

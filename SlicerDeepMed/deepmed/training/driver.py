@@ -165,6 +165,7 @@ def _run(dataset, out, cfg, application, dev, reporter, resume, extend, started_
     trainer = Trainer(app=application, parts=parts, data=data, transform=application.training_transform(plan, cfg),
                       plan=plan, config=cfg, device=dev, reporter=reporter, model_dir=out, dist=dist, clock=clock,
                       extend=extend)
+    reporter.watch_output(trainer.stop)  # stdout closed (the GUI went away): stop with a checkpoint
 
     def after_epoch(state: TrainState):
         write_metrics_csv(out, state.history)

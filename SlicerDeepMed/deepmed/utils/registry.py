@@ -17,15 +17,19 @@ class Registry:
         ... def make_l1(**kwargs): ...
         >>> LOSSES.names()
         ['l1']
+
+    ``register`` also takes metadata (e.g. ``applications=("regression",)``), read back with ``metadata``.
     """
 
     def __init__(self, kind: str):
         self.kind = kind
         self._items: dict[str, tuple[Callable[..., Any], str]] = {}
+        self._metadata: dict[str, dict[str, Any]] = {}
 
-    def register(self, name: str, description: str) -> Callable:
+    def register(self, name: str, description: str, **metadata: Any) -> Callable:
         def decorator(factory: Callable) -> Callable:
             self._items[name] = (factory, description)
+            self._metadata[name] = metadata
             return factory
 
         return decorator
@@ -35,6 +39,13 @@ class Registry:
 
     def describe(self) -> dict[str, str]:
         return {name: self._items[name][1] for name in self.names()}
+
+    def metadata(self, name: str) -> dict[str, Any]:
+        """What ``name`` was registered with besides its factory and description."""
+        return dict(self._metadata[self.canonical(name)])
+
+    def registration_order(self) -> list[str]:
+        return list(self._items)
 
     def canonical(self, name: str) -> str:
         """The registered spelling of ``name``, or a DeepMedError with "did you mean"."""

@@ -136,6 +136,8 @@ class Trainer:
         if self.dist is not None:
             self.parts.networks = {k: self.dist.wrap(v, self.device) for k, v in self.parts.networks.items()}
         self.set_learning_rate(self.progress())
+        if self.timed and self.data.val and self.clock.validation_s == 0.0:
+            self.measure_validation()
         self.emit("started", epochs=self.max_epochs, iterations_per_epoch=self.iterations, device=str(self.device),
                   model_dir=str(self.model_dir), start_epoch=self.state.epoch, train_cases=len(self.data.train),
                   validation_cases=len(self.data.val), time_limit_s=self.clock.limit_s,
@@ -252,6 +254,19 @@ class Trainer:
         self._since_validation_s = 0.0
         self._last_validated = self.state.epoch
         return {k: float(np.mean([m[k] for m in per_case])) for k in per_case[0]}
+
+    def measure_validation(self) -> None:
+        """Time one validation case before training, so that a time budget keeps room for the final validation."""
+        started = time.time()
+        world = self.dist.world_size if self.dist else 1
+        for net in self.parts.networks.values():
+            net.eval()
+        self.app.validate_case(self.parts, self.data.val[0], self.plan, self.data.fitted, self.device)
+        for net in self.parts.networks.values():
+            net.train()
+        per_rank_cases = -(-len(self.data.val) // world)
+        _, values = agree(self.dist, [], [(time.time() - started) * per_rank_cases])
+        self.clock.record_validation(values[0])
 
     def update_best(self, value: float, epoch: int) -> bool:
         best = self.state.best_metric

@@ -1,4 +1,8 @@
-"""Other ways datasets are stored: nnU-Net v2 raw folders and NiftyNet-style CSV files."""
+"""Other ways datasets are stored: nnU-Net v2 raw folders and NiftyNet-style CSV files.
+
+Each reader returns the dataset as manifest data (the JSON structure of ``dataset.json``, absolute paths) and
+the problems found; ``deepmed.data.manifest`` parses it, so this module does not depend on the manifest.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,11 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from deepmed.data.manifest import Case, Dataset, DatasetInvalid, parse_labels
 from deepmed.errors import DeepMedError
 from deepmed.io.image_io import strip_image_extension
 
 
-def load_nnunet_folder(folder: Path) -> Dataset:
+def nnunet_folder_manifest(folder: Path) -> tuple[dict, list[str]]:
     """Read an nnU-Net v2 raw folder: ``dataset.json``, ``imagesTr/CASE_0000.ext``, ``labelsTr/CASE.ext``."""
     problems: list[str] = []
     meta: dict = {}
@@ -23,28 +26,23 @@ def load_nnunet_folder(folder: Path) -> Dataset:
         except json.JSONDecodeError as exc:
             raise DeepMedError(f"{meta_path}: JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     ending = meta.get("file_ending")
-    dataset = Dataset(
-        name=str(meta.get("name", folder.name)),
-        description=str(meta.get("description", "")),
-        channel_names={str(k): str(v) for k, v in (meta.get("channel_names") or meta.get("modality") or {}).items()},
-        labels=parse_labels(meta.get("labels"), str(meta_path), problems),
-        source=meta_path if meta_path.is_file() else None,
-    )
+    data = {"name": str(meta.get("name", folder.name)), "description": str(meta.get("description", "")),
+            "channel_names": meta.get("channel_names") or meta.get("modality") or {},
+            "labels": meta.get("labels") or {}, "training": [], "test": []}
     for images_dir, labels_dir, section in (("imagesTr", "labelsTr", "training"), ("imagesTs", None, "test")):
         channels = _group_channels(folder / images_dir, ending)
         for case_id, files in sorted(channels.items()):
-            label = None
+            entry: dict = {"id": case_id, "image": [str(f) for f in files]}
             if labels_dir:
                 found = _find_label(folder / labels_dir, case_id, ending)
                 if found is None:
                     problems.append(f"{folder / labels_dir}: no label file for case '{case_id}'")
-                label = found
-            getattr(dataset, section).append(Case(case_id, files, label))
-    if not dataset.training and not problems:
+                    continue
+                entry["label"] = str(found)
+            data[section].append(entry)
+    if not data["training"] and not problems:
         problems.append(f"{folder / 'imagesTr'}: dataset is empty: no images found")
-    if problems:
-        raise DatasetInvalid(problems)
-    return dataset
+    return data, problems
 
 
 def _group_channels(folder: Path, ending: str | None) -> dict[str, list[Path]]:
@@ -73,7 +71,7 @@ def _find_label(folder: Path, case_id: str, ending: str | None) -> Path | None:
 ID_COLUMNS = ("id", "subject_id", "case", "subject")
 
 
-def load_csv(path: Path) -> Dataset:
+def csv_manifest(path: Path) -> tuple[dict, list[str]]:
     """Read a NiftyNet-style CSV: a header row with an id column, one or more ``image*`` columns, ``label``.
 
     Example::
@@ -96,16 +94,17 @@ def load_csv(path: Path) -> Dataset:
                            f"named image*, and optionally label; got {', '.join(columns)}")
     label_column = next((c for c in columns if c.strip().lower() in ("label", "target")), None)
     root = path.parent
-    dataset = Dataset(name=path.stem, channel_names={str(i): c.strip()[6:] or c.strip() for i, c in enumerate(image_columns)},
-                      source=path)
+    data: dict = {"name": path.stem, "training": [],
+                  "channel_names": {str(i): c.strip()[6:] or c.strip() for i, c in enumerate(image_columns)}}
     problems = []
     for line, row in enumerate(rows, start=2):
         images = [(root / row[c].strip()).resolve() for c in image_columns if (row.get(c) or "").strip()]
         if len(images) != len(image_columns):
             problems.append(f"{path}: line {line}: expected {len(image_columns)} image path(s), got {len(images)}")
             continue
+        entry = {"id": row[id_column].strip(), "image": [str(i) for i in images]}
         label = (row.get(label_column) or "").strip() if label_column else ""
-        dataset.training.append(Case(row[id_column].strip(), images, (root / label).resolve() if label else None))
-    if problems:
-        raise DatasetInvalid(problems)
-    return dataset
+        if label:
+            entry["label"] = str((root / label).resolve())
+        data["training"].append(entry)
+    return data, problems

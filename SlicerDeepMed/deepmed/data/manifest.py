@@ -11,7 +11,8 @@ Example manifest (paths relative to the manifest's folder)::
       "splits": [{"train": ["c1", ...], "val": [...]}]
     }
 
-For regression the target image sits under ``label`` and ``labels`` may be empty.
+For regression the target image sits under ``label`` and ``labels`` may be empty. Case-level targets (a class
+name, an age, a list of values) sit under ``value``: ``{"image": "s01_t1.nii.gz", "value": 63.5}``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from deepmed.data import formats
 from deepmed.errors import DeepMedError
 from deepmed.io.image_io import strip_image_extension
 from deepmed.utils.atomic import write_text_atomic
@@ -32,7 +35,7 @@ TOP_LEVEL_KEYS = {
     "numTest", "file_ending", "tensorImageSize", "reference", "licence", "license", "release", "task",
     "overwrite_image_reader_writer", "dataset_name",
 }
-CASE_KEYS = {"id", "image", "label"}
+CASE_KEYS = {"id", "image", "label", "value"}
 CHANNEL_SUFFIX_LENGTH = 5  # nnU-Net's "_0000"
 
 
@@ -51,11 +54,14 @@ class Case:
     id: str
     images: list[Path]
     label: Path | None = None
+    value: Any = None  # a case-level target: number, class name, or a list of those
 
     def to_json(self, root: Path) -> dict:
         entry: dict = {"id": self.id, "image": [_relative(p, root) for p in self.images]}
         if self.label is not None:
             entry["label"] = _relative(self.label, root)
+        if self.value is not None:
+            entry["value"] = self.value
         return entry
 
 
@@ -76,20 +82,18 @@ class Dataset:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Dataset:
         """Load a manifest (.json), a CSV, or an nnU-Net raw folder (``imagesTr/``, ``labelsTr/``)."""
-        from deepmed.data import formats
-
         path = Path(path)
         if not path.exists():
             raise DeepMedError(f"{path}: dataset not found")
         if path.is_dir():
             if (path / "imagesTr").is_dir():
-                return formats.load_nnunet_folder(path)
+                return cls._from_format(*formats.nnunet_folder_manifest(path), path, path / "dataset.json")
             if (path / "dataset.json").is_file():
                 return cls.load(path / "dataset.json")
             raise DeepMedError(f"{path}: folder is neither an nnU-Net raw folder (imagesTr/) nor holds a dataset.json;"
                                " use 'deepmed dataset scan' to build a manifest")
         if path.suffix.lower() == ".csv":
-            return formats.load_csv(path)
+            return cls._from_format(*formats.csv_manifest(path), path.parent, path, labels_required=False)
         if path.suffix.lower() == ".json":
             return cls.from_json_file(path)
         raise DeepMedError(f"{path}: unknown dataset format, expected .json, .csv or an nnU-Net folder")
@@ -103,13 +107,22 @@ class Dataset:
         except (OSError, UnicodeDecodeError) as exc:
             raise DeepMedError(f"{path}: cannot read ({exc})") from None
         if isinstance(data, dict) and "training" not in data and (path.parent / "imagesTr").is_dir():
-            from deepmed.data.formats import load_nnunet_folder
-
-            return load_nnunet_folder(path.parent)
+            return cls.load(path.parent)
         dataset, problems = parse_manifest(data, path.parent, str(path))
         if problems:
             raise DatasetInvalid(problems)
         dataset.source = path
+        return dataset
+
+    @classmethod
+    def _from_format(cls, data: dict, problems: list[str], root: Path, source: Path,
+                     labels_required: bool = True) -> Dataset:
+        """A Dataset from manifest data another format was read into (nnU-Net folder, CSV)."""
+        dataset, parse_problems = parse_manifest(data, root, str(source), labels_required)
+        problems = problems + [p for p in parse_problems if p not in problems]
+        if problems:
+            raise DatasetInvalid(problems)
+        dataset.source = source if source.is_file() else None
         return dataset
 
     # ---- saving --------------------------------------------------------------------------------
@@ -206,7 +219,7 @@ def parse_labels(raw, where: str, problems: list[str]) -> dict[str, int]:
     return labels
 
 
-def parse_manifest(data, root: Path, where: str) -> tuple[Dataset, list[str]]:
+def parse_manifest(data, root: Path, where: str, labels_required: bool = True) -> tuple[Dataset, list[str]]:
     """Build a Dataset from a parsed JSON manifest; collect every structural problem instead of stopping."""
     problems: list[str] = []
     if not isinstance(data, dict):
@@ -231,7 +244,8 @@ def parse_manifest(data, root: Path, where: str) -> tuple[Dataset, list[str]]:
             problems.append(f"{where}: '{section}' must be a list of cases")
             continue
         for index, entry in enumerate(entries):
-            case = _parse_case(entry, root, f"{where}: {section}[{index}]", problems, section == "training")
+            case = _parse_case(entry, root, f"{where}: {section}[{index}]", problems,
+                               labels_required and section == "training")
             if case is not None:
                 getattr(dataset, section).append(case)
     if not dataset.training and not problems:
@@ -249,21 +263,30 @@ def _parse_case(entry, root: Path, where: str, problems: list[str], needs_label:
         return None
     for key in entry:
         if key not in CASE_KEYS:
-            problems.append(f"{where}: unknown key '{key}'; {suggest(key, CASE_KEYS)}known keys: id, image, label")
+            problems.append(f"{where}: unknown key '{key}'; {suggest(key, CASE_KEYS)}known keys: id, image, label, value")
     images = entry.get("image")
     if isinstance(images, str):
         images = [images]
     if not images or not all(isinstance(p, str) for p in images):
         problems.append(f"{where}: 'image' must be a path or a list of paths, got {entry.get('image')!r}")
         return None
-    label = entry.get("label")
-    if needs_label and label is None:
+    label, value = entry.get("label"), entry.get("value")
+    if not _plain_value(value):
+        problems.append(f"{where}: 'value' must be a number, a name, or a list of those, got {value!r}")
+        value = None
+    if needs_label and label is None and value is None:
         problems.append(f"{where}: 'label' is missing")
     if label is not None and not isinstance(label, str):
         problems.append(f"{where}: 'label' must be a path, got {label!r}")
         label = None
     case_id = str(entry.get("id") or case_id_from_path(label or images[0]))
-    return Case(case_id, [(root / p).resolve() for p in images], (root / label).resolve() if label else None)
+    return Case(case_id, [(root / p).resolve() for p in images], (root / label).resolve() if label else None, value)
+
+
+def _plain_value(value) -> bool:
+    if isinstance(value, list):
+        return all(_plain_value(v) and not isinstance(v, list) for v in value)
+    return value is None or (isinstance(value, (int, float, str)) and not isinstance(value, bool))
 
 
 def _check_unique_ids(dataset: Dataset, where: str, problems: list[str]) -> None:

@@ -1,0 +1,117 @@
+"""The engine's layering: no import cycles between its packages (lazy imports inside functions count too),
+training / inference / zoo independent of each other, and no application named outside applications/."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+ENGINE = Path(__file__).resolve().parents[2] / "SlicerDeepMed" / "deepmed"
+#: Packages at the top of the layering: they may import anything (they wire the engine together).
+ENTRY_POINTS = {"cli", "demo", "__init__", "__main__"}
+
+
+def _package(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("deepmed"))
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("deepmed"):
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names if node.module == "deepmed")
+    return found
+
+
+def package_graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for path in ENGINE.rglob("*.py"):
+        relative = path.relative_to(ENGINE.parent).with_suffix("")
+        source = _package(".".join(relative.parts))
+        targets = {_package(m) for m in _imports(path)} - {source, "__init__"}
+        graph.setdefault(source, set()).update(targets)
+    return graph
+
+
+def module_graph() -> dict[str, set[str]]:
+    """Module -> modules it imports (``from deepmed.x import y`` names module ``deepmed.x.y`` when it is one)."""
+    modules = {".".join(p.relative_to(ENGINE.parent).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in ENGINE.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        targets = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                targets.update(a.name for a in node.names if a.name in modules)
+            elif isinstance(node, ast.ImportFrom) and node.module in modules:
+                subs = {f"{node.module}.{a.name}" for a in node.names} & set(modules)
+                targets.update(subs or {node.module})
+        graph[name] = targets - {name}
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == 1:
+                return stack[stack.index(target):] + [target]
+            if state.get(target) is None and (found := visit(target)):
+                return found
+        state[node] = 2
+        stack.pop()
+        return None
+
+    for node in sorted(graph):
+        if state.get(node) is None and (found := visit(node)):
+            return found
+    return None
+
+
+def test_no_import_cycles_between_engine_packages():
+    graph = {k: v for k, v in package_graph().items() if k not in ENTRY_POINTS}
+    assert _cycle(graph) is None, f"import cycle: {' -> '.join(_cycle(graph))}"
+
+
+def test_no_import_cycles_between_engine_modules():
+    graph = module_graph()
+    assert _cycle(graph) is None, f"import cycle: {' -> '.join(_cycle(graph))}"
+
+
+def test_cycle_finder_finds_a_cycle():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_training_inference_and_zoo_do_not_import_each_other():
+    graph = package_graph()
+    for package in ("training", "inference", "zoo"):
+        others = {"training", "inference", "zoo"} - {package}
+        assert not graph.get(package, set()) & others, f"{package} imports {graph[package] & others}"
+
+
+def test_no_application_is_named_outside_applications():
+    """The trainer, driver, predictor and planner know no task: application names appear only in
+    applications/ (and as the configuration's default)."""
+    from deepmed.applications import APPLICATIONS
+
+    names = "|".join(APPLICATIONS.names())
+    pattern = re.compile(rf"[\"']({names})[\"']")
+    offenders = []
+    for folder in ("training", "inference", "inferers", "planning", "model", "progress.py", "optim.py"):
+        for path in ([ENGINE / folder] if folder.endswith(".py") else (ENGINE / folder).rglob("*.py")):
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if pattern.search(line) and '"app": "segmentation"' not in line:
+                    offenders.append(f"{path.relative_to(ENGINE)}:{number}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)

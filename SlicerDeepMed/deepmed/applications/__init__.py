@@ -1,11 +1,14 @@
-"""Applications: what a task defines (outputs, loss, sampling, metrics, post-processing, writing).
+"""Applications: everything a task defines (targets, plan, data, parts, step, validation, prediction, output).
 
-Adding one (classification, autoencoder, GAN) means adding a module here and registering it; the driver,
-trainer and predictor do not change.
+Adding one (classification, autoencoder, GAN) means a module that subclasses ``Application`` and registers it,
+here or as a plug-in (``deepmed.applications.plugins``); the driver, trainer and predictor do not change.
 """
 
 from deepmed.applications.base import (APPLICATIONS, Application, Parts, Prediction, PreparedData, StepContext,
                                        get_application)
 from deepmed.applications import regression, segmentation  # noqa: F401  (register)
+from deepmed.applications.plugins import load_plugins
+
+load_plugins()
 
 __all__ = ["APPLICATIONS", "Application", "Parts", "Prediction", "PreparedData", "StepContext", "get_application"]

@@ -125,6 +125,7 @@ class Application(ABC):
         default_loss: loss used when the config says ``auto`` (the loss registry lists the fitting ones).
         config_defaults: this application's own settings (the ``task:`` section of the configuration).
         inference_networks: the parts saved in ``model.safetensors`` for inference.
+        output_suffix: file ending of a written prediction (``.nii.gz``, ``.csv``).
     """
 
     name: str
@@ -135,6 +136,7 @@ class Application(ABC):
     default_loss: str
     config_defaults: dict = {}
     inference_networks: tuple[str, ...] = ("model",)
+    output_suffix: str = ".nii.gz"  # file ending of a written prediction (batch inference names files with it)
 
     # ---- before training -------------------------------------------------------------------------
     def check_dataset(self, dataset) -> None:

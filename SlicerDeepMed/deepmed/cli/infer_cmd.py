@@ -28,7 +28,7 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-def _batch_jobs(args) -> list[tuple[str, list[Path], Path]]:
+def _batch_jobs(args, suffix: str) -> list[tuple[str, list[Path], Path]]:
     from deepmed.data.manifest import Dataset, case_id_from_path
     from deepmed.io.image_io import is_image_file
 
@@ -46,7 +46,7 @@ def _batch_jobs(args) -> list[tuple[str, list[Path], Path]]:
     if not args.output.parent.is_dir():
         raise DeepMedError(f"{args.output}: output folder {args.output.parent} does not exist")
     args.output.mkdir(exist_ok=True)
-    return [(cid, imgs, args.output / f"{cid}.nii.gz") for cid, imgs in cases]
+    return [(cid, imgs, args.output / f"{cid}{suffix}") for cid, imgs in cases]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,12 +58,12 @@ def run(args: argparse.Namespace) -> int:
 
     batch = len(args.inputs) == 1 and (args.inputs[0].is_dir() and not _is_dicom(args.inputs[0])
                                        or args.inputs[0].suffix.lower() in (".json", ".csv"))
-    jobs = _batch_jobs(args) if batch else [("case", args.inputs, args.output)]
+    predictor = Predictor(resolve_model(args.model), args.device, expected_app=args.app)
+    jobs = _batch_jobs(args, predictor.app.output_suffix) if batch else [("case", args.inputs, args.output)]
     for _, _, output in jobs:
         check_output_folder(output)
         if output.exists() and not args.force:
             raise DeepMedError(f"{output}: already exists; pass --force to overwrite it")
-    predictor = Predictor(resolve_model(args.model), args.device, expected_app=args.app)
     reporter = make_reporter(args.progress)
     for index, (case_id, inputs, output) in enumerate(jobs):
         result = predictor.predict(inputs, tta_flips=args.tta, overlap=args.overlap, keep_largest=args.keep_largest,

@@ -3,12 +3,15 @@
 The JSON-lines protocol (``--progress jsonl``, read by the Slicer panels): one object per line on stdout,
 each with ``"event"`` and ``"time"`` (Unix seconds):
 
-* ``started``    - ``epochs``, ``iterations_per_epoch``, ``device``, ``model_dir``, ``start_epoch``
-* ``iteration``  - ``epoch``, ``iteration``, ``iterations_per_epoch``, ``loss``, ``lr``, ``eta_s``
+* ``started``    - ``epochs``, ``iterations_per_epoch``, ``device``, ``model_dir``, ``start_epoch``,
+  ``time_limit_s`` (null without a time budget; with one, training runs to it and ``epochs`` does not apply),
+  ``world_size``
+* ``iteration``  - ``epoch``, ``iteration``, ``iterations_per_epoch``, ``loss``, ``lr``, ``eta_s``, ``elapsed_s``
 * ``epoch``      - ``epoch``, ``loss`` (mean), ``lr``, ``seconds``, ``eta_s``
 * ``validation`` - ``epoch``, ``metrics`` (name -> value), ``key_metric``, ``best``
 * ``checkpoint`` - ``epoch``, ``kind`` (``last`` / ``best``), ``path``
-* ``finished``   - ``model_dir``, ``epochs``, ``best_metric``, ``seconds``
+* ``finished``   - ``model_dir``, ``epochs``, ``best_metric``, ``best_epoch``, ``seconds``, ``ended_by``
+  (``epochs`` or ``time``)
 * ``stopped``    - ``epoch``, ``iteration``, ``checkpoint``: stopped on request, checkpoint written
 * ``error``      - ``message``
 * ``inference``  - ``case``, ``index``, ``total``, ``output`` (batch inference)
@@ -96,22 +99,33 @@ class CallbackReporter(Reporter):
         self.callback({"event": event, **fields})
 
 
+TIME_BAR = "{desc}: {percentage:3.0f}%|{bar}| {n}/{total} s [{postfix}]"
+
+
 class TqdmReporter(Reporter):
     """A progress bar with loss, metric and ETA for people (on stderr)."""
 
     def __init__(self):
         self.bar = None
+        self.timed = False
         self.postfix: dict = {}
 
     def emit(self, event, **fields):
         from tqdm import tqdm
 
-        if event == "started":
+        if event == "started" and fields.get("time_limit_s"):  # a time budget: the bar counts seconds
+            self.timed = True
+            self.bar = tqdm(total=round(fields["time_limit_s"]), unit="s", desc="training (time budget)",
+                            dynamic_ncols=True, file=sys.stderr, bar_format=TIME_BAR)
+        elif event == "started":
             total = fields["epochs"] * fields["iterations_per_epoch"]
             done = fields.get("start_epoch", 0) * fields["iterations_per_epoch"]
             self.bar = tqdm(total=total, initial=done, unit="it", desc="training", dynamic_ncols=True, file=sys.stderr)
         elif event == "iteration" and self.bar is not None:
-            self.bar.update(1)
+            if self.timed:
+                self.bar.update(min(self.bar.total, round(fields["elapsed_s"])) - self.bar.n)
+            else:
+                self.bar.update(1)
             self.postfix["epoch"] = fields["epoch"] + 1
             self.postfix["loss"] = f"{fields['loss']:.4f}"
             self.bar.set_postfix(self.postfix, refresh=False)

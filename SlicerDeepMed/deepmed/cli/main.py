@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import time
 
@@ -30,6 +31,12 @@ EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
+def stop_exit_code() -> int:
+    """130 for a stopped run (checkpoint written); 0 on every rank under torchrun, which would otherwise take
+    the stop for a failure (restart or error report) although every rank stopped as agreed."""
+    return 0 if int(os.environ.get("WORLD_SIZE", "1")) > 1 else EXIT_INTERRUPTED
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepmed", description="Deep learning for medical images "
                                      "(PyTorch + MONAI + SimpleITK), the engine of the DeepMed 3D Slicer extension.")
@@ -48,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except DeepMedInterrupted as exc:
         say(f"deepmed: stopped: {exc}")
-        return EXIT_INTERRUPTED
+        return stop_exit_code()
     except DeepMedError as exc:
         for line in str(exc).splitlines() or [type(exc).__name__]:
             say(f"deepmed: error: {line}")

@@ -23,6 +23,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from deepmed.utils.registry import Registry
@@ -175,6 +176,11 @@ class Application(ABC):
     def validate_case(self, parts: Parts, item: dict, plan: dict, fitted: dict,
                       device: torch.device) -> dict[str, float]:
         """Metrics of one validation item; must include ``key_metric``."""
+
+    def summarize_validation(self, per_case: list[dict]) -> dict[str, float]:
+        """All validation cases' results -> the metrics of the epoch (default: the mean of each metric).
+        Classification overrides it for metrics over cases (AUC, balanced accuracy)."""
+        return {k: float(np.mean([m[k] for m in per_case])) for k in per_case[0]}
 
     # ---- the model and inference ---------------------------------------------------------------------
     @abstractmethod

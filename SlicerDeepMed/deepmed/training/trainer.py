@@ -253,7 +253,7 @@ class Trainer:
         self.clock.record_validation(values[0])
         self._since_validation_s = 0.0
         self._last_validated = self.state.epoch
-        return {k: float(np.mean([m[k] for m in per_case])) for k in per_case[0]}
+        return self.app.summarize_validation(per_case)
 
     def measure_validation(self) -> None:
         """Time one validation case before training, so that a time budget keeps room for the final validation."""

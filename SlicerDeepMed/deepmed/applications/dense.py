@@ -18,8 +18,8 @@ import torch
 from deepmed.applications import dense_data
 from deepmed.applications.base import Application, Parts, Prediction, PreparedData, StepContext
 from deepmed.errors import DeepMedError
-from deepmed.inferers.ongrid import back_to_input, image_like, keep_largest_component
-from deepmed.inferers.sliding import predict_volume
+from deepmed.inferers.ongrid import channels_on_input, image_like, keep_largest_component
+from deepmed.inferers.sliding import predict_ensemble, predict_volume
 from deepmed.io.geometry import align_to_grid, grid_differences
 from deepmed.io.image_io import read_channels, write_image
 from deepmed.losses import build_loss
@@ -162,29 +162,27 @@ class DenseApplication(Application):
         xyz = card.get("array_axes", "zyx") == "xyz"  # networks trained on (x, y, z) arrays (MONAI bundles)
         if xyz:
             tensor, patch = tensor.permute(0, 1, 4, 3, 2).contiguous(), list(card["patch_size"])
-        activation = predict_volume(networks["model"], tensor, patch, activation=self.activation,
-                                    overlap=option("overlap", 0.5), sw_batch_size=settings.get("sw_batch_size", 2),
-                                    tta_flips=option("tta_flips", False), precision=option("precision", "auto"),
-                                    device=device, blend_mode=settings.get("blend_mode", "gaussian"))
+        activation = predict_ensemble(list(networks.values()), tensor, patch, activation=self.activation,
+                                      out_channels=card["network"]["args"]["out_channels"],
+                                      overlap=option("overlap", 0.5), sw_batch_size=settings.get("sw_batch_size", 2),
+                                      tta_flips=option("tta_flips", False), precision=option("precision", "auto"),
+                                      device=device, blend_mode=settings.get("blend_mode", "gaussian"))
         if xyz:
-            activation = activation.permute(0, 1, 4, 3, 2)
-        activation = activation[0].numpy()
-        on_input = np.stack([back_to_input(a, grid, reference) for a in activation])
+            activation = activation.transpose(0, 3, 2, 1)
+        del tensor, image
+        channels = lambda: channels_on_input(activation, grid, reference)  # noqa: E731  (one channel at a time)
         labels = {entry["name"]: entry["value"] for entry in card["labels"]}
         target_stats = card.get("target", {}).get("statistics", {})
-        output_array = self.decode_output(on_input, target_stats, labels)
+        output_array = self.decode_on_input(channels, target_stats, labels)
         if option("keep_largest", False) and self.discrete_target:
             output_array = keep_largest_component(output_array)
         result = Prediction(image_like(output_array, reference))
-        if options.get("probabilities") and self.discrete_target:
-            probs = np.clip(on_input, 0, 1)
-            probs /= np.maximum(probs.sum(axis=0, keepdims=True), 1e-8)
-            vector = sitk.GetImageFromArray(np.moveaxis(probs, 0, -1).astype(np.float32), isVector=True)
-            vector.CopyInformation(reference)
-            result.probabilities = vector
-            entropy = -(probs * np.log(np.clip(probs, 1e-8, 1))).sum(axis=0) / np.log(max(probs.shape[0], 2))
-            result.uncertainty = image_like(entropy.astype(np.float32), reference)
+        if options.get("probabilities"):
+            self.add_probabilities(result, channels, reference)
         return result
+
+    def add_probabilities(self, result: Prediction, channels, reference: sitk.Image) -> None:
+        """Optional per-class outputs (segmentation: probabilities and their entropy)."""
 
     def write_prediction(self, prediction, path):
         return write_image(prediction.output, Path(path), label=self.discrete_target)
@@ -228,8 +226,9 @@ class DenseApplication(Application):
         """Network output -> the quantity resampled onto the input grid (probabilities, scaled values)."""
 
     @abstractmethod
-    def decode_output(self, resampled: np.ndarray, stats: dict, labels: dict[str, int]) -> np.ndarray:
-        """(C, Z, Y, X) activation on the input grid -> final array (label values, or target units)."""
+    def decode_on_input(self, channels, stats: dict, labels: dict[str, int]) -> np.ndarray:
+        """``channels()`` yields each activation channel on the input grid, one at a time -> the final array
+        (label values, or target units), without holding all channels at once."""
 
     @abstractmethod
     def validation_metrics(self, activation: torch.Tensor, target: torch.Tensor, stats: dict,

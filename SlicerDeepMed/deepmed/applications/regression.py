@@ -39,8 +39,9 @@ class RegressionApplication(DenseApplication):
     def activation(self, logits):
         return logits.float()
 
-    def decode_output(self, resampled, stats, labels):
-        return (resampled[0] * stats["target_std"] + stats["target_mean"]).astype(np.float32)
+    def decode_on_input(self, channels, stats, labels):
+        values = next(iter(channels()))
+        return (values * stats["target_std"] + stats["target_mean"]).astype(np.float32)
 
     def validation_metrics(self, activation, target, stats, labels):
         """MAE and RMSE in the target's units on the working grid."""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import SimpleITK as sitk
 import torch
 
 from deepmed.applications.base import APPLICATIONS
 from deepmed.applications.dense import DenseApplication
 from deepmed.errors import DeepMedError
+from deepmed.inferers.ongrid import image_like, running_argmax
 from deepmed.planning.dense import label_sampling
 
 
@@ -55,9 +57,29 @@ class SegmentationApplication(DenseApplication):
     def activation(self, logits):
         return torch.softmax(logits.float(), dim=1)
 
-    def decode_output(self, resampled, stats, labels):
+    def decode_on_input(self, channels, stats, labels):
+        """Argmax of the resampled probabilities, one class at a time (a running maximum)."""
         values = np.asarray(label_values(labels))
-        return values[np.argmax(resampled, axis=0)].astype(np.uint16 if values.max() > 255 else np.uint8)
+        index, _ = running_argmax(channels())
+        return values.astype(np.uint16 if values.max() > 255 else np.uint8)[index]
+
+    def add_probabilities(self, result, channels, reference):
+        """Probabilities (normalised to sum 1, a vector image) and their normalised entropy in [0, 1]."""
+        total = None
+        for values in channels():
+            clipped = np.clip(values, 0, 1)
+            total = clipped.copy() if total is None else total + clipped
+        np.maximum(total, 1e-8, out=total)
+        probabilities, entropy = [], np.zeros(total.shape, dtype=np.float32)
+        for values in channels():
+            p = np.clip(values, 0, 1) / total
+            probabilities.append(p.astype(np.float32))
+            entropy -= p * np.log(np.clip(p, 1e-8, 1))
+        entropy /= np.log(max(len(probabilities), 2))
+        vector = sitk.GetImageFromArray(np.stack(probabilities, axis=-1), isVector=True)
+        vector.CopyInformation(reference)
+        result.probabilities = vector
+        result.uncertainty = image_like(entropy, reference)
 
     def validation_metrics(self, activation, target, stats, labels):
         """Dice per foreground class on the working grid (an empty class on both sides counts 1)."""

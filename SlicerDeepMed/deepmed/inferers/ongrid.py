@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
@@ -14,6 +16,33 @@ def back_to_input(array: np.ndarray, grid: sitk.Image, reference: sitk.Image) ->
     image = sitk.GetImageFromArray(array.astype(np.float32))
     image.CopyInformation(grid)
     return sitk.GetArrayFromImage(resample_onto(image, reference))
+
+
+def channels_on_input(activation: np.ndarray, grid: sitk.Image, reference: sitk.Image) -> Iterator[np.ndarray]:
+    """Each (Z, Y, X) channel of a working-grid ``activation`` resampled onto ``reference``'s grid, one at a time
+    (a float32 view, valid until the next one is drawn): memory for one channel, however many there are."""
+    for channel in activation:
+        image = sitk.GetImageFromArray(np.asarray(channel, dtype=np.float32))
+        image.CopyInformation(grid)
+        resampled = resample_onto(image, reference)
+        del image
+        yield sitk.GetArrayViewFromImage(resampled)
+        del resampled
+
+
+def running_argmax(channels: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(index of the largest channel, its value) per voxel, drawing channels one by one; ties go to the first
+    channel, as ``np.argmax`` does."""
+    best = index = None
+    for c, values in enumerate(channels):
+        if best is None:
+            best = np.array(values, dtype=np.float32)
+            index = np.zeros(best.shape, dtype=np.uint16)
+            continue
+        better = values > best
+        index[better] = c
+        np.maximum(best, values, out=best)
+    return index, best
 
 
 def image_like(array: np.ndarray, reference: sitk.Image) -> sitk.Image:

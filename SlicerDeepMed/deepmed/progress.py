@@ -14,7 +14,8 @@ each with ``"event"`` and ``"time"`` (Unix seconds):
   (``epochs`` or ``time``)
 * ``stopped``    - ``epoch``, ``iteration``, ``checkpoint``: stopped on request, checkpoint written
 * ``error``      - ``message``
-* ``inference``  - ``case``, ``index``, ``total``, ``output`` (batch inference)
+* ``inference``  - ``case``, ``index``, ``total``, ``output``, ``seconds``; ``skipped`` (the reason, and
+  ``output`` null) for a case of a batch that could not be read
 
 When stdout closes (the reader, e.g. the Slicer GUI, went away), the reporter stops writing, says so once on
 stderr and asks the training to stop: it writes its checkpoint and exits as on Stop (exit code 130).

@@ -105,12 +105,12 @@ class MeanLevelApplication(Application):
     def inference_parts(self, card):
         return {"model": LevelNet(card["task"]["width"])}
 
-    def predict(self, networks, inputs, card, device, options):
+    def predict(self, members, inputs, card, device, options):
         image = inputs[0] if isinstance(inputs, list) else inputs
         image = image if isinstance(image, sitk.Image) else sitk.ReadImage(str(image), sitk.sitkFloat32)
         array = torch.from_numpy(_resample(image, card["task"]["image_size"]))[None, None].to(device)
         with torch.no_grad():
-            scaled = networks["model"](array).item()
+            scaled = members[0]["model"](array).item()
         stats = card["target"]["statistics"]
         return Prediction(values={"value": scaled * stats["std"] + stats["mean"]})
 

@@ -192,9 +192,10 @@ class Application(ABC):
         """The networks named in ``inference_networks``, built from the card (weights loaded after)."""
 
     @abstractmethod
-    def predict(self, networks: dict[str, torch.nn.Module], inputs: list, card: dict, device: torch.device,
+    def predict(self, members: list[dict[str, torch.nn.Module]], inputs: list, card: dict, device: torch.device,
                 options: dict) -> Prediction:
-        """Predict one case from its input images (SimpleITK, one per channel)."""
+        """Predict one case from its input images (SimpleITK, one per channel). ``members``: the networks of
+        each model of the ensemble (one per cross-validation fold; one for a single model), to be averaged."""
 
     @abstractmethod
     def write_prediction(self, prediction: Prediction, path: Path) -> Path:

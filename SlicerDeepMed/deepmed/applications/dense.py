@@ -149,37 +149,70 @@ class DenseApplication(Application):
     def inference_parts(self, card):
         return {"model": build_network(card["network"]["name"], card["network"]["args"])}
 
-    def predict(self, networks, inputs, card, device, options):
+    def predict(self, members, inputs, card, device, options):
         settings = card.get("inference", {})
         option = lambda key, default: settings.get(key, default) if options.get(key) is None else options[key]  # noqa: E731
-        channels = self._channels(inputs, card, options.get("model_name", "model"))
-        reference = channels[0]
-        image, _, grid = to_working_grid(channels, None, card["spacing"], orientation=card.get("orientation", "LPS"))
-        methods = [entry["normalization"] for entry in card["inputs"]]
-        stats = [entry["statistics"] for entry in card["inputs"]]
-        tensor = torch.from_numpy(normalize_image(image, methods, stats))[None]
+        input_images = self._channels(inputs, card, options.get("model_name", "model"))
+        reference = input_images[0]
+        image, _, grid = to_working_grid(input_images, None, card["spacing"],
+                                         orientation=card.get("orientation", "LPS"))
+        del input_images
+        images = self._normalized_per_member(image, card, options.get("folds"), len(members))
         patch = list(reversed(card["patch_size"]))
         xyz = card.get("array_axes", "zyx") == "xyz"  # networks trained on (x, y, z) arrays (MONAI bundles)
         if xyz:
-            tensor, patch = tensor.permute(0, 1, 4, 3, 2).contiguous(), list(card["patch_size"])
-        activation = predict_ensemble(list(networks.values()), tensor, patch, activation=self.activation,
-                                      out_channels=card["network"]["args"]["out_channels"],
+            permuted = {id(t): t.permute(0, 1, 4, 3, 2).contiguous() for t in images}
+            images, patch = [permuted[id(t)] for t in images], list(card["patch_size"])
+        activation = predict_ensemble([member["model"] for member in members], images, patch,
+                                      activation=self.activation, out_channels=card["network"]["args"]["out_channels"],
                                       overlap=option("overlap", 0.5), sw_batch_size=settings.get("sw_batch_size", 2),
                                       tta_flips=option("tta_flips", False), precision=option("precision", "auto"),
                                       device=device, blend_mode=settings.get("blend_mode", "gaussian"))
         if xyz:
             activation = activation.transpose(0, 3, 2, 1)
-        del tensor, image
+        del images, image
         channels = lambda: channels_on_input(activation, grid, reference)  # noqa: E731  (one channel at a time)
         labels = {entry["name"]: entry["value"] for entry in card["labels"]}
         target_stats = card.get("target", {}).get("statistics", {})
         output_array = self.decode_on_input(channels, target_stats, labels)
-        if option("keep_largest", False) and self.discrete_target:
-            output_array = keep_largest_component(output_array)
+        keep = self.keep_largest_labels(card, options.get("keep_largest"))
+        if keep is not None and self.discrete_target:
+            output_array = keep_largest_component(output_array, keep)
         result = Prediction(image_like(output_array, reference))
         if options.get("probabilities"):
             self.add_probabilities(result, channels, reference)
         return result
+
+    @staticmethod
+    def _normalized_per_member(image: np.ndarray, card: dict, folds: list[int] | None, count: int) -> list:
+        """The working-grid image normalised as each ensemble member expects (each fold fitted its own
+        statistics); members that agree share one tensor."""
+        per_fold = card.get("fold_inputs")
+        entries = [per_fold[str(f)] for f in folds] if per_fold and folds else [card["inputs"]] * count
+        cache: dict[str, torch.Tensor] = {}
+        tensors = []
+        for inputs in entries:
+            key = repr([(e["normalization"], e.get("statistics")) for e in inputs])
+            if key not in cache:
+                methods = [e["normalization"] for e in inputs]
+                cache[key] = torch.from_numpy(normalize_image(image, methods, [e.get("statistics") for e in inputs]))[None]
+            tensors.append(cache[key])
+        return tensors
+
+    @staticmethod
+    def keep_largest_labels(card: dict, requested: bool | None) -> list[int] | None:
+        """Labels whose largest component alone is kept: all (``--keep-largest``), none (False), or by default
+        those chosen by cross-validation (card ``postprocessing``), else the card's ``inference.keep_largest``."""
+        if requested is True:
+            return [entry["value"] for entry in card["labels"] if entry["value"] != 0]
+        if requested is False:
+            return None
+        chosen = card.get("postprocessing", {}).get("keep_largest")
+        if chosen is not None:
+            return list(chosen) or None
+        if card.get("inference", {}).get("keep_largest", False):
+            return [entry["value"] for entry in card["labels"] if entry["value"] != 0]
+        return None
 
     def add_probabilities(self, result: Prediction, channels, reference: sitk.Image) -> None:
         """Optional per-class outputs (segmentation: probabilities and their entropy)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from deepmed.errors import DeepMedError
@@ -17,6 +18,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("-o", "--output", required=True, type=Path, help="output file (or folder for batch)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--app", help="refuse models of another application (segmentation / regression)")
+    parser.add_argument("--folds", help="of a cross-validation ensemble, the folds to average, e.g. 0,2 "
+                                           "(default: all; one fold is faster)")
     parser.add_argument("--tta", action="store_true", default=None, help="flip test-time augmentation")
     parser.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1)")
     parser.add_argument("--keep-largest", action="store_true", default=None,
@@ -58,26 +61,53 @@ def run(args: argparse.Namespace) -> int:
 
     batch = len(args.inputs) == 1 and (args.inputs[0].is_dir() and not _is_dicom(args.inputs[0])
                                        or args.inputs[0].suffix.lower() in (".json", ".csv"))
-    predictor = Predictor(resolve_model(args.model), args.device, expected_app=args.app)
+    folds = _parse_folds(args.folds) if args.folds else None
+    predictor = Predictor(resolve_model(args.model), args.device, expected_app=args.app, folds=folds)
     jobs = _batch_jobs(args, predictor.app.output_suffix) if batch else [("case", args.inputs, args.output)]
     for _, _, output in jobs:
         check_output_folder(output)
         if output.exists() and not args.force:
             raise DeepMedError(f"{output}: already exists; pass --force to overwrite it")
     reporter = make_reporter(args.progress)
+    skipped = []
     for index, (case_id, inputs, output) in enumerate(jobs):
-        result = predictor.predict(inputs, tta_flips=args.tta, overlap=args.overlap, keep_largest=args.keep_largest,
-                                   probabilities=bool(args.probabilities or args.uncertainty))
+        started = time.perf_counter()
+        try:
+            result = predictor.predict(inputs, tta_flips=args.tta, overlap=args.overlap,
+                                       keep_largest=args.keep_largest,
+                                       probabilities=bool(args.probabilities or args.uncertainty))
+        except DeepMedError as exc:
+            if not batch:
+                raise
+            skipped.append(f"{case_id}: {exc}")  # one unreadable case does not end a batch
+            reporter.emit("inference", case=case_id, index=index, total=len(jobs), output=None, skipped=str(exc),
+                          seconds=round(time.perf_counter() - started, 2))
+            continue
         predictor.write(result, output)
         if args.probabilities and result.probabilities is not None:
             write_image(result.probabilities, _extra_path(args.probabilities, case_id, batch))
         if args.uncertainty and result.uncertainty is not None:
             write_image(result.uncertainty, _extra_path(args.uncertainty, case_id, batch))
-        reporter.emit("inference", case=case_id, index=index, total=len(jobs), output=str(output))
+        reporter.emit("inference", case=case_id, index=index, total=len(jobs), output=str(output),
+                      seconds=round(time.perf_counter() - started, 2))
     reporter.close()
-    if args.progress == "tqdm" and not batch:
-        print(f"written {args.output}", file=sys.stderr)
+    for note in skipped:
+        print(f"deepmed: skipped {note}", file=sys.stderr)
+    if skipped and len(skipped) == len(jobs):
+        raise DeepMedError(f"no case could be processed ({len(jobs)} skipped)")
+    if args.progress == "tqdm":
+        done = len(jobs) - len(skipped)
+        print(f"written {args.output}" if not batch else
+              f"written {done} of {len(jobs)} case(s) to {args.output}" + (f", {len(skipped)} skipped" if skipped else ""),
+              file=sys.stderr)
     return 0
+
+
+def _parse_folds(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise DeepMedError(f"--folds: expected fold numbers like 0,2, got {text!r}") from None
 
 
 def _is_dicom(path: Path) -> bool:

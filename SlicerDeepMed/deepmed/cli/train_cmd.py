@@ -21,6 +21,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--resume", action="store_true", help="continue a stopped run from MODEL_DIR/checkpoints/last")
     parser.add_argument("--extend", metavar="DURATION",
                         help="train a finished model for this much longer (fresh, lower learning-rate schedule)")
+    parser.add_argument("--folds", metavar="all|N|0,2",
+                        help="cross-validation over the manifest's splits: every fold, out-of-fold evaluation and "
+                             "a fold ensemble in --out (--time-limit then applies to each fold)")
     parser.add_argument("--stop-file", type=Path, help="stop (with a checkpoint) as soon as this file appears")
     parser.add_argument("--progress", default="tqdm", choices=["tqdm", "jsonl", "none"],
                         help="tqdm bar for people, JSON lines for programs (see README)")
@@ -38,6 +41,21 @@ def run(args: argparse.Namespace) -> int:
 
     from deepmed.cli.main import STARTED_AT
 
+    if args.folds is not None:
+        from deepmed.errors import DeepMedError
+        from deepmed.workflows.cross_validation import train_folds
+
+        if args.resume or args.extend:
+            raise DeepMedError("--folds trains every fold anew: it cannot be combined with --resume or --extend")
+        out = train_folds(args.dataset, args.out, args.folds, app=args.app, config=args.config,
+                          overrides=args.overrides, device=args.device, time_limit=args.time_limit,
+                          epochs=args.epochs, progress=args.progress)
+        if args.progress == "tqdm":
+            summary = out / "cross_validation" / "summary.txt"
+            print(summary.read_text() if summary.is_file() else "", end="")
+            print(f"{len(args.folds.split(',')) if ',' in args.folds else 'all'} fold(s) and their ensemble "
+                  f"written to {out} (out-of-fold report: {out / 'cross_validation'})")
+        return 0
     out = train(args.dataset, args.out, app=args.app, config=args.config, overrides=args.overrides,
                 epochs=args.epochs, device=args.device, resume=args.resume, time_limit=args.time_limit,
                 extend=args.extend, started_at=STARTED_AT, progress=args.progress)

@@ -51,11 +51,12 @@ def image_like(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
     return image
 
 
-def keep_largest_component(labels: np.ndarray) -> np.ndarray:
-    """For each label value keep only its largest 26-connected component."""
+def keep_largest_component(labels: np.ndarray, values: Iterable[int] | None = None) -> np.ndarray:
+    """For each label value (or each of ``values``) keep only its largest 26-connected component."""
     out = labels.copy()
+    wanted = None if values is None else set(int(v) for v in values)
     for value in np.unique(labels):
-        if value == 0:
+        if value == 0 or (wanted is not None and int(value) not in wanted):
             continue
         components, n = ndimage.label(labels == value, structure=np.ones((3, 3, 3)))
         if n > 1:

@@ -55,13 +55,14 @@ SLAB_BUDGET_BYTES = 512 * 2**20
 FLOAT32_ACTIVATION_BYTES = 256 * 2**20
 
 
-def predict_ensemble(models: Sequence[torch.nn.Module], image: torch.Tensor, patch_zyx: Sequence[int], *,
+def predict_ensemble(models: Sequence[torch.nn.Module], images: Sequence[torch.Tensor], patch_zyx: Sequence[int], *,
                      activation: Callable[[torch.Tensor], torch.Tensor], out_channels: int, overlap: float = 0.5,
                      sw_batch_size: int = 2, tta_flips: bool = False, precision: str = "float32",
                      device: torch.device | None = None, blend_mode: str = "gaussian",
                      slab_budget: int | None = None, float32_budget: int | None = None) -> np.ndarray:
-    """Mean activation (C, Z, Y, X) of ``models`` (folds; each with the flip TTA if asked) over ``image``
-    (1, C_in, Z, Y, X), as a numpy array: float32 when it takes at most ``float32_budget`` bytes, else float16.
+    """Mean activation (C, Z, Y, X) of ``models`` (folds; each with the flip TTA if asked), each over its
+    ``images`` entry (1, C_in, Z, Y, X: the same image, normalised as that model expects), as a numpy array:
+    float32 when it takes at most ``float32_budget`` bytes, else float16.
 
     Memory stays bounded whatever the number of classes: the sliding window runs on slabs along z, each with a
     margin of one patch on both sides (cropped off), sized so that its float32 maps fit ``slab_budget``. A
@@ -70,7 +71,7 @@ def predict_ensemble(models: Sequence[torch.nn.Module], image: torch.Tensor, pat
     """
     slab_budget = SLAB_BUDGET_BYTES if slab_budget is None else slab_budget
     float32_budget = FLOAT32_ACTIVATION_BYTES if float32_budget is None else float32_budget
-    _, _, depth, height, width = image.shape
+    _, _, depth, height, width = images[0].shape
     per_slice = out_channels * height * width * 4
     dtype = np.float32 if per_slice * depth <= float32_budget else np.float16
     margin = int(patch_zyx[0])
@@ -80,12 +81,12 @@ def predict_ensemble(models: Sequence[torch.nn.Module], image: torch.Tensor, pat
         z1 = min(depth, z0 + core)
         a0, a1 = (0, depth) if core >= depth else (max(0, z0 - margin), min(depth, z1 + margin))
         part = None
-        for model in models:
+        for model, image in zip(models, images):
             one = predict_volume(model, image[:, :, a0:a1], patch_zyx, activation=activation, overlap=overlap,
                                  sw_batch_size=sw_batch_size, tta_flips=tta_flips, precision=precision,
                                  device=device, blend_mode=blend_mode)[0]
-            part = one if part is None else part.add_(one)
+            part = one if part is None else part + one
         if len(models) > 1:
-            part /= len(models)
+            part = part / len(models)
         out[:, z0:z1] = part[:, z0 - a0:z1 - a0].numpy()
     return out

@@ -1,7 +1,8 @@
 """Weights on disk: safetensors only (no pickles), written atomically.
 
 A model with one network keeps its plain parameter names; a model with several networks (a GAN's generator
-and discriminator, say) prefixes each parameter with ``<network>.`` in the same file.
+and discriminator, say) prefixes each parameter with ``<network>.`` in the same file; a cross-validation
+ensemble prefixes each fold's weights with ``fold_<k>.``.
 """
 
 from __future__ import annotations
@@ -51,3 +52,14 @@ def split_networks(tensors: dict, names: list[str]) -> dict[str, dict]:
         if name in out:
             out[name][rest] = value
     return out
+
+
+def ensemble_weights(per_fold: dict[int, dict]) -> dict:
+    """Several folds' inference weights in one file: ``fold_<k>.`` before each fold's parameter names."""
+    return {f"fold_{fold}.{key}": value for fold, tensors in per_fold.items() for key, value in tensors.items()}
+
+
+def fold_weights(tensors: dict, fold: int) -> dict:
+    """One fold's weights out of :func:`ensemble_weights`."""
+    prefix = f"fold_{fold}."
+    return {key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)}

@@ -45,7 +45,8 @@ DEFAULTS: dict[str, Any] = {
         "iterations_per_epoch": 0,  # 0 = planned (a fixed number, whatever the number of cases)
         "val_every": 0,             # validate every N epochs; 0 = auto (at most 10% of the time, and at the end)
         "time_limit": 0,            # wall-time budget: seconds or "10m", "1h30m"; 0 = train for the epochs
-        "val_fraction": 0.2, "early_stopping": 0, "seed": 0, "device": AUTO, "amp": AUTO, "fold": 0,
+        "val_fraction": 0.2, "early_stopping": 0, "seed": 0, "device": AUTO, "amp": AUTO,
+        "fold": None,  # a fold of the manifest's splits (None: the first split if there are splits)
     },
     "task": {},  # the application's own settings (its config_defaults)
     "inference": {"overlap": 0.5, "sw_batch_size": 2, "tta_flips": False, "keep_largest": False, "precision": AUTO},
@@ -167,6 +168,9 @@ def _check_choices(config: dict, problems: list[str]) -> None:
         value = config[section][key]
         if isinstance(value, int) and value < 0:
             problems.append(f"config: '{path}' must be 0 (auto) or positive, got {value}")
+    fold = config["training"]["fold"]
+    if fold is not None and (isinstance(fold, bool) or not isinstance(fold, int) or fold < 0):
+        problems.append(f"config: 'training.fold' must be a fold number (0, 1, ...), got {fold!r}")
     try:
         parse_duration(config["training"]["time_limit"])
     except DeepMedError as exc:

@@ -43,7 +43,11 @@ def _load_user_config(config) -> dict:
 
 def split(dataset: Dataset, cfg: dict) -> tuple[list, list]:
     """Training and validation cases of the configured fold (a random share when the dataset has no splits)."""
-    train, val, _ = dataset.split_cases(cfg["training"]["fold"])
+    fold = cfg["training"]["fold"]
+    if fold is not None and not dataset.splits:
+        raise DeepMedError(f"{dataset.source or dataset.name}: training.fold={fold} needs folds in the manifest's "
+                           "'splits'; make them once with 'deepmed dataset split DATASET --folds 5'")
+    train, val, _ = dataset.split_cases(fold or 0)
     if not dataset.splits and cfg["training"]["val_fraction"] > 0 and len(train) >= 2:
         order = np.random.default_rng(cfg["training"]["seed"]).permutation(len(train))
         n_val = max(1, int(round(cfg["training"]["val_fraction"] * len(train))))
@@ -67,7 +71,7 @@ def _check_out_dir(out: Path, continuing: str | None) -> None:
 
 def train(dataset, out, *, app: str | None = None, config=None, overrides: list[str] | None = None,
           epochs: int | None = None, device: str | None = None, resume: bool = False, time_limit=None,
-          extend=None, started_at: float | None = None, progress="tqdm") -> Path:
+          extend=None, started_at: float | None = None, progress="tqdm", shared_plan: dict | None = None) -> Path:
     """Train a model and write its model directory; returns the directory.
 
     Args:
@@ -81,13 +85,14 @@ def train(dataset, out, *, app: str | None = None, config=None, overrides: list[
         extend: continue a finished model for this much more time (a fresh, lower learning-rate schedule).
         started_at: when the run began (``time.time()``); the time budget counts from there (default: now).
         progress: ``tqdm``, ``jsonl``, ``none``, or a callable receiving each event as a dict.
+        shared_plan: plan entries that replace this run's own (the cross-validation folds share one plan).
     """
     started_at = time.time() if started_at is None else started_at
     out = Path(out)
     reporter = make_reporter(progress)
     try:
         return _prepare_and_run(dataset, out, app, config, list(overrides or []), epochs, device, resume,
-                                time_limit, extend, started_at, reporter)
+                                time_limit, extend, started_at, reporter, shared_plan)
     except DeepMedInterrupted:
         raise  # the trainer already reported "stopped"
     except DeepMedError as exc:
@@ -101,7 +106,7 @@ def train(dataset, out, *, app: str | None = None, config=None, overrides: list[
 
 
 def _prepare_and_run(dataset, out, app, config, overrides, epochs, device, resume, time_limit, extend, started_at,
-                     reporter) -> Path:
+                     reporter, shared_plan) -> Path:
     if resume and extend:
         raise DeepMedError("--resume continues a stopped run, --extend a finished one: choose one")
     continuing = "resume" if resume else ("extend" if extend else None)
@@ -129,13 +134,13 @@ def _prepare_and_run(dataset, out, app, config, overrides, epochs, device, resum
         if dist is not None and dev.type == "cuda":
             dev = torch.device("cuda", dist.local_rank)
         out.mkdir(exist_ok=True)
-        return _run(dataset, out, cfg, application, dev, reporter, resume, bool(extend), started_at, dist)
+        return _run(dataset, out, cfg, application, dev, reporter, resume, bool(extend), started_at, dist, shared_plan)
     finally:
         if dist is not None:
             dist.close()
 
 
-def _run(dataset, out, cfg, application, dev, reporter, resume, extend, started_at, dist) -> Path:
+def _run(dataset, out, cfg, application, dev, reporter, resume, extend, started_at, dist, shared_plan) -> Path:
     is_main = dist is None or dist.is_main
     train_cases, val_cases = split(dataset, cfg)
     loaded_train = application.load_cases(train_cases)
@@ -143,6 +148,10 @@ def _run(dataset, out, cfg, application, dev, reporter, resume, extend, started_
     fingerprint = application.fingerprint(loaded_train, dataset)
     budget = parse_duration(cfg["training"]["time_limit"])
     plan = make_plan(fingerprint, cfg, dev.type, budget)
+    for key, value in (shared_plan or {}).items():
+        if key not in ("format", "dataset", "reasons", "schedule", "device"):
+            plan[key] = value
+            plan["reasons"][key] = "shared by every fold of the cross-validation (planned on all training cases)"
     data = application.prepare_data(loaded_train, loaded_val, dataset, plan, cfg)
     torch.manual_seed(cfg["training"]["seed"])
     parts = application.build_parts(plan, cfg, data.fitted)

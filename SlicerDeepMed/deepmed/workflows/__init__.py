@@ -1,0 +1,1 @@
+"""Workflows that wire training, inference and evaluation together (cross-validation); above all three."""

@@ -1,0 +1,197 @@
+"""``deepmed train --folds 5``: every fold of the manifest's splits, their out-of-fold evaluation, the
+post-processing that the out-of-fold results choose, and one ensemble model of all folds.
+
+    MODEL_DIR/
+      model_card.json, model.safetensors   the ensemble: every fold's weights (``fold_<k>.`` prefixes)
+      fold_<k>/                             each fold's own model directory (curves, checkpoints, ...)
+      cross_validation/                     predictions/, evaluation.csv, summary.json, report.png
+
+All folds share one plan, made on all training cases, so that their predictions can be averaged.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from deepmed.applications import get_application
+from deepmed.data.manifest import Dataset
+from deepmed.errors import DeepMedError
+from deepmed.evaluation.evaluate import evaluate, format_summary, summarize, write_csv
+from deepmed.inference.predictor import Predictor
+from deepmed.inferers.ongrid import keep_largest_component
+from deepmed.io.image_io import read_image, write_image
+from deepmed.model.device import pick_device
+from deepmed.model.directory import CARD, CONFIG, WEIGHTS, read_card, write_card
+from deepmed.model.weights import ensemble_weights, load_weights, save_weights
+from deepmed.training.config import load_config_file, resolve_config
+from deepmed.training.driver import train
+from deepmed.training.planner import PLAN_FILE, plan as make_plan
+from deepmed.utils.atomic import write_text_atomic
+
+
+def parse_folds(text, available: int) -> list[int]:
+    """``all``, a count (``5``: folds 0-4) or a list (``0,2``) -> fold numbers, checked against the splits."""
+    text = str(text).strip().lower()
+    if text == "all":
+        return list(range(available))
+    if "," not in text and text.isdigit():
+        count = int(text)
+        if count != available:
+            raise DeepMedError(f"--folds {count}: the manifest has {available} split(s); pass --folds all, or "
+                               f"re-split with 'deepmed dataset split DATASET --folds {count}'")
+        return list(range(count))
+    try:
+        folds = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise DeepMedError(f"--folds: expected all, a number of folds or a list like 0,2; got {text!r}") from None
+    missing = [f for f in folds if not 0 <= f < available]
+    if missing or not folds:
+        raise DeepMedError(f"--folds: the manifest has folds 0-{available - 1}, got {text}")
+    return folds
+
+
+def train_folds(dataset, out, folds="all", *, app: str | None = None, config=None, overrides=None,
+                device: str | None = None, time_limit=None, epochs: int | None = None, progress="tqdm") -> Path:
+    """Train ``folds`` (of the manifest's splits) into ``out/fold_<k>``, then evaluate and ensemble them.
+
+    ``time_limit`` is per fold.
+    """
+    out = Path(out)
+    dataset = dataset if isinstance(dataset, Dataset) else Dataset.load(dataset)
+    where = dataset.source or dataset.name
+    if not dataset.splits:
+        raise DeepMedError(f"{where}: cross-validation needs folds in the manifest's 'splits', so that retraining "
+                           "never reshuffles them; make them once with 'deepmed dataset split DATASET --folds 5'")
+    chosen = parse_folds(folds, len(dataset.splits))
+    if out.exists() and any(out.iterdir()):
+        raise DeepMedError(f"{out}: already exists and is not empty; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    overrides = list(overrides or []) + ([f"app={app}"] if app else []) + \
+        ([f"training.device={device}"] if device else [])
+    shared = shared_plan(dataset, config, overrides)
+    for fold in chosen:
+        train(dataset, out / f"fold_{fold}", config=config, overrides=overrides + [f"training.fold={fold}"],
+              epochs=epochs, time_limit=time_limit, progress=progress, shared_plan=shared)
+    return finish_cross_validation(dataset, out, chosen, device or "auto")
+
+
+def shared_plan(dataset: Dataset, config, overrides: list[str]) -> dict:
+    """One plan for every fold, made on all training cases."""
+    cfg = resolve_config(config if isinstance(config, dict) else (load_config_file(config) if config else {}),
+                         overrides)
+    application = get_application(cfg["app"])
+    application.check_dataset(dataset)
+    fingerprint = application.fingerprint(application.load_cases(dataset.training), dataset)
+    return make_plan(fingerprint, cfg, pick_device(cfg["training"]["device"]).type)
+
+
+def finish_cross_validation(dataset: Dataset, out: Path, folds: list[int], device: str) -> Path:
+    """Out-of-fold predictions and evaluation, post-processing chosen by them, and the ensemble model."""
+    report = out / "cross_validation"
+    predictions = report / "predictions"
+    predictions.mkdir(parents=True, exist_ok=True)
+    by_id = {case.id: case for case in dataset.training}
+    rows, cases = [], []
+    for fold in folds:
+        predictor = Predictor(out / f"fold_{fold}", device)
+        for case_id in dataset.splits[fold].get("val", []):
+            case = by_id[case_id]
+            result = predictor.predict(case.images, keep_largest=False)
+            path = predictor.write(result, predictions / f"{case_id}{predictor.app.output_suffix}")
+            cases.append((case, path))
+    image_output = predictor.output_kind in ("label_map", "scalar_volume")
+    if image_output:
+        rows = _evaluate(cases, dataset)
+        write_csv(rows, report / "evaluation.csv")
+    postprocessing = choose_keep_largest(cases, dataset) if predictor.output_kind == "label_map" else {}
+    card = _ensemble_card(out, folds, rows, postprocessing)
+    write_text_atomic(report / "summary.json", json.dumps({"folds": folds, "summary": summarize(rows) if rows else [],
+                                                           "postprocessing": postprocessing}, indent=2,
+                                                          default=str) + "\n")
+    if rows:
+        write_report_png(rows, report / "report.png")
+        write_text_atomic(report / "summary.txt", format_summary(rows) + "\n")
+    save_weights(ensemble_weights({fold: load_weights(out / f"fold_{fold}" / WEIGHTS) for fold in folds}),
+                 out / WEIGHTS)
+    for name in (CONFIG, PLAN_FILE):
+        if (out / f"fold_{folds[0]}" / name).is_file():
+            shutil.copy2(out / f"fold_{folds[0]}" / name, out / name)
+    write_card(out, card)
+    return out
+
+
+def _evaluate(cases, dataset: Dataset) -> list[dict]:
+    names = dataset.label_names
+    rows = []
+    for case, path in cases:
+        if case.label is None:
+            continue
+        for row in evaluate(read_image(case.label), read_image(path), labels=names, distances=True):
+            rows.append({**row, "case": case.id})
+    return rows
+
+
+def choose_keep_largest(cases, dataset: Dataset) -> dict:
+    """nnU-Net's rule, per label: keep only the largest component where that raises the out-of-fold Dice."""
+    chosen, gains = [], {}
+    references = [(sitk.GetArrayFromImage(read_image(c.label)), sitk.GetArrayFromImage(read_image(p)))
+                  for c, p in cases if c.label is not None]
+    for name, value in sorted(dataset.labels.items(), key=lambda item: item[1]):
+        if value == 0:
+            continue
+        before = [_dice(ref == value, pred == value) for ref, pred in references]
+        after = [_dice(ref == value, keep_largest_component(pred, [value]) == value) for ref, pred in references]
+        gains[name] = float(np.mean(after) - np.mean(before))
+        if gains[name] > 0:
+            chosen.append(value)
+    return {"keep_largest": chosen, "dice_gain": gains}
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
+
+
+def _ensemble_card(out: Path, folds: list[int], rows: list[dict], postprocessing: dict) -> dict:
+    card = dict(read_card(out / f"fold_{folds[0]}"))
+    fold_cards = {fold: read_card(out / f"fold_{fold}") for fold in folds}
+    card["folds"] = folds
+    card["fold_inputs"] = {str(fold): fold_card["inputs"] for fold, fold_card in fold_cards.items()}
+    card["description"] = f"{len(folds)}-fold ensemble: " + card.get("description", "")
+    if postprocessing.get("keep_largest") is not None:
+        card["postprocessing"] = {"keep_largest": postprocessing["keep_largest"]}
+    summary = {}
+    for entry in summarize(rows) if rows else []:
+        key = entry.get("name") or "all"
+        metric = "dice" if "dice" in entry else "mae"
+        summary[key] = {"mean": entry[metric]["mean"], "std": entry[metric]["std"], "cases": entry["cases"]}
+    card["cross_validation"] = {"folds": len(folds), "out_of_fold": summary}
+    card["validation"] = {"key_metric": card.get("validation", {}).get("key_metric"), "out_of_fold": summary}
+    return card
+
+
+def write_report_png(rows: list[dict], path: Path) -> Path:
+    """Box plot of the out-of-fold Dice (or MAE) per label: a picture rather than numbers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric = "dice" if "dice" in rows[0] else "mae"
+    groups: dict[str, list[float]] = {}
+    for row in rows:
+        groups.setdefault(str(row.get("name", "all")), []).append(float(row[metric]))
+    fig, ax = plt.subplots(figsize=(1.6 + 1.2 * len(groups), 3.4))
+    ax.boxplot(list(groups.values()), showmeans=True)
+    ax.set_xticks(range(1, len(groups) + 1), list(groups))
+    ax.set(title=f"out-of-fold {metric} ({len({r['case'] for r in rows})} cases)", ylabel=metric)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -34,6 +34,7 @@ class TrainPanel:
         self.lossJob = None           # the engine's answer: which losses fit the application
         self.curves = None            # the live curves of the last training started here
         self.parameterNode = None
+        self.derivedModelName = ""    # the model name the panel proposed from the dataset path
         self.timer = pollTimer(self.poll)
         self.dependencies = DependencySection(ui, onChanged=self.updateButtons,
                                               device=lambda: ui.deviceComboBox.currentText, runner=logic.runner)
@@ -169,9 +170,11 @@ class TrainPanel:
 
     def onDatasetChanged(self, *args):
         path = self.datasetPath()
-        if path and not self.ui.modelNameLineEdit.text:
+        if path and self.ui.modelNameLineEdit.text in ("", self.derivedModelName):
+            # follows the path as it is typed, until the user names the model
             stem = os.path.basename(os.path.dirname(path) if path.endswith("dataset.json") else path.rstrip("/\\"))
-            self.ui.modelNameLineEdit.text = os.path.splitext(stem)[0]
+            self.derivedModelName = os.path.splitext(stem)[0]
+            self.ui.modelNameLineEdit.text = self.derivedModelName
         if self.parameterNode is not None:
             self.parameterNode.datasetPath = path
         self.ui.datasetSummaryLabel.text = ""

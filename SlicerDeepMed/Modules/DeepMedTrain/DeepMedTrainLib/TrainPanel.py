@@ -101,6 +101,8 @@ class TrainPanel:
                 job.cancel()
         if self.run is not None:
             run, self.run = self.run, None
+            run.eventReceived.disconnect(self.onEvent)  # the panel is going away
+            run.finished.disconnect(self.onFinished)
             run.curves = None
             run.stop()
             run.job.waitForStop(EXIT_STOP_SECONDS, processEvents=slicer.app.processEvents)

@@ -327,8 +327,11 @@ def install() -> None:
     import types
 
     import slicer
-    from slicer_support.qt_harness import _withFeatureLine
+    from slicer_support.qt_harness import _initialiseFeatureSafely, _withFeatureLine
 
+    if "slicer.parameterNodeWrapper" in sys.modules:
+        return
+    _initialiseFeatureSafely()
     module = types.ModuleType("slicer.parameterNodeWrapper")
     module.__file__ = __file__
     with open(__file__, encoding="utf-8") as stream:

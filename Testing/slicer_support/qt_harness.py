@@ -93,9 +93,8 @@ def installSlicerApplicationParts():
                                        layoutManager=lambda: None, testingEnabled=lambda: False,
                                        setOverrideCursor=lambda cursor: None, restoreOverrideCursor=lambda: None)
     sys.excepthook = _recordUncaught
-    from slicer_support import parameter_node_wrapper, scripted_module
+    from slicer_support import scripted_module
 
-    parameter_node_wrapper.install()
     modules = scripted_module.install()
     return modules
 

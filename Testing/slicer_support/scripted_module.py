@@ -125,4 +125,7 @@ def install() -> ModuleManager:
         setattr(module, cls.__name__, cls)
     sys.modules["slicer.ScriptedLoadableModule"] = module
     slicer.ScriptedLoadableModule = module
+    from slicer_support import parameter_node_wrapper
+
+    parameter_node_wrapper.install()
     return ModuleManager()

@@ -91,7 +91,30 @@ class DeepMedTrainTest(ScriptedLoadableModuleTest):
 
     def runTest(self):
         self.setUp()
+        self.test_curves_and_config_without_torch()
+        from DeepMedLib import Dependencies
+
+        missing = Dependencies.describeMissing()
+        if missing:  # e.g. the Extensions build machines: no torch there
+            self.delayDisplay(f"Skipped the training test (needs the engine's packages): {missing}")
+            return
+        self.setUp()
         self.test_train_tiny_model()
+
+    def test_curves_and_config_without_torch(self):
+        """The scene side of training and the worker's typed configuration need no torch."""
+        from DeepMedLib.TrainingCurves import TrainingCurves
+        from DeepMedTrainLib.TrainLogic import parseSettingValue, trainingConfig
+
+        curves = TrainingCurves(slicer.mrmlScene, "self-test")
+        curves.addEpoch(1, 0.5)
+        curves.addValidation(1, {"dice": 0.7})
+        self.assertEqual(curves.values(curves.lossTable), [[1.0, 0.5]])
+        curves.removeFromScene()
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLPlotChartNode"), 0)
+        config = trainingConfig("regression", 5, "cpu", {"optimizer.lr": parseSettingValue("1e-4")}, 600)
+        self.assertEqual(config["optimizer"]["lr"], 1e-4)
+        self.assertEqual(config["training"], {"device": "cpu", "epochs": 5, "time_limit": 600.0})
 
     def test_train_tiny_model(self):
         import tempfile

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import traceback
+import weakref
+
+import shiboken6
 
 from PySide6 import QtCore, QtGui, QtWidgets
 from PySide6.QtCore import Property, Signal
@@ -56,6 +59,12 @@ class qMRMLWidget(QtWidgets.QWidget):
 
     def setMRMLScene(self, scene):
         self.mrmlSceneChanged.emit(scene)
+
+
+def _refreshIfAlive(ref):
+    widget = ref()
+    if widget is not None and shiboken6.isValid(widget):
+        widget._refresh()
 
 
 class qSlicerScriptedLoadableModuleWidget(qMRMLWidget):
@@ -100,13 +109,23 @@ class qMRMLNodeComboBox(QtWidgets.QComboBox):
         return self._scene
 
     def setMRMLScene(self, scene):
+        self._removeObservers()
+        self._scene = scene
+        if scene is not None:
+            ref = weakref.ref(self)  # the scene must not keep the widget alive, nor call it once it is gone
+            for event in (scene.NodeAddedEvent, scene.NodeRemovedEvent, scene.EndCloseEvent):
+                self._observers.append(scene.AddObserver(event, lambda caller, event: _refreshIfAlive(ref)))
+        self._refresh()
+
+    def _removeObservers(self):
+        """As the C++ widget's qVTK connections end with it: no scene callback outlives the widget."""
         for tag in self._observers:
             self._scene.RemoveObserver(tag)
-        self._scene, self._observers = scene, []
-        if scene is not None:
-            for event in (scene.NodeAddedEvent, scene.NodeRemovedEvent, scene.EndCloseEvent):
-                self._observers.append(scene.AddObserver(event, lambda caller, event: self._refresh()))
-        self._refresh()
+        self._observers = []
+
+    def __del__(self):
+        if getattr(self, "_scene", None) is not None:
+            self._removeObservers()
 
     def _matches(self, node) -> bool:
         if node.GetHideFromEditors():

@@ -116,6 +116,7 @@ def qtHarness(slicerApp, tinyModelLibrary, monkeypatch, tmp_path):
     monkeypatch.setenv("DEEPMED_LIBRARY", str(library))
     monkeypatch.setenv("DEEPMED_CATALOGS", "")  # no shipped catalogue: model lists stay what each test makes
     app = qt_harness.install()
+    qt_harness.isolateSettings(tmp_path / "settings")
     for recorded in (qt_harness.messages, qt_harness.uncaught, qt_harness.fileDialogAnswers,
                      qt_harness.fileDialogCalls):
         recorded.clear()

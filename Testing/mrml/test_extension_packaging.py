@@ -57,7 +57,7 @@ def test_module_cmake_lists_every_script_and_resource(module):
     source = (folder / f"{module}.py").read_text()
     for cls in (module, f"{module}Widget", f"{module}Logic", f"{module}Test"):
         assert re.search(rf"^class {cls}\(", source, re.MULTILINE), f"{cls} missing in {module}.py"
-    assert f'resourcePath("UI/{module}.ui")' in source
+    assert f'uiFile = "UI/{module}.ui"' in source  # loaded by DeepMedLib/ModuleWidget.py with resourcePath
 
 
 def test_shared_lib_cmake_lists_every_script():

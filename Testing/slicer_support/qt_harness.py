@@ -176,6 +176,15 @@ def install() -> QtWidgets.QApplication:
     return app
 
 
+def isolateSettings(folder) -> None:
+    """``qt.QSettings()`` as in Slicer (organization NA-MIC, application Slicer), stored under ``folder``:
+    a test never reads or writes the user's real settings."""
+    QtCore.QCoreApplication.setOrganizationName("NA-MIC")
+    QtCore.QCoreApplication.setApplicationName("Slicer")
+    QtCore.QSettings.setDefaultFormat(QtCore.QSettings.IniFormat)
+    QtCore.QSettings.setPath(QtCore.QSettings.IniFormat, QtCore.QSettings.UserScope, str(folder))
+
+
 def processEventsUntil(condition, timeout: float = 300.0) -> None:
     """Let the Qt event loop (the panels' QTimers) run until ``condition()`` or fail after ``timeout``."""
     import time

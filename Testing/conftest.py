@@ -116,32 +116,32 @@ def qtHarness(slicerApp, tinyModelLibrary, monkeypatch, tmp_path):
     monkeypatch.setenv("DEEPMED_LIBRARY", str(library))
     monkeypatch.setenv("DEEPMED_CATALOGS", "")  # no shipped catalogue: model lists stay what each test makes
     app = qt_harness.install()
-    qt_harness.messages.clear()
+    qt_harness.isolateSettings(tmp_path / "settings")
+    for recorded in (qt_harness.messages, qt_harness.uncaught, qt_harness.fileDialogAnswers,
+                     qt_harness.fileDialogCalls):
+        recorded.clear()
     qt_harness.confirmAnswer[0] = True
     yield qt_harness
+    qt_harness.modules.exitApplication()
     app.processEvents()
 
 
 @pytest.fixture
 def openPanel(qtHarness, scene, request):
-    """``openPanel("DeepMedSegment")``: the module's widget, set up on the scene (its first catalogue read
-    done); at teardown its final state is saved as a screenshot and it is cleaned up."""
-    import importlib
-
-    opened = []
+    """``openPanel("DeepMedSegment")``: the user selects the module (its widget is set up the first time, then
+    entered, as Slicer does; its first catalogue read done); at teardown each panel's final state is saved as
+    a screenshot, then Slicer "exits" (every widget's ``cleanup()``)."""
+    opened = {}
 
     def open_(moduleName: str):
-        module = importlib.import_module(moduleName)
-        widget = getattr(module, f"{moduleName}Widget")()
-        widget.setup()
+        widget = qtHarness.modules.select(moduleName)
         qtHarness.processEventsUntil(lambda: not getattr(widget.panel, "zooJobs", None), timeout=60)
-        opened.append((moduleName, widget))
+        opened[moduleName] = widget
         return widget
 
     yield open_
-    for moduleName, widget in opened:
+    for moduleName, widget in opened.items():
         saveScreenshot(widget.parent, f"{moduleName[len('DeepMed'):].lower()}_panel_{request.node.name}")
-        widget.cleanup()
 
 
 def saveScreenshot(widget, name: str) -> Path:

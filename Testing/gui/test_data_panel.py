@@ -32,10 +32,8 @@ def addSceneCase(panel, scene, index, direction=(1, 0, 0, 0, 1, 0, 0, 0, 1)):
 
 
 def test_scene_cases_export_split_and_check(panel, qtHarness, scene, tmp_path):
-    import DeepMedTrain
-
-    trainWidget = DeepMedTrain.DeepMedTrainWidget()
-    trainWidget.setup()
+    trainWidget = qtHarness.modules.select("DeepMedTrain")
+    qtHarness.modules.select("DeepMedData")
     ui = panel.ui
     ui.channelNamesLineEdit.setText("MR")
     ui.channelNamesLineEdit.editingFinished.emit()
@@ -46,16 +44,15 @@ def test_scene_cases_export_split_and_check(panel, qtHarness, scene, tmp_path):
     assert ui.casesTable.item(1, 2).text() == "segmentation 1"
     assert not ui.exportButton.isEnabled()
     ui.datasetNameLineEdit.setText("boxes")
-    ui.exportFolderLineEdit.setText(str(tmp_path / "boxes"))
+    ui.exportFolderLineEdit.typePath(str(tmp_path / "boxes"))
     assert ui.exportButton.isEnabled()
     ui.exportButton.click()
     qtHarness.processEventsUntil(lambda: panel.panel.checkRun is None, timeout=120)
     assert qtHarness.messages == []
     assert [ui.casesTable.item(r, 3).text() for r in range(4)] == ["OK"] * 4
     assert ui.statusLabel.text().endswith("all cases OK; ready to train in DeepMed Train.")
-    assert trainWidget.ui.datasetPathLineEdit.text() == str(tmp_path / "boxes" / "dataset.json")  # offered there
+    assert trainWidget.ui.datasetPathLineEdit.currentPath == str(tmp_path / "boxes" / "dataset.json")  # offered there
     assert trainWidget.ui.trainButton.isEnabled()
-    trainWidget.cleanup()
     manifest = json.loads((tmp_path / "boxes" / "dataset.json").read_text())
     assert manifest["labels"] == {"background": 0, "box": 1, "core": 2}
     assert manifest["channel_names"] == {"0": "MR"} and len(manifest["splits"]) == 1
@@ -77,7 +74,7 @@ def test_export_never_overwrites_and_duplicate_ids_are_refused(panel, qtHarness,
     existing = tmp_path / "existing"
     existing.mkdir()
     (existing / "notes.txt").write_text("mine")
-    ui.exportFolderLineEdit.setText(str(existing))
+    ui.exportFolderLineEdit.typePath(str(existing))
     ui.exportButton.click()
     assert "already exists and is not empty" in qtHarness.messages[-1][1]
     assert sorted(p.name for p in existing.iterdir()) == ["notes.txt"]
@@ -87,11 +84,11 @@ def test_folder_scan_and_manifest_show_check_status(panel, qtHarness, tmp_path):
     ui = panel.ui
     manifest = writeSyntheticDataset(tmp_path / "boxes")
     (tmp_path / "boxes" / "case2_seg.nii.gz").write_bytes(b"broken")  # a damaged label file
-    ui.folderPathLineEdit.setText(str(tmp_path / "boxes"))
+    ui.folderPathLineEdit.typePath(str(tmp_path / "boxes"))
     ui.labelPatternLineEdit.setText("_seg")
     ui.scanFolderButton.click()
     assert qtHarness.messages == [] and ui.casesTable.rowCount() == 4
-    ui.manifestPathLineEdit.setText(str(manifest))
+    ui.manifestPathLineEdit.typePath(str(manifest))
     ui.loadManifestButton.click()
     qtHarness.processEventsUntil(lambda: panel.panel.checkRun is None, timeout=120)
     statuses = [ui.casesTable.item(r, 3).text() for r in range(4)]

@@ -99,13 +99,10 @@ def test_missing_dependencies_are_named_and_installed_on_request(qtHarness, scen
     pipCalls = []
     monkeypatch.setattr(slicer.util, "pip_install", lambda args: pipCalls.append(args) or installed.add("monai"),
                         raising=False)
-    import DeepMedSegment
-
-    widget = DeepMedSegment.DeepMedSegmentWidget()
-    widget.setup()
+    widget = qtHarness.modules.select("DeepMedSegment")
     syntheticCase(scene, seed=2)
     ui = widget.ui
-    assert not ui.dependenciesCollapsibleButton.isHidden()
+    assert not ui.installDependenciesButton.isHidden()
     assert ui.dependenciesLabel.text().startswith("Missing Python packages: monai.")
     assert not ui.applyButton.isEnabled()  # nothing can run without the engine's packages
     ui.installDependenciesButton.click()
@@ -113,9 +110,9 @@ def test_missing_dependencies_are_named_and_installed_on_request(qtHarness, scen
     assert qtHarness.messages[0][0] == "confirm"
     assert qtHarness.messages[-1] == ("info", "Installed: monai==1.6.1. No restart needed: DeepMed runs models in "
                                               "new background processes.")
-    assert ui.dependenciesCollapsibleButton.isHidden() and ui.applyButton.isEnabled()
+    assert ui.installDependenciesButton.isHidden() and ui.applyButton.isEnabled()
+    assert ui.dependenciesLabel.text() == "Everything DeepMed needs is installed."
     saveScreenshot(widget.parent, "segment_panel_dependencies_installed")
-    widget.cleanup()
 
 
 def test_catalogue_model_downloads_with_progress_then_segments_and_can_be_removed(panel, qtHarness, scene,
@@ -172,12 +169,11 @@ def test_import_package_button_installs_and_bad_packages_say_why(panel, qtHarnes
     import os
     from pathlib import Path
 
-    import qt
     from deepmed.zoo.package import export_package
 
     library = Path(os.environ["DEEPMED_LIBRARY"])
     package = export_package(library / "boxes", tmp_path / "shared-model.zip", model_id="shared", licence="MIT")
-    monkeypatch.setattr(qt.QFileDialog, "getOpenFileName", lambda *args: str(package))
+    qtHarness.fileDialogAnswers.append(str(package))
     panel.ui.importModelButton.click()
     qtHarness.processEventsUntil(lambda: not panel.panel.zooJobs, timeout=60)
     assert panel.panel.currentModel().id == "shared" and panel.ui.statusLabel.text() == "Installed shared 1.0.0."

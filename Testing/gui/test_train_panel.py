@@ -15,7 +15,7 @@ def panel(openPanel):
 
 
 def configureTinyTraining(ui, manifest, epochs):
-    ui.datasetPathLineEdit.setText(str(manifest))
+    ui.datasetPathLineEdit.typePath(str(manifest))
     ui.patchSizeLineEdit.setText("16,16,16")
     ui.epochsSpinBox.setValue(epochs)
     ui.deviceComboBox.setCurrentText("cpu")
@@ -24,20 +24,18 @@ def configureTinyTraining(ui, manifest, epochs):
 
 def test_check_fills_defaults_then_train_shows_progress_curves_and_lands_in_segment_panel(panel, qtHarness,
                                                                                        scene, tmp_path):
-    import DeepMedSegment
-
     ui = panel.ui
     assert not ui.trainButton.isEnabled()
     manifest = writeSyntheticDataset(tmp_path / "boxes")
-    ui.datasetPathLineEdit.setText(str(manifest))
+    ui.datasetPathLineEdit.typePath(str(manifest))
     assert ui.modelNameLineEdit.text() == "boxes" and ui.trainButton.isEnabled()
     ui.checkDatasetButton.click()
     qtHarness.processEventsUntil(lambda: panel.panel.checkRun is None, timeout=120)
     assert "4 case(s), 4 with labels" in ui.datasetSummaryLabel.text()
     assert "no problems found" in ui.datasetSummaryLabel.text()
     assert ui.patchSizeLineEdit.text() == "32,16,16"  # suggested from the fingerprint
-    segmentWidget = DeepMedSegment.DeepMedSegmentWidget()
-    segmentWidget.setup()
+    segmentWidget = qtHarness.modules.select("DeepMedSegment")
+    qtHarness.modules.select("DeepMedTrain")
     modelsBefore = segmentWidget.ui.modelComboBox.count()
 
     configureTinyTraining(ui, manifest, epochs=3)
@@ -54,7 +52,6 @@ def test_check_fills_defaults_then_train_shows_progress_curves_and_lands_in_segm
     assert len(curves.values(curves.validationTable)) == 3
     assert segmentWidget.ui.modelComboBox.count() == modelsBefore + 1  # the Segment panel heard of it
     saveScreenshot(panel.parent, "train_panel_finished")
-    segmentWidget.cleanup()
 
 
 def test_stop_then_resume(panel, qtHarness, tmp_path):
@@ -125,7 +122,7 @@ def test_publish_makes_the_trained_model_a_verified_package(panel, qtHarness, tm
     assert not ui.publishButton.isEnabled() and ui.publishButton.toolTip() == "A published model needs a licence"
     ui.publishLicenceLineEdit.setText("CC-BY-4.0")
     ui.publishVersionLineEdit.setText("0.3.0")
-    ui.publishZipPathLineEdit.setText(str(tmp_path / "published-boxes.zip"))
+    ui.publishZipPathLineEdit.typePath(str(tmp_path / "published-boxes.zip"))
     ui.publishButton.click()
     qtHarness.processEventsUntil(lambda: panel.panel.publishJob is None, timeout=120)
     assert qtHarness.messages == [], qtHarness.messages

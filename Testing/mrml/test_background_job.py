@@ -138,6 +138,7 @@ def test_missing_packages_are_named_and_installed_with_slicer_packages_pinned():
         constraints = Path(arguments[arguments.index("-c") + 1]).read_text().split()
         assert any(line.startswith("numpy==") for line in constraints)
         assert any(line.startswith("SimpleITK==") for line in constraints)
+        assert any(line.startswith("torch==") for line in constraints)  # an installed torch stays
         installed.update({"monai", "safetensors"})
 
     available = installed.__contains__
@@ -169,7 +170,7 @@ def test_torch_comes_from_the_pytorch_extension():
             return types.ModuleType("torch")
 
     assert Dependencies.installTorch(types.SimpleNamespace(PyTorchUtilsLogic=FakeTorchLogic)) is True
-    assert asked == [(True, ">=2.2")]
+    assert asked == [(True, ">=2.8")]  # what monai 1.6.1 requires
     with pytest.raises(Dependencies.DependencyError, match="'PyTorch' extension"):
         Dependencies.installTorch()  # no PyTorchUtils outside Slicer
 
@@ -177,6 +178,63 @@ def test_torch_comes_from_the_pytorch_extension():
 def test_pins_match_the_tested_environment():
     pinned = dict(line.lower().split("==") for line in (REPO / "requirements" / "constraints.txt").read_text().split()
                   if "==" in line)
-    for requirement in Dependencies.ENGINE_PACKAGES.values():
+    for requirement, _ in Dependencies.ENGINE_PACKAGES.values():
         name, version = requirement.split("==")
         assert pinned[name.lower()] == version, f"{requirement} differs from requirements/constraints.txt"
+
+
+def test_python_floor_follows_the_pins_installed_metadata():
+    """The oldest Python each pin supports is its wheel's Requires-Python (read from the tested venv)."""
+    import importlib.metadata
+
+    for requirement, minimum in Dependencies.ENGINE_PACKAGES.values():
+        name = requirement.split("==")[0]
+        floor = importlib.metadata.metadata(name)["Requires-Python"].replace(">=", "").split(",")[0]
+        assert minimum == tuple(int(part) for part in floor.split(".")[:2]), requirement
+    monai = importlib.metadata.requires("monai")
+    assert any(r.replace(" ", "").startswith(f"torch>={Dependencies.MINIMUM_TORCH}") for r in monai)
+
+
+def test_an_unsupported_python_is_told_in_one_line_before_pip_runs():
+    calls = []
+    message = Dependencies.unsupportedPython((3, 9))  # Slicer 5.6 / 5.8
+    assert message == ("DeepMed needs Slicer 5.10 or newer (Python 3.11+); this Slicer runs Python 3.9. Install a "
+                       "newer Slicer from download.slicer.org.")
+    assert Dependencies.describeMissing(lambda name: False, version=(3, 9)) == message
+    with pytest.raises(Dependencies.DependencyError, match="needs Slicer 5.10 or newer"):
+        Dependencies.installEngineDependencies(calls.append, available=lambda name: False, version=(3, 9))
+    assert calls == [] and Dependencies.unsupportedPython((3, 12)) == ""
+
+
+def test_an_old_torch_is_never_replaced_by_pip():
+    calls = []
+    oldTorch = {"torch": "2.4.1+cu121", "numpy": "1.26.4", "SimpleITK": "2.3.1"}.__getitem__
+
+    def version(name):
+        try:
+            return oldTorch(name)
+        except KeyError:
+            raise importlib.metadata.PackageNotFoundError(name) from None
+
+    import importlib.metadata
+
+    assert "PyTorch 2.4.1+cu121 is installed; DeepMed needs 2.8 or newer" in Dependencies.torchTooOld(version)
+    with pytest.raises(Dependencies.DependencyError, match="PyTorch Utils module"):
+        Dependencies.installEngineDependencies(calls.append, available=lambda name: name != "monai",
+                                               installedVersion=version)
+    assert calls == []
+    assert "torch==2.4.1+cu121" in Dependencies.keepInstalledConstraints(version)
+
+
+def test_workers_open_no_console_window_on_windows():
+    from DeepMedLib.BackgroundJob import processOptions
+
+    class FakeStartupInfo:
+        dwFlags, wShowWindow = 0, 1
+
+    fake = types.SimpleNamespace(STARTUPINFO=FakeStartupInfo, STARTF_USESHOWWINDOW=1, CREATE_NEW_PROCESS_GROUP=0x200,
+                                 CREATE_NO_WINDOW=0x08000000)
+    options = processOptions("win32", fake)
+    assert options["startupinfo"].dwFlags & 1 and options["startupinfo"].wShowWindow == 0  # SW_HIDE
+    assert options["creationflags"] == 0x200 | 0x08000000
+    assert processOptions("linux") == {"start_new_session": True}

@@ -33,6 +33,17 @@ def test_top_level_cmake_declares_the_extension():
     assert "SlicerDeepMed/deepmed/*.py" in text  # the engine ships beside the modules
 
 
+def test_supported_slicer_versions_are_stated_and_enforced():
+    from DeepMedLib import Dependencies
+
+    text = (REPO / "CMakeLists.txt").read_text()
+    assert 'set(DEEPMED_MINIMUM_SLICER_VERSION "5.10")' in text and "Requires Slicer 5.10 or newer" in text
+    readme = (REPO / "README.md").read_text()
+    assert "**Supported: 3D Slicer 5.10 and newer** (Python 3.12)" in readme
+    assert Dependencies.SUPPORTED_SLICER == "Slicer 5.10 or newer" and Dependencies.MINIMUM_PYTHON == (3, 11)
+    assert "Check installation" in readme and "deepmed doctor" in readme
+
+
 @pytest.mark.parametrize("module", MODULE_NAMES)
 def test_module_cmake_lists_every_script_and_resource(module):
     folder = MODULES / module
@@ -46,7 +57,7 @@ def test_module_cmake_lists_every_script_and_resource(module):
     source = (folder / f"{module}.py").read_text()
     for cls in (module, f"{module}Widget", f"{module}Logic", f"{module}Test"):
         assert re.search(rf"^class {cls}\(", source, re.MULTILINE), f"{cls} missing in {module}.py"
-    assert f'resourcePath("UI/{module}.ui")' in source
+    assert f'uiFile = "UI/{module}.ui"' in source  # loaded by DeepMedLib/ModuleWidget.py with resourcePath
 
 
 def test_shared_lib_cmake_lists_every_script():

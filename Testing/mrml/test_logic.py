@@ -176,7 +176,9 @@ def test_module_self_test_runs(library, slicerApp, monkeypatch):
 
 
 @pytest.mark.parametrize("moduleName, testName", [("DeepMedData", "test_export_scene_cases"),
-                                                  ("DeepMedTrain", "test_train_tiny_model")])
+                                                  ("DeepMedTrain", "test_train_tiny_model"),
+                                                  ("DeepMedTrain", "test_curves_and_config_without_torch"),
+                                                  ("DeepMedSegment", "test_result_lands_on_the_input_grid_without_torch")])
 def test_other_module_self_tests_run(moduleName, testName, slicerApp, monkeypatch, tmp_path):
     import importlib
 
@@ -189,6 +191,27 @@ def test_other_module_self_tests_run(moduleName, testName, slicerApp, monkeypatc
     test = getattr(module, f"{moduleName}Test")()
     test.setUp()
     getattr(test, testName)()
+
+
+@pytest.mark.parametrize("moduleName", ["DeepMedData", "DeepMedTrain", "DeepMedSegment"])
+def test_self_tests_skip_the_torch_parts_without_the_engine(moduleName, slicerApp, monkeypatch, tmp_path):
+    """On the Extensions build machines (no torch) the self-tests pass, saying what they skipped."""
+    import importlib
+    import logging
+
+    from DeepMedLib import Dependencies
+    from slicer_support import scripted_module
+
+    scripted_module.install()
+    monkeypatch.setenv("DEEPMED_LIBRARY", str(tmp_path / "library"))
+    monkeypatch.setattr(slicer, "app", types.SimpleNamespace(processEvents=lambda: None), raising=False)
+    monkeypatch.setattr(Dependencies, "isAvailable", lambda name: name not in ("torch", "monai"))
+    shown = []
+    monkeypatch.setattr(logging, "info", lambda message, *args: shown.append(message))
+    module = importlib.import_module(moduleName)
+    getattr(module, f"{moduleName}Test")().runTest()
+    assert any(message.startswith("Skipped the") and "Missing Python packages: PyTorch, monai" in message
+               for message in shown), shown
 
 
 def test_the_gui_process_never_imports_torch():

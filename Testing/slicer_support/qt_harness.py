@@ -1,20 +1,20 @@
 """Run the modules' real widget code under PySide6 offscreen (``../shared/SLICER_HEADLESS.md``, part 2).
 
 Slicer's ``qt`` is PythonQt; with PySide6's ``true_property`` feature the same property-style code runs
-here. What this harness provides, all in this one file:
+here. This file provides:
 
-* a ``qt`` module re-exporting QtCore/QtGui/QtWidgets, and a ``ctk`` module with two stand-ins;
+* a ``qt`` module re-exporting QtCore/QtGui/QtWidgets (``QFileDialog`` as PythonQt returns paths) and a
+  ``ctk`` module;
 * an import hook that compiles every DeepMed module with ``from __feature__ import true_property``;
-* stand-ins for widgets of the Slicer application, kept thin and honest:
-  ``ctkCollapsibleButton`` (a group box), ``ctkPathLineEdit`` (a line edit with ``currentPath``),
-  ``qMRMLNodeComboBox`` (a combo box listing the nodes of the real slicer-core scene),
-  ``qMRMLWidget`` (a widget with ``setMRMLScene``);
-* ``slicer.util.loadUI`` / ``childWidgetVariables`` through ``QUiLoader``, and message boxes that
-  record their text (``messages``) instead of blocking.
+* ``slicer.util.loadUI`` / ``childWidgetVariables`` through ``QUiLoader``;
+* ``modules``: the module manager (``select`` a module: setup once, ``enter``/``exit`` on every switch;
+  ``exitApplication``: ``cleanup``), ``slicer.ScriptedLoadableModule`` and ``slicer.parameterNodeWrapper``;
+* ``uncaught``: exceptions that escaped a Qt slot (Slicer prints them in its Python console).
+
+The widget and dialog stand-ins, each following a named real source, are in ``stand_ins.py``.
 """
 
 import ast
-import contextlib
 import importlib.abc
 import importlib.util
 import inspect
@@ -26,109 +26,14 @@ import types
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from PySide6 import QtCore, QtGui, QtWidgets  # noqa: E402
-from PySide6.QtCore import Property, Signal  # noqa: E402
 from PySide6.QtUiTools import QUiLoader  # noqa: E402
 
 FEATURE_LINE = "from __feature__ import true_property"
-messages: list[tuple[str, str]] = []  # (kind, text) of every message box the modules showed
-confirmAnswer = [True]
+from slicer_support import stand_ins  # noqa: E402
+from slicer_support.stand_ins import confirmAnswer, fileDialogAnswers, fileDialogCalls, messages  # noqa: E402,F401
 
-
-# ---- stand-ins for Slicer application widgets ----------------------------------------------------------
-class qMRMLWidget(QtWidgets.QWidget):
-    mrmlSceneChanged = Signal(object)
-
-    def setMRMLScene(self, scene):
-        self.mrmlSceneChanged.emit(scene)
-
-
-class ctkCollapsibleButton(QtWidgets.QGroupBox):
-    def _text(self):
-        return self.title()
-
-    def _setText(self, value):
-        self.setTitle(value)
-
-    text = Property(str, _text, _setText)
-
-
-class ctkPathLineEdit(QtWidgets.QLineEdit):
-    """A line edit whose text is ``currentPath``; ``filters`` / ``nameFilters`` are kept, not used."""
-
-    currentPathChanged = Signal(str)
-    Dirs, Files, Drives, Readable, Writable = 0x1, 0x2, 0x4, 0x10, 0x20  # as QDir::Filter
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.filters, self.nameFilters = self.Files, []
-        self.textChanged.connect(self.currentPathChanged.emit)
-
-    def _currentPath(self):
-        return QtWidgets.QLineEdit.text(self)
-
-    def _setCurrentPath(self, value):
-        QtWidgets.QLineEdit.setText(self, value)
-
-    currentPath = Property(str, _currentPath, _setCurrentPath)
-
-
-class qMRMLNodeComboBox(QtWidgets.QComboBox):
-    """Lists the scene's nodes of ``nodeTypes``; the 'none' entry (``noneDisplay``) when ``noneEnabled``."""
-
-    currentNodeChanged = Signal(object)
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self._scene, self._observers, self._nodes = None, [], []
-        self.nodeTypes, self.showChildNodeTypes, self.noneEnabled = [], True, False
-        self.noneDisplay, self.addEnabled, self.removeEnabled, self.renameEnabled = "None", False, False, False
-        self.currentIndexChanged.connect(lambda index: self.currentNodeChanged.emit(self.currentNode()))
-
-    def setMRMLScene(self, scene):
-        for tag in self._observers:
-            self._scene.RemoveObserver(tag)
-        self._scene, self._observers = scene, []
-        if scene is not None:
-            for event in (scene.NodeAddedEvent, scene.NodeRemovedEvent):
-                self._observers.append(scene.AddObserver(event, lambda caller, event: self._refresh()))
-        self._refresh()
-
-    def _matches(self, node) -> bool:
-        if node.GetHideFromEditors():
-            return False
-        if self.showChildNodeTypes:
-            return any(node.IsA(t) for t in self.nodeTypes)
-        return node.GetClassName() in self.nodeTypes
-
-    def _refresh(self):
-        current = self.currentNode()
-        nodes = []
-        if self._scene is not None:
-            for index in range(self._scene.GetNumberOfNodes()):
-                node = self._scene.GetNthNode(index)
-                if self._matches(node):
-                    nodes.append(node)
-        self.blockSignals(True)
-        self.clear()
-        self._nodes = ([None] if self.noneEnabled else []) + nodes
-        for node in self._nodes:
-            self.addItem(self.noneDisplay if node is None else node.GetName())
-        keep = current if current in self._nodes else (None if self.noneEnabled or not nodes else nodes[0])
-        self.setCurrentIndex(self._nodes.index(keep) if keep in self._nodes else -1)
-        self.blockSignals(False)
-        if keep is not current:
-            self.currentNodeChanged.emit(keep)
-
-    def currentNode(self):
-        index = self.currentIndex()
-        return self._nodes[index] if 0 <= index < len(self._nodes) else None
-
-    def setCurrentNode(self, node):
-        self._refresh()
-        self.setCurrentIndex(self._nodes.index(node))
-
-
-STAND_INS = (qMRMLWidget, ctkCollapsibleButton, ctkPathLineEdit, qMRMLNodeComboBox)
+uncaught: list[BaseException] = []  # exceptions raised out of Qt slots (Slicer prints them in its console)
+modules = None                       # the ModuleManager of the running harness (select / exitApplication)
 
 
 # ---- the qt / ctk modules and slicer.util functions -----------------------------------------------------
@@ -138,12 +43,14 @@ def _qtModule() -> types.ModuleType:
         for name in dir(source):
             if name.startswith("Q") or name == "Qt":
                 setattr(qt, name, getattr(source, name))
+    qt.QFileDialog = stand_ins.QFileDialog
     return qt
 
 
 def loadUI(path: str):
+    """Slicer ``util.py`` ``loadUI``: the .ui file's top widget (QUiLoader knows the stand-ins)."""
     loader = QUiLoader()
-    for cls in STAND_INS:
+    for cls in stand_ins.STAND_INS:
         loader.registerCustomWidget(cls)
     widget = loader.load(path)
     if widget is None:
@@ -152,6 +59,7 @@ def loadUI(path: str):
 
 
 def childWidgetVariables(widget):
+    """Slicer ``util.py`` ``childWidgetVariables``: every named child as an attribute."""
     names = types.SimpleNamespace()
     for child in widget.findChildren(QtCore.QObject):
         if child.objectName():
@@ -159,34 +67,36 @@ def childWidgetVariables(widget):
     return names
 
 
-@contextlib.contextmanager
-def tryWithErrorDisplay(message="", waitCursor=False):
-    try:
-        yield
-    except Exception as exc:
-        messages.append(("error", f"{message}\n{exc}" if message else str(exc)))
+def _recordUncaught(kind, value, trace):
+    uncaught.append(value)
+    sys.__excepthook__(kind, value, trace)
 
 
-def installSlicerApplicationParts() -> None:
+def installSlicerApplicationParts():
+    """Install qt, ctk, the widget stand-ins, slicer.util's GUI functions, slicer.app, the module manager."""
+    global modules
     import slicer
     import slicer.util
 
     sys.modules["qt"] = _qtModule()
     ctk = types.ModuleType("ctk")
-    ctk.ctkCollapsibleButton, ctk.ctkPathLineEdit = ctkCollapsibleButton, ctkPathLineEdit
+    ctk.ctkCollapsibleButton, ctk.ctkPathLineEdit = stand_ins.ctkCollapsibleButton, stand_ins.ctkPathLineEdit
     sys.modules["ctk"] = ctk
-    slicer.qMRMLNodeComboBox = qMRMLNodeComboBox
+    slicer.qMRMLNodeComboBox = stand_ins.qMRMLNodeComboBox
+    slicer.qMRMLWidget = stand_ins.qMRMLWidget
+    slicer.qSlicerScriptedLoadableModuleWidget = stand_ins.qSlicerScriptedLoadableModuleWidget
     slicer.util.loadUI = loadUI
     slicer.util.childWidgetVariables = childWidgetVariables
-    slicer.util.tryWithErrorDisplay = tryWithErrorDisplay
-    slicer.util.errorDisplay = lambda text, *a, **k: messages.append(("error", text))
-    slicer.util.infoDisplay = lambda text, *a, **k: messages.append(("info", text))
-    slicer.util.confirmOkCancelDisplay = lambda text, *a, **k: messages.append(("confirm", text)) or confirmAnswer[0]
+    for name in ("tryWithErrorDisplay", "errorDisplay", "infoDisplay", "confirmOkCancelDisplay"):
+        setattr(slicer.util, name, getattr(stand_ins, name))
     slicer.app = types.SimpleNamespace(processEvents=QtWidgets.QApplication.processEvents,
-                                       layoutManager=lambda: None)
+                                       layoutManager=lambda: None, testingEnabled=lambda: False,
+                                       setOverrideCursor=lambda cursor: None, restoreOverrideCursor=lambda: None)
+    sys.excepthook = _recordUncaught
     from slicer_support import scripted_module
 
-    scripted_module.install()
+    modules = scripted_module.install()
+    return modules
 
 
 # ---- true_property for the modules' widget code ----------------------------------------------------------
@@ -264,6 +174,15 @@ def install() -> QtWidgets.QApplication:
         if TruePropertyFinder.candidate(name) and origin.endswith(".py") and usesQt(origin):
             del sys.modules[name]  # loaded earlier without the feature (e.g. by the logic tests)
     return app
+
+
+def isolateSettings(folder) -> None:
+    """``qt.QSettings()`` as in Slicer (organization NA-MIC, application Slicer), stored under ``folder``:
+    a test never reads or writes the user's real settings."""
+    QtCore.QCoreApplication.setOrganizationName("NA-MIC")
+    QtCore.QCoreApplication.setApplicationName("Slicer")
+    QtCore.QSettings.setDefaultFormat(QtCore.QSettings.IniFormat)
+    QtCore.QSettings.setPath(QtCore.QSettings.IniFormat, QtCore.QSettings.UserScope, str(folder))
 
 
 def processEventsUntil(condition, timeout: float = 300.0) -> None:

@@ -52,6 +52,7 @@ class BackgroundJob:
         self.result: JobResult | None = None
         self.events: list[dict] = []
         self.log: list[str] = []
+        self.output: list[str] = []   # stdout lines that are not progress events (a command's JSON answer)
         self._queue: queue.Queue = queue.Queue()
         self._openStreams = 0
         self._cancelled = False
@@ -59,11 +60,9 @@ class BackgroundJob:
 
     # ---- life cycle ------------------------------------------------------------------------------
     def start(self) -> "BackgroundJob":
-        options = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if sys.platform == "win32" \
-            else {"start_new_session": True}
         self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         stdin=subprocess.DEVNULL, env=self.env, cwd=self.cwd, text=True,
-                                        encoding="utf-8", errors="replace", bufsize=1, **options)
+                                        encoding="utf-8", errors="replace", bufsize=1, **processOptions())
         for stream, kind in ((self.process.stdout, "out"), (self.process.stderr, "err")):
             self._openStreams += 1
             threading.Thread(target=self._read, args=(stream, kind), daemon=True).start()
@@ -90,9 +89,11 @@ class BackgroundJob:
                 break
             if line is None:
                 self._openStreams -= 1
-            elif kind == "out" and line.startswith("{"):
-                self._handleEvent(line)
+            elif kind == "out" and line.startswith("{") and self._handleEvent(line):
+                pass
             elif line.strip():
+                if kind == "out":
+                    self.output.append(line)
                 self._addLog(line)
         if self._stopRequestedAt is not None and time.time() - self._stopRequestedAt > self.stopGraceSeconds:
             self.cancel()
@@ -111,6 +112,19 @@ class BackgroundJob:
                 processEvents()
             time.sleep(interval)
         return self.result
+
+    def waitForStop(self, seconds: float, processEvents=None, interval: float = 0.05) -> bool:
+        """After ``requestStop``: wait up to ``seconds`` for the worker to checkpoint and end, never killing it
+        (on Slicer exit it may go on alone: it finishes its checkpoint with or without us). True if it ended."""
+        deadline = time.time() + seconds
+        self._stopRequestedAt = None if self._stopRequestedAt is None else float("inf")  # no Cancel from poll()
+        while self.poll():
+            if time.time() > deadline:
+                return False
+            if processEvents is not None:
+                processEvents()
+            time.sleep(interval)
+        return True
 
     def requestStop(self) -> None:
         """Ask the worker to finish its step, write a checkpoint and end (Cancel after a grace period)."""
@@ -133,17 +147,28 @@ class BackgroundJob:
         killProcessTree(self.process)
 
     # ---- internals -------------------------------------------------------------------------------
-    def _handleEvent(self, line: str) -> None:
+    def _handleEvent(self, line: str) -> bool:
+        """A JSON-lines progress event (True), or not one (False: kept as output)."""
         try:
             event = json.loads(line)
         except json.JSONDecodeError:
-            self._addLog(line)
-            return
+            return False
         if not isinstance(event, dict) or "event" not in event:
-            self._addLog(line)
-            return
+            return False
         self.events.append(event)
         self.eventReceived.emit(event)
+        return True
+
+    def outputJson(self):
+        """The command's answer printed as JSON on stdout (``--json``), or None when there is none."""
+        text = "\n".join(self.output)
+        start = min((i for i in (text.find("{"), text.find("[")) if i >= 0), default=-1)
+        if start < 0:
+            return None
+        try:
+            return json.JSONDecoder().raw_decode(text[start:])[0]
+        except json.JSONDecodeError:
+            return None
 
     def _addLog(self, line: str) -> None:
         self.log.append(line)
@@ -182,6 +207,18 @@ class BackgroundJob:
             return f"{self.name}: the worker process crashed ({signalName})"
         lastLine = next((line for line in reversed(self.log) if line.strip()), "")
         return f"{self.name}: the worker process ended with exit code {code}" + (f": {lastLine}" if lastLine else "")
+
+
+def processOptions(platform: str = sys.platform, subprocessModule=subprocess) -> dict:
+    """Popen options: its own process group (Cancel kills the tree); on Windows no console window, as
+    ``slicer.util.launchConsoleProcess`` (a hidden STARTUPINFO window, and CREATE_NO_WINDOW)."""
+    if platform != "win32":
+        return {"start_new_session": True}
+    info = subprocessModule.STARTUPINFO()
+    info.dwFlags |= subprocessModule.STARTF_USESHOWWINDOW
+    info.wShowWindow = 0  # SW_HIDE
+    return {"startupinfo": info,
+            "creationflags": subprocessModule.CREATE_NEW_PROCESS_GROUP | subprocessModule.CREATE_NO_WINDOW}
 
 
 def killProcessTree(process: subprocess.Popen) -> None:

@@ -1,8 +1,10 @@
 """What the engine needs inside Slicer, what is missing, and how to install it without breaking Slicer.
 
-torch comes from the PyTorch extension (``PyTorchUtils``: it picks the right CUDA build and asks first);
-the engine's other packages through ``slicer.util.pip_install`` at the versions the project tests with.
-Slicer's own numpy, SimpleITK and vtk are never replaced: pip gets a constraints file pinning them.
+Supported: Slicer 5.10 and newer (Python 3.12); the pins below need Python >= 3.11, so Slicer 5.6 / 5.8
+(Python 3.9) get one line saying so instead of a failure inside pip. torch comes from the PyTorch extension
+(``PyTorchUtils``: it picks the CUDA build and asks first), at least the version the pinned monai needs; the
+engine's other packages through ``slicer.util.pip_install``. Slicer's numpy, SimpleITK and vtk and an
+installed torch are never replaced: pip gets a constraints file pinning them at their installed versions.
 Checks use ``importlib.util.find_spec``, so nothing heavy is imported in the GUI process.
 """
 
@@ -11,22 +13,27 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
+import sys
 import tempfile
 
-MINIMUM_TORCH = "2.2"
-#: import name -> pip requirement (the versions the project is tested with; see requirements/constraints.txt)
+SUPPORTED_SLICER = "Slicer 5.10 or newer"
+#: import name -> (pip requirement, the oldest Python its wheels support); tested versions, see
+#: requirements/constraints.txt
 ENGINE_PACKAGES = {
-    "monai": "monai==1.6.1",
-    "safetensors": "safetensors==0.8.0",
-    "yaml": "PyYAML==6.0.3",
-    "jsonschema": "jsonschema==4.26.0",
-    "tqdm": "tqdm==4.70.1",
-    "scipy": "scipy==1.17.1",
-    "matplotlib": "matplotlib==3.11.2",
-    "nibabel": "nibabel==5.4.2",
+    "monai": ("monai==1.6.1", (3, 10)),
+    "safetensors": ("safetensors==0.8.0", (3, 10)),
+    "yaml": ("PyYAML==6.0.3", (3, 8)),
+    "jsonschema": ("jsonschema==4.26.0", (3, 10)),
+    "tqdm": ("tqdm==4.70.1", (3, 8)),
+    "scipy": ("scipy==1.17.1", (3, 11)),
+    "matplotlib": ("matplotlib==3.11.2", (3, 11)),
+    "nibabel": ("nibabel==5.4.2", (3, 10)),
 }
-#: distributions that belong to Slicer and must stay at the installed version
-SLICER_OWNED = ("numpy", "SimpleITK", "vtk")
+#: the torch the pinned monai needs (monai 1.6.1: ``Requires-Dist: torch>=2.8.0``)
+MINIMUM_TORCH = "2.8"
+MINIMUM_PYTHON = max(minimum for _, minimum in ENGINE_PACKAGES.values())
+#: distributions that must stay at the installed version (Slicer's own, and the PyTorch extension's torch)
+KEEP_INSTALLED = ("numpy", "SimpleITK", "vtk", "torch")
 
 
 class DependencyError(RuntimeError):
@@ -44,28 +51,71 @@ def _checker(available):
     return available if available is not None else isAvailable  # looked up at call time
 
 
-def missingPackages(available=None) -> list[str]:
+def unsupportedPython(version=None) -> str:
+    """One line when this Python cannot run the pinned engine ('' when it can)."""
+    version = tuple(version or sys.version_info[:2])
+    if version >= MINIMUM_PYTHON:
+        return ""
+    needed = ".".join(map(str, MINIMUM_PYTHON))
+    return (f"DeepMed needs {SUPPORTED_SLICER} (Python {needed}+); this Slicer runs Python "
+            f"{'.'.join(map(str, version))}. Install a newer Slicer from download.slicer.org.")
+
+
+def requirements(version=None) -> dict[str, str]:
+    """import name -> pip requirement valid for this Python (raises DependencyError when none is)."""
+    problem = unsupportedPython(version)
+    if problem:
+        raise DependencyError(problem)
+    return {name: requirement for name, (requirement, _) in ENGINE_PACKAGES.items()}
+
+
+def missingPackages(available=None, version=None) -> list[str]:
     """Pip requirements of the engine's missing packages (torch is reported by ``torchMissing``)."""
-    return [requirement for name, requirement in ENGINE_PACKAGES.items() if not _checker(available)(name)]
+    return [req for name, req in requirements(version).items() if not _checker(available)(name)]
 
 
 def torchMissing(available=None) -> bool:
     return not _checker(available)("torch")
 
 
-def describeMissing(available=None) -> str:
+def _versionTuple(text: str) -> tuple:
+    parts = []
+    for part in text.split("+")[0].split("."):
+        digits = "".join(c for c in part if c.isdigit())
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def torchTooOld(version=importlib.metadata.version) -> str:
+    """'' or one line: an installed torch older than the pinned monai needs (it is never replaced by pip)."""
+    try:
+        installed = version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+    if _versionTuple(installed) >= _versionTuple(MINIMUM_TORCH):
+        return ""
+    return (f"PyTorch {installed} is installed; DeepMed needs {MINIMUM_TORCH} or newer: in the PyTorch Utils "
+            "module uninstall it, restart Slicer, then click 'Install dependencies' here.")
+
+
+def describeMissing(available=None, version=None, torchVersion=importlib.metadata.version) -> str:
     """One sentence for the panel: '' when everything is there."""
+    problem = unsupportedPython(version) or torchTooOld(torchVersion)
+    if problem:
+        return problem
     missing = (["PyTorch"] if torchMissing(available) else []) + \
-        [r.split("=")[0] for r in missingPackages(available)]
+        [r.split("=")[0] for r in missingPackages(available, version)]
     if not missing:
         return ""
     return f"Missing Python packages: {', '.join(missing)}. Click 'Install dependencies' to install them."
 
 
-def slicerOwnedConstraints(version=importlib.metadata.version) -> list[str]:
-    """``name==installed version`` for Slicer's own packages, so pip cannot replace them."""
+def keepInstalledConstraints(version=importlib.metadata.version) -> list[str]:
+    """``name==installed version`` for Slicer's packages and torch, so pip cannot replace them."""
     pins = []
-    for name in SLICER_OWNED:
+    for name in KEEP_INSTALLED:
         try:
             pins.append(f"{name}=={version(name)}")
         except importlib.metadata.PackageNotFoundError:
@@ -73,41 +123,50 @@ def slicerOwnedConstraints(version=importlib.metadata.version) -> list[str]:
     return pins
 
 
+slicerOwnedConstraints = keepInstalledConstraints  # the former name
+
+
 def pipArguments(requirements: list[str], constraintsFile: str) -> list[str]:
     """The arguments for ``slicer.util.pip_install`` (a list: file names with spaces stay whole)."""
     return list(requirements) + ["-c", constraintsFile]
 
 
-def installEngineDependencies(pipInstall, confirm=None, available=None) -> list[str]:
-    """Install the missing engine packages with Slicer's packages pinned; returns what was installed.
+def installEngineDependencies(pipInstall, confirm=None, available=None, version=None,
+                              installedVersion=importlib.metadata.version) -> list[str]:
+    """Install the missing engine packages with Slicer's packages and torch pinned; returns what was installed.
 
     ``pipInstall``: ``slicer.util.pip_install``; ``confirm(message) -> bool`` asks the user first.
     """
-    missing = missingPackages(available)
+    missing = missingPackages(available, version)
     if not missing:
         return []
+    tooOld = torchTooOld(installedVersion)
+    if tooOld:
+        raise DependencyError(tooOld)
     if confirm is not None and not confirm(f"DeepMed needs these Python packages: {', '.join(missing)}.\n"
-                                           "Install them now? (Slicer's numpy, SimpleITK and vtk stay as they are)"):
+                                           "Install them now? (Slicer's numpy, SimpleITK, vtk and PyTorch stay "
+                                           "as they are)"):
         raise DependencyError("installation declined: " + ", ".join(missing))
     handle, constraintsFile = tempfile.mkstemp(prefix="deepmed-constraints-", suffix=".txt")
     try:
         with os.fdopen(handle, "w") as stream:
-            stream.write("\n".join(slicerOwnedConstraints()) + "\n")
+            stream.write("\n".join(keepInstalledConstraints(installedVersion)) + "\n")
         pipInstall(pipArguments(missing, constraintsFile))
     finally:
         os.remove(constraintsFile)
     importlib.invalidate_caches()
-    stillMissing = missingPackages(available)
+    stillMissing = missingPackages(available, version)
     if stillMissing:
         raise DependencyError("still missing after installation: " + ", ".join(stillMissing))
     return missing
 
 
 def installTorch(torchUtilsModule=None) -> bool:
-    """Install torch through the PyTorch extension (it asks the user); True when torch is now there.
-
-    Returns False when the user declined. Raises when the PyTorch extension itself is missing.
-    """
+    """Install torch (>= what the pinned monai needs) through the PyTorch extension, which asks the user;
+    True when torch is now there. False when the user declined. Raises when the extension is missing."""
+    unsupported = unsupportedPython()
+    if unsupported:
+        raise DependencyError(unsupported)
     if torchUtilsModule is None:
         try:
             import PyTorchUtils as torchUtilsModule

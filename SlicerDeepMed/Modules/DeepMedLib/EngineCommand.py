@@ -39,6 +39,24 @@ def engineCommand(*arguments) -> list[str]:
     return [pythonExecutable(), "-m", "deepmed", *[str(a) for a in arguments]]
 
 
+class EngineRunner:
+    """Makes engine workers: ``runner.job("dataset check", "dataset", "check", path)`` -> a BackgroundJob
+    (not started). Logics receive one, so tests can give them another command or record what they run."""
+
+    def __init__(self, command=None, environment=None, jobClass=None):
+        from DeepMedLib.BackgroundJob import BackgroundJob
+
+        self.command = command or engineCommand
+        self.environment = environment or engineEnvironment
+        self.jobClass = jobClass or BackgroundJob
+
+    def job(self, name: str, *arguments, stopFile=None, env: dict | None = None):
+        return self.jobClass(self.command(*arguments), env=self.environment(env), stopFile=stopFile, name=name)
+
+    def start(self, name: str, *arguments, stopFile=None, env: dict | None = None):
+        return self.job(name, *arguments, stopFile=stopFile, env=env).start()
+
+
 def engineEnvironment(extra: dict | None = None) -> dict:
     """This process's environment plus the engine on ``PYTHONPATH`` and unbuffered UTF-8 output."""
     env = dict(os.environ)

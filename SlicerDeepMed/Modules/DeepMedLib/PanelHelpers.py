@@ -8,9 +8,9 @@ import slicer
 from DeepMedLib import Dependencies
 
 
-def volumeSelector(scene, nodeTypes, toolTip: str = "", noneDisplay: str | None = None):
-    """A qMRMLNodeComboBox on the scene for ``nodeTypes`` (optionally with a 'none' entry)."""
-    selector = slicer.qMRMLNodeComboBox()
+def configureNodeSelector(selector, scene, nodeTypes, toolTip: str | None = None, noneDisplay: str | None = None):
+    """Set up a qMRMLNodeComboBox explicitly: Slicer's defaults offer "Create new ..." and "Delete current ..."
+    (``addEnabled`` / ``removeEnabled`` are true), which these selectors must not."""
     selector.nodeTypes = list(nodeTypes)
     selector.showChildNodeTypes = False
     selector.noneEnabled = noneDisplay is not None
@@ -18,9 +18,16 @@ def volumeSelector(scene, nodeTypes, toolTip: str = "", noneDisplay: str | None 
         selector.noneDisplay = noneDisplay
     selector.addEnabled = False
     selector.removeEnabled = False
-    selector.toolTip = toolTip
+    selector.renameEnabled = False
+    if toolTip is not None:
+        selector.toolTip = toolTip
     selector.setMRMLScene(scene)
     return selector
+
+
+def volumeSelector(scene, nodeTypes, toolTip: str = "", noneDisplay: str | None = None):
+    """A new qMRMLNodeComboBox on the scene for ``nodeTypes`` (optionally with a 'none' entry)."""
+    return configureNodeSelector(slicer.qMRMLNodeComboBox(), scene, nodeTypes, toolTip, noneDisplay)
 
 
 def clearLayout(layout) -> None:
@@ -44,11 +51,15 @@ def pollTimer(callback, intervalMs: int = 200):
 
 
 class DependencySection:
-    """The 'Dependencies' section: hidden when all is installed; otherwise says what and offers a button."""
+    """The 'Dependencies' section: what is missing with *Install dependencies*, and *Check installation*
+    (a worker reports versions, devices and a test pass on the chosen device)."""
 
-    def __init__(self, ui, onChanged=None):
-        self.ui, self.onChanged = ui, onChanged
+    def __init__(self, ui, onChanged=None, device=lambda: "auto", runner=None):
+        self.ui, self.onChanged, self.device, self.runner = ui, onChanged, device, runner
+        self.check = None
+        self.timer = pollTimer(self.poll)
         ui.installDependenciesButton.clicked.connect(self.install)
+        ui.checkInstallationButton.clicked.connect(self.onCheckInstallation)
         self.update()
 
     @property
@@ -57,24 +68,55 @@ class DependencySection:
 
     def update(self) -> None:
         message = Dependencies.describeMissing()
-        self.ui.dependenciesCollapsibleButton.visible = bool(message)
-        self.ui.dependenciesLabel.text = message
+        self.ui.dependenciesLabel.text = message or "Everything DeepMed needs is installed."
+        self.ui.installDependenciesButton.visible = bool(message)
+        self.ui.installDependenciesButton.enabled = not Dependencies.unsupportedPython()
+        self.ui.checkInstallationButton.enabled = self.check is None and not Dependencies.unsupportedPython()
+        self.ui.dependenciesCollapsibleButton.collapsed = not message and not self.ui.installReportLabel.text
 
     def install(self) -> None:
-        with slicer.util.tryWithErrorDisplay("Installing the dependencies failed.", waitCursor=True):
-            installed = []
-            if Dependencies.torchMissing():
-                if not Dependencies.installTorch():
-                    self.ui.dependenciesLabel.text = "PyTorch was not installed (declined)."
-                    return
-                installed.append("PyTorch")
-            installed += Dependencies.installEngineDependencies(slicer.util.pip_install,
-                                                                confirm=slicer.util.confirmOkCancelDisplay)
-            if installed:
-                # torch is never imported in Slicer's own process and every job starts a new worker process,
-                # so what was just installed is used at once: no restart.
-                slicer.util.infoDisplay("Installed: " + ", ".join(installed) + ". No restart needed: DeepMed runs "
-                                        "models in new background processes.")
+        try:
+            with slicer.util.tryWithErrorDisplay("Installing the dependencies failed.", waitCursor=True):
+                installed = []
+                if Dependencies.torchMissing():
+                    if not Dependencies.installTorch():
+                        raise Dependencies.DependencyError("PyTorch was not installed (declined).")
+                    installed.append("PyTorch")
+                installed += Dependencies.installEngineDependencies(slicer.util.pip_install,
+                                                                    confirm=slicer.util.confirmOkCancelDisplay)
+                if installed:
+                    # torch is never imported in Slicer's own process and every job starts a new worker
+                    # process, so what was just installed is used at once: no restart.
+                    slicer.util.infoDisplay("Installed: " + ", ".join(installed) + ". No restart needed: DeepMed "
+                                            "runs models in new background processes.")
+        finally:
+            self.update()
+            if self.onChanged is not None:
+                self.onChanged()
+
+    def onCheckInstallation(self) -> None:
+        from DeepMedLib.InstallCheck import InstallCheck
+
+        try:
+            with slicer.util.tryWithErrorDisplay("Could not check the installation."):
+                self.check = InstallCheck(self.runner).start(self.device())
+                self.check.finished.connect(self.onCheckFinished)
+                self.ui.installReportLabel.text = f"Checking the installation on {self.device()}..."
+                self.timer.start()
+        finally:
+            self.update()
+
+    def poll(self) -> None:
+        if self.check is not None:
+            self.check.poll()
+
+    def onCheckFinished(self, report, text: str) -> None:
+        self.check = None
+        self.timer.stop()
+        self.ui.installReportLabel.text = text
         self.update()
-        if self.onChanged is not None:
-            self.onChanged()
+
+    def cleanup(self) -> None:
+        self.timer.stop()
+        if self.check is not None:
+            self.check.cancel()

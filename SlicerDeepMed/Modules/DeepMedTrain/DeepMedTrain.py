@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Annotated
 
 import slicer
-from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
-                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest
 
 # In a developer checkout the shared DeepMedLib and the engine (deepmed) sit above this folder; an installed
 # extension has them beside it.
@@ -21,6 +22,7 @@ for _path in (_MODULES_DIR, os.path.dirname(_MODULES_DIR)):
         if _path not in sys.path:
             sys.path.append(_path)
 
+from DeepMedLib.ModuleWidget import DeepMedModuleWidget  # noqa: E402
 from DeepMedTrainLib.TrainLogic import TrainLogic  # noqa: E402
 
 
@@ -37,28 +39,48 @@ class DeepMedTrain(ScriptedLoadableModule):
         self.parent.acknowledgementText = "Built on PyTorch, MONAI and SimpleITK; successor of NiftyNet and DLTK."
 
 
-class DeepMedTrainWidget(ScriptedLoadableModuleWidget):
-    def setup(self):
-        ScriptedLoadableModuleWidget.setup(self)
+@parameterNodeWrapper
+class DeepMedTrainParameterNode:
+    """The panel's state, saved with the scene. ``datasetPath`` and ``loss`` are kept by the panel (Slicer has
+    no str connector for ctkPathLineEdit; the loss choices come from the engine)."""
+
+    datasetPath: str = ""
+    modelName: str = ""
+    application: Annotated[str, Choice(["segmentation", "regression"])] = "segmentation"
+    network: Annotated[str, Choice(["unet", "basic_unet", "segresnet", "dynunet", "highresnet", "swin_unetr",
+                                    "unetr"])] = "unet"
+    loss: str = "auto"
+    patchSize: str = "auto"
+    timeBudgetMinutes: Annotated[int, WithinRange(0, 100000)] = 0
+    epochs: Annotated[int, WithinRange(1, 100000)] = 50
+    batchSize: Annotated[int, WithinRange(1, 512)] = 2
+    learningRate: Annotated[float, WithinRange(1e-5, 1.0)] = 1e-3
+    augmentation: bool = True
+    device: Annotated[str, Choice(["auto", "cpu", "cuda", "mps"])] = "auto"
+    extraSettings: str = ""
+
+
+class DeepMedTrainWidget(DeepMedModuleWidget):
+    uiFile = "UI/DeepMedTrain.ui"
+    parameterNodeClass = DeepMedTrainParameterNode
+
+    @property
+    def panelClass(self):
         from DeepMedTrainLib.TrainPanel import TrainPanel
 
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/DeepMedTrain.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        self.logic = DeepMedTrainLogic()
-        self.panel = TrainPanel(self.ui, self.logic, slicer.mrmlScene)
-        self.layout.addStretch(1)
+        return TrainPanel
 
-    def cleanup(self):
-        self.panel.cleanup()
+    @property
+    def logicClass(self):
+        return DeepMedTrainLogic
 
 
 class DeepMedTrainLogic(ScriptedLoadableModuleLogic, TrainLogic):
     """``DeepMedTrainLogic().train("dataset.json", name="liver", epochs=100, progressCallback=print)``."""
 
-    def __init__(self):
+    def __init__(self, runner=None):
         ScriptedLoadableModuleLogic.__init__(self)
-        TrainLogic.__init__(self)
+        TrainLogic.__init__(self, runner)
 
 
 class DeepMedTrainTest(ScriptedLoadableModuleTest):
@@ -69,7 +91,30 @@ class DeepMedTrainTest(ScriptedLoadableModuleTest):
 
     def runTest(self):
         self.setUp()
+        self.test_curves_and_config_without_torch()
+        from DeepMedLib import Dependencies
+
+        missing = Dependencies.describeMissing()
+        if missing:  # e.g. the Extensions build machines: no torch there
+            self.delayDisplay(f"Skipped the training test (needs the engine's packages): {missing}")
+            return
+        self.setUp()
         self.test_train_tiny_model()
+
+    def test_curves_and_config_without_torch(self):
+        """The scene side of training and the worker's typed configuration need no torch."""
+        from DeepMedLib.TrainingCurves import TrainingCurves
+        from DeepMedTrainLib.TrainLogic import parseSettingValue, trainingConfig
+
+        curves = TrainingCurves(slicer.mrmlScene, "self-test")
+        curves.addEpoch(1, 0.5)
+        curves.addValidation(1, {"dice": 0.7})
+        self.assertEqual(curves.values(curves.lossTable), [[1.0, 0.5]])
+        curves.removeFromScene()
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLPlotChartNode"), 0)
+        config = trainingConfig("regression", 5, "cpu", {"optimizer.lr": parseSettingValue("1e-4")}, 600)
+        self.assertEqual(config["optimizer"]["lr"], 1e-4)
+        self.assertEqual(config["training"], {"device": "cpu", "epochs": 5, "time_limit": 600.0})
 
     def test_train_tiny_model(self):
         import tempfile

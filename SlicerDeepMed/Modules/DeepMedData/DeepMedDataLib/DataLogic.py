@@ -25,7 +25,7 @@ from deepmed.data.split import add_splits
 
 from DeepMedLib import SceneBridge
 from DeepMedLib.BackgroundJob import BackgroundJob
-from DeepMedLib.EngineCommand import engineCommand, engineEnvironment
+from DeepMedLib.EngineCommand import EngineRunner
 
 
 class DataError(ValueError):
@@ -66,6 +66,11 @@ class CheckRun:
 
 
 class DataLogic:
+    """``runner``: makes the worker processes (``EngineRunner``); tests may pass another."""
+
+    def __init__(self, runner: EngineRunner | None = None):
+        self.runner = runner or EngineRunner()
+
     # ---- from the scene -------------------------------------------------------------------------
     def exportSceneDataset(self, cases: list[SceneCase], folder, name: str = "dataset",
                            channelNames: list[str] | None = None, description: str = "") -> Path:
@@ -177,8 +182,7 @@ class DataLogic:
     def check(self, manifest) -> CheckRun:
         """Validate every case in a background process (reading images takes a while)."""
         reportPath = Path(tempfile.mkdtemp(prefix="deepmed-check-")) / "report.json"
-        job = BackgroundJob(engineCommand("dataset", "check", manifest, "--report", reportPath),
-                            env=engineEnvironment(), name="dataset check")
+        job = self.runner.job("dataset check", "dataset", "check", manifest, "--report", reportPath)
         run = CheckRun(job, reportPath)
         job.start()
         return run

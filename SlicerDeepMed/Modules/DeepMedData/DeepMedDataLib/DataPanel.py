@@ -10,7 +10,7 @@ import slicer
 
 from DeepMedDataLib.DataLogic import SceneCase
 from DeepMedLib import DatasetSelection
-from DeepMedLib.PanelHelpers import clearLayout, pollTimer, setBusy, volumeSelector
+from DeepMedLib.PanelHelpers import clearLayout, configureNodeSelector, pollTimer, setBusy, volumeSelector
 
 COLUMNS = ["Case", "Images", "Label", "Status"]
 
@@ -32,16 +32,16 @@ class DataPanel:
         self.manifestPath = None
         self.checkRun = None
         self.volumeSelectors = []
+        self.parameterNode = None
         self.timer = pollTimer(self.poll)
         self.volumesLayout = qt.QFormLayout(ui.volumesFrame)
+        # Folders: a folder dialog, no name filters (CTK would make them a validator no folder passes).
         ui.folderPathLineEdit.filters = ctk.ctkPathLineEdit.Dirs
         ui.exportFolderLineEdit.filters = ctk.ctkPathLineEdit.Dirs
-        ui.manifestPathLineEdit.filters = ctk.ctkPathLineEdit.Files | ctk.ctkPathLineEdit.Dirs
-        ui.manifestPathLineEdit.nameFilters = ["Dataset manifests (*.json *.csv)", "All files (*)"]
-        ui.labelSelector.nodeTypes = ["vtkMRMLSegmentationNode", "vtkMRMLLabelMapVolumeNode"]
-        ui.labelSelector.noneEnabled = True
-        ui.labelSelector.noneDisplay = "(no label: test case)"
-        ui.labelSelector.setMRMLScene(scene)
+        ui.manifestPathLineEdit.filters = ctk.ctkPathLineEdit.Files | ctk.ctkPathLineEdit.Readable
+        ui.manifestPathLineEdit.nameFilters = ["Dataset manifests (*.json *.csv)"]
+        configureNodeSelector(ui.labelSelector, scene, ["vtkMRMLSegmentationNode", "vtkMRMLLabelMapVolumeNode"],
+                              noneDisplay="(no label: test case)")
         ui.casesTable.setHorizontalHeaderLabels(COLUMNS)
         ui.casesTable.horizontalHeader().stretchLastSection = True
         ui.channelNamesLineEdit.editingFinished.connect(self.buildVolumeSelectors)
@@ -52,11 +52,32 @@ class DataPanel:
         ui.loadManifestButton.clicked.connect(self.onLoadManifest)
         ui.exportButton.clicked.connect(self.onExport)
         ui.exportFolderLineEdit.currentPathChanged.connect(self.updateButtons)
+        ui.exportFolderLineEdit.validInputChanged.connect(self.updateButtons)
         self.buildVolumeSelectors()
         self.refreshTable()
 
+    # ---- life cycle (DeepMedModuleWidget) -------------------------------------------------------
+    def setParameterNode(self, parameterNode):
+        self.parameterNode = parameterNode
+        if parameterNode is not None and len(self.volumeSelectors) != len(self.channelNames()):
+            self.buildVolumeSelectors()
+
+    def enter(self):
+        self.updateButtons()
+
+    def onSceneClosing(self):
+        """File > Close Scene: cases made of scene nodes go with it (a folder dataset stays)."""
+        if self.sceneCases:
+            self.sceneCases = []
+            self.statuses = {}
+            self.refreshTable()
+            self.ui.statusLabel.text = "The scene was closed: its cases were removed."
+
     def cleanup(self):
+        """Slicer exits: a running dataset check is cancelled."""
         self.timer.stop()
+        if self.checkRun is not None:
+            self.checkRun.job.cancel()
 
     # ---- cases from the scene ---------------------------------------------------------------------
     def channelNames(self) -> list[str]:
@@ -104,11 +125,14 @@ class DataPanel:
                                         "without." + (f" {len(warnings)} warning(s): {warnings[0]}" if warnings else ""))
 
     def onLoadManifest(self):
-        with slicer.util.tryWithErrorDisplay("Could not load the dataset.", waitCursor=True):
-            path = self.ui.manifestPathLineEdit.currentPath
-            self._useDataset(self.logic.loadManifest(path), path)
-            self.ui.statusLabel.text = f"Loaded {path}: checking every case..."
-            self.startCheck(path)
+        try:
+            with slicer.util.tryWithErrorDisplay("Could not load the dataset.", waitCursor=True):
+                path = self.ui.manifestPathLineEdit.currentPath
+                self._useDataset(self.logic.loadManifest(path), path)
+                self.ui.statusLabel.text = f"Loaded {path}: checking every case..."
+                self.startCheck(path)
+        finally:
+            self.updateButtons()
 
     def _useDataset(self, dataset, manifestPath):
         self.folderDataset, self.manifestPath, self.sceneCases, self.statuses = dataset, manifestPath, [], {}
@@ -139,29 +163,32 @@ class DataPanel:
     def updateButtons(self, *args):
         ui = self.ui
         hasCases = bool(self.rows())
-        ui.exportButton.enabled = hasCases and bool(ui.exportFolderLineEdit.currentPath) and self.checkRun is None
+        ui.exportButton.enabled = hasCases and bool(ui.exportFolderLineEdit.currentPath.strip()) and self.checkRun is None
         ui.removeCaseButton.enabled = self.folderDataset is None and bool(ui.casesTable.selectedIndexes())
 
     # ---- export, split, check -----------------------------------------------------------------------
     def onExport(self):
         ui = self.ui
-        with slicer.util.tryWithErrorDisplay("Could not export the dataset.", waitCursor=True):
-            folder = ui.exportFolderLineEdit.currentPath
-            name = ui.datasetNameLineEdit.text.strip() or "dataset"
-            if self.folderDataset is not None:
-                self.folderDataset.name = name
-                os.makedirs(folder, exist_ok=True)
-                manifest = self.logic.saveManifest(self.folderDataset, os.path.join(folder, "dataset.json"))
-            else:
-                manifest = self.logic.exportSceneDataset(self.sceneCases, folder, name, self.channelNames())
-            self.manifestPath = str(manifest)
-            fractions = [ui.trainPercentSpinBox.value, ui.valPercentSpinBox.value, ui.testPercentSpinBox.value]
-            split = {}
-            if sum(fractions) > 0 and len(self.rows()) >= 3:
-                split = self.logic.split(manifest, [f / sum(fractions) for f in fractions])
-            sizes = ", ".join(f"{part} {len(ids)}" for part, ids in split.items())
-            ui.statusLabel.text = f"Wrote {manifest}" + (f" (split: {sizes})" if sizes else "") + "; checking..."
-            self.startCheck(manifest)
+        try:
+            with slicer.util.tryWithErrorDisplay("Could not export the dataset.", waitCursor=True):
+                folder = ui.exportFolderLineEdit.currentPath
+                name = ui.datasetNameLineEdit.text.strip() or "dataset"
+                if self.folderDataset is not None:
+                    self.folderDataset.name = name
+                    os.makedirs(folder, exist_ok=True)
+                    manifest = self.logic.saveManifest(self.folderDataset, os.path.join(folder, "dataset.json"))
+                else:
+                    manifest = self.logic.exportSceneDataset(self.sceneCases, folder, name, self.channelNames())
+                self.manifestPath = str(manifest)
+                fractions = [ui.trainPercentSpinBox.value, ui.valPercentSpinBox.value, ui.testPercentSpinBox.value]
+                split = {}
+                if sum(fractions) > 0 and len(self.rows()) >= 3:
+                    split = self.logic.split(manifest, [f / sum(fractions) for f in fractions])
+                sizes = ", ".join(f"{part} {len(ids)}" for part, ids in split.items())
+                ui.statusLabel.text = f"Wrote {manifest}" + (f" (split: {sizes})" if sizes else "") + "; checking..."
+                self.startCheck(manifest)
+        finally:
+            self.updateButtons()
 
     def startCheck(self, manifest):
         self.checkRun = self.logic.check(manifest)

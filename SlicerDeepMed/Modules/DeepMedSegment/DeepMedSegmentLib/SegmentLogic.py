@@ -17,7 +17,7 @@ import SimpleITK as sitk
 
 from DeepMedLib import ModelLibrary, SceneBridge
 from DeepMedLib.BackgroundJob import BackgroundJob
-from DeepMedLib.EngineCommand import engineCommand, engineEnvironment
+from DeepMedLib.EngineCommand import EngineRunner
 from DeepMedLib.Signal import Signal
 
 
@@ -71,9 +71,12 @@ class SegmentRun:
 
 
 class SegmentLogic:
-    """Runs models on volume nodes. Several inferences may run at once, and while a training runs."""
+    """Runs models on volume nodes. Several inferences may run at once, and while a training runs.
 
-    def __init__(self):
+    ``runner``: makes the worker processes (``EngineRunner``); tests may pass another."""
+
+    def __init__(self, runner: EngineRunner | None = None):
+        self.runner = runner or EngineRunner()
         self.runs: list[SegmentRun] = []
 
     def run(self, model, inputVolumes, device: str = "auto", outputNode=None, tta: bool = False,
@@ -97,7 +100,7 @@ class SegmentLogic:
                      "--device", device, "--progress", "jsonl"]
         arguments += ["--tta"] if tta else []
         arguments += ["--keep-largest"] if keepLargest else []
-        job = BackgroundJob(engineCommand(*arguments), env=engineEnvironment(), name=f"inference with {model.id}")
+        job = self.runner.job(f"inference with {model.id}", *arguments)
         options = {"showIn3D": showIn3D, "outputName": outputName or f"{inputVolumes[0].GetName()} {model.title}"}
         segmentRun = SegmentRun(job, model, inputVolumes, outputNode, options, workDir)
         self.runs.append(segmentRun)

@@ -6,7 +6,8 @@ import qt
 import slicer
 
 from DeepMedLib import ModelLibrary
-from DeepMedLib.PanelHelpers import DependencySection, clearLayout, pollTimer, setBusy, volumeSelector
+from DeepMedLib.PanelHelpers import (DependencySection, clearLayout, configureNodeSelector, pollTimer, setBusy,
+                                     volumeSelector)
 
 OUTPUT_TYPES = {"segmentation": "vtkMRMLSegmentationNode", "regression": "vtkMRMLScalarVolumeNode"}
 
@@ -16,14 +17,16 @@ class SegmentPanel:
         self.ui, self.logic, self.scene = ui, logic, scene
         self.models = []
         self.inputSelectors = []
+        self.inputsModelId = None  # the model the input selectors were made for
         self.run = None
         self.lastOutput = None
+        self.parameterNode = None
         self.timer = pollTimer(self.poll)
         self.inputsLayout = qt.QFormLayout(ui.inputsFrame)
-        ui.outputSelector.noneEnabled = True
-        ui.outputSelector.noneDisplay = "Create new"
-        ui.outputSelector.setMRMLScene(scene)
-        self.dependencies = DependencySection(ui, onChanged=self.updateButtons)
+        configureNodeSelector(ui.outputSelector, scene, [OUTPUT_TYPES["segmentation"]],
+                              "Create a new node, or choose one to replace", noneDisplay="Create new")
+        self.dependencies = DependencySection(ui, onChanged=self.updateButtons,
+                                              device=lambda: ui.deviceComboBox.currentText, runner=logic.runner)
         self.catalogueRows = []   # catalogue models not installed yet (from 'deepmed zoo list')
         self.zooJobs = []         # running catalogue / download / import workers
         ui.modelComboBox.currentIndexChanged.connect(self.onModelChanged)
@@ -39,8 +42,29 @@ class SegmentPanel:
         self.refreshModels()
         self.readCatalogues()
 
+    # ---- life cycle (DeepMedModuleWidget) -------------------------------------------------------
+    def setParameterNode(self, parameterNode):
+        self.parameterNode = parameterNode
+        if parameterNode is not None and parameterNode.model and parameterNode.model != self.currentId():
+            self.refreshModels(selectId=parameterNode.model)
+
+    def enter(self):
+        """Every time the module is shown: models trained or installed meanwhile appear; the chosen model
+        and input volumes stay."""
+        self.refreshModels()
+
+    def onSceneClosing(self):
+        """File > Close Scene: the inputs go with the scene, so a running inference is cancelled."""
+        if self.run is not None:
+            self.run.cancel()
+        self.lastOutput = None
+
     def cleanup(self):
+        """Slicer exits: a running inference and the catalogue workers are cancelled."""
         ModelLibrary.changed.disconnect(self.onLibraryChanged)
+        self.dependencies.cleanup()
+        if self.run is not None:
+            self.run.cancel()
         for job in self.zooJobs:
             job.cancel()
         self.timer.stop()
@@ -88,17 +112,12 @@ class SegmentPanel:
 
     def onModelChanged(self, *args):
         model, row = self.currentModel(), self.currentCatalogueRow()
-        clearLayout(self.inputsLayout)
-        self.inputSelectors = []
+        if model is None or model.id != self.inputsModelId:
+            self.buildInputSelectors(model)
+        if self.parameterNode is not None and self.currentId():
+            self.parameterNode.model = self.currentId()
         if model is not None:
             self.ui.modelDescriptionLabel.text = ModelLibrary.describe(model)
-            for channel in model.input_names:
-                selector = volumeSelector(self.scene, ["vtkMRMLScalarVolumeNode"], f"Volume for the {channel} input")
-                selector.currentNodeChanged.connect(self.updateButtons)
-                self.inputsLayout.addRow(f"{channel}:", selector)
-                self.inputSelectors.append(selector)
-            self.ui.outputSelector.nodeTypes = [OUTPUT_TYPES.get(model.application, "vtkMRMLScalarVolumeNode")]
-            self.ui.outputSelector.setMRMLScene(self.scene)
             self.ui.applyButton.text = "Segment" if model.application == "segmentation" else "Predict"
         elif row is not None:
             self.ui.modelDescriptionLabel.text = (
@@ -106,6 +125,22 @@ class SegmentPanel:
                 f"Not installed. Download: {row.get('size', '?')}, licence {row.get('licence', '?')}; "
                 "the file is checked against the catalogue's sha256 before it is installed.")
         self.updateButtons()
+
+    def buildInputSelectors(self, model):
+        """One volume selector per input channel of ``model``; made again only when the model changes."""
+        clearLayout(self.inputsLayout)
+        self.inputSelectors = []
+        self.inputsModelId = model.id if model is not None else None
+        if model is None:
+            return
+        for channel in model.input_names:
+            selector = volumeSelector(self.scene, ["vtkMRMLScalarVolumeNode"], f"Volume for the {channel} input")
+            selector.currentNodeChanged.connect(self.updateButtons)
+            self.inputsLayout.addRow(f"{channel}:", selector)
+            self.inputSelectors.append(selector)
+        configureNodeSelector(self.ui.outputSelector, self.scene,
+                              [OUTPUT_TYPES.get(model.application, "vtkMRMLScalarVolumeNode")],
+                              noneDisplay="Create new")
 
     def _startZooJob(self, job, onFinished):
         self.zooJobs.append(job)
@@ -196,9 +231,12 @@ class SegmentPanel:
         if model is None or not slicer.util.confirmOkCancelDisplay(
                 f"Remove the model '{model.id}' from your library ({model.path})?"):
             return
-        with slicer.util.tryWithErrorDisplay("Could not remove the model."):
-            ModelLibrary.removeModel(model.id)
-            self.ui.statusLabel.text = f"Removed {model.id}."
+        try:
+            with slicer.util.tryWithErrorDisplay("Could not remove the model."):
+                ModelLibrary.removeModel(model.id)
+                self.ui.statusLabel.text = f"Removed {model.id}."
+        finally:
+            self.updateButtons()
 
     # ---- running ----------------------------------------------------------------------------------
     def updateButtons(self, *args):
@@ -218,17 +256,20 @@ class SegmentPanel:
 
     def onApply(self):
         model = self.currentModel()
-        with slicer.util.tryWithErrorDisplay("Could not start the model.", waitCursor=True):
-            self.run = self.logic.run(model=model, inputVolumes=[s.currentNode() for s in self.inputSelectors],
-                                      device=self.ui.deviceComboBox.currentText,
-                                      outputNode=self.ui.outputSelector.currentNode(),
-                                      tta=self.ui.ttaCheckBox.checked, keepLargest=self.ui.keepLargestCheckBox.checked,
-                                      showIn3D=self.ui.show3DCheckBox.checked)
-            self.run.finished.connect(self.onFinished)
-            setBusy(self.ui.progressBar, True)
-            self.ui.statusLabel.text = f"Running {model.title} on {self.ui.deviceComboBox.currentText}..."
-            self.timer.start()
-        self.updateButtons()
+        try:
+            with slicer.util.tryWithErrorDisplay("Could not start the model.", waitCursor=True):
+                self.run = self.logic.run(model=model, inputVolumes=[s.currentNode() for s in self.inputSelectors],
+                                          device=self.ui.deviceComboBox.currentText,
+                                          outputNode=self.ui.outputSelector.currentNode(),
+                                          tta=self.ui.ttaCheckBox.checked,
+                                          keepLargest=self.ui.keepLargestCheckBox.checked,
+                                          showIn3D=self.ui.show3DCheckBox.checked)
+                self.run.finished.connect(self.onFinished)
+                setBusy(self.ui.progressBar, True)
+                self.ui.statusLabel.text = f"Running {model.title} on {self.ui.deviceComboBox.currentText}..."
+                self.timer.start()
+        finally:
+            self.updateButtons()
 
     def poll(self):
         if self.run is not None:

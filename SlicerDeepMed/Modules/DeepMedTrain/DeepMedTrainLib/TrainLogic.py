@@ -4,6 +4,7 @@
     run = logic.train("dataset.json", name="liver", epochs=50, device="cuda", progressCallback=print)
     run.wait()  # or poll() from a QTimer
 
+Settings travel as a typed JSON config file (``deepmed train --config``), never as ``--set`` strings.
 Progress arrives as the engine's JSON-lines events; when a scene is given, the loss and validation
 curves fill MRML tables shown in a plot chart. A finished model goes into the model library
 (``ModelLibrary.changed`` fires) and appears in the Segment panel.
@@ -11,6 +12,7 @@ curves fill MRML tables shown in a plot chart. A finished model goes into the mo
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
@@ -18,7 +20,7 @@ from pathlib import Path
 
 from DeepMedLib import ModelLibrary
 from DeepMedLib.BackgroundJob import BackgroundJob
-from DeepMedLib.EngineCommand import engineCommand, engineEnvironment
+from DeepMedLib.EngineCommand import EngineRunner
 from DeepMedLib.Signal import Signal
 from DeepMedLib.TrainingCurves import TrainingCurves
 
@@ -42,6 +44,8 @@ class TrainingRun:
         self.lastLoss: float | None = None
         self.lastMetrics: dict = {}
         self.startedAt = time.time()
+        self.timeLimitSeconds: float | None = None
+        self.trainingStartedAt: float | None = None
         job.eventReceived.connect(self._onEvent)
         job.finished.connect(self._onFinished)
 
@@ -65,6 +69,8 @@ class TrainingRun:
             self.startEpoch = event.get("start_epoch", 0)
             self.fraction = self.startEpoch / max(self.epochs, 1)
             self.status = f"training on {event['device']}"
+            self.timeLimitSeconds = event.get("time_limit_s") or None
+            self.trainingStartedAt = time.time()
         elif kind == "iteration":
             done = event["epoch"] * self.iterationsPerEpoch + event["iteration"] + 1
             self.fraction = done / max(self.epochs * self.iterationsPerEpoch, 1)
@@ -106,25 +112,43 @@ class TrainingRun:
         if self.lastMetrics:
             key = self.lastMetrics["key"]
             parts.append(f"{key} {self.lastMetrics[key]:.3f}")
-        if self.etaSeconds:
+        remaining = self.remainingSeconds()
+        if remaining is not None:
+            minutes, seconds = divmod(int(remaining), 60)
+            parts.append(f"{minutes}:{seconds:02d} of the time budget left")
+        elif self.etaSeconds:
             minutes, seconds = divmod(int(self.etaSeconds), 60)
             parts.append(f"ETA {minutes}:{seconds:02d}")
         return " | ".join(parts)
 
+    def remainingSeconds(self, now: float | None = None):
+        """Time left of the budget (``time_limit_s`` of the ``started`` event), or None without one."""
+        if not self.timeLimitSeconds or self.trainingStartedAt is None or self.status in ("finished", "cancelled"):
+            return None
+        return max(0.0, self.timeLimitSeconds - ((now or time.time()) - self.trainingStartedAt))
+
 
 class TrainLogic:
-    """Starts trainings. Only one runs at a time, across every TrainLogic in this Slicer session."""
+    """Starts trainings. Only one runs at a time, across every TrainLogic in this Slicer session.
+
+    ``runner``: makes the worker processes (``EngineRunner``); tests may pass one that records instead.
+    """
 
     activeRun: TrainingRun | None = None
+
+    def __init__(self, runner: EngineRunner | None = None):
+        self.runner = runner or EngineRunner()
 
     def train(self, dataset, name: str | None = None, outputDir=None, application: str = "segmentation",
               epochs: int | None = None, device: str = "auto", settings: dict | None = None, resume: bool = False,
               scene=None, progressCallback=None, wait: bool = False, timeout: float | None = None,
-              processEvents=None) -> TrainingRun:
-        """Start training on a dataset manifest; the model goes to ``outputDir`` or a new library folder.
+              processEvents=None, timeLimitSeconds: float = 0) -> TrainingRun:
+        """Start training on a dataset (manifest or folder); the model goes to ``outputDir`` or a new library
+        folder.
 
-        ``settings``: engine settings, e.g. ``{"training.batch_size": 2, "network.name": "segresnet"}``.
-        ``progressCallback(event)`` gets every JSON-lines event. ``resume`` continues ``outputDir``.
+        ``settings``: engine settings by dotted key, typed, e.g. ``{"training.batch_size": 2, "optimizer.lr":
+        1e-4}``. ``timeLimitSeconds``: train to a time budget (0: the epochs given). ``progressCallback(event)``
+        gets every JSON-lines event. ``resume`` continues ``outputDir`` with its saved configuration.
         """
         if TrainLogic.activeRun is not None and TrainLogic.activeRun.job.running:
             raise TrainError(f"a training is already running ({TrainLogic.activeRun.modelDir}); stop it first")
@@ -139,15 +163,17 @@ class TrainLogic:
             modelDir = Path(outputDir) if outputDir else ModelLibrary.new_model_dir(name or dataset.stem)
             if modelDir.exists() and any(modelDir.iterdir()):
                 raise TrainError(f"{modelDir}: already exists and is not empty; choose another name (or Resume)")
-        stopFile = Path(tempfile.mkdtemp(prefix="deepmed-train-")) / "stop"
-        arguments = ["train", "--dataset", dataset, "--out", modelDir, "--app", application, "--device", device,
-                     "--progress", "jsonl", "--stop-file", stopFile]
-        arguments += ["--epochs", int(epochs)] if epochs else []
-        arguments += ["--resume"] if resume else []
-        for key, value in (settings or {}).items():
-            arguments += ["--set", f"{key}={_settingText(value)}"]
-        job = BackgroundJob(engineCommand(*arguments), env=engineEnvironment(), stopFile=stopFile,
-                            name=f"training of {modelDir.name}")
+        runFolder = Path(tempfile.mkdtemp(prefix="deepmed-train-"))
+        stopFile = runFolder / "stop"
+        arguments = ["train", "--dataset", dataset, "--out", modelDir, "--progress", "jsonl", "--stop-file", stopFile]
+        if resume:
+            arguments += ["--resume"] + (["--epochs", int(epochs)] if epochs else [])
+        else:
+            config = trainingConfig(application, epochs, device, settings, timeLimitSeconds)
+            configFile = runFolder / "config.json"
+            configFile.write_text(json.dumps(config, indent=2), encoding="utf-8")
+            arguments += ["--config", configFile]
+        job = self.runner.job(f"training of {modelDir.name}", *arguments, stopFile=stopFile)
         run = TrainingRun(job, modelDir, TrainingCurves(scene, f"DeepMed {modelDir.name}") if scene else None)
         if progressCallback is not None:
             run.eventReceived.connect(progressCallback)
@@ -157,10 +183,48 @@ class TrainLogic:
             run.wait(timeout, processEvents)
         return run
 
+    def lossChoicesJob(self, application: str) -> BackgroundJob:
+        """``deepmed list losses --app APPLICATION --json`` in a worker: the losses fitting the application
+        (the engine's registry is the one source of truth); read with ``job.outputJson()``."""
+        return self.runner.start(f"loss list for {application}", "list", "losses", "--app", application, "--json")
 
-def _settingText(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(str(v) for v in value) + "]"
-    return str(value)
+
+def trainingConfig(application: str = "segmentation", epochs: int | None = None, device: str = "auto",
+                   settings: dict | None = None, timeLimitSeconds: float = 0) -> dict:
+    """The typed configuration the worker reads (``deepmed train --config``): dotted keys become nested."""
+    flat = {"app": application, "training.device": device}
+    if epochs:
+        flat["training.epochs"] = int(epochs)
+    if timeLimitSeconds:
+        flat["training.time_limit"] = float(timeLimitSeconds)
+    flat.update(settings or {})
+    config: dict = {}
+    for key, value in flat.items():
+        node = config
+        *parents, leaf = key.split(".")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise TrainError(f"{key}: '{part}' is a value, not a section")
+            node = child
+        node[leaf] = value
+    return config
+
+
+def parseSettingValue(text: str):
+    """A typed value from the panel's text, with YAML 1.2 core scalars: 1e-4 and 0.00005 are numbers,
+    true/false booleans, null None, [8,16,32] a list; anything else stays a string."""
+    text = text.strip()
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("null", "~", ""):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return float(text) if any(c in lowered for c in ".e") else int(text, 0)
+    except ValueError:
+        return text

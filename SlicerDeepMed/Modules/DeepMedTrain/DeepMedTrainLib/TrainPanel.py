@@ -1,18 +1,25 @@
-"""The DeepMed Train panel: dataset, settings (defaults from the dataset check), Train / Stop / Resume,
-a progress bar with ETA and live curves in a plot chart."""
+"""The DeepMed Train panel: dataset, settings (defaults from the dataset check), time budget, Train / Stop /
+Resume, a progress bar with ETA (or the time budget left) and live curves in a plot chart."""
 
 from __future__ import annotations
+
+import os
 
 import slicer
 
 from DeepMedLib import DatasetSelection, ModelLibrary
+from DeepMedLib.ModuleWidget import preference, setPreference
 from DeepMedLib.PanelHelpers import DependencySection, pollTimer, setBusy
+from DeepMedTrainLib.TrainLogic import parseSettingValue
 
 #: Names offered in the dropdowns; they match the engine's registries (``deepmed list``; a test checks).
 NETWORKS = ["unet", "basic_unet", "segresnet", "dynunet", "highresnet", "swin_unetr", "unetr"]
+#: Shown until the engine answers ``deepmed list losses --app APP --json`` (the one source of truth).
 LOSSES = {"segmentation": ["auto", "dice_ce", "dice", "dice_focal", "generalized_dice", "tversky",
                            "generalized_wasserstein_dice", "cross_entropy"],
           "regression": ["auto", "l1", "mse", "rmse", "huber"]}
+#: Seconds to wait at Slicer's exit for a stopped training to write its checkpoint (it goes on alone after)
+EXIT_STOP_SECONDS = 60.0
 AUGMENTATIONS = ["flip", "rotate", "scale", "elastic", "noise", "gamma", "bias_field", "contrast"]
 
 
@@ -24,18 +31,28 @@ class TrainPanel:
         self.stoppedModelDir = None
         self.finishedModelDir = None  # the last model trained here, offered to Publish
         self.publishJob = None
+        self.lossJob = None           # the engine's answer: which losses fit the application
         self.curves = None            # the live curves of the last training started here
+        self.parameterNode = None
+        self.derivedModelName = ""    # the model name the panel proposed from the dataset path
         self.timer = pollTimer(self.poll)
-        self.dependencies = DependencySection(ui, onChanged=self.updateButtons)
+        self.dependencies = DependencySection(ui, onChanged=self.updateButtons,
+                                              device=lambda: ui.deviceComboBox.currentText, runner=logic.runner)
         import ctk
 
-        ui.datasetPathLineEdit.filters = ctk.ctkPathLineEdit.Files | ctk.ctkPathLineEdit.Dirs
-        ui.datasetPathLineEdit.nameFilters = ["Dataset manifests (*.json *.csv)", "All files (*)"]
+        # No name filters on the dataset field: CTK turns them into a validator, and a folder (nnU-Net raw
+        # layout) would never be valid input, so currentPathChanged would never come. Browse picks a manifest
+        # file; 'Folder...' picks a folder.
+        ui.datasetPathLineEdit.filters = ctk.ctkPathLineEdit.Files | ctk.ctkPathLineEdit.Readable
+        ui.datasetPathLineEdit.nameFilters = []
         ui.publishZipPathLineEdit.filters = ctk.ctkPathLineEdit.Files | ctk.ctkPathLineEdit.Writable
         ui.publishZipPathLineEdit.nameFilters = ["Model packages (*.zip)"]
         ui.networkComboBox.addItems(NETWORKS)
         ui.applicationComboBox.currentIndexChanged.connect(self.onApplicationChanged)
+        ui.lossComboBox.currentIndexChanged.connect(self.onLossChanged)
         ui.datasetPathLineEdit.currentPathChanged.connect(self.onDatasetChanged)
+        ui.datasetPathLineEdit.validInputChanged.connect(self.onDatasetChanged)
+        ui.datasetFolderButton.clicked.connect(self.onChooseDatasetFolder)
         ui.checkDatasetButton.clicked.connect(self.onCheckDataset)
         ui.trainButton.clicked.connect(self.onTrain)
         ui.stopButton.clicked.connect(self.onStop)
@@ -46,41 +63,136 @@ class TrainPanel:
         DatasetSelection.datasetReady.connect(self.onDatasetReady)
         self.onApplicationChanged()
 
+    # ---- life cycle (DeepMedModuleWidget) -------------------------------------------------------
+    def setParameterNode(self, parameterNode):
+        """The module's parameter node (None while the module is not shown or the scene closes)."""
+        self.parameterNode = parameterNode
+        if parameterNode is None:
+            return
+        if not parameterNode.datasetPath and not self.datasetPath():
+            last = preference("LastDataset")
+            if last and os.path.exists(last):
+                parameterNode.datasetPath = last
+        if parameterNode.device == "auto" and preference("Device") in ("cpu", "cuda", "mps"):
+            parameterNode.device = preference("Device")
+        if parameterNode.datasetPath and parameterNode.datasetPath != self.datasetPath():
+            self.ui.datasetPathLineEdit.currentPath = parameterNode.datasetPath
+        self.selectLoss(parameterNode.loss)
+        self.updateButtons()
+
+    def enter(self):
+        self.updateButtons()
+
+    def onSceneClosing(self):
+        """File > Close Scene: the curves' nodes go with the scene; a running training keeps training."""
+        if self.run is not None:
+            self.run.curves = None
+        self.curves = None
+        self.updateButtons()
+
     def cleanup(self):
+        """Slicer exits: a running training is asked to stop (it writes a checkpoint; Resume continues it),
+        checks and publishing are cancelled."""
         DatasetSelection.datasetReady.disconnect(self.onDatasetReady)
         self.timer.stop()
+        self.dependencies.cleanup()
+        for job in (self.checkRun.job if self.checkRun else None, self.publishJob, self.lossJob):
+            if job is not None:
+                job.cancel()
+        if self.run is not None:
+            run, self.run = self.run, None
+            run.eventReceived.disconnect(self.onEvent)  # the panel is going away
+            run.finished.disconnect(self.onFinished)
+            run.curves = None
+            run.stop()
+            run.job.waitForStop(EXIT_STOP_SECONDS, processEvents=slicer.app.processEvents)
 
     def onDatasetReady(self, manifestPath: str):
         """A dataset checked in DeepMed Data: offer it here unless the user already chose one."""
-        if not self.ui.datasetPathLineEdit.currentPath and self.run is None:
+        if not self.datasetPath() and self.run is None:
             self.ui.datasetPathLineEdit.currentPath = manifestPath
 
     # ---- dataset --------------------------------------------------------------------------------
+    def datasetPath(self) -> str:
+        """The dataset path when the field holds valid input ('' otherwise, e.g. after clearing it)."""
+        field = self.ui.datasetPathLineEdit
+        return field.currentPath if field.currentPath.strip() else ""
+
+    def onChooseDatasetFolder(self):
+        import qt
+
+        folder = qt.QFileDialog.getExistingDirectory(None, "Choose a dataset folder (nnU-Net raw layout)",
+                                                     self.datasetPath())
+        if folder:
+            self.ui.datasetPathLineEdit.currentPath = folder
+
     def onApplicationChanged(self, *args):
-        combo = self.ui.lossComboBox
-        combo.clear()
-        combo.addItems(LOSSES[self.ui.applicationComboBox.currentText])
+        application = self.ui.applicationComboBox.currentText
+        self.setLossChoices(LOSSES.get(application, ["auto"]))
+        if self.lossJob is not None:
+            self.lossJob.cancel()
+        try:
+            self.lossJob = self.logic.lossChoicesJob(application)
+        except Exception as exc:  # no engine: the static list stays
+            self.lossJob = None
+            self.ui.lossComboBox.toolTip = f"Loss choices from the engine unavailable: {exc}"
+        else:
+            self.lossJob.finished.connect(lambda result, job=self.lossJob: self.onLossChoices(job, result))
+            self.timer.start()
         self.updateButtons()
 
-    def onDatasetChanged(self, *args):
-        path = self.ui.datasetPathLineEdit.currentPath
-        if path and not self.ui.modelNameLineEdit.text:
-            import os
+    def onLossChoices(self, job, result):
+        if job is not self.lossJob:
+            return  # superseded by another application choice
+        self.lossJob = None
+        self._stopTimerWhenIdle()
+        names = job.outputJson() if result.succeeded else None
+        if isinstance(names, list) and all(isinstance(n, str) for n in names) and names:
+            self.setLossChoices(["auto"] + [n for n in names if n != "auto"])
+            self.ui.lossComboBox.toolTip = "Losses that fit this application (from the engine's registry)"
 
+    def setLossChoices(self, names):
+        combo = self.ui.lossComboBox
+        wanted = self.parameterNode.loss if self.parameterNode is not None else combo.currentText
+        combo.blockSignals(True)
+        combo.clear()
+        combo.addItems(list(names))
+        combo.blockSignals(False)
+        self.selectLoss(wanted)
+
+    def selectLoss(self, name: str):
+        combo = self.ui.lossComboBox
+        index = combo.findText(name)
+        combo.currentIndex = index if index >= 0 else 0
+        self.onLossChanged()
+
+    def onLossChanged(self, *args):
+        if self.parameterNode is not None and self.ui.lossComboBox.currentText:
+            self.parameterNode.loss = self.ui.lossComboBox.currentText
+
+    def onDatasetChanged(self, *args):
+        path = self.datasetPath()
+        if path and self.ui.modelNameLineEdit.text in ("", self.derivedModelName):
+            # follows the path as it is typed, until the user names the model
             stem = os.path.basename(os.path.dirname(path) if path.endswith("dataset.json") else path.rstrip("/\\"))
-            self.ui.modelNameLineEdit.text = os.path.splitext(stem)[0]
+            self.derivedModelName = os.path.splitext(stem)[0]
+            self.ui.modelNameLineEdit.text = self.derivedModelName
+        if self.parameterNode is not None:
+            self.parameterNode.datasetPath = path
         self.ui.datasetSummaryLabel.text = ""
         self.updateButtons()
 
     def onCheckDataset(self):
-        with slicer.util.tryWithErrorDisplay("Could not check the dataset.", waitCursor=True):
-            from DeepMedDataLib.DataLogic import DataLogic
+        try:
+            with slicer.util.tryWithErrorDisplay("Could not check the dataset.", waitCursor=True):
+                from DeepMedDataLib.DataLogic import DataLogic
 
-            self.checkRun = DataLogic().check(self.ui.datasetPathLineEdit.currentPath)
-            self.checkRun.job.finished.connect(self.onCheckFinished)
-            self.ui.datasetSummaryLabel.text = "Checking every case..."
-            self.timer.start()
-        self.updateButtons()
+                self.checkRun = DataLogic(self.logic.runner).check(self.datasetPath())
+                self.checkRun.job.finished.connect(self.onCheckFinished)
+                self.ui.datasetSummaryLabel.text = "Checking every case..."
+                self.timer.start()
+        finally:
+            self.updateButtons()
 
     def onCheckFinished(self, result):
         report = self.checkRun.report or {}
@@ -107,27 +219,32 @@ class TrainPanel:
 
     # ---- settings -------------------------------------------------------------------------------
     def settings(self) -> dict:
-        """Engine settings from the widgets (the same keys as ``deepmed train --set``)."""
+        """Typed engine settings from the widgets, by dotted key (written to the worker's config file)."""
         ui = self.ui
         settings = {"network.name": ui.networkComboBox.currentText, "loss.name": ui.lossComboBox.currentText,
-                    "training.batch_size": ui.batchSizeSpinBox.value, "optimizer.lr": ui.learningRateSpinBox.value}
+                    "training.batch_size": int(ui.batchSizeSpinBox.value),
+                    "optimizer.lr": float(ui.learningRateSpinBox.value)}
         patch = ui.patchSizeLineEdit.text.strip() or "auto"
-        settings["data.patch_size"] = "auto" if patch == "auto" else [int(v) for v in patch.replace("x", ",").split(",")]
+        try:
+            settings["data.patch_size"] = "auto" if patch == "auto" else \
+                [int(v) for v in patch.replace("x", ",").split(",")]
+        except ValueError:
+            raise ValueError(f"patch size '{patch}': expected auto or three whole numbers, e.g. 96,96,64") from None
         if not ui.augmentationCheckBox.checked:
             settings.update({f"augmentation.{name}": False for name in AUGMENTATIONS})
         for assignment in ui.extraSettingsLineEdit.text.split(";"):
             if assignment.strip():
                 key, separator, value = assignment.partition("=")
-                if not separator:
+                if not separator or not key.strip():
                     raise ValueError(f"'{assignment.strip()}': expected key=value (as deepmed train --set)")
-                settings[key.strip()] = value.strip()
+                settings[key.strip()] = parseSettingValue(value)
         return settings
 
     # ---- training -------------------------------------------------------------------------------
     def updateButtons(self, *args):
         ui = self.ui
         running = self.run is not None
-        hasDataset = bool(ui.datasetPathLineEdit.currentPath)
+        hasDataset = bool(self.datasetPath())
         ui.trainButton.enabled = hasDataset and not running and self.checkRun is None and self.dependencies.ready
         ui.checkDatasetButton.enabled = hasDataset and self.checkRun is None
         ui.stopButton.enabled = running
@@ -145,22 +262,26 @@ class TrainPanel:
 
     def onTrain(self, resume: bool = False):
         ui = self.ui
-        with slicer.util.tryWithErrorDisplay("Could not start the training.", waitCursor=True):
-            self.run = self.logic.train(ui.datasetPathLineEdit.currentPath, name=ui.modelNameLineEdit.text or None,
-                                        outputDir=self.stoppedModelDir if resume else None,
-                                        application=ui.applicationComboBox.currentText,
-                                        epochs=ui.epochsSpinBox.value, device=ui.deviceComboBox.currentText,
-                                        settings=None if resume else self.settings(), resume=resume,
-                                        scene=self.scene)
-            self.curves = self.run.curves
-            self.run.eventReceived.connect(self.onEvent)
-            self.run.finished.connect(self.onFinished)
-            self.stoppedModelDir = None
-            setBusy(ui.progressBar, False, 0)
-            ui.statusLabel.text = f"Starting: {self.run.modelDir.name}..."
-            self.timer.start()
-            self.onShowCurves()
-        self.updateButtons()
+        try:
+            with slicer.util.tryWithErrorDisplay("Could not start the training.", waitCursor=True):
+                self.run = self.logic.train(
+                    self.datasetPath(), name=ui.modelNameLineEdit.text or None,
+                    outputDir=self.stoppedModelDir if resume else None, application=ui.applicationComboBox.currentText,
+                    epochs=ui.epochsSpinBox.value, device=ui.deviceComboBox.currentText,
+                    settings=None if resume else self.settings(), resume=resume, scene=self.scene,
+                    timeLimitSeconds=60 * ui.timeBudgetSpinBox.value)
+                self.curves = self.run.curves
+                self.run.eventReceived.connect(self.onEvent)
+                self.run.finished.connect(self.onFinished)
+                self.stoppedModelDir = None
+                setBusy(ui.progressBar, False, 0)
+                ui.statusLabel.text = f"Starting: {self.run.modelDir.name}..."
+                setPreference("Device", ui.deviceComboBox.currentText)
+                setPreference("LastDataset", self.datasetPath())
+                self.timer.start()
+                self.onShowCurves()
+        finally:
+            self.updateButtons()
 
     def onResume(self):
         self.onTrain(resume=True)
@@ -171,9 +292,11 @@ class TrainPanel:
             self.run.stop()
 
     def poll(self):
-        for running in (self.run, self.checkRun, self.publishJob):
+        for running in (self.run, self.checkRun, self.publishJob, self.lossJob):
             if running is not None:
                 running.poll()
+        if self.run is not None and self.run.remainingSeconds() is not None:
+            self.ui.statusLabel.text = self.run.summary()
 
     def onEvent(self, event: dict):
         self.ui.progressBar.value = int(round(100 * self.run.fraction))
@@ -202,28 +325,33 @@ class TrainPanel:
         self.updateButtons()
 
     def _stopTimerWhenIdle(self):
-        if self.run is None and self.checkRun is None and self.publishJob is None:
+        if self.run is None and self.checkRun is None and self.publishJob is None and self.lossJob is None:
             self.timer.stop()
 
     # ---- publishing -----------------------------------------------------------------------------
     def onPublish(self):
         ui = self.ui
-        with slicer.util.tryWithErrorDisplay("Could not publish the model.", waitCursor=True):
-            self.publishJob = ModelLibrary.publishJob(
-                self.finishedModelDir, licence=ui.publishLicenceLineEdit.text.strip(),
-                title=ui.publishTitleLineEdit.text.strip(), version=ui.publishVersionLineEdit.text.strip(),
-                citation=ui.publishCitationLineEdit.text.strip(), zipPath=ui.publishZipPathLineEdit.currentPath)
-            self.publishJob.finished.connect(self.onPublished)
-            ui.statusLabel.text = f"Publishing {self.finishedModelDir.name}..."
-            self.timer.start()
-        self.updateButtons()
+        try:
+            with slicer.util.tryWithErrorDisplay("Could not publish the model.", waitCursor=True):
+                zipPath = ui.publishZipPathLineEdit.currentPath.strip()
+                if zipPath and not zipPath.lower().endswith(".zip"):
+                    raise ValueError(f"{zipPath}: a model package is saved as a .zip file")
+                self.publishJob = ModelLibrary.publishJob(
+                    self.finishedModelDir, licence=ui.publishLicenceLineEdit.text.strip(),
+                    title=ui.publishTitleLineEdit.text.strip(), version=ui.publishVersionLineEdit.text.strip(),
+                    citation=ui.publishCitationLineEdit.text.strip(), zipPath=zipPath)
+                self.publishJob.finished.connect(self.onPublished)
+                ui.statusLabel.text = f"Publishing {self.finishedModelDir.name}..."
+                self.timer.start()
+        finally:
+            self.updateButtons()
 
     def onPublished(self, result):
         job, self.publishJob = self.publishJob, None
         self._stopTimerWhenIdle()
         if result.succeeded:
             installed = [e for e in job.events if e["event"] == "installed"][-1]
-            zipPath = self.ui.publishZipPathLineEdit.currentPath
+            zipPath = self.ui.publishZipPathLineEdit.currentPath.strip()
             self.ui.statusLabel.text = (f"Published {installed['id']} {installed['version']} in the library"
                                         + (f" and as {zipPath}" if zipPath else "") + ".")
         else:

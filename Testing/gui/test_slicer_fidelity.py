@@ -89,7 +89,7 @@ def test_an_exception_inside_a_handler_leaves_the_panel_right(qtHarness, scene, 
     import slicer
     from DeepMedLib import Dependencies
 
-    installed = {"torch", "tqdm", "matplotlib", "yaml", "jsonschema", "safetensors"}
+    installed = {"torch", "tqdm", "matplotlib", "yaml", "jsonschema", "safetensors", "nibabel"}
     monkeypatch.setattr(Dependencies, "isAvailable", installed.__contains__)
     monkeypatch.setattr(slicer.util, "pip_install", lambda args: installed.add("monai"), raising=False)
     widget = qtHarness.modules.select("DeepMedSegment")

@@ -6,7 +6,8 @@ from conftest import saveScreenshot
 from DeepMedLib.SelfTestData import writeSyntheticDataset
 
 pytestmark = pytest.mark.gui
-TINY_EXTRA = "network.args.channels=[8,16,32]; network.args.strides=[2,2]; training.iterations_per_epoch=3"
+TINY_EXTRA = ("network.args.channels=[8,16,32]; network.args.strides=[2,2]; training.iterations_per_epoch=3; "
+              "training.val_every=1")
 
 
 @pytest.fixture

@@ -149,7 +149,9 @@ def saveScreenshot(widget, name: str) -> Path:
     folder = REPO / "build" / "screenshots"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
-    widget.resize(460, max(widget.sizeHint().height(), 700))
+    layout = widget.layout()
+    height = layout.totalHeightForWidth(460) if layout is not None and layout.hasHeightForWidth() else -1
+    widget.resize(460, max(height, widget.sizeHint().height(), 700))  # word-wrapped labels get their lines
     assert widget.grab().save(str(path)), f"could not save {path}"
     return path
 

@@ -184,3 +184,42 @@ def test_import_package_button_installs_and_bad_packages_say_why(panel, qtHarnes
     kind, text = qtHarness.messages[-1]
     assert kind == "error" and "nothing was installed" in text and "broken.zip" in text
     assert sorted(p.name for p in library.iterdir() if not p.name.startswith(".")) == ["boxes", "shared"]
+
+
+def test_a_fold_ensemble_runs_whole_or_one_fold(panel, qtHarness, scene, tmp_path):
+    """A cross-validation model says so in its description and offers the ensemble or a single fold."""
+    import os
+    from pathlib import Path
+
+    from DeepMedLib import ModelLibrary
+    from DeepMedLib.SelfTestData import TINY_SETTINGS, writeSyntheticDataset
+    from deepmed.data.manifest import Dataset
+    from deepmed.data.split import add_splits
+    from deepmed.workflows.cross_validation import train_folds
+
+    manifest = writeSyntheticDataset(tmp_path / "data", cases=6)
+    dataset = add_splits(Dataset.load(manifest), folds=3)
+    dataset.save(manifest)
+    overrides = [f"{key}={value}".replace(" ", "") for key, value in TINY_SETTINGS.items()]
+    target = Path(os.environ["DEEPMED_LIBRARY"]) / "boxes-cv"
+    train_folds(manifest, target, "all", overrides=overrides, epochs=2, device="cpu", progress="none")
+    ModelLibrary.changed.emit(str(target))
+    ui = panel.ui
+    index = next(i for i in range(ui.modelComboBox.count()) if "boxes-cv" in ui.modelComboBox.itemText(i))
+    ui.modelComboBox.setCurrentIndex(index)
+    assert "3-fold ensemble" in ui.modelDescriptionLabel.text()
+    assert ui.foldsComboBox.isVisibleTo(panel.parent) and ui.foldsComboBox.count() == 4
+    syntheticCase(scene, seed=5, name="patient MR")
+    ui.deviceComboBox.setCurrentText("cpu")
+    ui.foldsComboBox.setCurrentIndex(2)  # fold 1 only
+    assert panel.panel.chosenFolds() == [1]
+    ui.applyButton.click()
+    assert "--folds" in panel.panel.run.job.command and "1" in panel.panel.run.job.command
+    qtHarness.processEventsUntil(lambda: panel.panel.run is None)
+    assert qtHarness.messages == [] and panel.panel.lastOutput.IsA("vtkMRMLSegmentationNode")
+    ui.foldsComboBox.setCurrentIndex(0)  # the ensemble
+    ui.applyButton.click()
+    assert "--folds" not in panel.panel.run.job.command
+    qtHarness.processEventsUntil(lambda: panel.panel.run is None)
+    assert qtHarness.messages == []
+    saveScreenshot(panel.parent, "segment_panel_ensemble")

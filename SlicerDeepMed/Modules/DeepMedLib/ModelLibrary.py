@@ -38,7 +38,7 @@ def describe(model: InstalledModel) -> str:
     lines = [card.get("description") or model.id]
     inputs = card.get("inputs", [])
     lines.append("Inputs: " + ", ".join(f"{c.get('name')} ({c.get('modality', '?')})" for c in inputs))
-    if model.application == "segmentation":
+    if model.output_kind == "label_map":
         lines.append("Labels: " + (", ".join(label["name"] for label in model.labels) or "none"))
     else:
         target = card.get("target", {})
@@ -47,10 +47,19 @@ def describe(model: InstalledModel) -> str:
     if card.get("licence") or card.get("version"):
         lines.append(f"Version {card.get('version', '-')}, licence {card.get('licence', 'not stated')}"
                      + (", checksums verified at install" if (model.path / "SHA256SUMS").is_file() else ""))
+    if model.folds:
+        lines.append(f"{len(model.folds)}-fold ensemble (cross-validation): averages every fold; one fold is "
+                     f"{len(model.folds)}x faster" + _outOfFold(card))
     validation = card.get("validation", {})
     if validation.get("best") is not None:
         lines.append(f"Validation {validation.get('key_metric')}: {validation['best']:.3f}")
     return "\n".join(lines)
+
+
+def _outOfFold(card: dict) -> str:
+    scores = card.get("cross_validation", {}).get("out_of_fold", {})
+    shown = [f"{name} {score['mean']:.2f}" for name, score in scores.items() if score.get("mean") is not None]
+    return f"\nOut-of-fold: {', '.join(shown)}" if shown else ""
 
 
 # ---- the zoo, through background workers (downloads and bundle conversion never block Slicer) -----------

@@ -162,7 +162,6 @@ def _ensemble_card(out: Path, folds: list[int], rows: list[dict], postprocessing
     fold_cards = {fold: read_card(out / f"fold_{fold}") for fold in folds}
     card["folds"] = folds
     card["fold_inputs"] = {str(fold): fold_card["inputs"] for fold, fold_card in fold_cards.items()}
-    card["description"] = f"{len(folds)}-fold ensemble: " + card.get("description", "")
     if postprocessing.get("keep_largest") is not None:
         card["postprocessing"] = {"keep_largest": postprocessing["keep_largest"]}
     summary = {}

@@ -76,6 +76,17 @@ class InstalledModel:
     def labels(self) -> list[dict]:
         return [label for label in self.card.get("labels", []) if label.get("value", 0) != 0]
 
+    @property
+    def output_kind(self) -> str:
+        """label_map, scalar_volume, table or image; cards written before the field existed: a model with
+        labels makes label maps, one without a scalar volume."""
+        return self.card.get("output_kind") or ("label_map" if self.labels else "scalar_volume")
+
+    @property
+    def folds(self) -> list[int]:
+        """The cross-validation folds of an ensemble (empty for a single model)."""
+        return list(self.card.get("folds") or [])
+
 
 def read_installed(path: Path) -> InstalledModel | None:
     """The model in ``path``, or None when it is not a finished deepmed model directory."""

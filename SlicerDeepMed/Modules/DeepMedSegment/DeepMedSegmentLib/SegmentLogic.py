@@ -15,7 +15,7 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from DeepMedLib import ModelLibrary, SceneBridge
+from DeepMedLib import ModelLibrary, Outputs, SceneBridge
 from DeepMedLib.BackgroundJob import BackgroundJob
 from DeepMedLib.EngineCommand import EngineRunner
 from DeepMedLib.Signal import Signal
@@ -62,12 +62,8 @@ class SegmentRun:
     def _addOutput(self):
         image = sitk.ReadImage(str(self.workDir / "output.nrrd"))
         reference = self.inputVolumes[0]
-        name = self.options["outputName"]
-        if self.model.application == "segmentation":
-            return SceneBridge.addSegmentationFromLabelImage(
-                image, reference, self.model.card.get("labels", []), name, segmentationNode=self.outputNode,
-                showIn3D=self.options["showIn3D"])
-        return SceneBridge.addScalarVolumeFromImage(image, reference, name, volumeNode=self.outputNode)
+        return Outputs.addOutput(self.model.output_kind, image, reference, self.model.card,
+                                 self.options["outputName"], self.outputNode, self.options["showIn3D"])
 
 
 class SegmentLogic:
@@ -81,8 +77,9 @@ class SegmentLogic:
 
     def run(self, model, inputVolumes, device: str = "auto", outputNode=None, tta: bool = False,
             keepLargest: bool = False, showIn3D: bool = False, outputName: str | None = None, wait: bool = False,
-            timeout: float | None = None, processEvents=None):
-        """Start an inference; with ``wait=True`` block and return the output node (raise on failure)."""
+            timeout: float | None = None, processEvents=None, folds: list[int] | None = None):
+        """Start an inference; with ``wait=True`` block and return the output node (raise on failure).
+        ``folds``: of a cross-validation ensemble, the folds to run (default: all, averaged)."""
         model = ModelLibrary.findModel(model)
         inputVolumes = list(inputVolumes)
         self._checkInputs(model, inputVolumes, outputNode)
@@ -100,6 +97,7 @@ class SegmentLogic:
                      "--device", device, "--progress", "jsonl"]
         arguments += ["--tta"] if tta else []
         arguments += ["--keep-largest"] if keepLargest else []
+        arguments += ["--folds", ",".join(str(f) for f in folds)] if folds else []
         job = self.runner.job(f"inference with {model.id}", *arguments)
         options = {"showIn3D": showIn3D, "outputName": outputName or f"{inputVolumes[0].GetName()} {model.title}"}
         segmentRun = SegmentRun(job, model, inputVolumes, outputNode, options, workDir)
@@ -120,7 +118,7 @@ class SegmentLogic:
             raise SegmentError(f"model {model.id} expects {len(expected)} input volume(s) ({', '.join(expected)}), "
                                f"got {len([v for v in inputVolumes if v is not None])}")
         if outputNode is not None:
-            wanted = "vtkMRMLSegmentationNode" if model.application == "segmentation" else "vtkMRMLScalarVolumeNode"
+            wanted = Outputs.nodeClass(model.output_kind)
             if not outputNode.IsA(wanted) or outputNode.IsA("vtkMRMLLabelMapVolumeNode"):
                 raise SegmentError(f"output node {outputNode.GetName()}: a {model.application} model writes a "
                                    f"{wanted[7:-4]} node, got a {outputNode.GetClassName()[7:-4]} node")

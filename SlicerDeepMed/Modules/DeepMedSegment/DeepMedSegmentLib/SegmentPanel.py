@@ -5,12 +5,9 @@ from __future__ import annotations
 import qt
 import slicer
 
-from DeepMedLib import ModelLibrary
+from DeepMedLib import ModelLibrary, Outputs
 from DeepMedLib.PanelHelpers import (DependencySection, clearLayout, configureNodeSelector, pollTimer, setBusy,
                                      volumeSelector)
-
-OUTPUT_TYPES = {"segmentation": "vtkMRMLSegmentationNode", "regression": "vtkMRMLScalarVolumeNode"}
-
 
 class SegmentPanel:
     def __init__(self, ui, logic, scene):
@@ -23,7 +20,7 @@ class SegmentPanel:
         self.parameterNode = None
         self.timer = pollTimer(self.poll)
         self.inputsLayout = qt.QFormLayout(ui.inputsFrame)
-        configureNodeSelector(ui.outputSelector, scene, [OUTPUT_TYPES["segmentation"]],
+        configureNodeSelector(ui.outputSelector, scene, [Outputs.nodeClass("label_map")],
                               "Create a new node, or choose one to replace", noneDisplay="Create new")
         self.dependencies = DependencySection(ui, onChanged=self.updateButtons,
                                               device=lambda: ui.deviceComboBox.currentText, runner=logic.runner)
@@ -114,17 +111,35 @@ class SegmentPanel:
         model, row = self.currentModel(), self.currentCatalogueRow()
         if model is None or model.id != self.inputsModelId:
             self.buildInputSelectors(model)
+            self.updateFoldChoice(model)
         if self.parameterNode is not None and self.currentId():
             self.parameterNode.model = self.currentId()
         if model is not None:
             self.ui.modelDescriptionLabel.text = ModelLibrary.describe(model)
-            self.ui.applyButton.text = "Segment" if model.application == "segmentation" else "Predict"
+            self.ui.applyButton.text = Outputs.actionName(model.output_kind)
         elif row is not None:
             self.ui.modelDescriptionLabel.text = (
                 f"{row.get('title', row['id'])} {row.get('version', '')} ({row.get('task', '?')})\n"
                 f"Not installed. Download: {row.get('size', '?')}, licence {row.get('licence', '?')}; "
                 "the file is checked against the catalogue's sha256 before it is installed.")
         self.updateButtons()
+
+    def updateFoldChoice(self, model):
+        """An ensemble of cross-validation folds runs all folds (best) or one of them (faster)."""
+        folds = model.folds if model is not None else []
+        self.ui.foldsComboBox.clear()
+        self.ui.foldsComboBox.visible = self.ui.foldsLabel.visible = bool(folds)
+        if folds:
+            self.ui.foldsComboBox.addItem(f"ensemble of {len(folds)} folds")
+            for fold in folds:
+                self.ui.foldsComboBox.addItem(f"fold {fold} only (faster)")
+
+    def chosenFolds(self):
+        model = self.currentModel()
+        index = self.ui.foldsComboBox.currentIndex
+        if model is None or not model.folds or index <= 0:
+            return None
+        return [model.folds[index - 1]]
 
     def buildInputSelectors(self, model):
         """One volume selector per input channel of ``model``; made again only when the model changes."""
@@ -139,7 +154,7 @@ class SegmentPanel:
             self.inputsLayout.addRow(f"{channel}:", selector)
             self.inputSelectors.append(selector)
         configureNodeSelector(self.ui.outputSelector, self.scene,
-                              [OUTPUT_TYPES.get(model.application, "vtkMRMLScalarVolumeNode")],
+                              [Outputs.nodeClass(model.output_kind)],
                               noneDisplay="Create new")
 
     def _startZooJob(self, job, onFinished):
@@ -263,7 +278,7 @@ class SegmentPanel:
                                           outputNode=self.ui.outputSelector.currentNode(),
                                           tta=self.ui.ttaCheckBox.checked,
                                           keepLargest=self.ui.keepLargestCheckBox.checked,
-                                          showIn3D=self.ui.show3DCheckBox.checked)
+                                          showIn3D=self.ui.show3DCheckBox.checked, folds=self.chosenFolds())
                 self.run.finished.connect(self.onFinished)
                 setBusy(self.ui.progressBar, True)
                 self.ui.statusLabel.text = f"Running {model.title} on {self.ui.deviceComboBox.currentText}..."

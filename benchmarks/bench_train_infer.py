@@ -96,7 +96,8 @@ def bench_monai(manifest: Path, device: str, iterations: int) -> dict:
     def infer_once():
         item = infer_tf({"image": files[0]["image"], "label": files[0]["label"]})
         with torch.inference_mode():
-            out = sliding_window_inference(item["image"][None].to(device), PATCH, 2, model, overlap=0.5, mode="gaussian")
+            out = sliding_window_inference(item["image"][None].to(device), PATCH, 2, model, overlap=0.5,
+                                           mode="gaussian")
         inverted = mt.Invertd("pred", infer_tf, orig_keys="image")({"pred": out[0].argmax(0, keepdim=True), **item})
         return inverted
 

@@ -69,7 +69,7 @@ def _packages(problems: list[dict]) -> tuple[dict, dict]:
     for dist, (module_name, specifier) in REQUIREMENTS.items():
         try:
             modules[dist] = importlib.import_module(module_name)
-        except Exception as exc:  # noqa: BLE001 - ImportError, or a broken install raising anything
+        except Exception as exc:
             versions[dist] = None
             missing = isinstance(exc, ImportError) and getattr(exc, "name", None) == module_name
             reason = "is not installed" if missing else f"fails to import ({type(exc).__name__}: {exc})"
@@ -122,7 +122,7 @@ def _devices(torch) -> list[dict]:
             try:
                 free, total = torch.cuda.mem_get_info(index)
                 entry.update(free_memory_gb=round(free / 2**30, 1), total_memory_gb=round(total / 2**30, 1))
-            except Exception:  # noqa: BLE001 - an unusable device is still listed
+            except Exception:
                 entry.update(free_memory_gb=None, total_memory_gb=None)
             devices.append(entry)
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -155,7 +155,7 @@ def _tiny_check(device: str, devices: list[dict], modules: dict, problems: list[
             torch.cuda.synchronize()
         check.update(ok=True, seconds=round(time.perf_counter() - start, 3),
                      message=f"forward/backward of a small 3D UNet on {device}: ok")
-    except Exception as exc:  # noqa: BLE001 - any failure of the step is the answer
+    except Exception as exc:
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         check["message"] = f"forward/backward of a small 3D UNet on {device} failed: {first}"
         problems.append({"what": check["message"],

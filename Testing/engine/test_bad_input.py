@@ -7,11 +7,11 @@ import subprocess
 import sys
 
 import pytest
+from test_training import TINY, write_tiny_dataset
 
 from deepmed.cli.main import main
 from deepmed.errors import DeepMedError
 from deepmed.training.config import resolve_config
-from test_training import TINY, write_tiny_dataset
 
 
 def test_config_problems_all_at_once_with_suggestions():

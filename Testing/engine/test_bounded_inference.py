@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from test_training import trained_segmentation  # noqa: F401  (fixture)
+from test_training import trained_segmentation  # noqa: F401  (a fixture shared with test_training)
 
+from deepmed.inference.predictor import Predictor
 from deepmed.inferers import sliding
 from deepmed.inferers.ongrid import back_to_input, running_argmax
-from deepmed.inference.predictor import Predictor
 from deepmed.transforms.preprocessing import normalize_image, to_working_grid
 
 
@@ -43,7 +43,7 @@ def test_running_argmax_is_argmax_with_first_wins_ties():
     np.testing.assert_array_equal(best, stack.max(axis=0))
 
 
-def test_streaming_labels_equal_the_plain_path(trained_segmentation, monkeypatch):
+def test_streaming_labels_equal_the_plain_path(trained_segmentation, monkeypatch):  # noqa: F811
     manifest, model_dir, _ = trained_segmentation
     image = sitk.ReadImage(str(manifest.parent / "c2.nii.gz"))
     predictor = Predictor(model_dir, "cpu")

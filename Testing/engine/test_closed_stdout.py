@@ -10,11 +10,12 @@ import sys
 
 import pytest
 import torch
+from test_training import TINY, write_tiny_dataset
+
 from deepmed.cli.main import EXIT_INTERRUPTED
+from deepmed.progress import JsonLinesReporter
 from deepmed.training.checkpoint import load_checkpoint
 from deepmed.training.driver import train
-from deepmed.progress import JsonLinesReporter
-from test_training import TINY, write_tiny_dataset
 
 
 class _ClosedPipe(io.StringIO):

@@ -6,11 +6,12 @@ import math
 
 import pytest
 import yaml
+from test_training import TINY, write_tiny_dataset
+
 from deepmed.cli.main import main
 from deepmed.errors import DeepMedError
 from deepmed.training.config import load_config_file, parse_value, resolve_config
 from deepmed.training.driver import train
-from test_training import TINY, write_tiny_dataset
 
 PARSED = [
     ("1e-4", 1e-4), ("5e-05", 5e-05), ("1E+3", 1000.0), (".5", 0.5), ("-.5", -0.5), ("1.", 1.0), ("3", 3),

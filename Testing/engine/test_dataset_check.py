@@ -8,8 +8,8 @@ import sys
 
 import numpy as np
 import SimpleITK as sitk
-
 from conftest import make_image, make_label
+
 from deepmed.cli.main import main
 from deepmed.data import Dataset
 from deepmed.data.check import check_dataset

@@ -9,6 +9,7 @@ import sys
 import pytest
 import tomllib
 from conftest import REPO
+
 from deepmed import doctor
 from deepmed.cli.main import main
 

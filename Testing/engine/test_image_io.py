@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from conftest import LEFT_HANDED, OBLIQUE, PERMUTED, make_image
+
 from deepmed.errors import DeepMedError
 from deepmed.io import Grid, grid_differences, read_channels, read_image, write_image
 from deepmed.io.geometry import align_to_grid, same_voxel_centres

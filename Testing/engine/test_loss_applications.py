@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from deepmed.cli.main import main
 from deepmed.errors import DeepMedError
 from deepmed.losses import LOSSES, losses_for

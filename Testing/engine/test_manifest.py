@@ -6,8 +6,8 @@ import json
 
 import pytest
 import SimpleITK as sitk
-
 from conftest import make_image, make_label
+
 from deepmed.data import Dataset, DatasetInvalid
 from deepmed.data.scan import ScanPatterns, scan_folder
 from deepmed.data.split import add_splits, fraction_split, kfold_splits

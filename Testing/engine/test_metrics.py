@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from conftest import make_image
 from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance
 from scipy.ndimage import binary_dilation, binary_erosion
 
-from conftest import make_image
 from deepmed.cli.main import main
 from deepmed.evaluation import regression_metrics, segmentation_metrics
 from deepmed.evaluation.evaluate import evaluate

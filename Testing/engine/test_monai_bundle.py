@@ -108,7 +108,7 @@ def test_bundle_from_a_zip_works_too(tmp_path, monkeypatch):
     import shutil
 
     monkeypatch.setenv("DEEPMED_LIBRARY", str(tmp_path / "library"))
-    bundle = write_bundle(tmp_path / "src" / "toy_spleen_ct")
+    write_bundle(tmp_path / "src" / "toy_spleen_ct")
     archive = shutil.make_archive(str(tmp_path / "toy_spleen_ct"), "zip", tmp_path / "src")
     assert import_package(Path(archive), model_id="spleen-from-zip").path.name == "spleen-from-zip"
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from conftest import make_image
 from safetensors.torch import load_file
 
-from conftest import make_image
 from deepmed.errors import DeepMedError, DeepMedInterrupted
 from deepmed.inference.predictor import Predictor
 from deepmed.io import grid_differences

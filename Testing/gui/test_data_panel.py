@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from conftest import OBLIQUE, saveScreenshot
+
 from DeepMedLib import SceneBridge
 from DeepMedLib.SelfTestData import syntheticArrays, syntheticCase, syntheticImage, writeSyntheticDataset
 
@@ -56,7 +56,7 @@ def test_scene_cases_export_split_and_check(panel, qtHarness, scene, tmp_path):
     manifest = json.loads((tmp_path / "boxes" / "dataset.json").read_text())
     assert manifest["labels"] == {"background": 0, "box": 1, "core": 2}
     assert manifest["channel_names"] == {"0": "MR"} and len(manifest["splits"]) == 1
-    assert sorted(sum(manifest["splits"][0].values(), [])) == [f"patient{i}" for i in range(4)]
+    assert sorted(i for ids in manifest["splits"][0].values() for i in ids) == [f"patient{i}" for i in range(4)]
     # the exported label lies voxel for voxel on the exported image (oblique case included)
     image = sitk.ReadImage(str(tmp_path / "boxes" / "imagesTr" / "patient0_0000.nii.gz"))
     label = sitk.ReadImage(str(tmp_path / "boxes" / "labelsTr" / "patient0.nii.gz"))

@@ -3,8 +3,8 @@
 The panel code runs with true_property (as under PythonQt); this test file reads widgets with methods."""
 
 import pytest
-
 from conftest import OBLIQUE, saveScreenshot
+
 from DeepMedLib.SelfTestData import syntheticCase
 
 pytestmark = pytest.mark.gui
@@ -92,6 +92,7 @@ def test_a_failing_model_shows_its_error_and_the_library_refreshes(panel, qtHarn
 
 def test_missing_dependencies_are_named_and_installed_on_request(qtHarness, scene, monkeypatch):
     import slicer
+
     from DeepMedLib import Dependencies
 
     installed = {"torch", "scipy", "tqdm", "matplotlib", "yaml", "jsonschema", "safetensors", "nibabel"}
@@ -121,7 +122,6 @@ def test_catalogue_model_downloads_with_progress_then_segments_and_can_be_remove
     import os
     from pathlib import Path
 
-    import slicer
     from deepmed.zoo.checksums import sha256_of
     from deepmed.zoo.package import export_package
 
@@ -191,11 +191,11 @@ def test_a_fold_ensemble_runs_whole_or_one_fold(panel, qtHarness, scene, tmp_pat
     import os
     from pathlib import Path
 
-    from DeepMedLib import ModelLibrary
-    from DeepMedLib.SelfTestData import TINY_SETTINGS, writeSyntheticDataset
     from deepmed.data.manifest import Dataset
     from deepmed.data.split import add_splits
     from deepmed.workflows.cross_validation import train_folds
+    from DeepMedLib import ModelLibrary
+    from DeepMedLib.SelfTestData import TINY_SETTINGS, writeSyntheticDataset
 
     manifest = writeSyntheticDataset(tmp_path / "data", cases=6)
     dataset = add_splits(Dataset.load(manifest), folds=3)

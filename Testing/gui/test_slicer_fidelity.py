@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import saveScreenshot
+
 from DeepMedLib.SelfTestData import syntheticCase, writeSyntheticDataset
 
 pytestmark = pytest.mark.gui
@@ -48,9 +48,8 @@ def test_node_selector_defaults_and_error_display_as_in_slicer(qtHarness, scene)
     selector.nodeTypes = ["vtkMRMLSegmentationNode"]
     selector.setMRMLScene(scene)
     assert selector.actionItems() == ["Create new Segmentation", "Delete current Segmentation"]
-    with pytest.raises(ValueError, match="boom"):
-        with slicer.util.tryWithErrorDisplay("Failed."):
-            raise ValueError("boom")
+    with pytest.raises(ValueError, match="boom"), slicer.util.tryWithErrorDisplay("Failed."):
+        raise ValueError("boom")
     assert qtHarness.messages == [("error", "Failed.\n\nboom")]
 
 
@@ -81,6 +80,7 @@ def test_a_folder_dataset_enables_train(openPanel, qtHarness, tmp_path):
 
 def test_an_exception_inside_a_handler_leaves_the_panel_right(qtHarness, scene, monkeypatch):
     import slicer
+
     from DeepMedLib import Dependencies
 
     installed = {"torch", "tqdm", "matplotlib", "yaml", "jsonschema", "safetensors", "nibabel"}

@@ -1,8 +1,8 @@
 """The DeepMed Train panel: real .ui and widget code, real trainings in worker processes (PySide6 offscreen)."""
 
 import pytest
-
 from conftest import saveScreenshot
+
 from DeepMedLib.SelfTestData import writeSyntheticDataset
 
 pytestmark = pytest.mark.gui
@@ -94,9 +94,10 @@ def test_bad_settings_are_reported_and_nothing_runs(panel, qtHarness, scene, tmp
 
 
 def test_dropdowns_offer_what_the_engine_registers(panel):
+    from DeepMedTrainLib import TrainPanel
+
     from deepmed.losses.registry import REGRESSION_LOSSES, SEGMENTATION_LOSSES
     from deepmed.networks.registry import NETWORKS
-    from DeepMedTrainLib import TrainPanel
 
     assert sorted(TrainPanel.NETWORKS) == sorted(NETWORKS.names())
     assert sorted(TrainPanel.LOSSES["segmentation"][1:]) == sorted(SEGMENTATION_LOSSES)

@@ -1,6 +1,5 @@
 """Background worker processes: JSON-lines events, errors, crashes, Stop and Cancel of the whole tree."""
 
-import json
 import os
 import sys
 import textwrap

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import slicer
-
 from conftest import OBLIQUE
+from DeepMedSegmentLib.SegmentLogic import SegmentError, SegmentLogic
+from DeepMedTrainLib.TrainLogic import TrainError, TrainLogic
+
 from DeepMedLib import ModelLibrary, SceneBridge
 from DeepMedLib.Geometry import ijkToRasFromNode
 from DeepMedLib.SelfTestData import TINY_SETTINGS, syntheticCase, writeSyntheticDataset
-from DeepMedSegmentLib.SegmentLogic import SegmentError, SegmentLogic
-from DeepMedTrainLib.TrainLogic import TrainError, TrainLogic
 from slicer_support.mrml_app import HeadlessSlicer
 
 pytestmark = pytest.mark.slow

@@ -5,8 +5,8 @@ import pytest
 import SimpleITK as sitk
 import slicer
 import slicer.util
-
 from conftest import LEFT_HANDED, OBLIQUE, PERMUTED, make_image
+
 from DeepMedLib import SceneBridge
 from DeepMedLib.Geometry import ijkToRasFromImage, ijkToRasFromNode
 

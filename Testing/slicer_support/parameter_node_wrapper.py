@@ -229,7 +229,7 @@ def createGuiConnector(widget, parameter) -> _Connector:
     qt, kind = _qt(), type(widget)
     if parameter.type is bool and kind is qt.QCheckBox:
         return _CheckBox(widget, parameter)
-    if parameter.type is int and kind is qt.QSpinBox or parameter.type in (int, float) and kind is qt.QDoubleSpinBox:
+    if (parameter.type is int and kind is qt.QSpinBox) or (parameter.type in (int, float) and kind is qt.QDoubleSpinBox):
         return _SpinBox(widget, parameter)
     if parameter.type in (int, float, str, bool) and kind is qt.QComboBox:
         return _ComboBox(widget, parameter)
@@ -327,6 +327,7 @@ def install() -> None:
     import types
 
     import slicer
+
     from slicer_support.qt_harness import _initialiseFeatureSafely, _withFeatureLine
 
     if "slicer.parameterNodeWrapper" in sys.modules:

@@ -25,8 +25,8 @@ import types
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6 import QtCore, QtGui, QtWidgets  # noqa: E402
-from PySide6.QtUiTools import QUiLoader  # noqa: E402
+from PySide6 import QtCore, QtGui, QtWidgets
+from PySide6.QtUiTools import QUiLoader
 
 FEATURE_LINE = "from __feature__ import true_property"
 from slicer_support import stand_ins  # noqa: E402

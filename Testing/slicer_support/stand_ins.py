@@ -18,7 +18,6 @@ import traceback
 import weakref
 
 import shiboken6
-
 from PySide6 import QtCore, QtGui, QtWidgets
 from PySide6.QtCore import Property, Signal
 
@@ -92,7 +91,7 @@ class qMRMLNodeComboBox(QtWidgets.QComboBox):
         self.activated.connect(self._onActivated)
         self.currentIndexChanged.connect(self._onIndexChanged)
 
-    def _setter(name):  # noqa: N805 (properties that refresh the list, as the C++ setters do)
+    def _setter(name):
         def setter(self, value):
             setattr(self, name, value)
             self._refresh()

@@ -12,18 +12,23 @@ from typing import Annotated
 
 import slicer
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper  # noqa: F401
-from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+)
 
 # In a developer checkout the shared DeepMedLib and the engine (deepmed) sit above this folder; an installed
 # extension has them beside it.
 _MODULES_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 for _path in (_MODULES_DIR, os.path.dirname(_MODULES_DIR)):
-    if os.path.isdir(os.path.join(_path, "DeepMedLib")) or os.path.isdir(os.path.join(_path, "deepmed")):
-        if _path not in sys.path:
-            sys.path.append(_path)
+    hasCode = os.path.isdir(os.path.join(_path, "DeepMedLib")) or os.path.isdir(os.path.join(_path, "deepmed"))
+    if hasCode and _path not in sys.path:
+        sys.path.append(_path)
+
+from DeepMedDataLib.DataLogic import DataLogic, SceneCase  # noqa: E402
 
 from DeepMedLib.ModuleWidget import DeepMedModuleWidget  # noqa: E402
-from DeepMedDataLib.DataLogic import DataLogic, SceneCase  # noqa: E402
 
 
 class DeepMedData(ScriptedLoadableModule):
@@ -103,7 +108,8 @@ class DeepMedDataTest(ScriptedLoadableModuleTest):
             cases.append(SceneCase(f"case{index}", [volume], segmentation))
         with tempfile.TemporaryDirectory() as folder:
             manifest = DeepMedDataLogic().exportSceneDataset(cases, os.path.join(folder, "boxes"), "boxes", ["MR"])
-            data = json.loads(open(manifest).read())
+            with open(manifest) as handle:
+                data = json.load(handle)
             self.assertEqual(data["labels"], {"background": 0, "box": 1, "core": 2})
             self.assertEqual(len(data["training"]), 3)
             missing = Dependencies.describeMissing()

@@ -59,7 +59,7 @@ class BackgroundJob:
         self._stopRequestedAt: float | None = None
 
     # ---- life cycle ------------------------------------------------------------------------------
-    def start(self) -> "BackgroundJob":
+    def start(self) -> BackgroundJob:
         self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         stdin=subprocess.DEVNULL, env=self.env, cwd=self.cwd, text=True,
                                         encoding="utf-8", errors="replace", bufsize=1, **processOptions())
@@ -141,7 +141,7 @@ class BackgroundJob:
 
     def cancel(self) -> None:
         """End the worker and every process it started, at once."""
-        if self.process is None or self.process.poll() is not None and self._openStreams == 0:
+        if self.process is None or (self.process.poll() is not None and self._openStreams == 0):
             return
         self._cancelled = True
         killProcessTree(self.process)

@@ -32,7 +32,7 @@ def engineRoot() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise EngineNotFound("the deepmed engine package is not installed beside the DeepMed modules; "
                              "reinstall the DeepMed extension (or 'pip install -e .' in a checkout)")
-    return Path(list(spec.submodule_search_locations)[0]).parent
+    return Path(next(iter(spec.submodule_search_locations))).parent
 
 
 def engineCommand(*arguments) -> list[str]:

@@ -21,7 +21,7 @@ class InstallCheck:
         self.report = None
         self.finished = Signal("object", "str")
 
-    def start(self, device: str = "auto") -> "InstallCheck":
+    def start(self, device: str = "auto") -> InstallCheck:
         self.job = self.runner.job("installation check", "doctor", "--device", device, "--json")
         self.job.finished.connect(self._onFinished)
         self.job.start()

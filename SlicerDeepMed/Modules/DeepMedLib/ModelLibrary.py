@@ -7,9 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deepmed.zoo.library import (InstalledModel, installed_models, library_dir, new_model_dir, read_installed,
-                                  resolve_model)
-
+from deepmed.zoo.library import (
+    InstalledModel,
+    installed_models,
+    library_dir,
+    new_model_dir,
+    read_installed,
+    resolve_model,
+)
 from DeepMedLib.BackgroundJob import BackgroundJob
 from DeepMedLib.EngineCommand import engineCommand, engineEnvironment
 from DeepMedLib.Signal import Signal
@@ -110,5 +115,5 @@ def removeModel(modelId: str) -> None:
     changed.emit(str(path))
 
 
-__all__ = ["InstalledModel", "addCatalogueJob", "catalogueJob", "changed", "describe", "findModel", "importJob", "library_dir", "models",
-           "new_model_dir", "publishJob", "pullJob", "removeModel"]
+__all__ = ["InstalledModel", "addCatalogueJob", "catalogueJob", "changed", "describe", "findModel", "importJob",
+           "library_dir", "models", "new_model_dir", "publishJob", "pullJob", "removeModel"]

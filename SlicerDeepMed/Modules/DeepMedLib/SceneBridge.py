@@ -11,10 +11,15 @@ import numpy as np
 import SimpleITK as sitk
 import slicer
 import slicer.util
-import vtk
 
-from DeepMedLib.Geometry import (copyNodeGeometry, gridDifference, ijkToRasFromImage, ijkToRasFromNode,
-                                 setImageGeometryFromIjkToRas, setNodeIjkToRas)
+from DeepMedLib.Geometry import (
+    copyNodeGeometry,
+    gridDifference,
+    ijkToRasFromImage,
+    ijkToRasFromNode,
+    setImageGeometryFromIjkToRas,
+    setNodeIjkToRas,
+)
 
 
 class SceneBridgeError(ValueError):
@@ -115,7 +120,8 @@ def addSegmentationFromLabelImage(labelImage: sitk.Image, referenceVolume, label
         if segmentationNode.GetDisplayNode() is None:
             segmentationNode.CreateDefaultDisplayNodes()
         segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolume)
-        if not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmapNode, segmentationNode):
+        segmentationsLogic = slicer.vtkSlicerSegmentationsModuleLogic
+        if not segmentationsLogic.ImportLabelmapToSegmentationNode(labelmapNode, segmentationNode):
             raise SceneBridgeError(f"{segmentationNode.GetName()}: importing the label map failed")
         _nameAndColourSegments(segmentationNode, labels)
     finally:

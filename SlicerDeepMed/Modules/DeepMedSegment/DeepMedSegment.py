@@ -12,18 +12,23 @@ from typing import Annotated
 
 import slicer
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper  # noqa: F401
-from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+)
 
 # In a developer checkout the shared DeepMedLib and the engine (deepmed) sit above this folder; an installed
 # extension has them beside it.
 _MODULES_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 for _path in (_MODULES_DIR, os.path.dirname(_MODULES_DIR)):
-    if os.path.isdir(os.path.join(_path, "DeepMedLib")) or os.path.isdir(os.path.join(_path, "deepmed")):
-        if _path not in sys.path:
-            sys.path.append(_path)
+    hasCode = os.path.isdir(os.path.join(_path, "DeepMedLib")) or os.path.isdir(os.path.join(_path, "deepmed"))
+    if hasCode and _path not in sys.path:
+        sys.path.append(_path)
+
+from DeepMedSegmentLib.SegmentLogic import SegmentLogic  # noqa: E402
 
 from DeepMedLib.ModuleWidget import DeepMedModuleWidget  # noqa: E402
-from DeepMedSegmentLib.SegmentLogic import SegmentLogic  # noqa: E402
 
 
 class DeepMedSegment(ScriptedLoadableModule):
@@ -97,7 +102,8 @@ class DeepMedSegmentTest(ScriptedLoadableModuleTest):
         from DeepMedLib.SelfTestData import syntheticCase, syntheticImage
 
         volume, truth = syntheticCase(slicer.mrmlScene, seed=3)
-        labels = [{"value": 1, "name": "box", "color": [200, 50, 50]}, {"value": 2, "name": "core", "color": [50, 50, 200]}]
+        labels = [{"value": 1, "name": "box", "color": [200, 50, 50]},
+                  {"value": 2, "name": "core", "color": [50, 50, 200]}]
         segmentation = SceneBridge.addSegmentationFromLabelImage(syntheticImage(truth), volume, labels, "self-test")
         self.assertEqual(SceneBridge.segmentNames(segmentation), ["box", "core"])
         import SimpleITK as sitk
@@ -109,6 +115,7 @@ class DeepMedSegmentTest(ScriptedLoadableModuleTest):
         import tempfile
 
         import numpy as np
+
         from DeepMedLib import SceneBridge
         from DeepMedLib.SelfTestData import syntheticCase, trainTinyModel
 

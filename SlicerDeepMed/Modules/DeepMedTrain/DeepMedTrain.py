@@ -12,18 +12,23 @@ from typing import Annotated
 
 import slicer
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+)
 
 # In a developer checkout the shared DeepMedLib and the engine (deepmed) sit above this folder; an installed
 # extension has them beside it.
 _MODULES_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 for _path in (_MODULES_DIR, os.path.dirname(_MODULES_DIR)):
-    if os.path.isdir(os.path.join(_path, "DeepMedLib")) or os.path.isdir(os.path.join(_path, "deepmed")):
-        if _path not in sys.path:
-            sys.path.append(_path)
+    hasCode = os.path.isdir(os.path.join(_path, "DeepMedLib")) or os.path.isdir(os.path.join(_path, "deepmed"))
+    if hasCode and _path not in sys.path:
+        sys.path.append(_path)
+
+from DeepMedTrainLib.TrainLogic import TrainLogic  # noqa: E402
 
 from DeepMedLib.ModuleWidget import DeepMedModuleWidget  # noqa: E402
-from DeepMedTrainLib.TrainLogic import TrainLogic  # noqa: E402
 
 
 class DeepMedTrain(ScriptedLoadableModule):
@@ -103,8 +108,9 @@ class DeepMedTrainTest(ScriptedLoadableModuleTest):
 
     def test_curves_and_config_without_torch(self):
         """The scene side of training and the worker's typed configuration need no torch."""
-        from DeepMedLib.TrainingCurves import TrainingCurves
         from DeepMedTrainLib.TrainLogic import parseSettingValue, trainingConfig
+
+        from DeepMedLib.TrainingCurves import TrainingCurves
 
         curves = TrainingCurves(slicer.mrmlScene, "self-test")
         curves.addEpoch(1, 0.5)

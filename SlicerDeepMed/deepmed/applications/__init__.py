@@ -4,9 +4,16 @@ Adding one (classification, autoencoder, GAN) means a module that subclasses ``A
 here or as a plug-in (``deepmed.applications.plugins``); the driver, trainer and predictor do not change.
 """
 
-from deepmed.applications.base import (APPLICATIONS, Application, Parts, Prediction, PreparedData, StepContext,
-                                       get_application)
 from deepmed.applications import regression, segmentation  # noqa: F401  (register)
+from deepmed.applications.base import (
+                                       APPLICATIONS,
+                                       Application,
+                                       Parts,
+                                       Prediction,
+                                       PreparedData,
+                                       StepContext,
+                                       get_application,
+)
 from deepmed.applications.plugins import load_plugins
 
 load_plugins()

@@ -64,7 +64,8 @@ class DenseApplication(Application):
                                  list(reversed(patch)), list(reversed(spacing)),
                                  {**self.network_defaults(net["name"]), **net["args"]})
         loss = self.default_loss if config["loss"]["name"] == "auto" else config["loss"]["name"]
-        return {"channel_names": channel_names, "spacing": spacing, "patch_size": patch, "normalization": normalization, "sampling": sampling,
+        return {"channel_names": channel_names, "spacing": spacing, "patch_size": patch,
+                "normalization": normalization, "sampling": sampling,
                 "network": {"name": net["name"], "args": args}, "loss": loss}
 
     def choose_sampling(self, fingerprint: dict) -> tuple[str, str]:
@@ -195,7 +196,8 @@ class DenseApplication(Application):
             key = repr([(e["normalization"], e.get("statistics")) for e in inputs])
             if key not in cache:
                 methods = [e["normalization"] for e in inputs]
-                cache[key] = torch.from_numpy(normalize_image(image, methods, [e.get("statistics") for e in inputs]))[None]
+                stats = [e.get("statistics") for e in inputs]
+                cache[key] = torch.from_numpy(normalize_image(image, methods, stats))[None]
             tensors.append(cache[key])
         return tensors
 

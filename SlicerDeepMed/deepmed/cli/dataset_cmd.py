@@ -142,7 +142,8 @@ def run_split(args: argparse.Namespace) -> int:
     if args.folds is not None and args.fractions is not None:
         raise DeepMedError("give either --folds or --fractions, not both")
     if args.dataset.suffix.lower() != ".json":
-        raise DeepMedError(f"{args.dataset}: splits are stored in a JSON manifest; convert it with 'deepmed dataset scan'")
+        raise DeepMedError(f"{args.dataset}: splits are stored in a JSON manifest; "
+                           "convert it with 'deepmed dataset scan'")
     dataset = Dataset.load(args.dataset)
     add_splits(dataset, folds=args.folds, fractions=tuple(args.fractions) if args.fractions else None, seed=args.seed)
     dataset.save(args.dataset)

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from deepmed.utils.atomic import check_output_folder
     from deepmed.zoo.library import resolve_model
 
-    batch = len(args.inputs) == 1 and (args.inputs[0].is_dir() and not _is_dicom(args.inputs[0])
+    batch = len(args.inputs) == 1 and ((args.inputs[0].is_dir() and not _is_dicom(args.inputs[0]))
                                        or args.inputs[0].suffix.lower() in (".json", ".csv"))
     folds = _parse_folds(args.folds) if args.folds else None
     predictor = Predictor(resolve_model(args.model), args.device, expected_app=args.app, folds=folds)
@@ -97,9 +97,9 @@ def run(args: argparse.Namespace) -> int:
         raise DeepMedError(f"no case could be processed ({len(jobs)} skipped)")
     if args.progress == "tqdm":
         done = len(jobs) - len(skipped)
-        print(f"written {args.output}" if not batch else
-              f"written {done} of {len(jobs)} case(s) to {args.output}" + (f", {len(skipped)} skipped" if skipped else ""),
-              file=sys.stderr)
+        note = f", {len(skipped)} skipped" if skipped else ""
+        summary = f"written {done} of {len(jobs)} case(s) to {args.output}{note}"
+        print(f"written {args.output}" if not batch else summary, file=sys.stderr)
     return 0
 
 

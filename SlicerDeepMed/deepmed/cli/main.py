@@ -8,12 +8,12 @@ import os
 import sys
 import time
 
-#: When this process started running deepmed: a time budget (--time-limit) counts from here.
-STARTED_AT = time.time()
-
 from deepmed import __version__
 from deepmed.errors import DeepMedError, DeepMedInterrupted
 from deepmed.utils.closed_output import say
+
+#: When this process started running deepmed (the imports above are light): a time budget counts from here.
+STARTED_AT = time.time()
 
 #: command name -> module implementing ``add_parser(subparsers)`` and ``run(args) -> int``.
 COMMANDS = {

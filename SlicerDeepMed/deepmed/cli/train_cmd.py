@@ -7,9 +7,9 @@ from pathlib import Path
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("train", help="train a model (segmentation, regression, ...: deepmed list applications)")
+    parser = subparsers.add_parser("train", help="train a model (an application: deepmed list applications)")
     parser.add_argument("--dataset", required=True, type=Path, help="manifest (.json), CSV or nnU-Net folder")
-    parser.add_argument("--app", help="application: segmentation (default), regression, ... (deepmed list applications)")
+    parser.add_argument("--app", help="application (default segmentation; deepmed list applications)")
     parser.add_argument("--out", required=True, type=Path, help="model directory to write")
     parser.add_argument("--config", type=Path, help="YAML/JSON training configuration")
     parser.add_argument("--epochs", type=int)

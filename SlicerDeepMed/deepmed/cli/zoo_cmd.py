@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -70,7 +69,7 @@ def add_parser(subparsers) -> None:
 
 
 def _rows(args) -> tuple[list[dict], list[str]]:
-    from deepmed.zoo.catalog import version_key, available_models
+    from deepmed.zoo.catalog import available_models, version_key
     from deepmed.zoo.library import installed_models
 
     installed = {m.id: m for m in installed_models(args.library)}

@@ -73,7 +73,8 @@ def _check_case(case: Case, dataset: Dataset, where: str, problems: list[str], r
     for index, array in enumerate(arrays):
         bad = int(array.size - np.count_nonzero(np.isfinite(array))) if array.dtype.kind == "f" else 0
         if bad:
-            problems.append(f"case {case.id}: {case.images[min(index, len(case.images) - 1)].name}: {bad} NaN/Inf voxel(s)")
+            name = case.images[min(index, len(case.images) - 1)].name
+            problems.append(f"case {case.id}: {name}: {bad} NaN/Inf voxel(s)")
     for path in case.images:  # ITK reads NaN/Inf in NIfTI as 0: count them in the stored data
         bad = count_nonfinite_nifti(path) if is_nifti(path) else 0
         if bad:

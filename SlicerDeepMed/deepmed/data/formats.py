@@ -24,7 +24,8 @@ def nnunet_folder_manifest(folder: Path) -> tuple[dict, list[str]]:
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
-            raise DeepMedError(f"{meta_path}: JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+            raise DeepMedError(f"{meta_path}: JSON syntax error at line {exc.lineno}, "
+                               f"column {exc.colno}: {exc.msg}") from None
     ending = meta.get("file_ending")
     data = {"name": str(meta.get("name", folder.name)), "description": str(meta.get("description", "")),
             "channel_names": meta.get("channel_names") or meta.get("modality") or {},

@@ -103,7 +103,8 @@ class Dataset:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
-            raise DeepMedError(f"{path}: JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+            raise DeepMedError(f"{path}: JSON syntax error at line {exc.lineno}, "
+                               f"column {exc.colno}: {exc.msg}") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise DeepMedError(f"{path}: cannot read ({exc})") from None
         if isinstance(data, dict) and "training" not in data and (path.parent / "imagesTr").is_dir():
@@ -154,7 +155,8 @@ class Dataset:
         for c in self.all_cases:
             if c.id == case_id:
                 return c
-        raise DeepMedError(f"no case '{case_id}' in dataset {self.name}; {suggest(case_id, [c.id for c in self.all_cases])}")
+        hint = suggest(case_id, [c.id for c in self.all_cases])
+        raise DeepMedError(f"no case '{case_id}' in dataset {self.name}; {hint}")
 
     @property
     def label_names(self) -> dict[int, str]:
@@ -210,7 +212,7 @@ def parse_labels(raw, where: str, problems: list[str]) -> dict[str, int]:
     for key, value in raw.items():
         name, number = (value, key) if msd_style else (key, value)
         try:
-            if isinstance(number, bool) or isinstance(number, (list, dict)):
+            if isinstance(number, (bool, list, dict)):
                 raise ValueError
             labels[str(name)] = int(number)
         except (TypeError, ValueError):
@@ -263,7 +265,8 @@ def _parse_case(entry, root: Path, where: str, problems: list[str], needs_label:
         return None
     for key in entry:
         if key not in CASE_KEYS:
-            problems.append(f"{where}: unknown key '{key}'; {suggest(key, CASE_KEYS)}known keys: id, image, label, value")
+            problems.append(f"{where}: unknown key '{key}'; {suggest(key, CASE_KEYS)}"
+                            "known keys: id, image, label, value")
     images = entry.get("image")
     if isinstance(images, str):
         images = [images]
@@ -307,10 +310,12 @@ def _parse_splits(raw, dataset: Dataset, where: str, problems: list[str]) -> lis
     for index, split in enumerate(raw):
         for key, ids in split.items():
             if key not in ("train", "val", "test"):
-                problems.append(f"{where}: splits[{index}]: unknown key '{key}'; {suggest(key, ['train', 'val', 'test'])}"
+                hint = suggest(key, ["train", "val", "test"])
+                problems.append(f"{where}: splits[{index}]: unknown key '{key}'; {hint}"
                                 "known keys: train, val, test")
                 continue
             for case_id in ids:
                 if case_id not in known:
-                    problems.append(f"{where}: splits[{index}].{key}: unknown case '{case_id}'; {suggest(case_id, known)}")
+                    problems.append(f"{where}: splits[{index}].{key}: unknown case '{case_id}'; "
+                                    f"{suggest(case_id, known)}")
     return [{k: list(v) for k, v in s.items() if k in ("train", "val", "test")} for s in raw]

@@ -34,7 +34,7 @@ class ScanPatterns:
     not_contains: list[str] = field(default_factory=list)
     label_not_contains: list[str] = field(default_factory=list)
     image_not_contains: list[str] = field(default_factory=list)
-    remove_from_id: str | None = None  # regular expression removed from every subject id (NiftyNet's filename_removefromid)
+    remove_from_id: str | None = None  # regex removed from every subject id (NiftyNet's filename_removefromid)
 
 
 def _looks_like_dicom_folder(folder: Path) -> bool:

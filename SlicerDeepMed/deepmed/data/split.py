@@ -27,7 +27,8 @@ def fraction_split(case_ids: list[str], train: float, val: float, test: float, s
         if not 0 <= f <= 1:
             raise DeepMedError(f"{name} fraction must be in [0, 1], not {f}")
     if abs(sum(fractions.values()) - 1) > 1e-6:
-        raise DeepMedError(f"train/val/test fractions must sum to 1, got {train} + {val} + {test} = {train + val + test:g}")
+        total = train + val + test
+        raise DeepMedError(f"train/val/test fractions must sum to 1, got {train} + {val} + {test} = {total:g}")
     order = [str(i) for i in np.random.default_rng(seed).permutation(sorted(case_ids))]
     n = len(order)
     n_val = max(1, round(val * n)) if val > 0 else 0

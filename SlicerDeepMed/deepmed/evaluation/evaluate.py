@@ -15,10 +15,10 @@ import SimpleITK as sitk
 
 from deepmed.data.manifest import Dataset, case_id_from_path
 from deepmed.errors import DeepMedError
-from deepmed.io.geometry import align_to_grid, grid_differences, same_voxel_centres
-from deepmed.io.image_io import INTEGER_PIXEL_TYPES, is_image_file, read_image
 from deepmed.evaluation.regression_metrics import REGRESSION_COLUMNS, regression_metrics
 from deepmed.evaluation.segmentation_metrics import SEGMENTATION_COLUMNS, segmentation_metrics
+from deepmed.io.geometry import align_to_grid, grid_differences, same_voxel_centres
+from deepmed.io.image_io import INTEGER_PIXEL_TYPES, is_image_file, read_image
 from deepmed.utils.atomic import write_text_atomic
 from deepmed.utils.choices import look_up
 

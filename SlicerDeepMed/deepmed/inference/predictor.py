@@ -11,7 +11,7 @@ from deepmed.model.device import pick_device
 from deepmed.model.directory import WEIGHTS, read_card
 from deepmed.model.weights import fold_weights, load_weights, split_networks
 
-__all__ = ["Predictor", "Prediction"]
+__all__ = ["Prediction", "Predictor"]
 
 
 class Predictor:

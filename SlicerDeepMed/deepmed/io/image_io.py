@@ -135,7 +135,7 @@ def label_dtype(array: np.ndarray) -> type:
     lo, hi = (int(array.min()), int(array.max())) if array.size else (0, 0)
     if lo >= 0:
         return np.uint8 if hi < 256 else np.uint16 if hi < 65536 else np.uint32
-    return np.int16 if -32768 <= lo and hi < 32768 else np.int32
+    return np.int16 if lo >= -32768 and hi < 32768 else np.int32
 
 
 def write_image(

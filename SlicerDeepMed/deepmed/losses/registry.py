@@ -51,7 +51,8 @@ def _dice_focal(num_classes, **args):
     return DiceFocalLoss(**{**_SEG, **args})
 
 
-@LOSSES.register("generalized_dice", "generalised Dice (Sudre et al. 2017), class-imbalance weighting", applications=SEG)
+@LOSSES.register("generalized_dice", "generalised Dice (Sudre et al. 2017), class-imbalance weighting",
+                 applications=SEG)
 def _gdice(num_classes, **args):
     from monai.losses import GeneralizedDiceLoss
 

@@ -69,7 +69,8 @@ def write_metrics_csv(model_dir: Path, history: list[dict]) -> Path:
     return write_text_atomic(Path(model_dir) / "metrics.csv", buffer.getvalue())
 
 
-def write_curves(model_dir: Path, history: list[dict], metric_prefixes: tuple[str, ...], key_metric: str) -> Path | None:
+def write_curves(model_dir: Path, history: list[dict], metric_prefixes: tuple[str, ...],
+                 key_metric: str) -> Path | None:
     """Loss and validation-metric curves as a PNG (people would rather look at a curve)."""
     if not history:
         return None

@@ -38,7 +38,7 @@ def patch_size(fingerprint: dict, spacing: list[float], max_voxels: int) -> tupl
     """Median shape at the target spacing, shrunk (largest axis first) to the voxel budget, multiples of 16."""
     median_spacing = np.asarray(fingerprint["spacing"]["median"], dtype=np.float64)
     shape = np.asarray(fingerprint["size"]["median"], dtype=np.float64) * median_spacing / np.asarray(spacing)
-    patch = [max(DIVISOR, int(round(s / DIVISOR)) * DIVISOR) for s in shape]
+    patch = [max(DIVISOR, round(s / DIVISOR) * DIVISOR) for s in shape]
     while int(np.prod(patch)) > max_voxels:
         axis = int(np.argmax(patch))
         if patch[axis] <= DIVISOR:

@@ -20,15 +20,15 @@ from deepmed.applications import get_application
 from deepmed.data.manifest import Dataset
 from deepmed.errors import DeepMedError, DeepMedInterrupted
 from deepmed.model.device import pick_device
-from deepmed.model.directory import (CARD, CARD_FORMAT, CONFIG, read_card, write_card, write_curves,
-                                     write_metrics_csv)
+from deepmed.model.directory import CARD, CARD_FORMAT, CONFIG, read_card, write_card, write_curves, write_metrics_csv
 from deepmed.model.weights import split_networks
 from deepmed.progress import make_reporter
 from deepmed.training.checkpoint import find_checkpoint, load_checkpoint
 from deepmed.training.clock import Clock
 from deepmed.training.config import AUTO, dump_config, load_config_file, parse_duration, resolve_config
 from deepmed.training.distributed import init_distributed
-from deepmed.training.planner import PLAN_FILE, plan as make_plan
+from deepmed.training.planner import PLAN_FILE
+from deepmed.training.planner import plan as make_plan
 from deepmed.training.trainer import Trainer, TrainState
 from deepmed.utils.atomic import write_text_atomic
 
@@ -50,7 +50,7 @@ def split(dataset: Dataset, cfg: dict) -> tuple[list, list]:
     train, val, _ = dataset.split_cases(fold or 0)
     if not dataset.splits and cfg["training"]["val_fraction"] > 0 and len(train) >= 2:
         order = np.random.default_rng(cfg["training"]["seed"]).permutation(len(train))
-        n_val = max(1, int(round(cfg["training"]["val_fraction"] * len(train))))
+        n_val = max(1, round(cfg["training"]["val_fraction"] * len(train)))
         val = [train[i] for i in sorted(order[:n_val])]
         train = [train[i] for i in sorted(order[n_val:])]
     if not train:

@@ -24,13 +24,14 @@ from deepmed.errors import DeepMedError
 from deepmed.evaluation.evaluate import evaluate, format_summary, summarize, write_csv
 from deepmed.inference.predictor import Predictor
 from deepmed.inferers.ongrid import keep_largest_component
-from deepmed.io.image_io import read_image, write_image
+from deepmed.io.image_io import read_image
 from deepmed.model.device import pick_device
-from deepmed.model.directory import CARD, CONFIG, WEIGHTS, read_card, write_card
+from deepmed.model.directory import CONFIG, WEIGHTS, read_card, write_card
 from deepmed.model.weights import ensemble_weights, load_weights, save_weights
 from deepmed.training.config import load_config_file, resolve_config
 from deepmed.training.driver import train
-from deepmed.training.planner import PLAN_FILE, plan as make_plan
+from deepmed.training.planner import PLAN_FILE
+from deepmed.training.planner import plan as make_plan
 from deepmed.utils.atomic import write_text_atomic
 
 

@@ -95,7 +95,8 @@ def download(url: str, destination: Path, *, sha256: str, size: int | None = Non
         if size is not None and received != size:
             raise DeepMedError(f"{url}: expected {size} bytes (catalogue), received {received}")
         if digest.hexdigest() != sha256:
-            raise DeepMedError(f"{url}: sha256 mismatch: expected {sha256}, got {digest.hexdigest()}; nothing installed")
+            raise DeepMedError(f"{url}: sha256 mismatch: expected {sha256}, got {digest.hexdigest()}; "
+                               "nothing installed")
         os.replace(temporary, destination)
     except BaseException:
         if os.path.exists(temporary):

@@ -35,7 +35,8 @@ def default_library_dir() -> Path:
 
 def library_dir(create: bool = False) -> Path:
     """The library folder (``$DEEPMED_LIBRARY`` or the per-user default); ``create`` makes it."""
-    path = Path(os.environ[LIBRARY_VARIABLE]).expanduser() if os.environ.get(LIBRARY_VARIABLE) else default_library_dir()
+    configured = os.environ.get(LIBRARY_VARIABLE)
+    path = Path(configured).expanduser() if configured else default_library_dir()
     if create:
         path.mkdir(parents=True, exist_ok=True)
     return path

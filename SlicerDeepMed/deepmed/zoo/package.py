@@ -97,7 +97,8 @@ def _zip_folder(folder: Path, target: Path) -> None:
 def memory_estimate(card: dict, weights_bytes: int) -> dict:
     """Weights size and a rough inference memory estimate (one sliding-window batch of activations)."""
     args = card["network"]["args"]
-    first = (args.get("channels") or args.get("features") or [args.get("init_filters") or args.get("feature_size") or 32])
+    first = args.get("channels") or args.get("features") or \
+        [args.get("init_filters") or args.get("feature_size") or 32]
     width = int(first[0]) if isinstance(first, list) else int(first)
     voxels = 1
     for size in card["patch_size"]:
@@ -116,7 +117,7 @@ def card_summary(card: dict) -> str:
              f"* Spacing (mm): {card['spacing']}; patch (voxels): {card['patch_size']}",
              f"* Network: {card['network']['name']}", f"* Licence: {card.get('licence', '?')}"]
     if card["labels"]:
-        lines.append("* Labels: " + ", ".join(f"{l['value']}={l['name']}" for l in card["labels"]))
+        lines.append("* Labels: " + ", ".join(f"{label['value']}={label['name']}" for label in card["labels"]))
     validation = card.get("validation", {})
     if validation.get("best") is not None:
         lines.append(f"* Validation {validation.get('key_metric')}: {validation['best']:.4f}")

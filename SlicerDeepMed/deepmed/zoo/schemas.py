@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from deepmed.errors import DeepMedError
@@ -13,7 +13,7 @@ CARD_SCHEMA = "model-card.schema.json"
 CATALOG_SCHEMA = "model-catalog.schema.json"
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema(name: str) -> dict:
     return json.loads((SCHEMA_DIR / name).read_text(encoding="utf-8"))
 

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import SimpleITK as sitk
+
 from deepmed.data.manifest import Case, Dataset
 from deepmed.data.scan import ScanPatterns, scan_folder
 from deepmed.data.split import add_splits
-
 from DeepMedLib import SceneBridge
 from DeepMedLib.BackgroundJob import BackgroundJob
 from DeepMedLib.EngineCommand import EngineRunner
@@ -89,7 +89,8 @@ class DataLogic:
         problems = self.sceneProblems(cases, channelNames)
         if problems:
             raise DataError("; ".join(problems))
-        partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent if folder.parent.is_dir() else None))
+        parent = folder.parent if folder.parent.is_dir() else None
+        partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=parent))
         try:
             dataset = self._writeCases(cases, partial, name, channelNames, description)
             dataset.save(partial / "dataset.json")
@@ -134,7 +135,8 @@ class DataLogic:
                 sitk.WriteImage(labelImage, str(label), useCompression=True)
             (training if label is not None else test).append(Case(case.id, images, label))
         labels = {"background": 0, **dict(sorted(nameToValue.items(), key=lambda item: item[1]))}
-        return Dataset(name=name, description=description, channel_names={str(i): n for i, n in enumerate(channelNames)},
+        return Dataset(name=name, description=description,
+                       channel_names={str(i): n for i, n in enumerate(channelNames)},
                        labels=labels if nameToValue else {}, training=training, test=test)
 
     @staticmethod
@@ -155,8 +157,9 @@ class DataLogic:
     def scanFolder(self, folder, imagePatterns: list[str], labelPattern: str | None = None,
                    channelNames: list[str] | None = None, removeFromId: str | None = None):
         """A Dataset from a folder scan (patterns as in ``deepmed dataset scan``); returns (dataset, warnings)."""
-        dataset, warnings = scan_folder(Path(folder), ScanPatterns(images=list(imagePatterns), label=labelPattern or None,
-                                                                   remove_from_id=removeFromId or None))
+        patterns = ScanPatterns(images=list(imagePatterns), label=labelPattern or None,
+                                remove_from_id=removeFromId or None)
+        dataset, warnings = scan_folder(Path(folder), patterns)
         if channelNames:
             dataset.channel_names = {str(i): n for i, n in enumerate(channelNames)}
         return dataset, warnings

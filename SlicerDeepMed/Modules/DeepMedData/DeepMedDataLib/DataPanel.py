@@ -121,8 +121,9 @@ class DataPanel:
             dataset, warnings = self.logic.scanFolder(self.ui.folderPathLineEdit.currentPath, patterns,
                                                       self.ui.labelPatternLineEdit.text.strip(), names)
             self._useDataset(dataset, None)
+            note = f" {len(warnings)} warning(s): {warnings[0]}" if warnings else ""
             self.ui.statusLabel.text = (f"Found {len(dataset.training)} case(s) with labels, {len(dataset.test)} "
-                                        "without." + (f" {len(warnings)} warning(s): {warnings[0]}" if warnings else ""))
+                                        f"without.{note}")
 
     def onLoadManifest(self):
         try:
@@ -163,7 +164,8 @@ class DataPanel:
     def updateButtons(self, *args):
         ui = self.ui
         hasCases = bool(self.rows())
-        ui.exportButton.enabled = hasCases and bool(ui.exportFolderLineEdit.currentPath.strip()) and self.checkRun is None
+        hasFolder = bool(ui.exportFolderLineEdit.currentPath.strip())
+        ui.exportButton.enabled = hasCases and hasFolder and self.checkRun is None
         ui.removeCaseButton.enabled = self.folderDataset is None and bool(ui.casesTable.selectedIndexes())
 
     # ---- export, split, check -----------------------------------------------------------------------

@@ -6,8 +6,15 @@ import qt
 import slicer
 
 from DeepMedLib import ModelLibrary, Outputs
-from DeepMedLib.PanelHelpers import (DependencySection, clearLayout, configureNodeSelector, pollTimer, setBusy,
-                                     volumeSelector)
+from DeepMedLib.PanelHelpers import (
+    DependencySection,
+    clearLayout,
+    configureNodeSelector,
+    pollTimer,
+    setBusy,
+    volumeSelector,
+)
+
 
 class SegmentPanel:
     def __init__(self, ui, logic, scene):
@@ -215,7 +222,8 @@ class SegmentPanel:
     def importPackage(self, path: str):
         self.ui.statusLabel.text = f"Importing {path}..."
         setBusy(self.ui.progressBar, True)
-        self._startZooJob(ModelLibrary.importJob(path), lambda job, result: self._onInstalled(job, result, None, "Import"))
+        self._startZooJob(ModelLibrary.importJob(path),
+                          lambda job, result: self._onInstalled(job, result, None, "Import"))
 
     def _onInstalled(self, job, result, modelId, what):
         setBusy(self.ui.progressBar, False, 100 if result.succeeded else 0)

@@ -299,7 +299,7 @@ class TrainPanel:
             self.ui.statusLabel.text = self.run.summary()
 
     def onEvent(self, event: dict):
-        self.ui.progressBar.value = int(round(100 * self.run.fraction))
+        self.ui.progressBar.value = round(100 * self.run.fraction)
         eta = self.run.etaSeconds
         self.ui.progressBar.format = "%p%" + (f"  (ETA {int(eta) // 60}:{int(eta) % 60:02d})" if eta else "")
         self.ui.statusLabel.text = self.run.summary()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+USER_ENV = dict(os.environ)  # before deepmed is imported (it sets OMP_WAIT_POLICY): the plain script's own
+
 from deepmed.demo.ct_cohort import CT_LABELS, write_ct_cohort
 from deepmed.evaluation.evaluate import evaluate
 
@@ -27,10 +30,10 @@ HERE = Path(__file__).resolve().parent
 CLASSES = [name for name, value in CT_LABELS.items() if value]
 
 
-def run_timed(command: list[str], log: Path) -> float:
+def run_timed(command: list[str], log: Path, env: dict | None = None) -> float:
     started = time.time()
     with open(log, "w") as out:
-        result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT)
+        result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     if result.returncode != 0:
         sys.exit(f"failed ({result.returncode}): {' '.join(command)}\n{log.read_text()[-3000:]}")
     return time.time() - started
@@ -45,10 +48,10 @@ def score(manifest: Path, predictions: Path) -> dict:
 def plain(manifest: Path, work: Path, wall: float, device: str) -> dict:
     script, model = str(HERE / "plain_monai_segmentation.py"), work / "plain.pt"
     seconds = run_timed([sys.executable, script, "train", str(manifest), str(model), "--wall", str(wall),
-                         "--device", device], work / "plain_train.log")
+                         "--device", device], work / "plain_train.log", USER_ENV)
     summary = json.loads((work / "plain_train.log").read_text().strip().splitlines()[-1])
     run_timed([sys.executable, script, "infer", str(manifest), str(model), str(work / "plain_pred"),
-               "--device", device], work / "plain_infer.log")
+               "--device", device], work / "plain_infer.log", USER_ENV)
     return {"wall_s": round(seconds, 1), "iterations": summary["iterations"], "epochs": summary["epochs"],
             **score(manifest, work / "plain_pred")}
 

@@ -111,7 +111,7 @@ def train(args) -> None:
             optimizer.step()
             iterations += 1
             iteration_s = time.time() - started if iterations > 1 else 0.0
-        if not stop and epoch % 2 == 0:
+        if not stop and epoch % 2 == 0 and time.time() + validation_s < deadline:
             keep_if_best(time.time())
     if time.time() + validation_s < deadline:
         keep_if_best(time.time())  # the last weights, validated when there is time

@@ -61,8 +61,8 @@ def make_ct_case(seed: int) -> tuple[sitk.Image, sitk.Image]:
     direction /= np.linalg.norm(direction)
     lesion_centre = organ_centre + direction * (organ_radii.min() - lesion_radii.max() - 3) * rng.uniform(0, 0.8)
     lesion = _ellipsoid(x, y, z, lesion_centre, lesion_radii, rng.uniform(0, np.pi)) & organ
-    # the vessel: a 1.4-2.2 mm radius tube wandering through the slab along z, near or through the organ
-    radius = rng.uniform(1.4, 2.2)
+    # the vessel: a 2-3 mm radius tube (3-7 voxels across in-plane) wandering along z, near or through the organ
+    radius = rng.uniform(2.0, 3.0)
     phase, period = rng.uniform(0, 2 * np.pi, size=2), rng.uniform(50, 90, size=2)
     t = (z - zc)
     cx = organ_centre[0] + rng.uniform(4, 12) + 6 * np.sin(2 * np.pi * t / period[0] + phase[0]) + 0.15 * t

@@ -42,43 +42,49 @@ def run_timed(command: list[str], log: Path, env: dict | None = None) -> float:
 def score(manifest: Path, predictions: Path) -> dict:
     rows = evaluate(manifest, predictions, distances=False)
     dice = {name: float(np.mean([r["dice"] for r in rows if r["name"] == name])) for name in CLASSES}
-    return {"dice": dice, "mean_dice": float(np.mean(list(dice.values()))), "cases": len({r["case"] for r in rows})}
+    cases = len({r["case"] for r in rows})
+    return {"dice": dice, "mean_dice": float(np.mean(list(dice.values()))), "cases": cases}
 
 
-def plain(manifest: Path, work: Path, wall: float, device: str) -> dict:
+def plain(manifest: Path, work: Path, wall: float, device: str, env: dict) -> dict:
     script, model = str(HERE / "plain_monai_segmentation.py"), work / "plain.pt"
     seconds = run_timed([sys.executable, script, "train", str(manifest), str(model), "--wall", str(wall),
-                         "--device", device], work / "plain_train.log", USER_ENV)
+                         "--device", device], work / "plain_train.log", env)
     summary = json.loads((work / "plain_train.log").read_text().strip().splitlines()[-1])
     run_timed([sys.executable, script, "infer", str(manifest), str(model), str(work / "plain_pred"),
-               "--device", device], work / "plain_infer.log", USER_ENV)
+               "--device", device], work / "plain_infer.log", env)
     return {"wall_s": round(seconds, 1), "iterations": summary["iterations"], "epochs": summary["epochs"],
             **score(manifest, work / "plain_pred")}
 
 
-def engine(manifest: Path, work: Path, wall: float, device: str) -> dict:
+def engine(manifest: Path, work: Path, wall: float, device: str, env: dict) -> dict:
     deepmed, model = [sys.executable, "-m", "deepmed"], work / "engine_model"
-    seconds = run_timed(deepmed + ["train", "--dataset", str(manifest), "--out", str(model), "--time-limit",
-                                   str(wall), "--device", device, "--progress", "jsonl"], work / "engine_train.log")
+    train = ["train", "--dataset", str(manifest), "--out", str(model), "--time-limit", str(wall),
+             "--device", device, "--progress", "jsonl"]  # the defaults: no other setting
+    seconds = run_timed(deepmed + train, work / "engine_train.log", env)
     events = [json.loads(line) for line in (work / "engine_train.log").read_text().splitlines()
               if line.startswith("{")]
     plan = json.loads((model / "plan.json").read_text())
-    run_timed(deepmed + ["infer", "--model", str(model), str(manifest), "-o", str(work / "engine_pred"),  # its test cases
-                         "--device", device, "--progress", "none"], work / "engine_infer.log")
+    infer = ["infer", "--model", str(model), str(manifest), "-o", str(work / "engine_pred"),  # the test cases
+             "--device", device, "--progress", "none"]
+    run_timed(deepmed + infer, work / "engine_infer.log", env)
     return {"wall_s": round(seconds, 1), "iterations": sum(e["event"] == "iteration" for e in events),
             "epochs": sum(e["event"] == "epoch" for e in events),
             "validations": sum(e["event"] == "validation" for e in events),
-            "plan": {k: plan[k] for k in ("spacing", "patch_size", "sampling")} | {"batch": plan["schedule"]["batch_size"]},
+            "plan": {**{k: plan[k] for k in ("spacing", "patch_size", "sampling")},
+                     "batch": plan["schedule"]["batch_size"]},
             **score(manifest, work / "engine_pred")}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--wall", type=float, default=189.0, help="whole-process wall time of each training (s)")
+    parser.add_argument("--wall", type=float, default=189.0, help="whole-process wall time of a training (s)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--train-cases", type=int, default=24)
     parser.add_argument("--test-cases", type=int, default=8)
     parser.add_argument("--only", choices=["engine", "plain"], help="run one side only (for iterating)")
+    parser.add_argument("--plain-passive-threads", action="store_true",
+                        help="control: run the plain script with OMP_WAIT_POLICY=PASSIVE, as the engine sets it")
     parser.add_argument("--keep", type=Path, help="keep the work folder here")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
@@ -89,10 +95,12 @@ def main() -> None:
         manifest = write_ct_cohort(work / "data", args.train_cases, seed=0, n_test=args.test_cases)
         print(f"cohort: {args.train_cases} training + {args.test_cases} held-out cases "
               f"({time.time() - started:.1f} s); W = {args.wall:.0f} s on {args.device}", flush=True)
-        results = {"wall": args.wall, "device": args.device}
-        for name, bench in (("plain", plain), ("engine", engine)):
+        results = {"wall": args.wall, "device": args.device, "load_average_at_start": os.getloadavg()[0],
+                   "plain_passive_threads": args.plain_passive_threads}
+        plain_env = {**USER_ENV, "OMP_WAIT_POLICY": "PASSIVE"} if args.plain_passive_threads else USER_ENV
+        for name, bench, env in (("plain", plain, plain_env), ("engine", engine, None)):
             if args.only in (None, name):
-                results[name] = bench(manifest, work, args.wall, args.device)
+                results[name] = bench(manifest, work, args.wall, args.device, env)
                 print(name, json.dumps(results[name]), flush=True)
     report(results)
     if args.out:
@@ -101,9 +109,12 @@ def main() -> None:
 
 def report(results: dict) -> None:
     sides = [s for s in ("engine", "plain") if s in results]
-    print(f"\naccuracy per minute, W = {results['wall']:.0f} s, {results['device']} (held-out Dice)")
+    print(f"\naccuracy per minute, W = {results['wall']:.0f} s, {results['device']} (held-out Dice), "
+          f"load average at start {results['load_average_at_start']:.2f}"
+          + (", plain with passive OpenMP threads" if results["plain_passive_threads"] else ""))
     print(f"{'':14}" + "".join(f"{s:>10}" for s in sides) + ("   ratio" if len(sides) == 2 else ""))
-    rows = [(name, lambda r, n=name: r["dice"][n]) for name in CLASSES] + [("mean Dice", lambda r: r["mean_dice"])]
+    rows = [(name, lambda r, n=name: r["dice"][n]) for name in CLASSES]
+    rows.append(("mean Dice", lambda r: r["mean_dice"]))
     for label, get in rows:
         values = [get(results[s]) for s in sides]
         ratio = f"{values[0] / values[1]:8.2f}" if len(sides) == 2 and values[1] > 0 else ""

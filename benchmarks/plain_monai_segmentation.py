@@ -43,7 +43,8 @@ def files(manifest: Path, part: str) -> tuple[list[dict], int]:
 
 def deterministic(keys) -> list:
     return [mt.LoadImaged(keys), mt.EnsureChannelFirstd(keys),
-            mt.ScaleIntensityRanged(["image"], a_min=WINDOW[0], a_max=WINDOW[1], b_min=0.0, b_max=1.0, clip=True),
+            mt.ScaleIntensityRanged(["image"], a_min=WINDOW[0], a_max=WINDOW[1], b_min=0.0, b_max=1.0,
+                                    clip=True),
             mt.CropForegroundd(keys, source_key="image", allow_smaller=True),
             mt.Orientationd(keys, axcodes="RAS"),
             mt.Spacingd(keys, pixdim=PIXDIM, mode=("bilinear", "nearest")[:len(keys)])]
@@ -63,15 +64,17 @@ def train(args) -> None:
         mt.RandCropByPosNegLabeld(KEYS, label_key="label", spatial_size=PATCH, pos=1, neg=1, num_samples=2,
                                   image_key="image", image_threshold=0, allow_smaller=True),
         mt.SpatialPadd(KEYS, spatial_size=PATCH)])
-    train_loader = DataLoader(CacheDataset(train_files, train_tf, cache_rate=1.0, num_workers=2, progress=False),
-                              batch_size=2, shuffle=True, num_workers=0)
-    val_ds = CacheDataset(val_files, mt.Compose(deterministic(KEYS)), cache_rate=1.0, num_workers=2, progress=False)
+    train_ds = CacheDataset(train_files, train_tf, cache_rate=1.0, num_workers=2, progress=False)
+    train_loader = DataLoader(train_ds, batch_size=2, shuffle=True, num_workers=0)
+    val_ds = CacheDataset(val_files, mt.Compose(deterministic(KEYS)), cache_rate=1.0, num_workers=2,
+                          progress=False)
     device = torch.device(args.device)
     model = network(n_classes).to(device)
     loss_function = DiceCELoss(to_onehot_y=True, softmax=True)
     optimizer = torch.optim.Adam(model.parameters(), args.lr)
     dice_metric = DiceMetric(include_background=False, reduction="mean")
-    post_pred, post_label = mt.AsDiscrete(argmax=True, to_onehot=n_classes), mt.AsDiscrete(to_onehot=n_classes)
+    post_pred = mt.AsDiscrete(argmax=True, to_onehot=n_classes)
+    post_label = mt.AsDiscrete(to_onehot=n_classes)
     deadline = STARTED + args.wall - 2.0  # leave time to write the model and exit
     best, iterations, epoch, iteration_s, validation_s, validations = -1.0, 0, 0, 0.0, 0.0, 0
     stop = False
@@ -117,7 +120,8 @@ def train(args) -> None:
         keep_if_best(time.time())  # the last weights, validated when there is time
     elif best < 0:
         torch.save(model.state_dict(), args.model)
-    print(json.dumps({"iterations": iterations, "epochs": epoch, "validations": validations, "best_val_dice": best,
+    print(json.dumps({"iterations": iterations, "epochs": epoch, "validations": validations,
+                      "best_val_dice": best,
                       "seconds": round(time.time() - STARTED, 1)}))
 
 
@@ -128,7 +132,8 @@ def infer(args) -> None:
     model.load_state_dict(torch.load(args.model, map_location=device, weights_only=True))
     model.eval()
     test_tf = mt.Compose(deterministic(["image"]))
-    post = mt.Compose([mt.Invertd("pred", transform=test_tf, orig_keys="image", nearest_interp=False, to_tensor=True),
+    invert = mt.Invertd("pred", transform=test_tf, orig_keys="image", nearest_interp=False, to_tensor=True)
+    post = mt.Compose([invert,
                        mt.AsDiscreted("pred", argmax=True)])
     args.out.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():

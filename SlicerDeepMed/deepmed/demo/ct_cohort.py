@@ -59,9 +59,10 @@ def make_ct_case(seed: int) -> tuple[sitk.Image, sitk.Image]:
     lesion_radii = rng.uniform(3.5, 6.0, size=3) * np.array([1, 1, 1.3])
     direction = rng.normal(size=3)
     direction /= np.linalg.norm(direction)
-    lesion_centre = organ_centre + direction * (organ_radii.min() - lesion_radii.max() - 3) * rng.uniform(0, 0.8)
+    depth = (organ_radii.min() - lesion_radii.max() - 3) * rng.uniform(0, 0.8)
+    lesion_centre = organ_centre + direction * depth
     lesion = _ellipsoid(x, y, z, lesion_centre, lesion_radii, rng.uniform(0, np.pi)) & organ
-    # the vessel: a 2-3 mm radius tube (3-7 voxels across in-plane) wandering along z, near or through the organ
+    # the vessel: a 2-3 mm radius tube (5-8 voxels across in-plane) wandering along z, near/through the organ
     radius = rng.uniform(2.0, 3.0)
     phase, period = rng.uniform(0, 2 * np.pi, size=2), rng.uniform(50, 90, size=2)
     t = (z - zc)
@@ -111,9 +112,9 @@ def write_ct_cohort(folder: Path, n_cases: int = 24, seed: int = 0, n_test: int 
     (folder / "labels").mkdir(exist_ok=True)
     training = [_write(folder, f"ct_{i:03d}", seed * 1000 + i) for i in range(n_cases)]
     test = [_write(folder, f"ct_test_{i:03d}", TEST_SEED_OFFSET + seed * 1000 + i) for i in range(n_test)]
-    manifest = {"name": "synthetic_ct", "description": "DeepMed synthetic CT cohort (organ, low-contrast lesion, "
-                "thin vessel; anisotropic)", "channel_names": {"0": "CT"}, "labels": CT_LABELS,
-                "training": training, "test": test}
+    manifest = {"name": "synthetic_ct",
+                "description": "DeepMed synthetic CT (organ, low-contrast lesion, thin vessel; anisotropic)",
+                "channel_names": {"0": "CT"}, "labels": CT_LABELS, "training": training, "test": test}
     path = folder / "dataset.json"
     path.write_text(json.dumps(manifest, indent=2) + "\n")
     return path

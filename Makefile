@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO_OUT ?= demo_output
 
-.PHONY: venv test test-fast demo benchmark clean
+.PHONY: venv test test-fast demo benchmark benchmark-accuracy clean
 
 venv: $(STAMP)
 
@@ -27,6 +27,10 @@ demo: venv
 
 benchmark: venv
 	$(PY) benchmarks/bench_train_infer.py
+
+WALL ?= 189
+benchmark-accuracy: venv   # engine defaults vs. a plain MONAI script at equal wall time (about 2 x WALL + 2 min)
+	$(PY) benchmarks/bench_accuracy_per_minute.py --wall $(WALL) --out benchmark_accuracy.json
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

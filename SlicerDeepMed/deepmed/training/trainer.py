@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from monai.data import DataLoader, Dataset as MonaiDataset, list_data_collate
+from monai.data import DataLoader, list_data_collate
+from monai.data import Dataset as MonaiDataset
 
 from deepmed.applications import Application, Parts, PreparedData, StepContext
 from deepmed.errors import DeepMedInterrupted

@@ -45,15 +45,24 @@ def test_running_argmax_is_argmax_with_first_wins_ties():
 
 def test_streaming_labels_equal_the_plain_path(trained_segmentation, monkeypatch):  # noqa: F811
     manifest, model_dir, _ = trained_segmentation
-    image = sitk.ReadImage(str(manifest.parent / "c2.nii.gz"))
+    one = sitk.ReadImage(str(manifest.parent / "c2.nii.gz"))
+    tall = sitk.GetImageFromArray(np.concatenate([sitk.GetArrayFromImage(one)] * 4))  # 72 slices: room for slabs
+    tall.SetSpacing(one.GetSpacing())
+    tall.SetOrigin(one.GetOrigin())
+    tall.SetDirection(one.GetDirection())
     predictor = Predictor(model_dir, "cpu")
-    reference = plain_labels(predictor, image)
-    streamed = sitk.GetArrayFromImage(predictor.predict(image, precision="float32").output)
-    np.testing.assert_array_equal(streamed, reference)  # one slab, float32: the same computation
-    # forced into slabs of a few slices and float16 storage: labels agree on > 99.9% of voxels
-    monkeypatch.setattr(sliding, "SLAB_BUDGET_BYTES", 3 * 3 * 16 * 26 * 4 * 2 * 20)
+    for image in (one, tall):
+        reference = plain_labels(predictor, image)
+        streamed = sitk.GetArrayFromImage(predictor.predict(image, precision="float32").output)
+        np.testing.assert_array_equal(streamed, reference)  # one slab, float32: the same computation
+    # forced into slabs (two patches deep, the least) and float16 storage: labels agree on > 99.9% of voxels
+    monkeypatch.setattr(sliding, "SLAB_BUDGET_BYTES", 1)
     monkeypatch.setattr(sliding, "FLOAT32_ACTIVATION_BYTES", 0)
-    slabbed = sitk.GetArrayFromImage(predictor.predict(image, precision="float32").output)
+    calls = []
+    original = sliding.predict_volume
+    monkeypatch.setattr(sliding, "predict_volume", lambda *a, **k: calls.append(a[1].shape[2]) or original(*a, **k))
+    slabbed = sitk.GetArrayFromImage(predictor.predict(tall, precision="float32").output)
+    assert len(calls) > 1 and max(calls) < tall.GetSize()[2]  # it did run in slabs
     assert np.mean(slabbed == reference) > 0.999
 
 

@@ -32,15 +32,16 @@ def channels_on_input(activation: np.ndarray, grid: sitk.Image, reference: sitk.
 
 def running_argmax(channels: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """(index of the largest channel, its value) per voxel, drawing channels one by one; ties go to the first
-    channel, as ``np.argmax`` does."""
-    best = index = None
+    channel, as ``np.argmax`` does. Works in place: no temporary array per channel."""
+    best = index = better = None
     for c, values in enumerate(channels):
         if best is None:
             best = np.array(values, dtype=np.float32)
             index = np.zeros(best.shape, dtype=np.uint16)
+            better = np.empty(best.shape, dtype=bool)
             continue
-        better = values > best
-        index[better] = c
+        np.greater(values, best, out=better)
+        np.copyto(index, c, where=better)
         np.maximum(best, values, out=best)
     return index, best
 

@@ -55,7 +55,9 @@ def satisfies(version: str, specifier: str) -> bool:
 
 
 def in_slicer() -> bool:
-    return "slicer" in sys.modules or (Path(sys.executable).parent / "PythonSlicer").exists()
+    """Inside 3D Slicer: its application object is loaded, or this is its PythonSlicer (a worker). The PyPI
+    ``slicer-core`` package has a ``slicer`` module without ``app``: that is not Slicer."""
+    return hasattr(sys.modules.get("slicer"), "app") or (Path(sys.executable).parent / "PythonSlicer").exists()
 
 
 def _fix(dist: str, specifier: str) -> str:

@@ -115,3 +115,18 @@ def test_peak_memory_grows_by_less_than_half_a_volume_per_class():
     plain = (_peak_mb(24, "plain") - _peak_mb(4, "plain")) / 20
     assert plain > volume_mb, (plain, volume_mb)
     assert streaming < 0.5 * volume_mb, (streaming, volume_mb)
+
+
+def test_regression_decodes_while_the_channel_view_is_valid():
+    """The streamed channels are views into a resampled image that is freed when the generator closes."""
+    from deepmed.applications import get_application
+
+    def channels():
+        buffer = np.full((2, 3, 4), 5.0, np.float32)
+        try:
+            yield buffer
+        finally:
+            buffer[:] = np.nan  # what freeing the resampled image does to a view of it
+
+    out = get_application("regression").decode_on_input(channels, {"target_mean": 1.0, "target_std": 2.0}, {})
+    assert np.all(out == 11.0)

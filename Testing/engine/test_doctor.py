@@ -63,6 +63,7 @@ def test_too_old_versions_are_problems(monkeypatch):
     real = doctor.metadata.version
     monkeypatch.setattr(doctor.metadata, "version", lambda d: {"monai": "1.3.2", "torch": "2.3.1"}.get(d) or real(d))
     monkeypatch.setattr(doctor, "_monai_torch_requirement", lambda: ">=2.8.0")
+    monkeypatch.setattr(doctor, "in_slicer", lambda: False)  # outside Slicer the fix is a pip command
     problems = []
     versions, _ = doctor._packages(problems)
     assert versions["monai"] == "1.3.2"

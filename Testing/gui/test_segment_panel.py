@@ -223,3 +223,23 @@ def test_a_fold_ensemble_runs_whole_or_one_fold(panel, qtHarness, scene, tmp_pat
     qtHarness.processEventsUntil(lambda: panel.panel.run is None)
     assert qtHarness.messages == []
     saveScreenshot(panel.parent, "segment_panel_ensemble")
+
+
+def test_the_library_folder_is_chosen_in_the_panel_and_remembered(panel, qtHarness, tmp_path):
+    """Another folder lists its models (none here), trainings and downloads go there, and next time Slicer
+    starts with it (a user preference in QSettings)."""
+    import os
+
+    from DeepMedLib.ModuleWidget import preference, useRememberedLibrary
+
+    ui = panel.ui
+    first = os.environ["DEEPMED_LIBRARY"]
+    assert ui.libraryPathLineEdit.currentPath == first and ui.modelComboBox.count() == 1
+    other = tmp_path / "my models"
+    other.mkdir()
+    ui.libraryPathLineEdit.typePath(str(other))
+    assert os.environ["DEEPMED_LIBRARY"] == str(other) and preference("LibraryFolder") == str(other)
+    assert ui.modelComboBox.count() == 0 and "No models yet" in ui.modelDescriptionLabel.text()
+    os.environ["DEEPMED_LIBRARY"] = first  # a new Slicer session: the preference is applied at setup
+    useRememberedLibrary()
+    assert os.environ["DEEPMED_LIBRARY"] == str(other)

@@ -22,6 +22,17 @@ from DeepMedLib.Signal import Signal
 changed = Signal("str")
 
 
+def useLibraryFolder(folder, announce: bool = True) -> Path:
+    """Make ``folder`` the model library of this Slicer and of the workers it starts (``$DEEPMED_LIBRARY``)."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: the model library must be an existing folder")
+    os.environ[LIBRARY_VARIABLE] = str(folder)
+    if announce:
+        changed.emit(str(folder))
+    return folder
+
+
 def models(library: Path | None = None) -> list[InstalledModel]:
     return installed_models(library)
 
@@ -116,4 +127,4 @@ def removeModel(modelId: str) -> None:
 
 
 __all__ = ["InstalledModel", "addCatalogueJob", "catalogueJob", "changed", "describe", "findModel", "importJob",
-           "library_dir", "models", "new_model_dir", "publishJob", "pullJob", "removeModel"]
+           "library_dir", "models", "new_model_dir", "publishJob", "pullJob", "removeModel", "useLibraryFolder"]

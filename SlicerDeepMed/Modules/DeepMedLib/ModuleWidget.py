@@ -30,6 +30,17 @@ def setPreference(key: str, value) -> None:
     qt.QSettings().setValue(f"{SETTINGS_GROUP}/{key}", value)
 
 
+def useRememberedLibrary() -> None:
+    """The model library folder chosen in an earlier session (Segment panel), when it still exists."""
+    import os
+
+    from DeepMedLib import ModelLibrary
+
+    folder = preference("LibraryFolder")
+    if folder and os.path.isdir(folder):
+        ModelLibrary.useLibraryFolder(folder, announce=False)
+
+
 class DeepMedModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     """Subclasses set ``uiFile``, ``panelClass``, ``parameterNodeClass`` and ``logicClass``."""
 
@@ -44,6 +55,7 @@ class DeepMedModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
+        useRememberedLibrary()
         uiWidget = slicer.util.loadUI(self.resourcePath(self.uiFile))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)

@@ -40,8 +40,9 @@ class RegressionApplication(DenseApplication):
         return logits.float()
 
     def decode_on_input(self, channels, stats, labels):
-        values = next(iter(channels()))
-        return (values * stats["target_std"] + stats["target_mean"]).astype(np.float32)
+        for values in channels():  # one channel; used while the generator that owns it is alive
+            return (values * stats["target_std"] + stats["target_mean"]).astype(np.float32)
+        raise ValueError("the network produced no output channel")
 
     def validation_metrics(self, activation, target, stats, labels):
         """MAE and RMSE in the target's units on the working grid."""

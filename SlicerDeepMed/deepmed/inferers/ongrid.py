@@ -19,8 +19,9 @@ def back_to_input(array: np.ndarray, grid: sitk.Image, reference: sitk.Image) ->
 
 
 def channels_on_input(activation: np.ndarray, grid: sitk.Image, reference: sitk.Image) -> Iterator[np.ndarray]:
-    """Each (Z, Y, X) channel of a working-grid ``activation`` resampled onto ``reference``'s grid, one at a time
-    (a float32 view, valid until the next one is drawn): memory for one channel, however many there are."""
+    """Each (Z, Y, X) channel of a working-grid ``activation`` resampled onto ``reference``'s grid, one at a time:
+    memory for one channel, however many there are. Each is a float32 *view*, valid only until the next one is
+    drawn or the generator is closed (use it inside the loop; ``np.array(view)`` to keep it)."""
     for channel in activation:
         image = sitk.GetImageFromArray(np.asarray(channel, dtype=np.float32))
         image.CopyInformation(grid)

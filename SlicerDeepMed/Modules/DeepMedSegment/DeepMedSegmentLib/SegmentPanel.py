@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import qt
 import slicer
 
 from DeepMedLib import ModelLibrary, Outputs
+from DeepMedLib.ModuleWidget import setPreference
 from DeepMedLib.PanelHelpers import (
     DependencySection,
     clearLayout,
@@ -18,6 +21,8 @@ from DeepMedLib.PanelHelpers import (
 
 class SegmentPanel:
     def __init__(self, ui, logic, scene):
+        import ctk
+
         self.ui, self.logic, self.scene = ui, logic, scene
         self.models = []
         self.inputSelectors = []
@@ -43,6 +48,9 @@ class SegmentPanel:
         ui.applyButton.clicked.connect(self.onApply)
         ui.cancelButton.clicked.connect(self.onCancel)
         ModelLibrary.changed.connect(self.onLibraryChanged)
+        ui.libraryPathLineEdit.filters = ctk.ctkPathLineEdit.Dirs
+        ui.libraryPathLineEdit.currentPath = str(ModelLibrary.library_dir())
+        ui.libraryPathLineEdit.currentPathChanged.connect(self.onLibraryFolderChosen)
         self.refreshModels()
         self.readCatalogues()
 
@@ -94,6 +102,14 @@ class SegmentPanel:
             self.ui.modelDescriptionLabel.text = ("No models yet: train one in DeepMed Train or import a package "
                                                   f"(library: {ModelLibrary.library_dir()}).")
         self.onModelChanged()
+
+    def onLibraryFolderChosen(self, path):
+        """Another library folder: its models are listed, trainings land there, and it is remembered."""
+        if not path or os.path.abspath(path) == os.path.abspath(str(ModelLibrary.library_dir())):
+            return
+        with slicer.util.tryWithErrorDisplay("Could not use this folder as the model library."):
+            ModelLibrary.useLibraryFolder(path)
+            setPreference("LibraryFolder", path)
 
     def onRefresh(self):
         self.refreshModels()

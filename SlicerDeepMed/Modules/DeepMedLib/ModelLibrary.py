@@ -5,9 +5,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from deepmed.zoo.library import (
+    LIBRARY_VARIABLE,
     InstalledModel,
     installed_models,
     library_dir,

@@ -15,11 +15,9 @@ END_MARGIN_S = 4.0  # writing the card, curves and the last checkpoint, and leav
 class Clock:
     """Wall-clock bookkeeping of one run. ``limit_s`` None: no time budget (epochs decide)."""
 
-    def __init__(self, started_at: float | None, limit_s: float | None, seconds_before: float = 0.0,
-                 budget_before: float = 0.0):
+    def __init__(self, started_at: float | None, limit_s: float | None, budget_before: float = 0.0):
         self.started_at = started_at if started_at is not None else time.time()
         self.limit_s = float(limit_s) if limit_s else None
-        self.seconds_before = seconds_before   # training seconds of earlier runs (resume)
         self.budget_before = budget_before     # what those runs' time already spent of the budget
         self.iteration_s = 0.0                 # running mean of one iteration
         self.validation_s = 0.0                # duration of the last validation

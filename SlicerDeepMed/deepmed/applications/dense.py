@@ -205,16 +205,13 @@ class DenseApplication(Application):
     def keep_largest_labels(card: dict, requested: bool | None) -> list[int] | None:
         """Labels whose largest component alone is kept: all (``--keep-largest``), none (False), or by default
         those chosen by cross-validation (card ``postprocessing``), else the card's ``inference.keep_largest``."""
-        if requested is True:
-            return [entry["value"] for entry in card["labels"] if entry["value"] != 0]
-        if requested is False:
-            return None
+        every = [entry["value"] for entry in card["labels"] if entry["value"] != 0]
+        if requested is not None:
+            return every if requested else None
         chosen = card.get("postprocessing", {}).get("keep_largest")
         if chosen is not None:
             return list(chosen) or None
-        if card.get("inference", {}).get("keep_largest", False):
-            return [entry["value"] for entry in card["labels"] if entry["value"] != 0]
-        return None
+        return every if card.get("inference", {}).get("keep_largest", False) else None
 
     def add_probabilities(self, result: Prediction, channels, reference: sitk.Image) -> None:
         """Optional per-class outputs (segmentation: probabilities and their entropy)."""

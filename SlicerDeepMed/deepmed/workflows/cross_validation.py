@@ -24,6 +24,7 @@ from deepmed.errors import DeepMedError
 from deepmed.evaluation.evaluate import evaluate, format_summary, summarize, write_csv
 from deepmed.inference.predictor import Predictor
 from deepmed.inferers.ongrid import keep_largest_component
+from deepmed.io.geometry import align_to_grid
 from deepmed.io.image_io import read_image
 from deepmed.model.device import pick_device
 from deepmed.model.directory import CONFIG, WEIGHTS, read_card, write_card
@@ -105,11 +106,11 @@ def finish_cross_validation(dataset: Dataset, out: Path, folds: list[int], devic
             result = predictor.predict(case.images, keep_largest=False)
             path = predictor.write(result, predictions / f"{case_id}{predictor.app.output_suffix}")
             cases.append((case, path))
-    image_output = predictor.output_kind in ("label_map", "scalar_volume")
-    if image_output:
-        rows = _evaluate(cases, dataset)
+    pairs = _labelled_pairs(cases) if predictor.output_kind in ("label_map", "scalar_volume") else []
+    if pairs:
+        rows = _evaluate(pairs, dataset)
         write_csv(rows, report / "evaluation.csv")
-    postprocessing = choose_keep_largest(cases, dataset) if predictor.output_kind == "label_map" else {}
+    postprocessing = choose_keep_largest(pairs, dataset) if predictor.output_kind == "label_map" else {}
     card = _ensemble_card(out, folds, rows, postprocessing)
     write_text_atomic(report / "summary.json", json.dumps({"folds": folds, "summary": summarize(rows) if rows else [],
                                                            "postprocessing": postprocessing}, indent=2,
@@ -126,22 +127,28 @@ def finish_cross_validation(dataset: Dataset, out: Path, folds: list[int], devic
     return out
 
 
-def _evaluate(cases, dataset: Dataset) -> list[dict]:
-    names = dataset.label_names
-    rows = []
+def _labelled_pairs(cases) -> list[tuple]:
+    """(case id, reference, prediction) read once; the reference on the prediction's grid (the input's)."""
+    pairs = []
     for case, path in cases:
-        if case.label is None:
-            continue
-        for row in evaluate(read_image(case.label), read_image(path), labels=names, distances=True):
-            rows.append({**row, "case": case.id})
+        if case.label is not None:
+            prediction = read_image(path)
+            pairs.append((case.id, align_to_grid(read_image(case.label), prediction), prediction))
+    return pairs
+
+
+def _evaluate(pairs, dataset: Dataset) -> list[dict]:
+    rows = []
+    for case_id, reference, prediction in pairs:
+        for row in evaluate(reference, prediction, labels=dataset.label_names, distances=True):
+            rows.append({**row, "case": case_id})
     return rows
 
 
-def choose_keep_largest(cases, dataset: Dataset) -> dict:
+def choose_keep_largest(pairs, dataset: Dataset) -> dict:
     """nnU-Net's rule, per label: keep only the largest component where that raises the out-of-fold Dice."""
     chosen, gains = [], {}
-    references = [(sitk.GetArrayFromImage(read_image(c.label)), sitk.GetArrayFromImage(read_image(p)))
-                  for c, p in cases if c.label is not None]
+    references = [(sitk.GetArrayViewFromImage(ref), sitk.GetArrayFromImage(pred)) for _, ref, pred in pairs]
     for name, value in sorted(dataset.labels.items(), key=lambda item: item[1]):
         if value == 0:
             continue

@@ -145,3 +145,25 @@ def test_a_three_minute_command_line_run_ends_within_ten_seconds_of_three_minute
     assert card["validation"]["best"] > 0.5
     image = sitk.ReadImage(str(manifest.parent / "images" / "synth_000.nii.gz"))
     assert Predictor(tmp_path / "model", "cpu").predict(image).output.GetSize() == image.GetSize()
+
+
+def test_a_run_stopped_in_its_first_epoch_resumes(tmp_path):
+    """Stopped before any epoch ended: a card but no model.safetensors yet; --resume still continues it."""
+    import signal
+
+    from deepmed.errors import DeepMedInterrupted
+
+    manifest = write_tiny_dataset(tmp_path / "data")
+    settings = NET + ["training.epochs=2", "training.iterations_per_epoch=3"]
+
+    def stop_at_once(event):
+        if event["event"] == "iteration" and event["epoch"] == 0 and event["iteration"] == 0:
+            signal.raise_signal(signal.SIGINT)
+
+    with pytest.raises(DeepMedInterrupted):
+        train(manifest, tmp_path / "model", overrides=settings, progress=stop_at_once)
+    assert not (tmp_path / "model" / "model.safetensors").exists()
+    created = json.loads((tmp_path / "model" / "model_card.json").read_text())["created"]
+    train(manifest, tmp_path / "model", resume=True, progress="none")
+    card = json.loads((tmp_path / "model" / "model_card.json").read_text())
+    assert card["created"] == created and card["training"]["epochs_completed"] == 2

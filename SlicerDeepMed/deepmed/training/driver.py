@@ -20,7 +20,7 @@ from deepmed.applications import get_application
 from deepmed.data.manifest import Dataset
 from deepmed.errors import DeepMedError, DeepMedInterrupted
 from deepmed.model.device import pick_device
-from deepmed.model.directory import CARD, CARD_FORMAT, CONFIG, read_card, write_card, write_curves, write_metrics_csv
+from deepmed.model.directory import CARD, CARD_FORMAT, CONFIG, write_card, write_curves, write_metrics_csv
 from deepmed.model.weights import split_networks
 from deepmed.progress import make_reporter
 from deepmed.training.checkpoint import find_checkpoint, load_checkpoint
@@ -163,8 +163,8 @@ def _run(dataset, out, cfg, application, dev, reporter, resume, extend, started_
         if extend:
             resume_state = _extension_state(resume_state)
     card = build_card(cfg, plan, application, dataset, data, len(train_cases), len(val_cases))
-    if resume_state is not None and (out / CARD).is_file():
-        card["created"] = read_card(out)["created"]
+    if resume_state is not None and (out / CARD).is_file():  # a run stopped before its first epoch has no weights
+        card["created"] = json.loads((out / CARD).read_text(encoding="utf-8")).get("created", card["created"])
     if is_main:
         write_text_atomic(out / CONFIG, dump_config(cfg))
         write_text_atomic(out / PLAN_FILE, json.dumps(plan, indent=2) + "\n")

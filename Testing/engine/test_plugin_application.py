@@ -192,3 +192,39 @@ def test_the_command_line_finds_it_as_a_plug_in(trained, tmp_path):
     assert run.returncode == 0, run.stderr
     rows = list(csv.reader(out.open()))
     assert rows[0] == ["value"] and abs(float(rows[1][0]) - 50) < 25
+    assert run.stdout.startswith("value: ")  # a case-level result is printed as well as written
+    assert abs(float(run.stdout.split(":")[1]) - float(rows[1][0])) < 1e-3
+    batch = tmp_path / "batch"
+    run = subprocess.run([sys.executable, "-m", "deepmed", "infer", "--model", str(model), str(manifest),
+                          "-o", str(batch), "--progress", "none"], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    table = list(csv.DictReader((batch / "results.csv").open()))  # one table for the whole batch
+    assert [row["case"] for row in table] == [f"c{i}" for i in range(10)]
+    assert float(table[9]["value"]) - float(table[0]["value"]) > 40
+
+
+def test_modes_from_the_card_check_their_inputs(trained, tmp_path):
+    """The card's ``modes`` say what each mode takes; a wrong number of inputs or conditions is one line."""
+    import shutil
+
+    from deepmed.inference.predictor import Predictor
+
+    manifest, model, _ = trained
+    copy = tmp_path / "moded"
+    shutil.copytree(model, copy)
+    card = json.loads((copy / "model_card.json").read_text())
+    card["modes"] = [{"name": "predict", "output_kind": "table", "inputs": "images"},
+                     {"name": "generate", "output_kind": "image", "inputs": "conditions"}]
+    card["conditions"] = [{"name": "size"}, {"name": "position"}]
+    (copy / "model_card.json").write_text(json.dumps(card))
+    predictor = Predictor(copy, "cpu")
+    image = manifest.parent / "c1.nii.gz"
+    assert predictor.predict(image).values["value"] == predictor.predict([image], mode="predict").values["value"]
+    with pytest.raises(DeepMedError, match="has no mode 'encode' \\(modes: predict, generate\\)"):
+        predictor.predict([image], mode="encode")
+    with pytest.raises(DeepMedError, match="mode 'generate' takes no input image"):
+        predictor.predict([image], mode="generate", condition=[1.0, 2.0])
+    with pytest.raises(DeepMedError, match=r"needs 2 condition value\(s\) \(size, position\), got 1 value"):
+        predictor.predict([], mode="generate", condition=[1.0])
+    with pytest.raises(DeepMedError, match=r"expects 1 input channel\(s\)"):
+        predictor.predict([image, image])

@@ -32,8 +32,11 @@ APPLICATIONS = Registry("application")
 
 #: What a case's target can be.
 TARGET_KINDS = ("label_map", "scalar_map", "values", "image", "none")
-#: What a model produces; the Slicer modules place each kind in the scene (segmentation, volume, table).
-OUTPUT_KINDS = ("label_map", "scalar_volume", "table", "image")
+#: What a model produces; the Slicer modules place each kind in the scene (segmentation, volume, table,
+#: sequence). ``label_map``/``scalar_volume`` lie on the input's grid, ``image`` on its own grid.
+OUTPUT_KINDS = ("label_map", "scalar_volume", "table", "image", "sequence")
+#: What one inference mode takes: one case's images, nothing, two cases (e.g. latent interpolation) or values.
+MODE_INPUTS = ("images", "none", "pair", "conditions")
 
 
 @dataclass
@@ -113,6 +116,7 @@ class Prediction:
     values: dict | None = None
     probabilities: object = None  # vector image, one component per label (segmentation)
     uncertainty: object = None    # normalised entropy in [0, 1] (segmentation)
+    frames: list | None = None    # a series of images (output kind ``sequence``)
 
 
 class Application(ABC):
@@ -138,6 +142,9 @@ class Application(ABC):
     config_defaults: dict = {}
     inference_networks: tuple[str, ...] = ("model",)
     output_suffix: str = ".nii.gz"  # file ending of a written prediction (batch inference names files with it)
+    #: ``deepmed demo --app NAME``: "module:function" called as function(out_dir, epochs, progress) -> exit code;
+    #: it makes the demo data, trains, infers and prints the metric against the application's baseline.
+    demo: str = ""
 
     # ---- before training -------------------------------------------------------------------------
     def check_dataset(self, dataset) -> None:

@@ -1,4 +1,5 @@
-"""``deepmed demo --out DIR``: the end-to-end train -> segment -> evaluate demo on synthetic data (CPU)."""
+"""``deepmed demo [--app APP] --out DIR``: an application's end-to-end demo on embedded synthetic data (CPU):
+train, infer on held-out cases, evaluate against the application's baseline. Default: the segmentation demo."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from pathlib import Path
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("demo", help="train, segment and evaluate on an embedded synthetic cohort")
+    parser = subparsers.add_parser("demo", help="train, infer and evaluate on an embedded synthetic cohort")
+    parser.add_argument("--app", default="segmentation", help="the application whose demo to run "
+                                                              "(deepmed list applications)")
     parser.add_argument("--out", type=Path, default=Path("demo_output"))
     parser.add_argument("--epochs", type=int, help="override the demo's number of epochs")
     parser.add_argument("--progress", default="tqdm", choices=["tqdm", "jsonl", "none"])
@@ -15,6 +18,13 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from deepmed.demo.run import main_demo
+    import importlib
 
-    return main_demo(args.out, args.epochs, args.progress)
+    from deepmed.applications import get_application
+    from deepmed.errors import DeepMedError
+
+    app = get_application(args.app)
+    if not app.demo:
+        raise DeepMedError(f"application '{app.name}' has no demo")
+    module_name, function = app.demo.split(":")
+    return getattr(importlib.import_module(module_name), function)(args.out, args.epochs, args.progress)

@@ -13,8 +13,9 @@ from deepmed.errors import DeepMedError
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("infer", help="segment / predict images with a trained model")
     parser.add_argument("--model", required=True, help="model directory, or the id of a model in the library")
-    parser.add_argument("inputs", nargs="+", type=Path,
-                        help="one file per channel; or one folder / manifest for batch inference")
+    parser.add_argument("inputs", nargs="*", type=Path,
+                        help="one file per channel; or one folder / manifest for batch inference; two cases' files "
+                             "for a pair mode; none for a generator")
     parser.add_argument("-o", "--output", required=True, type=Path, help="output file (or folder for batch)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--app", help="refuse models of another application (segmentation / regression)")
@@ -26,6 +27,11 @@ def add_parser(subparsers) -> None:
                         help="keep the largest connected component per label")
     parser.add_argument("--probabilities", type=Path, help="also write class probabilities (vector image)")
     parser.add_argument("--uncertainty", type=Path, help="also write the normalised entropy map")
+    parser.add_argument("--mode", help="what to ask the model for, from its card's modes (deepmed zoo info)")
+    parser.add_argument("--condition", help="condition values for a conditional generator, e.g. 0.3,1.2")
+    parser.add_argument("--steps", type=int, help="number of images of an interpolation")
+    parser.add_argument("--count", type=int, help="number of samples to draw")
+    parser.add_argument("--seed", type=int, help="random seed of sampling / generation")
     parser.add_argument("--progress", default="tqdm", choices=["tqdm", "jsonl", "none"])
     parser.add_argument("--force", action="store_true", help="overwrite existing output files")
     parser.set_defaults(run=run)
@@ -62,20 +68,24 @@ def run(args: argparse.Namespace) -> int:
     batch = len(args.inputs) == 1 and ((args.inputs[0].is_dir() and not _is_dicom(args.inputs[0]))
                                        or args.inputs[0].suffix.lower() in (".json", ".csv"))
     folds = _parse_folds(args.folds) if args.folds else None
+    condition = _parse_condition(args.condition) if args.condition else None
     predictor = Predictor(resolve_model(args.model), args.device, expected_app=args.app, folds=folds)
+    predictor.mode(args.mode)  # an unknown mode is refused before any work
     jobs = _batch_jobs(args, predictor.app.output_suffix) if batch else [("case", args.inputs, args.output)]
     for _, _, output in jobs:
         check_output_folder(output)
         if output.exists() and not args.force:
             raise DeepMedError(f"{output}: already exists; pass --force to overwrite it")
     reporter = make_reporter(args.progress)
-    skipped = []
+    skipped, rows = [], []
     for index, (case_id, inputs, output) in enumerate(jobs):
         started = time.perf_counter()
         try:
             result = predictor.predict(inputs, tta_flips=args.tta, overlap=args.overlap,
                                        keep_largest=args.keep_largest,
-                                       probabilities=bool(args.probabilities or args.uncertainty))
+                                       probabilities=bool(args.probabilities or args.uncertainty),
+                                       mode=args.mode, condition=condition, steps=args.steps, count=args.count,
+                                       seed=args.seed)
         except DeepMedError as exc:
             if not batch:
                 raise
@@ -84,6 +94,10 @@ def run(args: argparse.Namespace) -> int:
                           seconds=round(time.perf_counter() - started, 2))
             continue
         predictor.write(result, output)
+        if result.values:
+            rows.append({"case": case_id, **result.values})
+            if not batch:
+                print("\n".join(f"{key}: {_format_value(value)}" for key, value in result.values.items()))
         if args.probabilities and result.probabilities is not None:
             write_image(result.probabilities, _extra_path(args.probabilities, case_id, batch))
         if args.uncertainty and result.uncertainty is not None:
@@ -91,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
         reporter.emit("inference", case=case_id, index=index, total=len(jobs), output=str(output),
                       seconds=round(time.perf_counter() - started, 2))
     reporter.close()
+    if batch and rows:
+        _write_table(rows, args.output / "results.csv")
     for note in skipped:
         print(f"deepmed: skipped {note}", file=sys.stderr)
     if skipped and len(skipped) == len(jobs):
@@ -108,6 +124,36 @@ def _parse_folds(text: str) -> list[int]:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise DeepMedError(f"--folds: expected fold numbers like 0,2, got {text!r}") from None
+
+
+def _parse_condition(text: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise DeepMedError(f"--condition: expected numbers like 0.3,1.2, got {text!r}") from None
+
+
+def _format_value(value) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _write_table(rows: list[dict], path: Path) -> Path:
+    """One row per case (the case-level results of a batch), written atomically."""
+    import csv
+    import io
+
+    from deepmed.utils.atomic import write_text_atomic
+
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(key for key in row if key not in columns)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: (_format_value(v) if not isinstance(v, list) else " ".join(map(_format_value, v)))
+                         for key, v in row.items()})
+    return write_text_atomic(path, buffer.getvalue())
 
 
 def _is_dicom(path: Path) -> bool:

@@ -68,14 +68,54 @@ class Predictor:
     def channel_names(self) -> list[str]:
         return [entry["name"] for entry in self.card["inputs"]]
 
+    @property
+    def modes(self) -> list[dict]:
+        """What the model can be asked for (the card's ``modes``; one ``predict`` mode on images by default)."""
+        return self.card.get("modes") or [{"name": "predict", "output_kind": self.output_kind, "inputs": "images"}]
+
+    def mode(self, name: str | None = None) -> dict:
+        """The mode called ``name`` (default: the card's first)."""
+        if name is None:
+            return self.modes[0]
+        for mode in self.modes:
+            if mode["name"] == name:
+                return mode
+        known = ", ".join(m["name"] for m in self.modes)
+        raise DeepMedError(f"{self.model_dir}: has no mode '{name}' (modes: {known})")
+
+    def _check_inputs(self, mode: dict, inputs: list, condition) -> None:
+        """One-line errors when the inputs do not fit the mode: images per case, none, a pair, or values."""
+        channels = len(self.card["inputs"])
+        expected = {"images": channels, "pair": 2 * channels, "none": 0, "conditions": 0}[mode["inputs"]]
+        if len(inputs) != expected and mode["inputs"] == "images":
+            raise DeepMedError(f"{self.model_dir}: expects {channels} input channel(s) "
+                               f"({', '.join(self.channel_names)}), got {len(inputs)}")
+        if len(inputs) != expected:
+            what = {"pair": f"two cases of {channels} image(s) each", "none": "no input image",
+                    "conditions": "no input image (give --condition)"}[mode["inputs"]]
+            raise DeepMedError(f"{self.model_dir}: mode '{mode['name']}' takes {what}, got {len(inputs)} file(s)")
+        if mode["inputs"] == "conditions":
+            names = [c["name"] for c in self.card.get("conditions", [])]
+            if condition is None or len(condition) != len(names):
+                got = "none" if condition is None else f"{len(condition)} value(s)"
+                raise DeepMedError(f"{self.model_dir}: mode '{mode['name']}' needs {len(names)} condition value(s) "
+                                   f"({', '.join(names)}), got {got}")
+
     def predict(self, inputs, *, tta_flips: bool | None = None, overlap: float | None = None,
-                keep_largest: bool | None = None, probabilities: bool = False, precision: str | None = None
-                ) -> Prediction:
-        """Run the model on one case (paths or SimpleITK images, one per channel). Options left at None take
-        the card's inference settings."""
+                keep_largest: bool | None = None, probabilities: bool = False, precision: str | None = None,
+                mode: str | None = None, condition: list[float] | None = None, steps: int | None = None,
+                count: int | None = None, seed: int | None = None) -> Prediction:
+        """Run the model on one case (paths or SimpleITK images, one per channel; for a ``pair`` mode two
+        cases' images one after the other; none for a generator). Options left at None take the card's
+        inference settings. ``mode``, ``condition``, ``steps``, ``count`` and ``seed`` go to the application
+        (e.g. an autoencoder's ``interpolate`` mode with ``steps``)."""
+        chosen = self.mode(mode)
+        inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]  # one image or path alone
+        self._check_inputs(chosen, inputs, condition)
         options = {"tta_flips": tta_flips, "overlap": overlap, "keep_largest": keep_largest,
                    "probabilities": probabilities, "precision": precision, "model_name": self.model_dir.name,
-                   "folds": self.folds}
+                   "folds": self.folds, "mode": chosen["name"], "condition": condition, "steps": steps,
+                   "count": count, "seed": seed}
         return self.app.predict(self.members, inputs, self.card, self.device, options)
 
     def write(self, prediction: Prediction, path: Path) -> Path:

@@ -96,12 +96,12 @@ def _zip_folder(folder: Path, target: Path) -> None:
 
 def memory_estimate(card: dict, weights_bytes: int) -> dict:
     """Weights size and a rough inference memory estimate (one sliding-window batch of activations)."""
-    args = card["network"]["args"]
+    args = card.get("network", {}).get("args", {})
     first = args.get("channels") or args.get("features") or \
         [args.get("init_filters") or args.get("feature_size") or 32]
     width = int(first[0]) if isinstance(first, list) else int(first)
     voxels = 1
-    for size in card["patch_size"]:
+    for size in card.get("patch_size") or card.get("output_grid", {}).get("size") or [64, 64, 64]:
         voxels *= int(size)
     batch = int(card.get("inference", {}).get("sw_batch_size", 2))
     activations = voxels * batch * width * 4 * 12  # float32, ~12 feature maps of the first width alive at once
@@ -114,9 +114,9 @@ def card_summary(card: dict) -> str:
              card.get("description", ""), "", f"* Application: {card['application']}",
              "* Inputs: " + ", ".join(f"{i['name']} ({i.get('modality', '?')}, {i['normalization']})"
                                       for i in card["inputs"]),
-             f"* Spacing (mm): {card['spacing']}; patch (voxels): {card['patch_size']}",
-             f"* Network: {card['network']['name']}", f"* Licence: {card.get('licence', '?')}"]
-    if card["labels"]:
+             f"* Spacing (mm): {card.get('spacing')}; patch (voxels): {card.get('patch_size')}",
+             f"* Network: {card.get('network', {}).get('name', '?')}", f"* Licence: {card.get('licence', '?')}"]
+    if card.get("labels"):
         lines.append("* Labels: " + ", ".join(f"{label['value']}={label['name']}" for label in card["labels"]))
     validation = card.get("validation", {})
     if validation.get("best") is not None:

@@ -202,7 +202,8 @@ def placeBeside(node, referenceNode) -> None:
             shNode.CreateItem(parent, node)
         else:
             shNode.SetItemParent(item, parent)
-    node.SetAndObserveTransformNodeID(referenceNode.GetTransformNodeID())
+    if node.IsA("vtkMRMLTransformableNode"):  # tables and sequences are not placed in space
+        node.SetAndObserveTransformNodeID(referenceNode.GetTransformNodeID())
 
 
 def segmentNames(segmentationNode) -> list[str]:

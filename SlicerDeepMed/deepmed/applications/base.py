@@ -33,7 +33,8 @@ APPLICATIONS = Registry("application")
 #: What a case's target can be.
 TARGET_KINDS = ("label_map", "scalar_map", "values", "image", "none")
 #: What a model produces; the Slicer modules place each kind in the scene (segmentation, volume, table).
-OUTPUT_KINDS = ("label_map", "scalar_volume", "table", "image")
+#: ``overlapping_masks``: one binary mask per label, masks may overlap (a vector image, one component each).
+OUTPUT_KINDS = ("label_map", "overlapping_masks", "scalar_volume", "table", "image")
 
 
 @dataclass

@@ -132,7 +132,7 @@ def test_real_bundle_gives_monai_s_own_labels(name, tmp_path, monkeypatch):
     assert expected.shape[0] == 1
     expected = expected[0].transpose(2, 1, 0)
     labels, counts = np.unique(expected, return_counts=True)
-    assert len(labels) >= 2 and counts.min() > 100, (labels, counts)  # a meaningful comparison
+    assert (counts > 100).sum() >= 2, (labels, counts)  # a meaningful comparison: several labels
     agreement = float((sitk.GetArrayFromImage(ours) == expected).mean())
     assert agreement >= 0.999, agreement
     reference = sitk.ReadImage(str(inputs[0]))

@@ -70,3 +70,26 @@ def test_an_unknown_output_kind_is_a_clear_error():
 
     with pytest.raises(ValueError, match="cannot show a model output of kind 'hologram'"):
         Outputs.nodeClass("hologram")
+
+
+def test_overlapping_masks_become_overlapping_segments_with_the_cards_names(scene, tmp_path):
+    """A tumour model's nested regions (whole tumour contains the core): each voxel may be in several segments."""
+    reference = _input(scene)
+    shape = sitk.GetArrayFromImage(SceneBridge.imageFromVolumeNode(reference)).shape
+    whole = np.zeros(shape, np.uint8)
+    whole[1:5, 1:6, 1:7] = 1
+    core = np.zeros(shape, np.uint8)
+    core[2:4, 2:4, 2:5] = 1
+    masks = sitk.GetImageFromArray(np.stack([core, whole], axis=-1), isVector=True)
+    masks.CopyInformation(SceneBridge.imageFromVolumeNode(reference))
+    path = tmp_path / "output.seg.nrrd"
+    sitk.WriteImage(masks, str(path))
+    labels = [{"value": 1, "name": "TC", "color": [255, 0, 0]}, {"value": 2, "name": "WT", "color": [0, 255, 0]}]
+    node = Outputs.addOutput("overlapping_masks", Outputs.readOutput("overlapping_masks", path), reference,
+                             {"labels": labels}, "tumour")
+    assert SceneBridge.segmentNames(node) == ["TC", "WT"]
+    segmentation = node.GetSegmentation()
+    for index, expected in enumerate([core, whole]):
+        got = slicer.util.arrayFromSegmentBinaryLabelmap(node, segmentation.GetNthSegmentID(index), reference)
+        np.testing.assert_array_equal(got > 0, expected > 0)
+    assert int(core.sum()) > 0 and bool(((core > 0) & (whole > 0)).any())  # they do overlap

@@ -3,6 +3,7 @@ the model card's ``output_kind`` (or its mode's) says what the output is.
 
 kind            file the worker writes   node in the scene
 label_map       output.nrrd              segmentation (input's grid, the card's names and colours)
+overlapping_masks output.seg.nrrd        segmentation, a segment per mask, overlaps kept (input's grid)
 scalar_volume   output.nrrd              scalar volume on the input's grid
 image           output.nrrd              scalar volume on its own grid (a finer grid, a generated volume)
 table           output.csv               table node (case-level values: a class and its probabilities, ...)
@@ -20,13 +21,14 @@ import slicer
 from DeepMedLib import ResultNodes, SceneBridge
 
 #: output kind -> the node class that holds it
-NODE_CLASSES = {"label_map": "vtkMRMLSegmentationNode", "scalar_volume": "vtkMRMLScalarVolumeNode",
+NODE_CLASSES = {"label_map": "vtkMRMLSegmentationNode", "overlapping_masks": "vtkMRMLSegmentationNode",
+                "scalar_volume": "vtkMRMLScalarVolumeNode",
                 "image": "vtkMRMLScalarVolumeNode", "table": "vtkMRMLTableNode",
                 "sequence": "vtkMRMLSequenceNode"}
 #: output kind -> the file name the worker writes it to
-OUTPUT_FILES = {"table": "output.csv"}
+OUTPUT_FILES = {"table": "output.csv", "overlapping_masks": "output.seg.nrrd"}
 #: output kind -> the verb on the Apply button (inputs that are no images: Generate)
-ACTIONS = {"label_map": "Segment"}
+ACTIONS = {"label_map": "Segment", "overlapping_masks": "Segment"}
 
 
 def nodeClass(kind: str) -> str:
@@ -77,6 +79,9 @@ def addOutput(kind: str, result, reference, card: dict, name: str, node=None, sh
     if kind == "label_map":
         return SceneBridge.addSegmentationFromLabelImage(result, reference, card.get("labels", []), name,
                                                          segmentationNode=node, showIn3D=showIn3D)
+    if kind == "overlapping_masks":
+        return ResultNodes.addOverlappingMasks(result, reference, card.get("labels", []), name,
+                                               segmentationNode=node, showIn3D=showIn3D)
     if kind == "scalar_volume":
         return SceneBridge.addScalarVolumeFromImage(result, reference, name, volumeNode=node)
     scene = reference.GetScene() if reference is not None else slicer.mrmlScene

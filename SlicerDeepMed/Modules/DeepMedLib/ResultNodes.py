@@ -8,11 +8,13 @@ reused, never another.
 
 from __future__ import annotations
 
+import numpy as np
 import SimpleITK as sitk
 import slicer
 import slicer.util
 import vtk
 
+from DeepMedLib import SceneBridge
 from DeepMedLib.SceneBridge import placeBeside, setRobustWindowLevel, updateVolumeNodeFromImage
 
 
@@ -113,3 +115,35 @@ def _sequencesLogic():
     modules = getattr(slicer, "modules", None)
     sequences = getattr(modules, "sequences", None)
     return sequences.logic() if sequences is not None else None
+
+
+def addOverlappingMasks(masks: sitk.Image, referenceVolume, labels: list[dict], name: str, segmentationNode=None,
+                        showIn3D: bool = False):
+    """Binary masks that may overlap (a vector image on the reference's grid, one component per label: e.g.
+    tumour core, whole tumour, enhancing tumour) as one segmentation node, a segment per mask; overlaps are
+    kept (each segment imported on its own, so Slicer gives overlapping segments their own layers)."""
+    SceneBridge.checkSameGrid(masks, referenceVolume)
+    labels = sorted((label for label in labels if int(label["value"]) != 0), key=lambda item: int(item["value"]))
+    count = masks.GetNumberOfComponentsPerPixel()
+    if len(labels) != count:
+        raise SceneBridge.SceneBridgeError(f"{name}: {count} mask(s) but {len(labels)} label(s) in the model card")
+    scene = referenceVolume.GetScene()
+    if segmentationNode is None:
+        segmentationNode = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", scene.GenerateUniqueName(name))
+    else:
+        segmentationNode.GetSegmentation().RemoveAllSegments()
+    if segmentationNode.GetDisplayNode() is None:
+        segmentationNode.CreateDefaultDisplayNodes()
+    segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolume)
+    segmentation = segmentationNode.GetSegmentation()
+    for index, label in enumerate(labels):
+        mask = sitk.VectorIndexSelectionCast(masks, index)
+        r, g, b = (c / 255.0 for c in label.get("color", (128, 128, 128)))
+        segmentId = segmentation.AddEmptySegment(label["name"], label["name"], [r, g, b])
+        array = (sitk.GetArrayFromImage(mask) > 0).astype(np.uint8)
+        # (no SetLabelValue here: in a shared layer it says which voxel value is the segment's)
+        slicer.util.updateSegmentBinaryLabelmapFromArray(array, segmentationNode, segmentId, referenceVolume)
+    if showIn3D:
+        segmentationNode.CreateClosedSurfaceRepresentation()
+    placeBeside(segmentationNode, referenceVolume)
+    return segmentationNode

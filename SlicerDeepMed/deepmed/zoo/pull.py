@@ -1,20 +1,37 @@
-"""``deepmed zoo pull ID``: download a catalogue package (sha256-checked) and install it."""
+"""``deepmed zoo pull ID[@VERSION]``: download a catalogue model (checksum-verified) and install it.
+
+deepmed packages are checked by the catalogue's sha256 and size, MONAI bundles by their publisher's SHA-1
+(then converted by the bundle importer). Either way the installed model records where it came from and
+the sha256 of the archive installed (``ORIGIN.json``, itself listed in ``SHA256SUMS``).
+"""
 
 from __future__ import annotations
 
+import datetime
 import tempfile
 from pathlib import Path
 
 from deepmed.errors import DeepMedError
-from deepmed.zoo.catalog import available_models, find_entry
+from deepmed.zoo.catalog import CatalogEntry, available_models, find_entry, split_model_ref, versions_of
+from deepmed.zoo.checksums import sha256_of
 from deepmed.zoo.download import download
 from deepmed.zoo.library import InstalledModel, installed_models, library_dir, read_installed
 from deepmed.zoo.package import import_package
 
 
+def origin_record(entry: CatalogEntry, url: str, archive: Path) -> dict:
+    """What ``ORIGIN.json`` says about a download: the catalogue, the URL, the checksums verified and the sha256."""
+    record = {"id": entry.id, "version": entry.version, "format": entry.format, "catalog": entry.catalog, "url": url,
+              "archive_sha256": sha256_of(archive), "archive_bytes": archive.stat().st_size,
+              "installed": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    if entry.sha1:
+        record["publisher_sha1"] = entry.sha1
+    return record
+
+
 def pull_model(model_id: str, *, catalogs: list[str] | None = None, library: Path | None = None,
                force: bool = False, progress=None) -> InstalledModel:
-    """Install the newest catalogue version of ``model_id``; every URL (mirror) is tried in turn."""
+    """Install the newest catalogue version of ``model_id`` (or ``ID@VERSION``); every URL (mirror) is tried."""
     root = Path(library) if library is not None else library_dir(create=True)
     root.mkdir(parents=True, exist_ok=True)
     entries, warnings = available_models(catalogs, root)
@@ -22,7 +39,9 @@ def pull_model(model_id: str, *, catalogs: list[str] | None = None, library: Pat
     installed = ", ".join(m.id for m in installed_models(root)) or "none"
     if entry is None:
         unreachable = f" (catalogues not read: {'; '.join(warnings)})" if warnings else ""
-        raise DeepMedError(f"{model_id}: no such model in the catalogues{unreachable}; installed: {installed}")
+        versions = versions_of(split_model_ref(model_id)[0], entries)
+        listed = f"; catalogued versions: {', '.join(versions)}" if versions else ""
+        raise DeepMedError(f"{model_id}: no such model in the catalogues{unreachable}{listed}; installed: {installed}")
     existing = read_installed(root / entry.id)
     if existing is not None and not force:
         if existing.card.get("version") == entry.version:
@@ -34,11 +53,12 @@ def pull_model(model_id: str, *, catalogs: list[str] | None = None, library: Pat
         target = Path(temporary) / f"{entry.id}-{entry.version}.zip"
         for url in entry.urls:
             try:
-                download(url, target, sha256=entry.sha256, size=entry.size, progress=progress)
+                download(url, target, sha256=entry.sha256, sha1=entry.sha1, size=entry.size, progress=progress)
                 break
             except DeepMedError as exc:
                 failures.append(str(exc))
         else:
             raise DeepMedError(f"{entry.id}: download failed, nothing installed: {' | '.join(failures)}; "
                                f"installed: {installed}")
-        return import_package(target, library=root, model_id=entry.id, force=force)
+        return import_package(target, library=root, model_id=entry.id, force=force,
+                              origin=origin_record(entry, url, target))

@@ -89,7 +89,8 @@ def _rows(args) -> tuple[list[dict], list[str]]:
         row = rows.setdefault(entry.id, {"id": entry.id, "status": "available"})
         if "version" not in row or version_key(entry.version) > version_key(row["version"]):
             row.update(version=entry.version, task=entry.task or "?", size=entry.size_text, licence=entry.licence,
-                       title=entry.title, format=entry.format, checksum=entry.checksum_text)
+                       title=entry.title, format=entry.format, checksum=entry.checksum_text,
+                       description=entry.description)
     for model_id, model in installed.items():
         card = model.card
         row = rows.setdefault(model_id, {"id": model_id, "title": model.title})

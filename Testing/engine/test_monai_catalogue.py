@@ -220,3 +220,15 @@ def test_project_catalogue_lists_the_shared_bundles_that_import_as_the_tool_make
     assert spleen["weights_mb"] == pytest.approx(4_811_370 * 4 / 1e6, abs=0.2)  # UNet parameters x float32
     entry = find_entry(SPLEEN, load_catalog(str(BUNDLED_CATALOG)))
     assert entry.format == "monai-bundle" and entry.size_text == "19+ MB" and entry.checksum_text == "SHA-1"
+
+
+def test_an_importer_crash_on_a_pulled_bundle_is_one_line_and_installs_nothing(spleen_zip, httpServer, library,
+                                                                               monkeypatch):
+    def crash(*args, **kwargs):
+        raise KeyError("channel_def")  # what an importer bug on an unforeseen bundle looks like
+
+    monkeypatch.setattr("deepmed.zoo.pull.import_package", crash)
+    with pytest.raises(DeepMedError) as raised:
+        pull_model(SPLEEN, catalogs=[serve(httpServer, spleen_zip)], progress=False)
+    assert str(raised.value) == (f"{SPLEEN} 0.5.9: cannot be imported (KeyError: 'channel_def'); nothing installed")
+    assert nothing_installed(library)

@@ -144,7 +144,7 @@ def run_info(args) -> int:
     from deepmed.zoo.library import library_dir, read_installed
 
     root = args.library or library_dir()
-    model = read_installed(root / args.model_id)
+    model = read_installed(root / args.model_id.partition("@")[0])
     entries, warnings = available_models(args.catalog, args.library)
     entry = find_entry(args.model_id, entries)
     if model is None and entry is None:

@@ -60,5 +60,12 @@ def pull_model(model_id: str, *, catalogs: list[str] | None = None, library: Pat
         else:
             raise DeepMedError(f"{entry.id}: download failed, nothing installed: {' | '.join(failures)}; "
                                f"installed: {installed}")
-        return import_package(target, library=root, model_id=entry.id, force=force,
-                              origin=origin_record(entry, url, target))
+        try:
+            return import_package(target, library=root, model_id=entry.id, force=force,
+                                  origin=origin_record(entry, url, target))
+        except DeepMedError:
+            raise
+        except Exception as exc:  # an importer that fails on a bundle it does not know: one line, not a traceback
+            first = str(exc).splitlines()[0][:200] if str(exc) else ""
+            raise DeepMedError(f"{entry.id} {entry.version}: cannot be imported ({type(exc).__name__}: {first}); "
+                               "nothing installed") from None

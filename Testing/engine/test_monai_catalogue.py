@@ -23,8 +23,8 @@ from deepmed.errors import DeepMedError
 from deepmed.zoo.catalog import BUNDLED_CATALOG, find_entry, load_catalog, version_key, versions_of
 from deepmed.zoo.checksums import sha256_of
 from deepmed.zoo.library import read_installed
-from deepmed.zoo.package import ORIGIN, verify_installed
-from deepmed.zoo.pull import pull_model
+from deepmed.zoo.package import verify_installed
+from deepmed.zoo.pull import ORIGIN, pull_model
 
 BUNDLES = SHARED_DATA / "monai-bundles"
 SPLEEN = "spleen_ct_segmentation"

@@ -161,7 +161,8 @@ def run_info(args) -> int:
               f"  from {entry.catalog}\n  url {entry.urls[0]}{checksums}"
               + (f"\n  other versions ({entry.id}@VERSION): {', '.join(older)}" if older else ""))
     if model is not None:
-        from deepmed.zoo.package import ORIGIN, card_summary
+        from deepmed.zoo.package import card_summary
+        from deepmed.zoo.pull import ORIGIN
 
         print(f"installed in {model.path}:\n" + card_summary(model.card))
         if (model.path / ORIGIN).is_file():

@@ -6,7 +6,6 @@
     LICENSE           the licence; CITATION.txt how to cite it (when given)
     README.md         a human summary of the card; metrics.csv / curves.png when trained here
     SHA256SUMS        the sha256 of every other file
-    ORIGIN.json       where a downloaded model came from and the sha256 of its archive (added at install)
 
 Nothing in a package is executed: cards are data checked by the schema, weights are safetensors.
 """
@@ -22,7 +21,7 @@ from pathlib import Path
 
 from deepmed.errors import DeepMedError
 from deepmed.model.directory import CARD, CONFIG, WEIGHTS, read_card
-from deepmed.zoo.checksums import SUMS, sha256_of, verify_sums, write_sums
+from deepmed.zoo.checksums import SUMS, verify_sums, write_sums
 from deepmed.zoo.library import InstalledModel, check_model_id, library_dir, read_installed
 from deepmed.zoo.schemas import CARD_SCHEMA, check_document
 
@@ -30,7 +29,6 @@ OPTIONAL_FILES = (CONFIG, "metrics.csv", "curves.png")
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".npy", ".joblib")
 MAX_UNPACKED_BYTES = 20 * 1024 ** 3
 MAX_COMPRESSION_RATIO = 200
-ORIGIN = "ORIGIN.json"
 
 
 # ---- export ------------------------------------------------------------------------------------------
@@ -195,20 +193,9 @@ def safe_extract(archive_path: Path, target: Path) -> Path:
     return target
 
 
-def record_origin(package: Path, origin: dict) -> None:
-    """Write ``ORIGIN.json`` into a checked package folder and list it in its SHA256SUMS (existing lines kept)."""
-    (package / ORIGIN).write_text(json.dumps(origin, indent=2) + "\n", encoding="utf-8")
-    sums = package / SUMS
-    lines = [line for line in sums.read_text(encoding="utf-8").splitlines() if line.strip()
-             and not line.endswith(f"  {ORIGIN}")] if sums.is_file() else []
-    sums.write_text("\n".join(lines + [f"{sha256_of(package / ORIGIN)}  {ORIGIN}"]) + "\n", encoding="utf-8")
-
-
 def import_package(source, *, library: Path | None = None, model_id: str | None = None,
-                   force: bool = False, origin: dict | None = None) -> InstalledModel:
-    """Install a package (.zip or folder) or a MONAI bundle into the library, after every check passed.
-
-    ``origin``: where a download came from (see ``zoo.pull``), kept as ORIGIN.json in the installed model."""
+                   force: bool = False) -> InstalledModel:
+    """Install a package (.zip or folder) or a MONAI bundle into the library, after every check passed."""
     source = Path(source)
     if not source.exists():
         raise DeepMedError(f"{source}: not found")
@@ -233,8 +220,6 @@ def import_package(source, *, library: Path | None = None, model_id: str | None 
         else:
             card = check_package_folder(package, str(source))
         model_id = check_model_id(model_id or card.get("id") or source.stem)
-        if origin is not None:
-            record_origin(package, origin)
         destination = root / model_id
         if destination.exists():
             if not force:

@@ -8,15 +8,19 @@ the sha256 of the archive installed (``ORIGIN.json``, itself listed in ``SHA256S
 from __future__ import annotations
 
 import datetime
+import json
+import os
 import tempfile
 from pathlib import Path
 
 from deepmed.errors import DeepMedError
 from deepmed.zoo.catalog import CatalogEntry, available_models, find_entry, split_model_ref, versions_of
-from deepmed.zoo.checksums import sha256_of
+from deepmed.zoo.checksums import SUMS, sha256_of
 from deepmed.zoo.download import download
 from deepmed.zoo.library import InstalledModel, installed_models, library_dir, read_installed
 from deepmed.zoo.package import import_package
+
+ORIGIN = "ORIGIN.json"
 
 
 def origin_record(entry: CatalogEntry, url: str, archive: Path) -> dict:
@@ -27,6 +31,37 @@ def origin_record(entry: CatalogEntry, url: str, archive: Path) -> dict:
     if entry.sha1:
         record["publisher_sha1"] = entry.sha1
     return record
+
+
+def record_origin(model_dir: Path, origin: dict) -> None:
+    """Write ``ORIGIN.json`` into a model folder and list it in its SHA256SUMS (the other lines kept as they are)."""
+    (model_dir / ORIGIN).write_text(json.dumps(origin, indent=2) + "\n", encoding="utf-8")
+    sums = model_dir / SUMS
+    lines = [line for line in sums.read_text(encoding="utf-8").splitlines()
+             if line.strip() and not line.endswith(f"  {ORIGIN}")] if sums.is_file() else []
+    sums.write_text("\n".join(lines + [f"{sha256_of(model_dir / ORIGIN)}  {ORIGIN}"]) + "\n", encoding="utf-8")
+
+
+def install_download(entry: CatalogEntry, url: str, archive: Path, root: Path, force: bool) -> InstalledModel:
+    """Import a verified download into a staging library beside ``root``, record its origin, then move it in."""
+    staging = archive.parent / "staging"
+    try:
+        model = import_package(archive, library=staging, model_id=entry.id)
+    except DeepMedError:
+        raise
+    except Exception as exc:  # an importer that fails on a bundle it does not know: one line, not a traceback
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise DeepMedError(f"{entry.id} {entry.version}: cannot be imported ({type(exc).__name__}: {first}); "
+                           "nothing installed") from None
+    record_origin(model.path, origin_record(entry, url, archive))
+    destination = root / entry.id
+    if destination.exists():
+        if not force:
+            raise DeepMedError(f"{entry.id}: {destination} exists (not a finished model); remove it first or pass "
+                               "--force")
+        os.replace(destination, archive.parent / "replaced")
+    os.replace(model.path, destination)
+    return read_installed(destination)
 
 
 def pull_model(model_id: str, *, catalogs: list[str] | None = None, library: Path | None = None,
@@ -60,12 +95,4 @@ def pull_model(model_id: str, *, catalogs: list[str] | None = None, library: Pat
         else:
             raise DeepMedError(f"{entry.id}: download failed, nothing installed: {' | '.join(failures)}; "
                                f"installed: {installed}")
-        try:
-            return import_package(target, library=root, model_id=entry.id, force=force,
-                                  origin=origin_record(entry, url, target))
-        except DeepMedError:
-            raise
-        except Exception as exc:  # an importer that fails on a bundle it does not know: one line, not a traceback
-            first = str(exc).splitlines()[0][:200] if str(exc) else ""
-            raise DeepMedError(f"{entry.id} {entry.version}: cannot be imported ({type(exc).__name__}: {first}); "
-                               "nothing installed") from None
+        return install_download(entry, url, target, root, force)

@@ -5,7 +5,7 @@ Each bundle folder (``configs/metadata.json`` + its inference config, weights op
 temporary library by the bundle importer: bundles it refuses are left out (with the reason), and the entry
 is what the importer made of the others (task, inputs, labels) plus the bundle's metadata (title,
 description, modality, licence, references). Where the bundle ships without weights, random weights of the
-right shape are built from ``network_def`` (plain data and a MONAI network only; nothing else is evaluated).
+right shape are built from ``network_def`` (plain values, a network the engine knows; nothing is evaluated).
 The download URL and the publisher's SHA-1 come from MONAI's ``model_info.json`` for the bundle's version.
 """
 
@@ -88,22 +88,26 @@ def _network_def(bundle: Path) -> dict:
 
 
 def random_weights(bundle: Path, target: Path) -> Path:
-    """Random weights of the right shape for a bundle's ``network_def`` (a MONAI network, plain arguments)."""
-    import monai.networks.nets as nets
+    """Random weights of the right shape for a bundle's ``network_def``: the network the importer builds from it
+    (the engine's registry, plain arguments only), so that nothing of the bundle is evaluated."""
     import torch
-    from monai.bundle import ConfigParser
+
+    from deepmed.networks import build_network
+    from deepmed.zoo.bundle import NETWORK_NAMES
 
     network = _network_def(bundle)
     _plain_only(network, str(bundle))
-    short = str(network.get("_target_", "")).rsplit(".", 1)[-1]
-    if not isinstance(getattr(nets, short, None), type):
-        raise DeepMedError(f"{bundle}: network {network.get('_target_')!r} is not a MONAI network class")
+    name = NETWORK_NAMES.get(str(network.get("_target_", "")).rsplit(".", 1)[-1])
+    if name is None:
+        raise DeepMedError(f"{bundle}: network {network.get('_target_')!r} is not one the engine knows "
+                           f"({', '.join(sorted(NETWORK_NAMES))})")
     try:
-        module = ConfigParser({"network_def": {**network, "_target_": f"monai.networks.nets.{short}"}}) \
-            .get_parsed_content("network_def")
-    except Exception as exc:  # a MONAI version whose class takes other arguments
-        raise DeepMedError(f"{bundle}: network_def cannot be built with this MONAI "
-                           f"({str(exc).splitlines()[0][:160]})") from None
+        module = build_network(name, {k: v for k, v in network.items() if not k.startswith("_")})
+    except DeepMedError:
+        raise
+    except Exception as exc:  # arguments this MONAI's class does not take
+        raise DeepMedError(f"{bundle}: network_def cannot be built ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0][:160] if str(exc) else ''})") from None
     target.parent.mkdir(parents=True, exist_ok=True)
     torch.save(module.state_dict(), target)
     return target

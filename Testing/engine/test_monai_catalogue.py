@@ -215,8 +215,8 @@ def test_project_catalogue_lists_the_shared_bundles_that_import_as_the_tool_make
     spleen = next(m for m in made if m["id"] == SPLEEN)
     info = json.loads((BUNDLES / "model_info.json").read_text())[f"{SPLEEN}_v0.5.9"]
     assert spleen["sha1"] == info["checksum"] and spleen["urls"] == [info["source"]]
-    assert (spleen["title"], spleen["task"], spleen["modality"], spleen["licence"], spleen["labels"]) == \
-        ("Spleen CT segmentation", "segmentation", "CT", "Apache-2.0", ["spleen"])
+    assert (spleen["title"], spleen["modality"], spleen["licence"], spleen["labels"]) == \
+        ("Spleen CT segmentation", "CT", "Apache-2.0", ["spleen"])
     assert spleen["weights_mb"] == pytest.approx(4_811_370 * 4 / 1e6, abs=0.2)  # UNet parameters x float32
     entry = find_entry(SPLEEN, load_catalog(str(BUNDLED_CATALOG)))
     assert entry.format == "monai-bundle" and entry.size_text == "19+ MB" and entry.checksum_text == "SHA-1"

@@ -22,7 +22,7 @@ def test_model_dropdown_offers_the_project_catalogue_bundles(qtHarness, openPane
     spleen = next(b for b in bundles if b["id"] == "spleen_ct_segmentation")
     ui.modelComboBox.setCurrentIndex(items.index(f"{spleen['title']}: download 19+ MB, Apache-2.0"))
     description = ui.modelDescriptionLabel.text()
-    assert description.startswith("Spleen CT segmentation 0.5.9 (segmentation)\nA pre-trained model")
+    assert description.startswith(f"Spleen CT segmentation 0.5.9 ({spleen['task']})\nA pre-trained model")
     assert "Not installed" in description and "checked against the catalogue's SHA-1" in description
     assert ui.downloadModelButton.isEnabled() and not ui.applyButton.isEnabled()
     assert panel.panel.currentId() == "spleen_ct_segmentation" and qtHarness.messages == []

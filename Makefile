@@ -33,9 +33,9 @@ benchmark-accuracy: venv   # engine defaults vs. a plain MONAI script at equal w
 	$(PY) benchmarks/bench_accuracy_per_minute.py --wall $(WALL) --out benchmark_accuracy.json
 
 BUNDLES ?= ../shared/data/monai-bundles
-model-catalog: venv   # the catalogue's MONAI Model Zoo entries, made again from the bundles that import
+model-catalog: venv   # the catalogue's MONAI Model Zoo entries, made again from the bundles that import and run
 	$(PY) -m deepmed zoo catalog-from-bundles $(wildcard $(BUNDLES)/*/) --model-info $(BUNDLES)/model_info.json \
-		--into Resources/ModelCatalog.json
+		--run-check --into Resources/ModelCatalog.json
 	cp Resources/ModelCatalog.json SlicerDeepMed/deepmed/zoo/catalog.json
 
 clean:

@@ -200,18 +200,20 @@ def test_bad_downloads_with_the_right_sha1_install_nothing(case, message, spleen
 
 
 # ---- the project's catalogue ------------------------------------------------------------------------------
-def test_project_catalogue_lists_the_shared_bundles_that_import_as_the_tool_makes_them():
+def test_project_catalogue_lists_shared_bundles_that_import_as_the_tool_makes_them():
     """The MONAI entries of Resources/ModelCatalog.json are what ``deepmed zoo catalog-from-bundles`` makes from the
-    real bundle configs and model_info.json (each imported with random weights): none typed by hand, none that the
-    importer refuses."""
+    real bundle configs and model_info.json (each imported again here, with random weights): none typed by hand, none
+    that the importer refuses. (``make model-catalog`` also runs each network once and leaves out the bundles that
+    cannot run, e.g. SwinUNETR without einops; that forward pass is too slow for this test.)"""
     from deepmed.zoo.bundle_catalog import entries_from_bundles
 
-    bundles = sorted(p for p in BUNDLES.iterdir() if (p / "configs" / "metadata.json").is_file())
-    made, left_out = entries_from_bundles(bundles, str(BUNDLES / "model_info.json"))
     shipped = [m for m in json.loads(BUNDLED_CATALOG.read_text())["models"] if m.get("format") == "monai-bundle"]
-    assert shipped == made, "the catalogue is out of date: run 'make model-catalog'"
-    assert len(made) + len(left_out) == len(bundles) and {m["id"] for m in made} >= {SPLEEN}
-    assert all(line.startswith(str(BUNDLES)) and "\n" not in line for line in left_out), left_out
+    assert [m["id"] for m in shipped] == sorted(m["id"] for m in shipped) and SPLEEN in [m["id"] for m in shipped]
+    made, left_out = entries_from_bundles([BUNDLES / m["id"] for m in shipped], str(BUNDLES / "model_info.json"))
+    assert left_out == [], left_out
+    assert len(made) == len(shipped)
+    for entry, again in zip(shipped, made):
+        assert entry == again, f"{entry['id']}: the catalogue is out of date: run 'make model-catalog'"
     spleen = next(m for m in made if m["id"] == SPLEEN)
     info = json.loads((BUNDLES / "model_info.json").read_text())[f"{SPLEEN}_v0.5.9"]
     assert spleen["sha1"] == info["checksum"] and spleen["urls"] == [info["source"]]

@@ -75,6 +75,8 @@ def add_parser(subparsers) -> None:
     bundles.add_argument("--model-info", required=True, help="MONAI's models/model_info.json (path or URL)")
     bundles.add_argument("--into", type=Path, help="add the entries to this deepmed catalogue (replacing those of "
                          "the same id; created if missing) instead of printing them")
+    bundles.add_argument("--run-check", action="store_true", help="also run each imported network once on a patch "
+                         "of zeros (leaves out bundles that import but cannot run here; slow for large patches)")
     bundles.set_defaults(run=run_catalog_from_bundles)
 
 
@@ -266,7 +268,7 @@ def run_catalog_from_bundles(args) -> int:
     from deepmed.zoo.bundle_catalog import entries_from_bundles, merge_into
     from deepmed.zoo.schemas import CATALOG_SCHEMA, check_document
 
-    entries, skipped = entries_from_bundles(args.bundles, args.model_info)
+    entries, skipped = entries_from_bundles(args.bundles, args.model_info, run=args.run_check)
     for line in skipped:
         print(f"left out: {line}", file=sys.stderr)
     if args.into is None:

@@ -113,8 +113,25 @@ def random_weights(bundle: Path, target: Path) -> Path:
     return target
 
 
-def import_check(bundle: Path, work: Path) -> dict:
-    """Import a bundle into a temporary library (random weights when it has none); the installed card."""
+def run_check(card: dict, where: str) -> None:
+    """One forward pass of the imported network on a patch of zeros: catches what fails only when a model runs
+    (a missing optional package such as einops, a patch size the network cannot take)."""
+    import torch
+
+    from deepmed.networks import build_network
+
+    network = build_network(card["network"]["name"], card["network"]["args"]).eval()
+    try:
+        with torch.no_grad():
+            network(torch.zeros(1, len(card["inputs"]), *card["patch_size"]))
+    except Exception as exc:
+        first = str(exc).splitlines()[0][:160] if str(exc) else ""
+        raise DeepMedError(f"{where}: imports but does not run ({type(exc).__name__}: {first})") from None
+
+
+def import_check(bundle: Path, work: Path, run: bool = False) -> dict:
+    """Import a bundle into a temporary library (random weights when it has none); the installed card.
+    ``run``: also one forward pass (``run_check``)."""
     from deepmed.zoo.package import import_package
 
     source = bundle
@@ -127,6 +144,8 @@ def import_check(bundle: Path, work: Path) -> dict:
         installed = import_package(source, library=work / "library", model_id=bundle.name)
     except DeepMedError as exc:  # name the bundle given, not the temporary copy
         raise DeepMedError(str(exc).replace(str(source), str(bundle))) from None
+    if run:
+        run_check(installed.card, str(bundle))
     return {"card": installed.card, "weights_bytes": (installed.path / WEIGHTS).stat().st_size}
 
 
@@ -159,8 +178,10 @@ def bundle_entry(bundle: Path, model_info: dict[str, dict], card: dict, weights_
     return entry
 
 
-def entries_from_bundles(bundles: list[Path], model_info_source: str) -> tuple[list[dict], list[str]]:
-    """Catalogue entries for the bundles the importer accepts, and one line per bundle left out."""
+def entries_from_bundles(bundles: list[Path], model_info_source: str,
+                         run: bool = False) -> tuple[list[dict], list[str]]:
+    """Catalogue entries for the bundles the importer accepts (and, with ``run``, that run), and one line per bundle
+    left out."""
     model_info = load_model_info(model_info_source)
     entries, skipped = [], []
     for bundle in (Path(b) for b in bundles):
@@ -169,7 +190,7 @@ def entries_from_bundles(bundles: list[Path], model_info_source: str) -> tuple[l
             continue
         with tempfile.TemporaryDirectory(prefix="deepmed-bundle-catalog-") as work:
             try:
-                checked = import_check(bundle, Path(work))
+                checked = import_check(bundle, Path(work), run)
                 entries.append(bundle_entry(bundle, model_info, checked["card"], checked["weights_bytes"]))
             except DeepMedError as exc:
                 skipped.append(str(exc))

@@ -151,8 +151,10 @@ class SegmentPanel:
         elif row is not None:
             self.ui.modelDescriptionLabel.text = (
                 f"{row.get('title', row['id'])} {row.get('version', '')} ({row.get('task', '?')})\n"
-                f"Not installed. Download: {row.get('size', '?')}, licence {row.get('licence', '?')}; "
-                "the file is checked against the catalogue's sha256 before it is installed.")
+                + (f"{row['description']}\n" if row.get("description") else "")
+                + f"Not installed. Download: {row.get('size', '?')}, licence {row.get('licence', '?')}; "
+                f"the file is checked against the catalogue's {row.get('checksum') or 'sha256'} before it is "
+                "installed.")
         self.updateButtons()
 
     def updateModeChoice(self, model):

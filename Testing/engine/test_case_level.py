@@ -277,3 +277,16 @@ def test_export_and_import_as_a_package(classifier, cubes, tmp_path):
     original = Predictor(model, "cpu").predict(cubes / "c05.nii.gz").values
     again = Predictor(installed.path, "cpu").predict(cubes / "c05.nii.gz").values
     assert again == original and installed.card["labels"][1]["name"] == "large"
+
+
+@pytest.mark.parametrize("name", ["densenet", "densenet121", "resnet10", "resnet18", "efficientnet_b0"])
+def test_every_vector_network_gives_one_row_per_case_in_3d(name):
+    import torch
+
+    from deepmed.networks import NETWORKS, build_network, network_arguments, outputs_vector
+
+    assert outputs_vector(name) and not outputs_vector("unet")
+    assert name in NETWORKS.names()
+    network = build_network(name, network_arguments(name, 2, 3, [32, 32, 32], [1.0, 1.0, 1.0]))
+    with torch.no_grad():
+        assert network.eval()(torch.zeros(1, 2, 32, 32, 32)).shape == (1, 3)

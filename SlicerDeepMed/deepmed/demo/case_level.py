@@ -4,7 +4,7 @@ miniature): ``deepmed demo --app classification`` and ``deepmed demo --app case_
 Each head is an ellipsoid (skull, textured brain, two dark lateral ventricles) of random size, position and
 tilt, in an image of random spacing, orientation and origin, with a smooth multiplicative bias field, Rician
 noise and an arbitrary intensity scale. Its class is the head's shape (``round``: front-back over left-right
-axis ratio 1.00-1.12; ``long``: 1.28-1.45; 40 % / 60 %); its value, a stand-in for age, is the ventricle index:
+axis ratio 1.02-1.17; ``long``: 1.21-1.38; 40 % / 60 %); its value, a stand-in for age, is the ventricle index:
 100 x the ventricles' size relative to the brain (12-42). The demo trains on the CPU, predicts held-out cases
 with ``deepmed infer`` and compares them with the named baseline: chance for classes (balanced accuracy 0.5),
 the training mean for values.
@@ -26,7 +26,7 @@ from scipy.spatial.transform import Rotation
 from deepmed.demo.synthetic import random_direction
 from deepmed.errors import DeepMedError
 
-CLASSES = {"round": (1.00, 1.12), "long": (1.28, 1.45)}
+CLASSES = {"round": (1.02, 1.17), "long": (1.21, 1.38)}
 LONG_SHARE = 0.6
 VENTRICLE_INDEX = (12.0, 42.0)
 FOV_MM = 200.0

@@ -101,11 +101,14 @@ class StepContext:
 @dataclass
 class PreparedData:
     """Training and validation items (dicts the transforms and ``train_step`` understand) and the fitted
-    statistics that the model card keeps for inference (normalisation, target scaling, ...)."""
+    statistics that the model card keeps for inference (normalisation, target scaling, ...).
+    ``sample_weights`` (one per training item, optional) make the loader draw items in proportion to them
+    (e.g. class-balanced sampling); without them every item is equally likely."""
 
     train: list[dict]
     val: list[dict]
     fitted: dict = field(default_factory=dict)
+    sample_weights: list[float] | None = None
 
 
 @dataclass

@@ -117,3 +117,11 @@ def _highresnet(**args):
     from monai.networks.nets import HighResNet
 
     return HighResNet(**args)
+
+
+@NETWORKS.register("subpixel_sr", "sub-pixel convolution upsampler (ESPCN/EDSR): refines the grid by an integer "
+                   "factor per axis, residual over trilinear", upsamples=True)
+def _subpixel_sr(**args):
+    from deepmed.networks.subpixel import SubpixelSR
+
+    return SubpixelSR(**args)

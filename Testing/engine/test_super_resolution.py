@@ -250,3 +250,23 @@ def test_a_two_dimensional_input_is_one_line(trained, tmp_path, capsys):
     assert capsys.readouterr().err.strip().splitlines() == [
         f"deepmed: error: {tmp_path / 'flat.nii.gz'}: expected one 3D image, got 1 channel(s) of 2D"]
     assert not (tmp_path / "o.nii.gz").exists()
+
+
+def test_evaluate_scores_the_bspline_baseline_beside_the_prediction(tmp_path, capsys):
+    """``deepmed evaluate --baseline-from LOW``: B-spline interpolation of the low-resolution input onto the
+    reference grid, scored in the same rows (here the prediction *is* that interpolation: equal scores)."""
+    from deepmed.cli.main import main
+
+    high = phantom(7, 24)
+    high.SetDirection(_rotation(0.2, 0.4))
+    low = degrade(high, [2, 2, 1])
+    for name, image in (("high", high), ("low", low), ("spline", bspline_upsample(low, [2, 2, 1]))):
+        sitk.WriteImage(image, str(tmp_path / f"{name}.nii.gz"))
+    assert main(["evaluate", "-r", str(tmp_path / "high.nii.gz"), "-p", str(tmp_path / "spline.nii.gz"),
+                 "--baseline-from", str(tmp_path / "low.nii.gz"), "-o", str(tmp_path / "m.csv")]) == 0
+    assert "psnr_bspline mean/med/std" in capsys.readouterr().out
+    import csv
+
+    row = next(csv.DictReader((tmp_path / "m.csv").open()))
+    assert float(row["psnr"]) == pytest.approx(float(row["psnr_bspline"]), abs=1e-3) and 10 < float(row["psnr"]) < 60
+    assert float(row["ssim"]) == pytest.approx(float(row["ssim_bspline"]), abs=1e-4)

@@ -13,7 +13,7 @@ from DeepMedLib.PanelHelpers import DependencySection, pollTimer, setBusy
 from DeepMedTrainLib.TrainLogic import parseSettingValue
 
 #: Names offered in the dropdowns; they match the engine's registries (``deepmed list``; a test checks).
-NETWORKS = ["unet", "basic_unet", "segresnet", "dynunet", "highresnet", "swin_unetr", "unetr"]
+NETWORKS = ["unet", "basic_unet", "segresnet", "dynunet", "highresnet", "swin_unetr", "unetr", "subpixel_sr"]
 #: Shown until the engine answers ``deepmed list losses --app APP --json`` (the one source of truth).
 LOSSES = {"segmentation": ["auto", "dice_ce", "dice", "dice_focal", "generalized_dice", "tversky",
                            "generalized_wasserstein_dice", "cross_entropy"],

@@ -53,6 +53,9 @@ def add_parser(subparsers) -> None:
     importing.add_argument("source", type=Path)
     importing.add_argument("--id", dest="model_id", help="install under this id")
     importing.add_argument("--force", action="store_true", help="replace an installed model with this id")
+    importing.add_argument("--set", dest="bundle_values", action="append", default=[], metavar="KEY=VALUE",
+                           help="MONAI bundle: the value of a config key that holds a $ expression, e.g. "
+                           "--set 'preprocessing#transforms#3#pixdim=[1.5, 1.5, 1.5]' (repeatable)")
     importing.set_defaults(run=run_import)
     publish = actions.add_parser("publish", help="make a trained model a verified package in the library "
                                  "(and optionally a .zip to share)")
@@ -206,9 +209,11 @@ def run_export(args) -> int:
 
 
 def run_import(args) -> int:
+    from deepmed.zoo.bundle_config import parse_values
     from deepmed.zoo.package import import_package
 
-    model = import_package(args.source, library=args.library, model_id=args.model_id, force=args.force)
+    model = import_package(args.source, library=args.library, model_id=args.model_id, force=args.force,
+                           bundle_values=parse_values(args.bundle_values))
     _installed_event(args, model)
     return 0
 

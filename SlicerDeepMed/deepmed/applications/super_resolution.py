@@ -214,7 +214,8 @@ class SuperResolutionApplication(Application):
     def card_fields(self, plan, fitted, dataset, config):
         factor = plan["factor"]
         return {
-            "inputs": [{"name": plan["channel_names"][0], "normalization": "zscore", "statistics": None,
+            "inputs": [{"name": plan["channel_names"][0], "modality": plan["channel_names"][0],
+                        "normalization": "zscore", "statistics": None,
                         "assumptions": "one low-resolution image; z-scored on its own mean and standard deviation"}],
             "labels": [],
             "patch_size": plan["patch_size"],

@@ -20,6 +20,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--task", default="auto", help="auto, segmentation or regression")
     parser.add_argument("--mask", type=Path, help="regression: evaluate inside this mask")
     parser.add_argument("--resample", action="store_true", help="resample predictions onto the reference grid")
+    parser.add_argument("--baseline-from", type=Path, help="regression: also score B-spline interpolation of these "
+                        "lower-resolution inputs (file, or folder by case id) onto the reference grid")
     parser.add_argument("--no-distances", action="store_true", help="skip hd, hd95 and assd")
     parser.set_defaults(run=run)
 
@@ -34,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if is_table(args.prediction):
         return _run_table(args)
     rows = evaluate(args.reference, args.prediction, task=args.task, mask=args.mask, resample=args.resample,
-                    distances=not args.no_distances)
+                    distances=not args.no_distances, baseline_from=args.baseline_from)
     if args.output is not None:
         write_csv(rows, args.output)
     if args.json:

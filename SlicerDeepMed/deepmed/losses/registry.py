@@ -21,6 +21,14 @@ def losses_for(app_name: str) -> list[str]:
             if app_name.lower() in LOSSES.metadata(name).get("applications", ())]
 
 
+def allow_for(app_name: str, names: list[str]) -> None:
+    """Let application ``app_name`` (e.g. a plug-in) use the registered losses ``names`` as well."""
+    for name in names:
+        known = LOSSES.metadata(name).get("applications", ())
+        if app_name.lower() not in known:
+            LOSSES.update_metadata(name, applications=(*known, app_name.lower()))
+
+
 def build_loss(name: str, num_classes: int, args: dict | None = None) -> torch.nn.Module:
     factory = LOSSES.get(name)
     try:

@@ -173,3 +173,11 @@ def _efficientnet_b0(**args):
 def outputs_vector(name: str) -> bool:
     """Whether network ``name`` maps a whole image to one vector per case."""
     return NETWORKS.metadata(name).get("output") == "vector"
+
+
+@NETWORKS.register("subpixel_sr", "sub-pixel convolution upsampler (ESPCN/EDSR): refines the grid by an integer "
+                   "factor per axis, residual over trilinear", upsamples=True)
+def _subpixel_sr(**args):
+    from deepmed.networks.subpixel import SubpixelSR
+
+    return SubpixelSR(**args)

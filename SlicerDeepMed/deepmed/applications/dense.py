@@ -17,6 +17,7 @@ import torch
 from deepmed.applications import dense_data
 from deepmed.applications.base import Application, Parts, Prediction, PreparedData, StepContext
 from deepmed.applications.inputs import input_channels
+from deepmed.errors import DeepMedError
 from deepmed.inferers.ongrid import channels_on_input, image_like, keep_largest_component
 from deepmed.inferers.sliding import predict_ensemble, predict_volume
 from deepmed.io.image_io import write_image
@@ -36,6 +37,13 @@ class DenseApplication(Application):
 
     discrete_target: bool
     default_sampling: str = "uniform"
+
+    def check_dataset(self, dataset):
+        missing = [case.id for case in dataset.training if case.label is None]
+        if missing:
+            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+            raise DeepMedError(f"{dataset.source or dataset.name}: {self.name} needs a target image ('label') for "
+                               f"every training case; missing for {', '.join(missing[:3])}{more}")
 
     # ---- planning --------------------------------------------------------------------------------------
     def plan(self, fingerprint, config, device, reasons):

@@ -53,11 +53,12 @@ def test_import_records_the_plans_and_keeps_both_folds(imported):
 
 
 @pytest.mark.slow
-def test_one_fold_without_mirroring_matches_nnunet_predictor(nnunetReference, imported):
-    from deepmed.inference.predictor import Predictor
-
+def test_one_fold_without_mirroring_matches_nnunet_predictor(nnunetReference, imported, tmp_path):
     scan = nnunetReference / "scan_0000.nii.gz"
-    ours = Predictor(imported.path, "cpu", folds=[0]).predict([scan], tta_flips=False).output
+    out = tmp_path / "seg.nii.gz"
+    assert main(["infer", "--model", str(imported.path), str(scan), "-o", str(out), "--device", "cpu", "--folds", "0",
+                 "--no-tta", "--progress", "none"]) == 0
+    ours = sitk.ReadImage(str(out))
     assert _agreement(ours, nnunetReference / "predictions" / "fold0_nomirror.nii.gz") >= 0.999
     counts = np.bincount(sitk.GetArrayFromImage(ours).ravel(), minlength=3)
     assert (counts >= 100).all(), counts  # not a degenerate network: every label is predicted

@@ -85,8 +85,10 @@ def _in_channels(network: dict) -> int | None:
     return network.get("args", {}).get("in_channels")
 
 
-def adopt_network(plan: dict, source: InitSource) -> None:
-    """Make ``plan`` build the source's network (name and arguments) with the plan's own output channels.
+def adopt_network(plan: dict, source: InitSource, lr_factor: float = 1.0) -> None:
+    """Make ``plan`` build the source's network (name and arguments) with the plan's own output channels,
+    and start its learning-rate schedule at ``lr_factor`` of the configured rate (``schedule.lr_peak``): the
+    full rate of a training from scratch throws much of a trained network away in its first steps.
 
     The source must be a model of the plan's application with the same number of input channels.
     """
@@ -107,6 +109,9 @@ def adopt_network(plan: dict, source: InitSource) -> None:
     plan["init"] = source.record()
     plan["reasons"]["network"] = (f"from the init model {source.model_id}: fine-tuning keeps its architecture "
                                   f"({theirs['name']}); output channels for this dataset's targets")
+    plan["schedule"]["lr_peak"] = float(lr_factor)
+    plan["reasons"]["lr_peak"] = (f"fine-tuning: the schedule starts at {lr_factor:g} x optimizer.lr "
+                                  "(training.init_lr_factor)")
     plan["reasons"]["init"] = (f"fine-tuning from {source.model_id}"
                                + (f" (fold {source.fold})" if source.fold is not None else "")
                                + ": its weights, except an output head for other targets; normalisation "

@@ -49,6 +49,7 @@ DEFAULTS: dict[str, Any] = {
         "fold": None,  # a fold of the manifest's splits (None: the first split if there are splits)
         "init": None,       # fine-tune: start from this model's weights (a model directory or library id)
         "init_fold": None,  # which fold of a cross-validation ensemble to start from (None: its first)
+        "init_lr_factor": 0.2,  # fine-tuning starts its learning-rate schedule at this share of optimizer.lr
     },
     "task": {},  # the application's own settings (its config_defaults)
     "inference": {"overlap": 0.5, "sw_batch_size": 2, "tta_flips": False, "keep_largest": False, "precision": AUTO},
@@ -178,6 +179,9 @@ def _check_choices(config: dict, problems: list[str]) -> None:
         problems.append(f"config: 'training.init' must be a model directory or library id, got {init!r}")
     if init_fold is not None and (isinstance(init_fold, bool) or not isinstance(init_fold, int) or init_fold < 0):
         problems.append(f"config: 'training.init_fold' must be a fold number (0, 1, ...), got {init_fold!r}")
+    factor = config["training"]["init_lr_factor"]
+    if isinstance(factor, (int, float)) and not 0 < factor <= 1:
+        problems.append(f"config: 'training.init_lr_factor' must be in (0, 1], got {factor}")
     try:
         parse_duration(config["training"]["time_limit"])
     except DeepMedError as exc:

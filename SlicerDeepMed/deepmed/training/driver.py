@@ -172,7 +172,7 @@ def _run(dataset, out, cfg, application, dev, reporter, resume, extend, started_
     elif cfg["training"]["init"]:
         where = (resolve_model or _model_directory)(cfg["training"]["init"])
         source = read_init_model(where, cfg["training"]["init_fold"])
-        adopt_network(plan, source)
+        adopt_network(plan, source, cfg["training"]["init_lr_factor"])
     data = application.prepare_data(loaded_train, loaded_val, dataset, plan, cfg)
     torch.manual_seed(cfg["training"]["seed"])
     parts = application.build_parts(plan, cfg, data.fitted)
@@ -239,7 +239,9 @@ def _restore_init(out: Path, plan: dict) -> None:
     saved = json.loads(saved_path.read_text(encoding="utf-8")) if saved_path.is_file() else {}
     if saved.get("init"):
         plan["network"], plan["init"] = saved["network"], saved["init"]
-        plan["reasons"]["network"] = saved.get("reasons", {}).get("network", "as when this run started")
+        plan["schedule"]["lr_peak"] = saved.get("schedule", {}).get("lr_peak", 1.0)
+        for key in ("network", "init", "lr_peak"):
+            plan["reasons"][key] = saved.get("reasons", {}).get(key, "as when this run started")
 
 
 def _extension_state(state: dict) -> dict:

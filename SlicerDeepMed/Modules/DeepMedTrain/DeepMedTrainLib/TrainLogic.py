@@ -165,6 +165,7 @@ class TrainLogic:
             modelDir = Path(outputDir) if outputDir else ModelLibrary.new_model_dir(name or dataset.stem)
             if modelDir.exists() and any(modelDir.iterdir()):
                 raise TrainError(f"{modelDir}: already exists and is not empty; choose another name (or Resume)")
+        start = startingModel(initModel, application) if initModel and not resume else None
         runFolder = Path(tempfile.mkdtemp(prefix="deepmed-train-"))
         stopFile = runFolder / "stop"
         arguments = ["train", "--dataset", dataset, "--out", modelDir, "--progress", "jsonl", "--stop-file", stopFile]
@@ -172,8 +173,8 @@ class TrainLogic:
             arguments += ["--resume"] + (["--epochs", int(epochs)] if epochs else [])
         else:
             settings = dict(settings or {})
-            if initModel:
-                settings["training.init"] = str(startingModel(initModel, application).path)
+            if start is not None:
+                settings["training.init"] = str(start.path)
             config = trainingConfig(application, epochs, device, settings, timeLimitSeconds)
             configFile = runFolder / "config.json"
             configFile.write_text(json.dumps(config, indent=2), encoding="utf-8")

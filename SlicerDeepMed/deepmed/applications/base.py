@@ -178,6 +178,11 @@ class Application(ABC):
     def build_parts(self, plan: dict, config: dict, fitted: dict) -> Parts:
         """Networks, losses and optimisers (on the CPU; the trainer moves them)."""
 
+    def output_heads(self, plan: dict) -> dict[str, set[str]]:
+        """Fine-tuning on other targets (``training.init``): per network, the tensor names of its output head,
+        which keep their fresh initialisation. Default: none known (other targets then fail to load)."""
+        return {}
+
     # ---- training ----------------------------------------------------------------------------------
     @abstractmethod
     def train_step(self, parts: Parts, batch: dict, step: StepContext) -> dict[str, float]:

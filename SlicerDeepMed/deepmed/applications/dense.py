@@ -23,6 +23,7 @@ from deepmed.inferers.sliding import predict_ensemble, predict_volume
 from deepmed.io.image_io import write_image
 from deepmed.losses import build_loss
 from deepmed.model.directory import label_colour
+from deepmed.model.transfer import output_dependent_keys
 from deepmed.networks import build_network, network_arguments
 from deepmed.optim import build_optimizer
 from deepmed.planning import dense as rules
@@ -113,6 +114,10 @@ class DenseApplication(Application):
         model = build_network(plan["network"]["name"], plan["network"]["args"])
         loss = build_loss(plan["loss"], plan["network"]["args"]["out_channels"], config["loss"]["args"])
         return Parts({"model": model}, {"model": build_optimizer(config, model.parameters())}, {"main": loss})
+
+    def output_heads(self, plan):
+        network = plan["network"]
+        return {"model": output_dependent_keys(lambda args: build_network(network["name"], args), network["args"])}
 
     def train_step(self, parts: Parts, batch: dict, step: StepContext) -> dict[str, float]:
         image, target = step.to_device(batch["image"], batch["label"])

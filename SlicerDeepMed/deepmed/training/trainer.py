@@ -303,7 +303,7 @@ class Trainer:
         return (self.state.epoch * self.iterations + self.state.iteration) / max(1, total)
 
     def set_learning_rate(self, progress: float) -> None:
-        peak = EXTEND_LR_FACTOR if self.extend else 1.0
+        peak = (EXTEND_LR_FACTOR if self.extend else 1.0) * self.plan["schedule"].get("lr_peak", 1.0)
         for optimizer in self.parts.optimizers.values():
             set_learning_rate(optimizer, self.plan["schedule"]["lr_schedule"], progress, peak)
 

@@ -18,7 +18,9 @@ def test_every_loss_declares_its_applications():
     assert losses_for("regression") == ["l1", "mse", "rmse", "huber"]
     assert losses_for("segmentation") == ["dice", "dice_ce", "dice_focal", "generalized_dice", "tversky",
                                           "generalized_wasserstein_dice", "cross_entropy"]
-    assert sorted(losses_for("segmentation") + losses_for("regression")) == LOSSES.names()
+    from deepmed.applications import APPLICATIONS
+
+    assert sorted(sum((losses_for(app) for app in APPLICATIONS.names()), [])) == LOSSES.names()
     assert LOSSES.metadata("DICE") == {"applications": ("segmentation",)}
 
 

@@ -190,7 +190,7 @@ class AutoencoderApplication(Application):
         if not plan["variational"]:
             modes = [m for m in modes if m["name"] != "sample"]  # a plain autoencoder has no prior to sample
         return {
-            "inputs": [{"name": name, "modality": name, "normalization": "zscore_dataset", "statistics": stats}
+            "inputs": [{"name": name, "modality": name, "normalization": "zscore", "statistics": stats}
                        for name, stats in zip(plan["channel_names"], fitted["statistics"])],
             "labels": [],
             "network": dict(plan["network"]),

@@ -1,5 +1,5 @@
 """Reconstruction error of a learned representation against principal component analysis (PCA) with the same
-number of components: the linear baseline an autoencoder's code must beat.
+number of components: the linear baseline a learned nonlinear code must beat.
 
 PCA is fitted on the training cases' arrays (one row per case, numpy SVD) and each held-out case is
 projected onto the first ``k`` components and back. Errors are measured on the arrays given (the model's

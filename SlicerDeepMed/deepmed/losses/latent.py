@@ -1,6 +1,6 @@
-"""Loss of a (variational) autoencoder: reconstruction error plus ``beta`` times the KL divergence of the
+"""Loss of a variational encoder-decoder (VAE): reconstruction error plus ``beta`` times the KL divergence of the
 latent posterior N(mean, exp(log-variance)) from the prior N(0, I) (Kingma & Welling 2014; beta-VAE,
-Higgins et al. 2017). ``beta = 0`` (or no log-variance) leaves the plain autoencoder's reconstruction loss.
+Higgins et al. 2017). ``beta = 0`` (or no log-variance) leaves the reconstruction loss alone.
 
 Scale: the reconstruction term is the mean over voxels, the KL term the sum over latent dimensions (nats
 per case) averaged over the batch, so ``beta`` trades one nat of code for ``beta`` of per-voxel error.
@@ -25,7 +25,7 @@ class LatentLoss(torch.nn.Module):
 
     Args:
         reconstruction: ``mse`` or ``l1`` (per voxel).
-        beta: weight of the KL term (0: plain autoencoder).
+        beta: weight of the KL term (0: no KL term, a deterministic code).
     """
 
     def __init__(self, reconstruction: str = "mse", beta: float = 1e-4):

@@ -119,7 +119,7 @@ def _highresnet(**args):
     return HighResNet(**args)
 
 
-@NETWORKS.register("vae", "MONAI VarAutoEncoder (Kingma & Welling 2014): convolutional variational autoencoder")
+@NETWORKS.register("vae", "MONAI VarAutoEncoder (Kingma & Welling 2014): a convolutional VAE")
 def _vae(**args):
     from monai.networks.nets import VarAutoEncoder
 

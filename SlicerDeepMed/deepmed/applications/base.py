@@ -33,8 +33,9 @@ APPLICATIONS = Registry("application")
 #: What a case's target can be.
 TARGET_KINDS = ("label_map", "scalar_map", "values", "image", "none")
 #: What a model produces; the Slicer modules place each kind in the scene (segmentation, volume, table,
-#: sequence). ``label_map``/``scalar_volume`` lie on the input's grid, ``image`` on its own grid.
-OUTPUT_KINDS = ("label_map", "scalar_volume", "table", "image", "sequence")
+#: sequence). ``label_map``/``scalar_volume`` lie on the input's grid, ``image`` on its own grid;
+#: ``overlapping_masks``: one binary mask per label, masks may overlap (a vector image, one component each).
+OUTPUT_KINDS = ("label_map", "overlapping_masks", "scalar_volume", "table", "image", "sequence")
 #: What one inference mode takes: one case's images, nothing, two cases (e.g. latent interpolation) or values.
 MODE_INPUTS = ("images", "none", "pair", "conditions")
 
@@ -100,11 +101,14 @@ class StepContext:
 @dataclass
 class PreparedData:
     """Training and validation items (dicts the transforms and ``train_step`` understand) and the fitted
-    statistics that the model card keeps for inference (normalisation, target scaling, ...)."""
+    statistics that the model card keeps for inference (normalisation, target scaling, ...).
+    ``sample_weights`` (one per training item, optional) make the loader draw items in proportion to them
+    (e.g. class-balanced sampling); without them every item is equally likely."""
 
     train: list[dict]
     val: list[dict]
     fitted: dict = field(default_factory=dict)
+    sample_weights: list[float] | None = None
 
 
 @dataclass

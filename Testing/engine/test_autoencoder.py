@@ -189,6 +189,11 @@ def test_every_mode_from_the_command_line(trained, tmp_path):
                folder / "s04.nii.gz", "-o", line)
     assert run.returncode == 0, run.stderr
     assert sitk.ReadImage(str(line)).GetSize()[3] == 4 and len(read_sequence(line)) == 4
+    as_nrrd = tmp_path / "line.nrrd"  # what the Slicer Run panel asks for
+    assert _cli("infer", "--model", model, "--mode", "interpolate", "--steps", 4, folder / "s03.nii.gz",
+                folder / "s04.nii.gz", "-o", as_nrrd).returncode == 0
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(read_sequence(as_nrrd)[2]),
+                                  sitk.GetArrayFromImage(read_sequence(line)[2]))
 
     batch = tmp_path / "codes"
     run = _cli("infer", "--model", model, "--mode", "encode", folder, "-o", batch)
@@ -202,7 +207,7 @@ def test_command_line_refusals_are_one_line(trained, tmp_path):
     for args, message in [
         (["--mode", "interpolate", folder / "s01.nii.gz"], "takes two cases"),
         (["--mode", "sample", "--count", 0], "--count: expected at least 1 sample(s), got 0"),
-        (["--mode", "sample"], "a sequence is written as a 4D NIfTI"),  # -o below ends in .csv
+        (["--mode", "sample"], "a sequence is written as one 4D image"),  # -o below ends in .csv
     ]:
         run = _cli("infer", "--model", model, *args, "-o", tmp_path / "out.csv")
         assert run.returncode != 0 and message in run.stderr, run.stderr

@@ -13,7 +13,8 @@ MONAI's ``VarAutoEncoder``, trained as two networks with reconstruction error + 
 * ``interpolate``: two cases -> ``--steps`` images decoded along the straight line between their codes, on
   the card's ``output_grid``, as a sequence (the first and last frames are the two reconstructions).
 
-A sequence is written as one 4D NIfTI (frames along the 4th axis; each frame keeps the 3D grid).
+A sequence is written as one 4D image (NIfTI, NRRD or MetaImage; frames along the 4th axis; each frame keeps
+the 3D grid).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from deepmed.transforms.preprocessing import oriented
 from deepmed.utils.atomic import atomic_path, write_text_atomic
 
 NAME = "autoencoder"
-SEQUENCE_SUFFIXES = (".nii.gz", ".nii")
+SEQUENCE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")  # formats that hold a 4D image
 CPU_SIZE, GPU_SIZE = 32, 64  # longest axis of an auto input size
 
 
@@ -320,10 +321,11 @@ def _at_least(value, minimum: int, flag: str, what: str) -> int:
 
 # ---- outputs -----------------------------------------------------------------------------------------
 def write_sequence(frames: list[sitk.Image], path: Path) -> Path:
-    """Frames (3D, one grid) as one 4D NIfTI: the 4th axis counts the frames; the 3D geometry is kept."""
+    """Frames (3D, one grid) as one 4D image (NIfTI, NRRD or MetaImage): the 4th axis counts the frames; the 3D
+    geometry is kept."""
     if not path.name.lower().endswith(SEQUENCE_SUFFIXES):
-        raise DeepMedError(f"{path}: a sequence is written as a 4D NIfTI, expected a name ending in "
-                           f"{' or '.join(SEQUENCE_SUFFIXES)}")
+        raise DeepMedError(f"{path}: a sequence is written as one 4D image, expected a name ending in "
+                           f"{', '.join(SEQUENCE_SUFFIXES)}")
     series = sitk.JoinSeries(frames)
     with atomic_path(path) as temporary:
         sitk.WriteImage(series, str(temporary), True)

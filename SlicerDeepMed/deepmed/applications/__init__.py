@@ -5,6 +5,7 @@ here or as a plug-in (``deepmed.applications.plugins``); the driver, trainer and
 """
 
 from deepmed.applications import (  # noqa: F401  (register)
+    autoencoder,
     case_level,
     monai_bundle,
     nnunet,

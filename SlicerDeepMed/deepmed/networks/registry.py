@@ -181,3 +181,24 @@ def _subpixel_sr(**args):
     from deepmed.networks.subpixel import SubpixelSR
 
     return SubpixelSR(**args)
+
+
+@NETWORKS.register("vae", "MONAI VarAutoEncoder (Kingma & Welling 2014): a convolutional VAE")
+def _vae(**args):
+    from monai.networks.nets import VarAutoEncoder
+
+    return VarAutoEncoder(**args)
+
+
+@NETWORKS.register("vae_encoder", "encoder half of MONAI's VarAutoEncoder: image -> latent mean, log-variance")
+def _vae_encoder(**args):
+    from deepmed.networks.latent import LatentEncoder
+
+    return LatentEncoder(**args)
+
+
+@NETWORKS.register("vae_decoder", "decoder half of MONAI's VarAutoEncoder: latent code -> image")
+def _vae_decoder(**args):
+    from deepmed.networks.latent import LatentDecoder
+
+    return LatentDecoder(**args)

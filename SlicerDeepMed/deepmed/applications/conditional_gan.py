@@ -75,9 +75,9 @@ class ConditionalGanApplication(Application):
         "units": [],                 # their units (optional, shown in the card and in Slicer)
         "image_size": 32,            # voxels per axis of the generated volume (4 times a power of two)
         "latent_dim": 16,
-        "generator_channels": 64,
-        "discriminator_channels": 64,
-        "generator_lr": 2e-4,
+        "generator_channels": 32,
+        "discriminator_channels": 32,
+        "generator_lr": 5e-4,
         "discriminator_lr": 2e-4,
         "reconstruction_weight": 10.0,  # L1 towards the real image of the same condition
         "auxiliary_weight": 1.0,        # condition regression by the discriminator's auxiliary head

@@ -178,4 +178,5 @@ def test_a_short_training_generates_spheres_that_follow_the_conditions(tmp_path)
     predictor = Predictor(model, "cpu")
     measured = measure_generation(predictor, [6, 8.5, 11, 13.5, 16], [-12, -6, 0, 6, 12], [0],
                                   predictor.card["settings"]["threshold"])
+    print(f"r radius {measured['r_radius']:.3f}, r shift {measured['r_shift']:.3f}")
     assert measured["r_radius"] >= 0.8 and measured["r_shift"] >= 0.8, measured

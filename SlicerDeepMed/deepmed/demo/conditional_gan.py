@@ -27,6 +27,7 @@ RADIUS = (6.0, 16.0)
 SHIFT = (-12.0, 12.0)
 SIZE, SPACING = 40, 1.6
 REQUIRED_R = 0.8
+MEAN_TOLERANCE = 0.1  # generated mean inside/outside within this share of the training intensity range
 DEMO_CONFIG = {
     "app": "cgan",
     "task": {"conditions": ["radius", "shift"], "units": ["mm", "mm"], "image_size": 32,
@@ -159,8 +160,13 @@ def run_demo(out: Path, epochs: int | None = None, progress="tqdm", log=print) -
                 for i in range(12)]
     generated = [sitk.GetArrayFromImage(image) for image in measured["images"].values()]
     intensity = intensity_comparison(generated, training, threshold)
+    window = predictor.card["settings"]["intensity"][0]
+    tolerance = MEAN_TOLERANCE * (window["high"] - window["low"])
+    means_close = all(abs(intensity["generated"][k] - intensity["training"][k]) <= tolerance
+                      for k in ("mean_inside", "mean_outside"))
     seconds = time.time() - started
     summary = {"r_radius": measured["r_radius"], "r_shift": measured["r_shift"], "intensity": intensity,
+               "means_close": means_close,
                "seconds": round(seconds, 1), "train_seconds": round(train_seconds, 1), "model_dir": str(model_dir),
                "threshold": threshold}
     (out / "summary.json").write_text(json.dumps({**summary, "rows": measured["rows"]}, indent=1))
@@ -170,6 +176,8 @@ def run_demo(out: Path, epochs: int | None = None, progress="tqdm", log=print) -
     log("intensity          generated  training")
     for key in ("mean_inside", "std_inside", "mean_outside", "std_outside"):
         log(f"  {key:16s} {intensity['generated'][key]:9.1f} {intensity['training'][key]:9.1f}")
+    log(f"  means within {tolerance:.1f} (10% of the training range {window['low']:.0f}..{window['high']:.0f}): "
+        f"{'yes' if means_close else 'NO'}")
     log(f"  histogram distance (Wasserstein-1) generated vs training {intensity['histogram_distance']:.2f}; "
         f"between two halves of the training images {intensity['histogram_distance_real']:.2f}")
     log(f"samples {out / 'samples.png'}; {seconds:.0f} s in all ({train_seconds:.0f} s data + training)")
@@ -178,7 +186,8 @@ def run_demo(out: Path, epochs: int | None = None, progress="tqdm", log=print) -
 
 def main(out: Path, epochs: int | None, progress: str) -> int:
     summary = run_demo(out, epochs=epochs, progress=progress, log=lambda m: print(m, flush=True))
-    return 0 if min(summary["r_radius"], summary["r_shift"]) >= REQUIRED_R else 1
+    passed = min(summary["r_radius"], summary["r_shift"]) >= REQUIRED_R and summary["means_close"]
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":

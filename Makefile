@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO_OUT ?= demo_output
 
-.PHONY: venv test test-fast demo benchmark benchmark-accuracy clean
+.PHONY: venv test test-fast demo benchmark benchmark-accuracy model-catalog clean
 
 venv: $(STAMP)
 
@@ -31,6 +31,12 @@ benchmark: venv
 WALL ?= 189
 benchmark-accuracy: venv   # engine defaults vs. a plain MONAI script at equal wall time (about 2 x WALL + 2 min)
 	$(PY) benchmarks/bench_accuracy_per_minute.py --wall $(WALL) --out benchmark_accuracy.json
+
+BUNDLES ?= ../shared/data/monai-bundles
+model-catalog: venv   # the catalogue's MONAI Model Zoo entries, made again from the bundles that import and run
+	$(PY) -m deepmed zoo catalog-from-bundles $(wildcard $(BUNDLES)/*/) --model-info $(BUNDLES)/model_info.json \
+		--run-check --into Resources/ModelCatalog.json
+	cp Resources/ModelCatalog.json SlicerDeepMed/deepmed/zoo/catalog.json
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

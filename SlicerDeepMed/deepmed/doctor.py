@@ -30,6 +30,8 @@ REQUIREMENTS = {
     "tqdm": ("tqdm", ">=4.64"),
     "matplotlib": ("matplotlib", ">=3.7"),
     "nibabel": ("nibabel", ">=5.0"),
+    "einops": ("einops", ">=0.7"),
+    "scikit-image": ("skimage", ">=0.21"),
 }
 SLICER_TORCH_FIX = "install PyTorch with the PyTorch extension (Slicer > PyTorch Utils)"
 

@@ -24,7 +24,14 @@ NETWORK = {"_target_": "UNet", "spatial_dims": 3, "in_channels": 1, "out_channel
 RANGE = {"a_min": -57, "a_max": 164, "b_min": 0.0, "b_max": 1.0}
 
 
-def write_bundle(folder: Path, network=None, weights=None) -> Path:
+POSTPROCESSING = {"_target_": "Compose", "transforms": [
+    {"_target_": "Activationsd", "keys": "pred", "softmax": True},
+    {"_target_": "Invertd", "keys": "pred", "transform": "@preprocessing", "orig_keys": "image"},
+    {"_target_": "AsDiscreted", "keys": "pred", "argmax": True},
+    {"_target_": "SaveImaged", "keys": "pred", "output_dtype": "$numpy.float32"}]}
+
+
+def write_bundle(folder: Path, network=None, weights=None, edit=None) -> Path:
     network = network or NETWORK
     (folder / "configs").mkdir(parents=True)
     (folder / "models").mkdir()
@@ -42,12 +49,15 @@ def write_bundle(folder: Path, network=None, weights=None) -> Path:
                      {"_target_": "Spacingd", "keys": "image", "pixdim": [1.5, 1.5, 2.0], "mode": "bilinear"},
                      {"_target_": "ScaleIntensityRanged", "keys": "image", **RANGE, "clip": True}]},
                  "inferer": {"_target_": "SlidingWindowInferer", "roi_size": [32, 32, 32], "sw_batch_size": 1,
-                             "overlap": 0.5}}
+                             "overlap": 0.5},
+                 "postprocessing": json.loads(json.dumps(POSTPROCESSING))}
+    if edit is not None:
+        edit(inference)
     (folder / "configs" / "metadata.json").write_text(json.dumps(metadata))
     (folder / "configs" / "inference.json").write_text(json.dumps(inference))
     if weights is None:
         torch.manual_seed(0)
-        net = UNet(**{k: v for k, v in NETWORK.items() if k != "_target_"})
+        net = build(network if network.get("_target_") in ("UNet", "UNETR", "SwinUNETR") else NETWORK)
         for module in net.modules():  # non-trivial batch-norm statistics
             if isinstance(module, torch.nn.BatchNorm3d):
                 module.running_mean.uniform_(-0.2, 0.2)
@@ -56,6 +66,12 @@ def write_bundle(folder: Path, network=None, weights=None) -> Path:
     else:
         (folder / "models" / "model.pt").write_bytes(weights)
     return folder
+
+
+def build(network: dict) -> torch.nn.Module:
+    from monai.bundle import ConfigParser
+
+    return ConfigParser({"network_def": network}).get_parsed_content("network_def")
 
 
 def ras_ct(shape_xyz=(40, 36, 30)) -> sitk.Image:
@@ -90,7 +106,10 @@ def test_bundle_imports_and_segments_like_the_monai_pipeline(tmp_path, monkeypat
     assert installed.id == "toy_spleen_ct" and card["version"] == "0.2.1" and card["licence"] == "Apache-2.0"
     assert card["orientation"] == "RAS" and card["array_axes"] == "xyz" and card["spacing"] == [1.5, 1.5, 2.0]
     assert [label["name"] for label in card["labels"]] == ["background", "spleen", "lesion"]
-    assert card["inputs"][0]["normalization"] == "scale_range" and card["source"]["format"] == "monai-bundle"
+    assert card["application"] == "monai_bundle" and card["output_kind"] == "label_map"
+    assert card["inputs"][0]["name"] == "CT" and card["source"]["format"] == "monai-bundle"
+    assert [step["name"] for step in card["task"]["preprocessing"]] == ["EnsureChannelFirstd", "Orientationd",
+                                                                       "Spacingd", "ScaleIntensityRanged"]
     assert verify_installed(installed) == [] and not list(installed.path.glob("*.pt"))
     image = ras_ct()
     sitk.WriteImage(image, str(tmp_path / "ct.nii.gz"))
@@ -130,11 +149,127 @@ def test_malicious_bundle_weights_are_refused_unexecuted(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("network, message", [
-    ({**NETWORK, "channels": "$[8, 16, 32]"}, "is a MONAI config expression"),
+    ({**NETWORK, "channels": "$[8, 16, 32]"}, "network_def#channels = '\\$\\[8, 16, 32\\]' is a Python expression"),
     ({**NETWORK, "_target_": "mypackage.MyNet"}, "is not one the engine knows"),
-    ({**NETWORK, "channels": [8, 16, 64]}, "does not fit the network"),
 ])
 def test_bundles_the_engine_cannot_map_safely_are_refused(network, message, tmp_path, monkeypatch):
     monkeypatch.setenv("DEEPMED_LIBRARY", str(tmp_path / "library"))
     with pytest.raises(DeepMedError, match=message):
         import_package(write_bundle(tmp_path / "b", network=network))
+
+
+def test_weights_of_another_shape_are_named_briefly(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPMED_LIBRARY", str(tmp_path / "library"))
+    other = pickle_free_weights({**NETWORK, "channels": [8, 16, 64]})
+    with pytest.raises(DeepMedError, match=r"models/model.pt does not fit network_def: \d+ of another shape: "
+                                           r"model\.\S+ \(\d+, \d+"):
+        import_package(write_bundle(tmp_path / "b", weights=other))
+
+
+def pickle_free_weights(network: dict) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    torch.save({"model": {f"module.{k}": v for k, v in build(network).state_dict().items()}}, buffer)
+    return buffer.getvalue()
+
+
+def test_checkpoint_loader_path_load_dict_and_module_prefix(tmp_path, monkeypatch):
+    """Weights where the bundle's CheckpointLoader says, under its load_dict key, DataParallel prefixes off."""
+    monkeypatch.setenv("DEEPMED_LIBRARY", str(tmp_path / "library"))
+
+    def loader(config):
+        config["bundle_root"] = "/workspace/elsewhere"
+        config["checkpoint"] = "$@bundle_root + '/models/' + @weights_name"
+        config["weights_name"] = "best_metric_model.pt"
+        config["handlers"] = [{"_target_": "CheckpointLoader", "load_path": "@checkpoint",
+                               "load_dict": {"model": "@network"}}]
+
+    bundle = write_bundle(tmp_path / "b", weights=b"not weights", edit=loader)
+    (bundle / "models" / "best_metric_model.pt").write_bytes(pickle_free_weights(NETWORK))
+    assert import_package(bundle).card["network"]["name"] == "unet"
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c["preprocessing"]["transforms"].append({"_target_": "RandFlipd", "keys": "image"}),
+     "preprocessing transform RandFlipd \\(preprocessing#transforms#5\\) is not one deepmed runs"),
+    (lambda c: c["postprocessing"]["transforms"].insert(0, {"_target_": "Lambdad", "keys": "pred",
+                                                            "func": "$lambda x: x.flip(1)"}),
+     "Lambdad func .* is Python that deepmed does not run"),
+    (lambda c: c["postprocessing"]["transforms"].pop(2), "ends in probabilities, not labels"),
+    (lambda c: c["inferer"].update(_target_="mypackage.MyInferer"), "inferer 'MyInferer' is not one deepmed runs"),
+])
+def test_unknown_steps_are_refused_in_one_line(edit, message, tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPMED_LIBRARY", str(tmp_path / "library"))
+    with pytest.raises(DeepMedError, match=message) as error:
+        import_package(write_bundle(tmp_path / "b", edit=edit))
+    assert "\n" not in str(error.value)
+
+
+def test_an_expression_where_a_value_is_needed_is_refused_or_given_with_set(tmp_path, monkeypatch, capsys):
+    from deepmed.cli.main import main as deepmed
+
+    monkeypatch.setenv("DEEPMED_LIBRARY", str(tmp_path / "library"))
+
+    def spacing_branch(config):  # as wholeBody_ct_segmentation chooses its spacing
+        config["highres"] = False
+        config["preprocessing"]["transforms"][3]["pixdim"] = "$[1.5, 1.5, 2.0] if @highres else [3.0, 3.0, 3.0]"
+
+    bundle = write_bundle(tmp_path / "b", edit=spacing_branch)
+    assert deepmed(["zoo", "import", str(bundle)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "preprocessing#transforms#3#pixdim" in error and "--set" in error
+    assert deepmed(["zoo", "import", str(bundle), "--set", "preprocessing#transforms#3#pixdim=[3.0, 3.0, 3.0]"]) == 0
+    card = json.loads((tmp_path / "library" / "b" / "model_card.json").read_text())
+    assert card["spacing"] == [3.0, 3.0, 3.0]
+    assert deepmed(["zoo", "import", str(bundle), "--id", "c", "--set", "preprocessing#transforms#3#pixdim=[3, 3, 3]",
+                    "--set", "preprocessing#transforms#9#pixdim=1"]) == 2
+    assert "no entry the import reads" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("network", [
+    {"_target_": "UNETR", "in_channels": 1, "out_channels": 3, "img_size": [32, 32, 32], "feature_size": 8,
+     "hidden_size": 96, "mlp_dim": 192, "num_heads": 4},
+    pytest.param({"_target_": "SwinUNETR", "in_channels": 1, "out_channels": 3, "feature_size": 12, "img_size": 64},
+                 marks=pytest.mark.slow),
+])
+def test_transformer_networks_import_and_run(network, tmp_path, monkeypatch):
+    """UNETR and SwinUNETR (einops) import and segment on the input grid like MONAI's own pipeline."""
+    from monai.bundle import ConfigParser
+    from monai.data import decollate_batch, list_data_collate
+
+    monkeypatch.setenv("DEEPMED_LIBRARY", str(tmp_path / "library"))
+    torch.manual_seed(1)
+    reference_network = build({k: v for k, v in network.items()
+                               if not (k == "img_size" and "Swin" in network["_target_"])})  # gone in MONAI 1.5
+    weights = io_bytes(reference_network.state_dict())
+    roi = [network["img_size"]] * 3 if isinstance(network["img_size"], int) else network["img_size"]
+    bundle = write_bundle(tmp_path / "t", network=network, weights=weights,
+                          edit=lambda config: config["inferer"].update(roi_size=roi))
+    image = ras_ct()
+    sitk.WriteImage(image, str(tmp_path / "ct.nii.gz"))
+    ours = import_package(bundle)
+    from deepmed.inference.predictor import Predictor
+
+    result = Predictor(ours.path, "cpu").predict([image]).output
+    parser = ConfigParser(json.loads((bundle / "configs" / "inference.json").read_text()))
+    reference_network.eval()
+    data = parser.get_parsed_content("preprocessing")({"image": str(tmp_path / "ct.nii.gz")})
+    batch = list_data_collate([data])
+    with torch.no_grad():
+        item = decollate_batch({"image": batch["image"],
+                                "pred": parser.get_parsed_content("inferer")(batch["image"], reference_network)})[0]
+    item = parser.get_parsed_content("postprocessing#transforms#0")(item)
+    item = parser.get_parsed_content("postprocessing#transforms#1")(item)
+    expected = np.asarray(parser.get_parsed_content("postprocessing#transforms#2")(item)["pred"])[0].T
+    assert len(np.unique(expected)) > 1
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(result), expected)
+    assert result.GetOrigin() == image.GetOrigin() and result.GetDirection() == image.GetDirection()
+
+
+def io_bytes(state: dict) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()

@@ -95,7 +95,7 @@ def test_missing_dependencies_are_named_and_installed_on_request(qtHarness, scen
 
     from DeepMedLib import Dependencies
 
-    installed = {"torch", "scipy", "tqdm", "matplotlib", "yaml", "jsonschema", "safetensors", "nibabel"}
+    installed = {"torch", "scipy", "tqdm", "matplotlib", "yaml", "jsonschema", "safetensors", "nibabel", "einops", "skimage"}
     monkeypatch.setattr(Dependencies, "isAvailable", installed.__contains__)
     pipCalls = []
     monkeypatch.setattr(slicer.util, "pip_install", lambda args: pipCalls.append(args) or installed.add("monai"),

@@ -83,7 +83,7 @@ def test_an_exception_inside_a_handler_leaves_the_panel_right(qtHarness, scene, 
 
     from DeepMedLib import Dependencies
 
-    installed = {"torch", "tqdm", "matplotlib", "yaml", "jsonschema", "safetensors", "nibabel"}
+    installed = {"torch", "tqdm", "matplotlib", "yaml", "jsonschema", "safetensors", "nibabel", "einops", "skimage"}
     monkeypatch.setattr(Dependencies, "isAvailable", installed.__contains__)
     monkeypatch.setattr(slicer.util, "pip_install", lambda args: installed.add("monai"), raising=False)
     widget = qtHarness.modules.select("DeepMedSegment")

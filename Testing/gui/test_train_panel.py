@@ -93,19 +93,24 @@ def test_bad_settings_are_reported_and_nothing_runs(panel, qtHarness, scene, tmp
     assert not ui.showCurvesButton.isEnabled()
 
 
-def test_dropdowns_offer_what_the_engine_registers(panel):
+def test_dropdowns_offer_what_the_engine_registers(panel, qtHarness):
+    """Applications and losses come from the engine (a worker); networks are the registry's dense ones."""
     from DeepMedTrainLib import TrainPanel
 
-    from deepmed.losses.registry import REGRESSION_LOSSES, SEGMENTATION_LOSSES
+    from deepmed.applications import APPLICATIONS
+    from deepmed.losses import losses_for
     from deepmed.networks.registry import NETWORKS
 
-    image_to_image = [name for name in NETWORKS.names() if not NETWORKS.metadata(name).get("role")]
-    assert sorted(TrainPanel.NETWORKS) == sorted(image_to_image)  # not a GAN's generator/discriminator
-    assert sorted(TrainPanel.LOSSES["segmentation"][1:]) == sorted(SEGMENTATION_LOSSES)
-    assert sorted(TrainPanel.LOSSES["regression"][1:]) == sorted(REGRESSION_LOSSES)
-    panel.ui.applicationComboBox.setCurrentText("regression")
+    assert set(TrainPanel.NETWORKS[1:]) <= set(NETWORKS.names()) and TrainPanel.NETWORKS[0] == "auto"
+    combo = panel.ui.applicationComboBox
+    items = [combo.itemText(i) for i in range(combo.count())]
+    assert sorted(items) == APPLICATIONS.names() and combo.currentText() == items[0]  # the engine's default first
+    assert combo.itemData(1, 3) == APPLICATIONS.describe()[items[1]]  # the description as tooltip
+    combo.setCurrentText("regression")
+    qtHarness.processEventsUntil(lambda: panel.panel.lossJob is None, timeout=60)
     assert [panel.ui.lossComboBox.itemText(i) for i in range(panel.ui.lossComboBox.count())] == \
-        TrainPanel.LOSSES["regression"]
+        ["auto", *losses_for("regression")]
+    assert "network.name" not in panel.panel.settings()  # auto: the application's plan chooses
 
 
 def test_publish_makes_the_trained_model_a_verified_package(panel, qtHarness, tmp_path):

@@ -129,7 +129,7 @@ def test_engine_runs_with_this_environment():
 
 # ---- dependencies ------------------------------------------------------------------------------------
 def test_missing_packages_are_named_and_installed_with_slicer_packages_pinned():
-    installed = {"torch", "scipy", "tqdm", "matplotlib", "yaml", "jsonschema", "nibabel"}
+    installed = {"torch", "scipy", "tqdm", "matplotlib", "yaml", "jsonschema", "nibabel", "einops", "skimage"}
     calls = []
 
     def pipInstall(arguments):

@@ -17,6 +17,7 @@ MODULE_LOGICS = {
     "plots": "vtkSlicerPlotsLogic",
     "data": "vtkSlicerDataModuleLogic",
     "transforms": "vtkSlicerTransformLogic",
+    "sequences": "vtkSlicerSequencesLogic",
 }
 
 

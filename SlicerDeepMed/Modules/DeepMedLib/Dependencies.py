@@ -28,6 +28,8 @@ ENGINE_PACKAGES = {
     "scipy": ("scipy==1.17.1", (3, 11)),
     "matplotlib": ("matplotlib==3.11.2", (3, 11)),
     "nibabel": ("nibabel==5.4.2", (3, 10)),
+    "einops": ("einops==0.8.2", (3, 9)),
+    "skimage": ("scikit-image==0.26.0", (3, 11)),
 }
 #: the torch the pinned monai needs (monai 1.6.1: ``Requires-Dist: torch>=2.8.0``)
 MINIMUM_TORCH = "2.8"

@@ -22,6 +22,9 @@ from DeepMedLib.EngineCommand import engineCommand, engineEnvironment
 from DeepMedLib.Signal import Signal
 
 changed = Signal("str")
+#: output kind -> how the panel names it
+OUTPUT_WORDS = {"label_map": "segmentation", "scalar_volume": "predicted image", "image": "image on its own grid",
+                "table": "case-level values (table)", "sequence": "sequence of images"}
 
 
 def useLibraryFolder(folder, announce: bool = True) -> Path:
@@ -60,8 +63,11 @@ def describe(model: InstalledModel) -> str:
         lines.append("Labels: " + (", ".join(label["name"] for label in model.labels) or "none"))
     else:
         target = card.get("target", {})
-        lines.append(f"Output: {target.get('quantity', 'predicted image')}"
-                     + (f" [{target['unit']}]" if target.get("unit") else ""))
+        what = OUTPUT_WORDS.get(model.output_kind, "predicted image")
+        lines.append(f"Output: {target.get('quantity', what)}" + (f" [{target['unit']}]" if target.get("unit") else ""))
+    if len(model.modes) > 1:
+        lines.append("Modes: " + ", ".join(f"{m['name']} ({OUTPUT_WORDS.get(m['output_kind'], m['output_kind'])})"
+                                           for m in model.modes))
     if card.get("licence") or card.get("version"):
         lines.append(f"Version {card.get('version', '-')}, licence {card.get('licence', 'not stated')}"
                      + (", checksums verified at install" if (model.path / "SHA256SUMS").is_file() else ""))

@@ -50,8 +50,8 @@ def updateVolumeNodeFromImage(volumeNode, image: sitk.Image) -> None:
 def checkSameGrid(image: sitk.Image, referenceVolume, what: str = "output") -> None:
     """Raise unless ``image`` lies voxel for voxel on ``referenceVolume``'s grid."""
     referenceShape = slicer.util.arrayFromVolume(referenceVolume).shape
-    problem = gridDifference(referenceShape, ijkToRasFromNode(referenceVolume), sitk.GetArrayViewFromImage(image).shape,
-                             ijkToRasFromImage(image))
+    shape = tuple(reversed(image.GetSize()))  # (K, J, I), also for vector images (one component per mask)
+    problem = gridDifference(referenceShape, ijkToRasFromNode(referenceVolume), shape, ijkToRasFromImage(image))
     if problem:
         raise SceneBridgeError(f"{what} is not on the grid of {referenceVolume.GetName()}: {problem}")
 
@@ -202,7 +202,8 @@ def placeBeside(node, referenceNode) -> None:
             shNode.CreateItem(parent, node)
         else:
             shNode.SetItemParent(item, parent)
-    node.SetAndObserveTransformNodeID(referenceNode.GetTransformNodeID())
+    if node.IsA("vtkMRMLTransformableNode"):  # tables and sequences are not placed in space
+        node.SetAndObserveTransformNodeID(referenceNode.GetTransformNodeID())
 
 
 def segmentNames(segmentationNode) -> list[str]:

@@ -1,4 +1,4 @@
-"""DeepMed Segment: segment (or predict) scene volumes with a trained or installed model.
+"""DeepMed Run (module DeepMedSegment): run a trained or installed model on scene volumes.
 
 The module file stays thin; the panel lives in DeepMedSegmentLib/SegmentPanel.py and the work in
 DeepMedSegmentLib/SegmentLogic.py (Qt-free, runs the engine in a background process).
@@ -34,12 +34,14 @@ from DeepMedLib.ModuleWidget import DeepMedModuleWidget  # noqa: E402
 class DeepMedSegment(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "DeepMed Segment"
+        self.parent.title = "DeepMed Run"
         self.parent.categories = ["Segmentation", "DeepMed"]
         self.parent.dependencies = []
         self.parent.contributors = ["SlicerDeepMed developers"]
-        self.parent.helpText = ("Segment or predict volumes with a deep learning model from your model library: "
-                                "choose the model, its input volumes and press Segment. The model runs in a "
+        self.parent.helpText = ("Run a deep learning model from your model library: segment, predict, classify, "
+                                "reconstruct or generate. Choose the model, what to ask it for (its modes) and "
+                                "its inputs, and press the button. The result lands in the scene as the model's "
+                                "card says (segmentation, volume, table, sequence). The model runs in a "
                                 "background process; Slicer stays responsive.")
         self.parent.acknowledgementText = "Built on PyTorch, MONAI and SimpleITK; successor of NiftyNet and DLTK."
 

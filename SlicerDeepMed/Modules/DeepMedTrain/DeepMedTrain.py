@@ -1,4 +1,4 @@
-"""DeepMed Train: train a segmentation or regression model on a dataset, in a background process.
+"""DeepMed Train: train a model of any of the engine's applications on a dataset, in a background process.
 
 The module file stays thin; the panel lives in DeepMedTrainLib/TrainPanel.py and the work in
 DeepMedTrainLib/TrainLogic.py (Qt-free: JSON-lines progress, live curves, one training at a time).
@@ -51,9 +51,9 @@ class DeepMedTrainParameterNode:
 
     datasetPath: str = ""
     modelName: str = ""
-    application: Annotated[str, Choice(["segmentation", "regression"])] = "segmentation"
-    network: Annotated[str, Choice(["unet", "basic_unet", "segresnet", "dynunet", "highresnet", "swin_unetr",
-                                    "unetr"])] = "unet"
+    application: str = ""  # kept by the panel: the choices come from the engine (plug-ins included)
+    network: Annotated[str, Choice(["auto", "unet", "basic_unet", "segresnet", "dynunet", "highresnet", "swin_unetr",
+                                    "unetr"])] = "auto"
     loss: str = "auto"
     patchSize: str = "auto"
     timeBudgetMinutes: Annotated[int, WithinRange(0, 100000)] = 0

@@ -33,8 +33,9 @@ APPLICATIONS = Registry("application")
 #: What a case's target can be.
 TARGET_KINDS = ("label_map", "scalar_map", "values", "image", "none")
 #: What a model produces; the Slicer modules place each kind in the scene (segmentation, volume, table,
-#: sequence). ``label_map``/``scalar_volume`` lie on the input's grid, ``image`` on its own grid.
-OUTPUT_KINDS = ("label_map", "scalar_volume", "table", "image", "sequence")
+#: sequence). ``label_map``/``scalar_volume`` lie on the input's grid, ``image`` on its own grid;
+#: ``overlapping_masks``: one binary mask per label, masks may overlap (a vector image, one component each).
+OUTPUT_KINDS = ("label_map", "overlapping_masks", "scalar_volume", "table", "image", "sequence")
 #: What one inference mode takes: one case's images, nothing, two cases (e.g. latent interpolation) or values.
 MODE_INPUTS = ("images", "none", "pair", "conditions")
 

@@ -42,6 +42,11 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(names))
             return 0
         described = {name: described[name] for name in names}
+    if args.what == "applications":  # the engine's default application first (what a panel preselects)
+        from deepmed.training.config import DEFAULTS
+
+        default = DEFAULTS["app"]
+        described = {default: described[default], **{k: v for k, v in described.items() if k != default}}
     if args.json:
         print(json.dumps(described, indent=1))
         return 0

@@ -1,5 +1,6 @@
-"""``deepmed zoo list | info ID | pull ID | remove ID | verify [ID ...] | export MODEL -o X.zip | import X.zip
-| add-catalog SOURCE``: the model library, catalogues and portable packages."""
+"""``deepmed zoo list | info ID | pull ID[@VERSION] | remove ID | verify [ID ...] | export MODEL -o X.zip |
+import X.zip | add-catalog SOURCE | catalog-from-bundles BUNDLE... --model-info X``: the model library,
+catalogues (deepmed's own and MONAI's model_info.json) and portable packages."""
 
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ def add_parser(subparsers) -> None:
     info = actions.add_parser("info", help="everything known about one model")
     info.add_argument("model_id")
     info.set_defaults(run=run_info)
-    pull = actions.add_parser("pull", help="download (sha256-checked) and install a catalogue model")
-    pull.add_argument("model_id")
+    pull = actions.add_parser("pull", help="download (checksum-verified) and install a catalogue model")
+    pull.add_argument("model_id", help="catalogue id (newest version) or ID@VERSION")
     pull.add_argument("--force", action="store_true", help="replace an installed version")
     pull.set_defaults(run=run_pull)
     remove = actions.add_parser("remove", help="remove an installed model")
@@ -53,6 +54,9 @@ def add_parser(subparsers) -> None:
     importing.add_argument("source", type=Path)
     importing.add_argument("--id", dest="model_id", help="install under this id")
     importing.add_argument("--force", action="store_true", help="replace an installed model with this id")
+    importing.add_argument("--set", dest="bundle_values", action="append", default=[], metavar="KEY=VALUE",
+                           help="MONAI bundle: the value of a config key that holds a $ expression, e.g. "
+                           "--set 'preprocessing#transforms#3#pixdim=[1.5, 1.5, 1.5]' (repeatable)")
     importing.set_defaults(run=run_import)
     publish = actions.add_parser("publish", help="make a trained model a verified package in the library "
                                  "(and optionally a .zip to share)")
@@ -63,9 +67,20 @@ def add_parser(subparsers) -> None:
     publish.add_argument("--version", default="1.0.0")
     publish.add_argument("--licence", "--license", dest="licence", required=True, help="SPDX licence id")
     publish.set_defaults(run=run_publish)
-    add = actions.add_parser("add-catalog", help="remember a catalogue (path or URL) in the library")
+    add = actions.add_parser("add-catalog", help="remember a catalogue (path or URL) in the library: a deepmed "
+                             "catalogue or MONAI's model_info.json")
     add.add_argument("source")
     add.set_defaults(run=run_add_catalog)
+    bundles = actions.add_parser("catalog-from-bundles", help="catalogue entries for the MONAI bundles that import "
+                                 "(title, task, licence... from the bundles; URL and SHA-1 from model_info.json)")
+    bundles.add_argument("bundles", nargs="+", type=Path, help="bundle folders (configs/metadata.json; weights "
+                         "optional)")
+    bundles.add_argument("--model-info", required=True, help="MONAI's models/model_info.json (path or URL)")
+    bundles.add_argument("--into", type=Path, help="add the entries to this deepmed catalogue (replacing those of "
+                         "the same id; created if missing) instead of printing them")
+    bundles.add_argument("--run-check", action="store_true", help="also run each imported network once on a patch "
+                         "of zeros (leaves out bundles that import but cannot run here; slow for large patches)")
+    bundles.set_defaults(run=run_catalog_from_bundles)
 
 
 def _rows(args) -> tuple[list[dict], list[str]]:
@@ -78,8 +93,9 @@ def _rows(args) -> tuple[list[dict], list[str]]:
     for entry in entries:
         row = rows.setdefault(entry.id, {"id": entry.id, "status": "available"})
         if "version" not in row or version_key(entry.version) > version_key(row["version"]):
-            row.update(version=entry.version, task=entry.task, size=entry.size_text, licence=entry.licence,
-                       title=entry.title)
+            row.update(version=entry.version, task=entry.task or "?", size=entry.size_text, licence=entry.licence,
+                       title=entry.title, format=entry.format, checksum=entry.checksum_text,
+                       description=entry.description)
     for model_id, model in installed.items():
         card = model.card
         row = rows.setdefault(model_id, {"id": model_id, "title": model.title})
@@ -133,19 +149,31 @@ def run_info(args) -> int:
     from deepmed.zoo.library import library_dir, read_installed
 
     root = args.library or library_dir()
-    model = read_installed(root / args.model_id)
+    model = read_installed(root / args.model_id.partition("@")[0])
     entries, warnings = available_models(args.catalog, args.library)
     entry = find_entry(args.model_id, entries)
     if model is None and entry is None:
         raise DeepMedError(f"{args.model_id}: neither installed in {root} nor in a catalogue"
                            + (f" (not read: {'; '.join(warnings)})" if warnings else ""))
     if entry is not None:
-        print(f"catalogue: {entry.title} {entry.version} ({entry.task}, {entry.modality}), {entry.size_text}, "
-              f"licence {entry.licence}\n  {entry.description}\n  from {entry.catalog}\n  sha256 {entry.sha256}")
+        from deepmed.zoo.catalog import versions_of
+
+        checksums = "".join(f"\n  {name} {value}" for name, value in (("sha256", entry.sha256),
+                                                                     ("SHA-1 (publisher's)", entry.sha1)) if value)
+        older = [v for v in versions_of(entry.id, entries) if v != entry.version]
+        print(f"catalogue: {entry.title} {entry.version} ({entry.task or '?'}, {entry.modality or '?'}), "
+              f"{entry.size_text}, licence {entry.licence}, {entry.format}\n  {entry.description}\n"
+              f"  from {entry.catalog}\n  url {entry.urls[0]}{checksums}"
+              + (f"\n  other versions ({entry.id}@VERSION): {', '.join(older)}" if older else ""))
     if model is not None:
         from deepmed.zoo.package import card_summary
+        from deepmed.zoo.pull import ORIGIN
 
         print(f"installed in {model.path}:\n" + card_summary(model.card))
+        if (model.path / ORIGIN).is_file():
+            origin = json.loads((model.path / ORIGIN).read_text(encoding="utf-8"))
+            print(f"downloaded from {origin.get('url')} on {origin.get('installed')}; archive sha256 "
+                  f"{origin.get('archive_sha256')}")
     return 0
 
 
@@ -206,9 +234,11 @@ def run_export(args) -> int:
 
 
 def run_import(args) -> int:
+    from deepmed.zoo.bundle_config import parse_values
     from deepmed.zoo.package import import_package
 
-    model = import_package(args.source, library=args.library, model_id=args.model_id, force=args.force)
+    model = import_package(args.source, library=args.library, model_id=args.model_id, force=args.force,
+                           bundle_values=parse_values(args.bundle_values))
     _installed_event(args, model)
     return 0
 
@@ -235,4 +265,30 @@ def run_add_catalog(args) -> int:
     from deepmed.zoo.catalog import add_catalog
 
     print(f"{args.source}: {add_catalog(args.source, args.library)} model(s); remembered in the library")
+    return 0
+
+
+def run_catalog_from_bundles(args) -> int:
+    from deepmed.utils.atomic import write_text_atomic
+    from deepmed.zoo.bundle_catalog import entries_from_bundles, merge_into
+    from deepmed.zoo.schemas import CATALOG_SCHEMA, check_document
+
+    entries, skipped = entries_from_bundles(args.bundles, args.model_info, run=args.run_check)
+    for line in skipped:
+        print(f"left out: {line}", file=sys.stderr)
+    if args.into is None:
+        print(json.dumps({"format": "deepmed-catalog/1", "models": entries}, indent=2))
+        return 0
+    catalogue = {"format": "deepmed-catalog/1", "models": []}
+    if args.into.is_file():
+        try:
+            catalogue = json.loads(args.into.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DeepMedError(f"{args.into}: JSON syntax error at line {exc.lineno}: {exc.msg}") from None
+    catalogue = merge_into(catalogue, entries)
+    check_document(catalogue, CATALOG_SCHEMA, str(args.into))
+    write_text_atomic(args.into, json.dumps(catalogue, indent=2, ensure_ascii=False) + "\n")
+    for entry in entries:
+        print(f"{entry['id']} {entry['version']}: {entry['task']}, {entry['modality']}, {entry['licence']}, "
+              f"{entry['weights_mb']} MB weights -> {args.into}")
     return 0

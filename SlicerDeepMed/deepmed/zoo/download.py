@@ -1,7 +1,8 @@
-"""Downloads that are installed only when complete and matching their sha256.
+"""Downloads that are installed only when complete and matching their checksum.
 
-The file goes to a temporary name beside the destination while its sha256 is computed; a truncated
-transfer, a size or checksum mismatch, or an unreachable server leaves nothing behind.
+The file goes to a temporary name beside the destination while its sha256 (and, for catalogues that
+publish one, such as the MONAI Model Zoo, its SHA-1) is computed; a truncated transfer, a size or
+checksum mismatch, a download over the size limit or an unreachable server leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from deepmed.errors import DeepMedError
 
 CHUNK = 1 << 16
 TIMEOUT_S = 30
+MAX_DOWNLOAD_BYTES = 20 * 1024 ** 3  # when the catalogue states no size: no model archive is larger
 
 
 def open_url(url: str):
@@ -55,21 +57,29 @@ def read_text(url: str) -> str:
             raise DeepMedError(f"{url}: not UTF-8 text") from None
 
 
-def download(url: str, destination: Path, *, sha256: str, size: int | None = None, progress=None) -> Path:
-    """Fetch ``url`` to ``destination`` only if it is complete and its sha256 matches.
+def download(url: str, destination: Path, *, sha256: str | None = None, sha1: str | None = None,
+             size: int | None = None, progress=None) -> Path:
+    """Fetch ``url`` to ``destination`` only if it is complete and every checksum given matches.
 
+    ``sha1`` is a publisher's checksum (MONAI's model_info.json); at least one of ``sha256``/``sha1`` is needed.
     ``progress``: None (a tqdm bar on stderr), False (silent) or a callable ``(done_bytes, total_bytes)``.
     """
+    if not sha256 and not sha1:
+        raise ValueError("download() needs the expected sha256 or sha1")
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     stream, announced = open_url(url)
     total = size or announced
+    limit = size if size is not None else MAX_DOWNLOAD_BYTES
+    if announced is not None and announced > limit:
+        stream.close()
+        raise DeepMedError(f"{url}: announces {announced} bytes, more than the {limit} expected; nothing downloaded")
     bar = None
     if progress is None:
         from tqdm import tqdm
 
         bar = tqdm(total=total, unit="B", unit_scale=True, desc=destination.name, file=sys.stderr)
-    digest, received = hashlib.sha256(), 0
+    digests, received = {"sha256": hashlib.sha256(), "SHA-1": hashlib.sha1(usedforsecurity=False)}, 0
     handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".part", dir=destination.parent)
     try:
         with os.fdopen(handle, "wb") as out, stream:
@@ -83,9 +93,13 @@ def download(url: str, destination: Path, *, sha256: str, size: int | None = Non
                     raise DeepMedError(f"{url}: transfer failed after {received} bytes ({exc})") from None
                 if not block:
                     break
-                out.write(block)
-                digest.update(block)
                 received += len(block)
+                if received > limit:
+                    raise DeepMedError(f"{url}: more than the {limit} bytes expected; download stopped, nothing "
+                                       "installed")
+                out.write(block)
+                for digest in digests.values():
+                    digest.update(block)
                 if bar is not None:
                     bar.update(len(block))
                 elif callable(progress):
@@ -94,9 +108,10 @@ def download(url: str, destination: Path, *, sha256: str, size: int | None = Non
             raise DeepMedError(f"{url}: transfer truncated after {received} of {announced} bytes")
         if size is not None and received != size:
             raise DeepMedError(f"{url}: expected {size} bytes (catalogue), received {received}")
-        if digest.hexdigest() != sha256:
-            raise DeepMedError(f"{url}: sha256 mismatch: expected {sha256}, got {digest.hexdigest()}; "
-                               "nothing installed")
+        for name, expected in (("sha256", sha256), ("SHA-1", sha1)):
+            got = digests[name].hexdigest()
+            if expected and got != expected.lower():
+                raise DeepMedError(f"{url}: {name} mismatch: expected {expected.lower()}, got {got}; nothing installed")
         os.replace(temporary, destination)
     except BaseException:
         if os.path.exists(temporary):

@@ -88,6 +88,24 @@ class InstalledModel:
         """The cross-validation folds of an ensemble (empty for a single model)."""
         return list(self.card.get("folds") or [])
 
+    @property
+    def modes(self) -> list[dict]:
+        """What the model can be asked for ({name, output_kind, inputs}); one image mode by default."""
+        return list(self.card.get("modes") or [{"name": "predict", "output_kind": self.output_kind,
+                                                "inputs": "images"}])
+
+    def mode(self, name: str | None = None) -> dict:
+        """The mode called ``name`` (default: the first); ValueError names the model's modes."""
+        for mode in self.modes:
+            if name is None or mode["name"] == name:
+                return mode
+        raise ValueError(f"model {self.id} has no mode '{name}' (modes: {', '.join(m['name'] for m in self.modes)})")
+
+    @property
+    def conditions(self) -> list[dict]:
+        """Named values a conditional generator takes ({name, min, max, unit})."""
+        return list(self.card.get("conditions") or [])
+
 
 def read_installed(path: Path) -> InstalledModel | None:
     """The model in ``path``, or None when it is not a finished deepmed model directory."""

@@ -194,8 +194,9 @@ def safe_extract(archive_path: Path, target: Path) -> Path:
 
 
 def import_package(source, *, library: Path | None = None, model_id: str | None = None,
-                   force: bool = False) -> InstalledModel:
-    """Install a package (.zip or folder) or a MONAI bundle into the library, after every check passed."""
+                   force: bool = False, bundle_values: dict | None = None) -> InstalledModel:
+    """Install a package (.zip or folder) or a MONAI bundle into the library, after every check passed.
+    ``bundle_values``: values of a bundle's config keys that hold ``$`` expressions (``--set``)."""
     source = Path(source)
     if not source.exists():
         raise DeepMedError(f"{source}: not found")
@@ -215,9 +216,11 @@ def import_package(source, *, library: Path | None = None, model_id: str | None 
             from deepmed.zoo.bundle import convert_bundle
 
             converted = Path(temporary) / "converted"
-            card = convert_bundle(package, converted, where=str(source))
+            card = convert_bundle(package, converted, where=str(source), values=bundle_values)
             package = converted
         else:
+            if bundle_values:
+                raise DeepMedError(f"{source}: --set gives values to MONAI bundle configs; this is a deepmed package")
             card = check_package_folder(package, str(source))
         model_id = check_model_id(model_id or card.get("id") or source.stem)
         destination = root / model_id

@@ -60,10 +60,11 @@ class SegmentRun:
         self.finished.emit(self.outputNode, result)
 
     def _addOutput(self):
-        image = sitk.ReadImage(str(self.workDir / "output.nrrd"))
-        reference = self.inputVolumes[0]
-        return Outputs.addOutput(self.model.output_kind, image, reference, self.model.card,
-                                 self.options["outputName"], self.outputNode, self.options["showIn3D"])
+        kind = self.options["outputKind"]
+        result = Outputs.readOutput(kind, self.workDir / Outputs.outputFileName(kind))
+        reference = self.inputVolumes[0] if self.inputVolumes else None
+        return Outputs.addOutput(kind, result, reference, self.model.card, self.options["outputName"],
+                                 self.outputNode, self.options["showIn3D"])
 
 
 class SegmentLogic:
@@ -75,14 +76,20 @@ class SegmentLogic:
         self.runner = runner or EngineRunner()
         self.runs: list[SegmentRun] = []
 
-    def run(self, model, inputVolumes, device: str = "auto", outputNode=None, tta: bool = False,
+    def run(self, model, inputVolumes=(), device: str = "auto", outputNode=None, tta: bool = False,
             keepLargest: bool = False, showIn3D: bool = False, outputName: str | None = None, wait: bool = False,
-            timeout: float | None = None, processEvents=None, folds: list[int] | None = None):
+            timeout: float | None = None, processEvents=None, folds: list[int] | None = None,
+            mode: str | None = None, condition: list[float] | None = None, steps: int | None = None,
+            count: int | None = None, seed: int | None = None):
         """Start an inference; with ``wait=True`` block and return the output node (raise on failure).
-        ``folds``: of a cross-validation ensemble, the folds to run (default: all, averaged)."""
+        ``folds``: of a cross-validation ensemble, the folds to run (default: all, averaged).
+        ``mode``: one of the card's modes (default: its first); a ``pair`` mode takes two cases' volumes one
+        after the other, a ``conditions`` mode no volume but ``condition`` values; ``steps``/``count``/``seed``
+        go to the model (interpolation steps, samples, random seed)."""
         model = ModelLibrary.findModel(model)
+        chosen = model.mode(mode)
         inputVolumes = list(inputVolumes)
-        self._checkInputs(model, inputVolumes, outputNode)
+        self._checkInputs(model, chosen, inputVolumes, outputNode, condition)
         workDir = Path(tempfile.mkdtemp(prefix="deepmed-segment-"))
         try:
             inputFiles = []
@@ -93,13 +100,20 @@ class SegmentLogic:
         except Exception:
             shutil.rmtree(workDir, ignore_errors=True)
             raise
-        arguments = ["infer", "--model", model.path, *inputFiles, "-o", workDir / "output.nrrd",
+        kind = chosen["output_kind"]
+        arguments = ["infer", "--model", model.path, *inputFiles, "-o", workDir / Outputs.outputFileName(kind),
                      "--device", device, "--progress", "jsonl"]
+        arguments += ["--mode", chosen["name"]] if mode is not None else []
+        arguments += ["--condition", ",".join(repr(float(v)) for v in condition)] if condition is not None else []
+        for option, value in (("--steps", steps), ("--count", count), ("--seed", seed)):
+            arguments += [option, str(int(value))] if value is not None else []
         arguments += ["--tta"] if tta else []
         arguments += ["--keep-largest"] if keepLargest else []
         arguments += ["--folds", ",".join(str(f) for f in folds)] if folds else []
         job = self.runner.job(f"inference with {model.id}", *arguments)
-        options = {"showIn3D": showIn3D, "outputName": outputName or f"{inputVolumes[0].GetName()} {model.title}"}
+        first = inputVolumes[0].GetName() if inputVolumes else chosen["name"]
+        defaultName = f"{first} {model.title}"
+        options = {"showIn3D": showIn3D, "outputName": outputName or defaultName, "outputKind": kind}
         segmentRun = SegmentRun(job, model, inputVolumes, outputNode, options, workDir)
         self.runs.append(segmentRun)
         segmentRun.finished.connect(lambda node, result: self.runs.remove(segmentRun))
@@ -112,13 +126,23 @@ class SegmentLogic:
         return node
 
     @staticmethod
-    def _checkInputs(model, inputVolumes, outputNode) -> None:
-        expected = model.input_names
-        if len(inputVolumes) != len(expected) or any(v is None for v in inputVolumes):
-            raise SegmentError(f"model {model.id} expects {len(expected)} input volume(s) ({', '.join(expected)}), "
+    def _checkInputs(model, mode: dict, inputVolumes, outputNode, condition) -> None:
+        channels = model.input_names
+        expected = {"images": len(channels), "pair": 2 * len(channels)}.get(mode["inputs"], 0)
+        if len(inputVolumes) != expected or any(v is None for v in inputVolumes):
+            what = {"images": f"{len(channels)} input volume(s) ({', '.join(channels)})",
+                    "pair": f"two cases of {len(channels)} volume(s) ({', '.join(channels)})"}.get(
+                        mode["inputs"], "no input volume")
+            named = f"model {model.id}" + (f" ({mode['name']})" if len(model.modes) > 1 else "")
+            raise SegmentError(f"{named} expects {what}, "
                                f"got {len([v for v in inputVolumes if v is not None])}")
+        if mode["inputs"] == "conditions":
+            names = [c["name"] for c in model.conditions]
+            if condition is None or len(condition) != len(names):
+                raise SegmentError(f"model {model.id} needs {len(names)} condition value(s) ({', '.join(names)}), "
+                                   f"got {0 if condition is None else len(condition)}")
         if outputNode is not None:
-            wanted = Outputs.nodeClass(model.output_kind)
+            wanted = Outputs.nodeClass(mode["output_kind"])
             if not outputNode.IsA(wanted) or outputNode.IsA("vtkMRMLLabelMapVolumeNode"):
                 raise SegmentError(f"output node {outputNode.GetName()}: a {model.application} model writes a "
                                    f"{wanted[7:-4]} node, got a {outputNode.GetClassName()[7:-4]} node")

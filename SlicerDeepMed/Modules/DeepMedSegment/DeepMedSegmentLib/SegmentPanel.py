@@ -1,4 +1,6 @@
-"""The DeepMed Segment panel: model dropdown, input selectors from the model's channels, Segment/Cancel."""
+"""The DeepMed Run panel (module DeepMedSegment): model dropdown, the mode the model's card offers, inputs
+for that mode (a volume per channel, two cases, or condition values), Segment/Predict/Generate, Cancel. What
+the output is (segmentation, volume, table, sequence) comes from the card, never from an application name."""
 
 from __future__ import annotations
 
@@ -26,7 +28,10 @@ class SegmentPanel:
         self.ui, self.logic, self.scene = ui, logic, scene
         self.models = []
         self.inputSelectors = []
-        self.inputsModelId = None  # the model the input selectors were made for
+        self.conditionBoxes = []   # one spin box per condition of a conditional generator
+        self.stepsBox = None       # interpolation steps (pair modes)
+        self.seedBox = None        # random seed (modes without images)
+        self.inputsModelId = None  # the model (and mode) the input widgets were made for
         self.run = None
         self.lastOutput = None
         self.parameterNode = None
@@ -39,6 +44,7 @@ class SegmentPanel:
         self.catalogueRows = []   # catalogue models not installed yet (from 'deepmed zoo list')
         self.zooJobs = []         # running catalogue / download / import workers
         ui.modelComboBox.currentIndexChanged.connect(self.onModelChanged)
+        ui.modeComboBox.currentIndexChanged.connect(self.onModeChanged)
         ui.refreshModelsButton.clicked.connect(self.onRefresh)
         ui.downloadModelButton.clicked.connect(self.onDownload)
         ui.importModelButton.clicked.connect(self.onImport)
@@ -132,19 +138,51 @@ class SegmentPanel:
 
     def onModelChanged(self, *args):
         model, row = self.currentModel(), self.currentCatalogueRow()
-        if model is None or model.id != self.inputsModelId:
+        if model is None or self._inputsKey(model) != self.inputsModelId:
+            self.updateModeChoice(model)
             self.buildInputSelectors(model)
             self.updateFoldChoice(model)
         if self.parameterNode is not None and self.currentId():
             self.parameterNode.model = self.currentId()
         if model is not None:
             self.ui.modelDescriptionLabel.text = ModelLibrary.describe(model)
-            self.ui.applyButton.text = Outputs.actionName(model.output_kind)
+            mode = self.currentMode()
+            self.ui.applyButton.text = Outputs.actionName(mode["output_kind"], mode["inputs"])
         elif row is not None:
             self.ui.modelDescriptionLabel.text = (
                 f"{row.get('title', row['id'])} {row.get('version', '')} ({row.get('task', '?')})\n"
-                f"Not installed. Download: {row.get('size', '?')}, licence {row.get('licence', '?')}; "
-                "the file is checked against the catalogue's sha256 before it is installed.")
+                + (f"{row['description']}\n" if row.get("description") else "")
+                + f"Not installed. Download: {row.get('size', '?')}, licence {row.get('licence', '?')}; "
+                f"the file is checked against the catalogue's {row.get('checksum') or 'sha256'} before it is "
+                "installed.")
+        self.updateButtons()
+
+    def updateModeChoice(self, model):
+        """The card's modes (encode, reconstruct, ...); the choice is hidden for a model with one mode."""
+        modes = model.modes if model is not None else []
+        combo = self.ui.modeComboBox
+        combo.blockSignals(True)
+        combo.clear()
+        for mode in modes:
+            combo.addItem(mode["name"])
+            combo.setItemData(combo.count - 1, mode.get("description", ""), qt.Qt.ToolTipRole)
+        combo.currentIndex = 0 if modes else -1
+        combo.blockSignals(False)
+        self.ui.modeComboBox.visible = self.ui.modeLabel.visible = len(modes) > 1
+
+    def currentMode(self):
+        model = self.currentModel()
+        if model is None:
+            return None
+        index = max(self.ui.modeComboBox.currentIndex, 0)
+        return model.modes[index] if index < len(model.modes) else model.modes[0]
+
+    def onModeChanged(self, *args):
+        model, mode = self.currentModel(), self.currentMode()
+        if model is None:
+            return
+        self.buildInputSelectors(model)
+        self.ui.applyButton.text = Outputs.actionName(mode["output_kind"], mode["inputs"])
         self.updateButtons()
 
     def updateFoldChoice(self, model):
@@ -165,20 +203,59 @@ class SegmentPanel:
         return [model.folds[index - 1]]
 
     def buildInputSelectors(self, model):
-        """One volume selector per input channel of ``model``; made again only when the model changes."""
+        """The inputs of the chosen mode: one volume selector per channel (twice, A and B, for a pair mode),
+        or a spin box per condition; made again when the model or the mode changes."""
         clearLayout(self.inputsLayout)
-        self.inputSelectors = []
-        self.inputsModelId = model.id if model is not None else None
+        self.inputSelectors, self.conditionBoxes = [], []
+        self.stepsBox = self.seedBox = None
+        self.inputsModelId = self._inputsKey(model) if model is not None else None
         if model is None:
             return
-        for channel in model.input_names:
-            selector = volumeSelector(self.scene, ["vtkMRMLScalarVolumeNode"], f"Volume for the {channel} input")
-            selector.currentNodeChanged.connect(self.updateButtons)
-            self.inputsLayout.addRow(f"{channel}:", selector)
-            self.inputSelectors.append(selector)
-        configureNodeSelector(self.ui.outputSelector, self.scene,
-                              [Outputs.nodeClass(model.output_kind)],
+        mode = self.currentMode()
+        cases = {"images": [""], "pair": ["A ", "B "]}.get(mode["inputs"], [])
+        for case in cases:
+            for channel in model.input_names:
+                selector = volumeSelector(self.scene, ["vtkMRMLScalarVolumeNode"],
+                                          f"Volume for the {channel} input" + (f" of case {case}" if case else ""))
+                selector.currentNodeChanged.connect(self.updateButtons)
+                self.inputsLayout.addRow(f"{case}{channel}:", selector)
+                self.inputSelectors.append(selector)
+        if mode["inputs"] == "conditions":
+            for condition in model.conditions:
+                self.conditionBoxes.append(self._conditionBox(condition))
+        if mode["inputs"] == "pair":
+            self.stepsBox = self._spinBox("Steps:", 2, 100, 8, "Number of images from case A to case B")
+        if mode["inputs"] in ("none", "conditions"):
+            self.seedBox = self._spinBox("Seed:", 0, 2**31 - 1, 0, "Random seed: the same seed gives the same image")
+        configureNodeSelector(self.ui.outputSelector, self.scene, [Outputs.nodeClass(mode["output_kind"])],
                               noneDisplay="Create new")
+        self.ui.keepLargestCheckBox.enabled = mode["output_kind"] == "label_map"  # components of labels only
+
+    @staticmethod
+    def _inputsKey(model):
+        """What the input widgets depend on: a model installed again under the same id may differ."""
+        return (model.id, repr(model.modes), repr(model.input_names), repr(model.conditions))
+
+    def _conditionBox(self, condition: dict):
+        box = qt.QDoubleSpinBox()
+        low, high = condition.get("min"), condition.get("max")
+        box.decimals = 3
+        box.minimum = low if low is not None else -1e6
+        box.maximum = high if high is not None else 1e6
+        box.value = (low + high) / 2 if low is not None and high is not None else 0.0
+        box.singleStep = (high - low) / 20 if low is not None and high is not None and high > low else 0.1
+        unit = f" [{condition['unit']}]" if condition.get("unit") else ""
+        box.toolTip = f"{condition['name']}{unit}: the value the generated image should show"
+        if low is not None and high is not None:
+            box.toolTip += f" (trained on {low:g} to {high:g})"
+        self.inputsLayout.addRow(f"{condition['name']}{unit}:", box)
+        return box
+
+    def _spinBox(self, label: str, low: int, high: int, value: int, toolTip: str):
+        box = qt.QSpinBox()
+        box.minimum, box.maximum, box.value, box.toolTip = low, high, value, toolTip
+        self.inputsLayout.addRow(label, box)
+        return box
 
     def _startZooJob(self, job, onFinished):
         self.zooJobs.append(job)
@@ -280,7 +357,9 @@ class SegmentPanel:
     # ---- running ----------------------------------------------------------------------------------
     def updateButtons(self, *args):
         running = self.run is not None
-        ready = (self.currentModel() is not None and bool(self.inputSelectors)
+        mode = self.currentMode()
+        needsVolumes = mode is not None and mode["inputs"] in ("images", "pair")
+        ready = (self.currentModel() is not None and (bool(self.inputSelectors) or not needsVolumes)
                  and all(s.currentNode() is not None for s in self.inputSelectors))
         self.ui.applyButton.enabled = ready and not running and self.dependencies.ready
         self.ui.cancelButton.enabled = running
@@ -297,12 +376,18 @@ class SegmentPanel:
         model = self.currentModel()
         try:
             with slicer.util.tryWithErrorDisplay("Could not start the model.", waitCursor=True):
+                mode = self.currentMode()
                 self.run = self.logic.run(model=model, inputVolumes=[s.currentNode() for s in self.inputSelectors],
                                           device=self.ui.deviceComboBox.currentText,
                                           outputNode=self.ui.outputSelector.currentNode(),
                                           tta=self.ui.ttaCheckBox.checked,
                                           keepLargest=self.ui.keepLargestCheckBox.checked,
-                                          showIn3D=self.ui.show3DCheckBox.checked, folds=self.chosenFolds())
+                                          showIn3D=self.ui.show3DCheckBox.checked, folds=self.chosenFolds(),
+                                          mode=mode["name"] if len(model.modes) > 1 else None,
+                                          condition=[b.value for b in self.conditionBoxes] or None,
+                                          steps=self.stepsBox.value if self.stepsBox is not None else None,
+                                          seed=self.seedBox.value if self.seedBox is not None else None)
+                self.ui.resultLabel.visible = False
                 self.run.finished.connect(self.onFinished)
                 setBusy(self.ui.progressBar, True)
                 self.ui.statusLabel.text = f"Running {model.title} on {self.ui.deviceComboBox.currentText}..."
@@ -329,22 +414,48 @@ class SegmentPanel:
         if result.succeeded:
             self.lastOutput = outputNode
             self.ui.statusLabel.text = f"Done: {outputNode.GetName()}"
+            self._showValues(outputNode)
             self._show(outputNode)
         elif result.status == "cancelled":
             self.ui.statusLabel.text = "Cancelled; the scene is unchanged."
         else:
             self.ui.statusLabel.text = "Failed: " + result.errorMessage.splitlines()[0]
-            slicer.util.errorDisplay(f"Segmentation failed:\n{result.errorMessage}")
+            slicer.util.errorDisplay(f"The model failed:\n{result.errorMessage}")
         self.updateButtons()
 
+    def _showValues(self, outputNode):
+        """Case-level results (a table node) are also written into the panel: 'class: male, p_male: 0.88'."""
+        if not outputNode.IsA("vtkMRMLTableNode") or outputNode.GetNumberOfRows() == 0:
+            return
+        cells = []
+        for column in range(outputNode.GetNumberOfColumns()):
+            text = outputNode.GetCellText(0, column)
+            try:
+                text = f"{float(text):.4g}"
+            except ValueError:
+                pass
+            cells.append(f"{outputNode.GetColumnName(column)}: {text}")
+        self.ui.resultLabel.text = ", ".join(cells)
+        self.ui.resultLabel.visible = True
+
     def _show(self, outputNode):
-        """Show the result over its input in the slice views (in Slicer; nothing to show headless)."""
+        """Show the result in the views (in Slicer; nothing to show headless): a volume or segmentation over
+        its input, a table in the table view, a sequence's current frame."""
         layoutManager = slicer.app.layoutManager()
         if layoutManager is None:
             return
         background = self.inputSelectors[0].currentNode() if self.inputSelectors else None
+        if outputNode.IsA("vtkMRMLTableNode"):
+            slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(outputNode.GetID())
+            slicer.app.applicationLogic().PropagateTableSelection()
+            return
+        if outputNode.IsA("vtkMRMLSequenceNode"):
+            from DeepMedLib import ResultNodes
+
+            outputNode = ResultNodes.proxyVolume(outputNode) or outputNode
+            background = None
         if outputNode.IsA("vtkMRMLSegmentationNode"):
             slicer.util.setSliceViewerLayers(background=background, fit=True)
-        else:
+        elif outputNode.IsA("vtkMRMLVolumeNode"):
             slicer.util.setSliceViewerLayers(background=outputNode, foreground=background, foregroundOpacity=0.0,
                                              fit=True)

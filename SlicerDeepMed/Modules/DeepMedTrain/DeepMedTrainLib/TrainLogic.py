@@ -139,7 +139,7 @@ class TrainLogic:
     def __init__(self, runner: EngineRunner | None = None):
         self.runner = runner or EngineRunner()
 
-    def train(self, dataset, name: str | None = None, outputDir=None, application: str = "segmentation",
+    def train(self, dataset, name: str | None = None, outputDir=None, application: str | None = None,
               epochs: int | None = None, device: str = "auto", settings: dict | None = None, resume: bool = False,
               scene=None, progressCallback=None, wait: bool = False, timeout: float | None = None,
               processEvents=None, timeLimitSeconds: float = 0) -> TrainingRun:
@@ -183,16 +183,22 @@ class TrainLogic:
             run.wait(timeout, processEvents)
         return run
 
+    def applicationsJob(self) -> BackgroundJob:
+        """``deepmed list applications --json`` in a worker: {name: description} of every application the
+        engine has, plug-ins included; read with ``job.outputJson()``."""
+        return self.runner.start("application list", "list", "applications", "--json")
+
     def lossChoicesJob(self, application: str) -> BackgroundJob:
         """``deepmed list losses --app APPLICATION --json`` in a worker: the losses fitting the application
         (the engine's registry is the one source of truth); read with ``job.outputJson()``."""
         return self.runner.start(f"loss list for {application}", "list", "losses", "--app", application, "--json")
 
 
-def trainingConfig(application: str = "segmentation", epochs: int | None = None, device: str = "auto",
+def trainingConfig(application: str | None = None, epochs: int | None = None, device: str = "auto",
                    settings: dict | None = None, timeLimitSeconds: float = 0) -> dict:
-    """The typed configuration the worker reads (``deepmed train --config``): dotted keys become nested."""
-    flat = {"app": application, "training.device": device}
+    """The typed configuration the worker reads (``deepmed train --config``): dotted keys become nested.
+    ``application``: None leaves the engine's default."""
+    flat = {"app": application, "training.device": device} if application else {"training.device": device}
     if epochs:
         flat["training.epochs"] = int(epochs)
     if timeLimitSeconds:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+import qt
 import slicer
 
 from DeepMedLib import DatasetSelection, ModelLibrary
@@ -12,12 +13,11 @@ from DeepMedLib.ModuleWidget import preference, setPreference
 from DeepMedLib.PanelHelpers import DependencySection, pollTimer, setBusy
 from DeepMedTrainLib.TrainLogic import parseSettingValue
 
-#: Names offered in the dropdowns; they match the engine's registries (``deepmed list``; a test checks).
-NETWORKS = ["unet", "basic_unet", "segresnet", "dynunet", "highresnet", "swin_unetr", "unetr"]
-#: Shown until the engine answers ``deepmed list losses --app APP --json`` (the one source of truth).
-LOSSES = {"segmentation": ["auto", "dice_ce", "dice", "dice_focal", "generalized_dice", "tversky",
-                           "generalized_wasserstein_dice", "cross_entropy"],
-          "regression": ["auto", "l1", "mse", "rmse", "huber"]}
+#: Networks offered for dense (voxel-wise) applications; "auto" lets the application's plan choose (a test
+#: checks the others are in the engine's registry). Applications and losses come from the engine itself
+#: (``deepmed list applications --json``, ``deepmed list losses --app APP --json``), so a plug-in
+#: application appears here without a change to this module.
+NETWORKS = ["auto", "unet", "basic_unet", "segresnet", "dynunet", "highresnet", "swin_unetr", "unetr"]
 #: Seconds to wait at Slicer's exit for a stopped training to write its checkpoint (it goes on alone after)
 EXIT_STOP_SECONDS = 60.0
 AUGMENTATIONS = ["flip", "rotate", "scale", "elastic", "noise", "gamma", "bias_field", "contrast"]
@@ -32,6 +32,8 @@ class TrainPanel:
         self.finishedModelDir = None  # the last model trained here, offered to Publish
         self.publishJob = None
         self.lossJob = None           # the engine's answer: which losses fit the application
+        self.applicationsJob = None   # the engine's answer: which applications it has (plug-ins included)
+        self.applicationDescriptions = {}
         self.curves = None            # the live curves of the last training started here
         self.parameterNode = None
         self.derivedModelName = ""    # the model name the panel proposed from the dataset path
@@ -61,7 +63,7 @@ class TrainPanel:
         ui.publishButton.clicked.connect(self.onPublish)
         ui.publishLicenceLineEdit.textChanged.connect(self.updateButtons)
         DatasetSelection.datasetReady.connect(self.onDatasetReady)
-        self.onApplicationChanged()
+        self.requestApplications()
 
     # ---- life cycle (DeepMedModuleWidget) -------------------------------------------------------
     def setParameterNode(self, parameterNode):
@@ -77,6 +79,7 @@ class TrainPanel:
             parameterNode.device = preference("Device")
         if parameterNode.datasetPath and parameterNode.datasetPath != self.datasetPath():
             self.ui.datasetPathLineEdit.currentPath = parameterNode.datasetPath
+        self.selectApplication(parameterNode.application)
         self.selectLoss(parameterNode.loss)
         self.updateButtons()
 
@@ -96,7 +99,7 @@ class TrainPanel:
         DatasetSelection.datasetReady.disconnect(self.onDatasetReady)
         self.timer.stop()
         self.dependencies.cleanup()
-        for job in (self.checkRun.job if self.checkRun else None, self.publishJob, self.lossJob):
+        for job in (self.checkRun.job if self.checkRun else None, self.publishJob, self.lossJob, self.applicationsJob):
             if job is not None:
                 job.cancel()
         if self.run is not None:
@@ -126,11 +129,57 @@ class TrainPanel:
         if folder:
             self.ui.datasetPathLineEdit.currentPath = folder
 
+    def requestApplications(self):
+        """Ask the engine for its applications (a worker: no torch in Slicer); the list fills when it answers."""
+        self.ui.applicationComboBox.toolTip = "Asking the engine for its applications..."
+        try:
+            self.applicationsJob = self.logic.applicationsJob()
+        except Exception as exc:  # no engine yet: the Dependencies section says what to install
+            self.applicationsJob = None
+            self.ui.applicationComboBox.toolTip = f"Applications from the engine unavailable: {exc}"
+            return
+        self.applicationsJob.finished.connect(lambda result, job=self.applicationsJob: self.onApplications(job, result))
+        self.timer.start()
+
+    def onApplications(self, job, result):
+        if job is not self.applicationsJob:
+            return
+        self.applicationsJob = None
+        self._stopTimerWhenIdle()
+        described = job.outputJson() if result.succeeded else None
+        if not isinstance(described, dict) or not described:
+            self.ui.applicationComboBox.toolTip = "The engine did not list its applications: " + (
+                result.errorMessage.splitlines()[0] if result.errorMessage else "no answer")
+            return
+        self.applicationDescriptions = {str(k): str(v) for k, v in described.items()}
+        combo = self.ui.applicationComboBox
+        wanted = (self.parameterNode.application if self.parameterNode is not None else "") or combo.currentText
+        combo.blockSignals(True)
+        combo.clear()
+        for name, description in self.applicationDescriptions.items():
+            combo.addItem(name)
+            combo.setItemData(combo.count - 1, description, qt.Qt.ToolTipRole)
+        combo.blockSignals(False)
+        combo.toolTip = "What the model learns (the engine's applications, plug-ins included)"
+        self.selectApplication(wanted)
+
+    def selectApplication(self, name: str):
+        combo = self.ui.applicationComboBox
+        index = combo.findText(name) if name else -1
+        combo.currentIndex = index if index >= 0 else (0 if combo.count else -1)
+        self.onApplicationChanged()
+
     def onApplicationChanged(self, *args):
         application = self.ui.applicationComboBox.currentText
-        self.setLossChoices(LOSSES.get(application, ["auto"]))
+        if self.parameterNode is not None and application:
+            self.parameterNode.application = application
+        self.setLossChoices(["auto"])
         if self.lossJob is not None:
             self.lossJob.cancel()
+            self.lossJob = None
+        if not application:
+            self.updateButtons()
+            return
         try:
             self.lossJob = self.logic.lossChoicesJob(application)
         except Exception as exc:  # no engine: the static list stays
@@ -221,9 +270,10 @@ class TrainPanel:
     def settings(self) -> dict:
         """Typed engine settings from the widgets, by dotted key (written to the worker's config file)."""
         ui = self.ui
-        settings = {"network.name": ui.networkComboBox.currentText, "loss.name": ui.lossComboBox.currentText,
-                    "training.batch_size": int(ui.batchSizeSpinBox.value),
+        settings = {"loss.name": ui.lossComboBox.currentText, "training.batch_size": int(ui.batchSizeSpinBox.value),
                     "optimizer.lr": float(ui.learningRateSpinBox.value)}
+        if ui.networkComboBox.currentText != "auto":
+            settings["network.name"] = ui.networkComboBox.currentText
         patch = ui.patchSizeLineEdit.text.strip() or "auto"
         try:
             settings["data.patch_size"] = "auto" if patch == "auto" else \
@@ -245,7 +295,9 @@ class TrainPanel:
         ui = self.ui
         running = self.run is not None
         hasDataset = bool(self.datasetPath())
-        ui.trainButton.enabled = hasDataset and not running and self.checkRun is None and self.dependencies.ready
+        hasApplication = bool(ui.applicationComboBox.currentText)
+        ui.trainButton.enabled = (hasDataset and hasApplication and not running and self.checkRun is None
+                                  and self.dependencies.ready)
         ui.checkDatasetButton.enabled = hasDataset and self.checkRun is None
         ui.stopButton.enabled = running
         ui.resumeButton.enabled = not running and self.stoppedModelDir is not None
@@ -292,7 +344,7 @@ class TrainPanel:
             self.run.stop()
 
     def poll(self):
-        for running in (self.run, self.checkRun, self.publishJob, self.lossJob):
+        for running in (self.run, self.checkRun, self.publishJob, self.lossJob, self.applicationsJob):
             if running is not None:
                 running.poll()
         if self.run is not None and self.run.remainingSeconds() is not None:
@@ -325,7 +377,8 @@ class TrainPanel:
         self.updateButtons()
 
     def _stopTimerWhenIdle(self):
-        if self.run is None and self.checkRun is None and self.publishJob is None and self.lossJob is None:
+        if (self.run is None and self.checkRun is None and self.publishJob is None and self.lossJob is None
+                and self.applicationsJob is None):
             self.timer.stop()
 
     # ---- publishing -----------------------------------------------------------------------------

@@ -127,8 +127,10 @@ class ConditionalGanApplication(Application):
                      "channels": int(task["generator_channels"]), "out_channels": channels}
         discriminator = {"conditions": count, "image_size": shape, "channels": int(task["discriminator_channels"]),
                          "in_channels": channels}
-        reasons["network"] = "generator: noise + conditions (concatenated and FiLM) -> volume; discriminator: " \
-                             "spectral-norm projection with a condition-regression head; hinge loss"
+        reasons["network"] = "generator: noise + conditions (concatenated, as channels beside the coordinates, " \
+                             "FiLM) -> volume; discriminator: spectral-norm projection with a condition head; hinge"
+        reasons["optimizers"] = "Adam (0.5, 0.999) per network at task.generator_lr / task.discriminator_lr " \
+                                "(the optimizer section is not used)"
         units = list(task["units"]) + [""] * count
         return {"channel_names": fingerprint["channel_names"], "grid": grid,
                 "conditions": [{"name": n, "min": lo, "max": hi, **({"unit": u} if u else {})}
@@ -136,6 +138,9 @@ class ConditionalGanApplication(Application):
                                                        fingerprint["condition_max"], units)],
                 "network": {"name": "conditional_generator", "args": generator},
                 "discriminator": {"name": "projection_discriminator", "args": discriminator},
+                "optimizers": {"generator": {"name": "adam", "lr": float(task["generator_lr"]), "betas": [0.5, 0.999]},
+                               "discriminator": {"name": "adam", "lr": float(task["discriminator_lr"]),
+                                                 "betas": [0.5, 0.999]}},
                 "loss": "hinge"}
 
     def prepare_data(self, loaded_train, loaded_val, dataset, plan, config) -> PreparedData:
@@ -174,14 +179,13 @@ class ConditionalGanApplication(Application):
         task = config["task"]
         generator = build_network(plan["network"]["name"], plan["network"]["args"])
         discriminator = build_network(plan["discriminator"]["name"], plan["discriminator"]["args"])
-        betas = (0.5, 0.999)
         self.loss_weights = {"auxiliary": float(task["auxiliary_weight"]),
                              "reconstruction": float(task["reconstruction_weight"])}
-        return Parts({"generator": generator, "discriminator": discriminator},
-                     {"generator": torch.optim.Adam(generator.parameters(), lr=task["generator_lr"], betas=betas),
-                      "discriminator": torch.optim.Adam(discriminator.parameters(), lr=task["discriminator_lr"],
-                                                        betas=betas)},
-                     {"reconstruction": torch.nn.L1Loss(), "auxiliary": torch.nn.MSELoss()})
+        networks = {"generator": generator, "discriminator": discriminator}
+        optimizers = {name: torch.optim.Adam(net.parameters(), lr=plan["optimizers"][name]["lr"],
+                                             betas=tuple(plan["optimizers"][name]["betas"]))
+                      for name, net in networks.items()}
+        return Parts(networks, optimizers, {"reconstruction": torch.nn.L1Loss(), "auxiliary": torch.nn.MSELoss()})
 
     # ---- training ----------------------------------------------------------------------------------
     def train_step(self, parts: Parts, batch: dict, step: StepContext) -> dict[str, float]:

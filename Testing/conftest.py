@@ -104,6 +104,23 @@ def tinyModelLibrary(tmp_path_factory):
     return root / "library", manifest
 
 
+@pytest.fixture(scope="session")
+def nnunetReference(tmp_path_factory):
+    """An nnU-Net v2 result folder and nnU-Net's own predictions, made by nnunetv2 (a test extra) in a
+    subprocess, once per session (Testing/engine/nnunet_reference.py); the work folder."""
+    import os
+    import subprocess
+
+    pytest.importorskip("nnunetv2", reason="nnunetv2 (test extra, Python >= 3.10) not installed")
+    work = tmp_path_factory.mktemp("nnunet")
+    script = Path(__file__).resolve().parent / "engine" / "nnunet_reference.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "nnUNet_def_n_proc": "1"}
+    done = subprocess.run([sys.executable, str(script), str(work)], env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return work
+
+
 @pytest.fixture
 def qtHarness(slicerApp, tinyModelLibrary, monkeypatch, tmp_path):
     """PySide6 offscreen + Slicer stand-ins, a real scene, DEEPMED_LIBRARY pointing at a copy of the library."""

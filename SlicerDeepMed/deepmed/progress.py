@@ -6,6 +6,8 @@ each with ``"event"`` and ``"time"`` (Unix seconds):
 * ``started``    - ``epochs``, ``iterations_per_epoch``, ``device``, ``model_dir``, ``start_epoch``,
   ``time_limit_s`` (null without a time budget; with one, training runs to it and ``epochs`` does not apply),
   ``world_size``
+* ``initialized`` - ``model``, ``path``, ``fold``, ``loaded_tensors``, ``reinitialized`` (tensor names): a
+  fine-tuning run (``--init``) took its starting weights from another model
 * ``iteration``  - ``epoch``, ``iteration``, ``iterations_per_epoch``, ``loss``, ``lr``, ``eta_s``, ``elapsed_s``
 * ``epoch``      - ``epoch``, ``loss`` (mean), ``lr``, ``seconds``, ``eta_s``
 * ``validation`` - ``epoch``, ``metrics`` (name -> value), ``key_metric``, ``best``
@@ -122,6 +124,10 @@ class TqdmReporter(Reporter):
             total = fields["epochs"] * fields["iterations_per_epoch"]
             done = fields.get("start_epoch", 0) * fields["iterations_per_epoch"]
             self.bar = tqdm(total=total, initial=done, unit="it", desc="training", dynamic_ncols=True, file=sys.stderr)
+        elif event == "initialized":
+            fresh = fields["reinitialized"]
+            print(f"starting from {fields['model']}: {fields['loaded_tensors']} tensors loaded"
+                  + (f", re-initialised: {', '.join(fresh)}" if fresh else ""), file=sys.stderr)
         elif event == "iteration" and self.bar is not None:
             if self.timed:
                 self.bar.update(min(self.bar.total, round(fields["elapsed_s"])) - self.bar.n)

@@ -18,7 +18,11 @@ def test_every_loss_declares_its_applications():
     assert losses_for("regression") == ["l1", "mse", "rmse", "huber"]
     assert losses_for("segmentation") == ["dice", "dice_ce", "dice_focal", "generalized_dice", "tversky",
                                           "generalized_wasserstein_dice", "cross_entropy"]
-    assert sorted(losses_for("segmentation") + losses_for("regression")) == LOSSES.names()
+    assert losses_for("classification") == ["cross_entropy", "focal"]
+    assert losses_for("case_regression") == losses_for("regression")
+    from deepmed.applications import APPLICATIONS
+
+    assert set().union(*(losses_for(app) for app in APPLICATIONS.names())) == set(LOSSES.names())  # none orphaned
     assert LOSSES.metadata("DICE") == {"applications": ("segmentation",)}
 
 

@@ -164,3 +164,27 @@ def test_empty_dataset(tmp_path):
     (tmp_path / "d.json").write_text(json.dumps({"name": "x", "training": []}))
     with pytest.raises(DatasetInvalid, match="dataset is empty"):
         Dataset.load(tmp_path / "d.json")
+
+
+def test_an_image_only_dataset_loads_and_dense_applications_refuse_it(tmp_path):
+    """No training case gives a target: fine for an autoencoder or super-resolution from high-resolution
+    scans, refused in one line by the applications that need a target image."""
+    import json
+
+    import pytest
+
+    from deepmed.applications import get_application
+    from deepmed.data.manifest import Dataset
+    from deepmed.errors import DeepMedError
+
+    (tmp_path / "a.nii.gz").write_bytes(b"")
+    (tmp_path / "b.nii.gz").write_bytes(b"")
+    path = tmp_path / "dataset.json"
+    path.write_text(json.dumps({"name": "scans", "labels": {"background": 0, "organ": 1},
+                                "training": [{"image": "a.nii.gz"}, {"image": "b.nii.gz"}]}))
+    dataset = Dataset.load(path)
+    assert [case.label for case in dataset.training] == [None, None]
+    for name in ("segmentation", "regression"):
+        with pytest.raises(DeepMedError, match=r"needs a target image \('label'\) for every training case; "
+                                               r"missing for a, b"):
+            get_application(name).check_dataset(dataset)

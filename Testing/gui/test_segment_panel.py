@@ -243,3 +243,40 @@ def test_the_library_folder_is_chosen_in_the_panel_and_remembered(panel, qtHarne
     os.environ["DEEPMED_LIBRARY"] = first  # a new Slicer session: the preference is applied at setup
     useRememberedLibrary()
     assert os.environ["DEEPMED_LIBRARY"] == str(other)
+
+
+@pytest.mark.slow
+def test_an_imported_nnunet_model_segments_into_the_scene(panel, qtHarness, scene, nnunetReference):
+    """An nnU-Net v2 result folder (made by nnunetv2) imported into the library segments a real scan."""
+    import os
+    from pathlib import Path
+
+    import SimpleITK as sitk
+
+    from deepmed.zoo.package import import_package
+    from DeepMedLib import ModelLibrary
+    from DeepMedLib.SceneBridge import updateVolumeNodeFromImage
+
+    model = import_package(Path((nnunetReference / "result_folder.txt").read_text()),
+                           library=Path(os.environ["DEEPMED_LIBRARY"]))
+    ModelLibrary.changed.emit(str(model.path))
+    ui = panel.ui
+    texts = [ui.modelComboBox.itemText(i) for i in range(ui.modelComboBox.count())]
+    ui.modelComboBox.setCurrentIndex(texts.index(f"{model.title} (nnunet)"))
+    assert "Labels: brain, bright" in ui.modelDescriptionLabel.text()
+    volume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "brain2 MR")
+    updateVolumeNodeFromImage(volume, sitk.ReadImage(str(nnunetReference / "scan_0000.nii.gz")))
+    volume.CreateDefaultDisplayNodes()
+    panel.panel.inputSelectors[0].setCurrentNode(volume)
+    ui.deviceComboBox.setCurrentText("cpu")
+    ui.foldsComboBox.setCurrentIndex(1)  # fold 0 alone: seconds on a CPU
+    ui.applyButton.click()
+    qtHarness.processEventsUntil(lambda: panel.panel.run is None, timeout=300)
+    assert qtHarness.messages == []
+    output = panel.panel.lastOutput
+    assert output is not None and output.IsA("vtkMRMLSegmentationNode")
+    segmentation = output.GetSegmentation()
+    names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+    assert names == ["brain", "bright"]
+    assert output.GetNodeReference(output.GetReferenceImageGeometryReferenceRole()) is volume
+    saveScreenshot(panel.parent, "segment_panel_nnunet")

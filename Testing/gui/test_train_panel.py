@@ -141,3 +141,36 @@ def test_publish_makes_the_trained_model_a_verified_package(panel, qtHarness, tm
     assert (tmp_path / "published-boxes.zip").is_file()
     assert json.loads((model.path / "model_card.json").read_text())["title"] == "published-boxes"
     saveScreenshot(panel.parent, "train_panel_published")
+
+
+def test_start_from_offers_the_library_models_of_the_application_and_the_engine_fine_tunes(panel, qtHarness,
+                                                                                           tmp_path):
+    import json
+    import os
+    from pathlib import Path
+
+    ui = panel.ui
+    combo = ui.initModelComboBox
+    offered = lambda: [combo.itemText(i) for i in range(combo.count())]  # noqa: E731
+    library = Path(os.environ["DEEPMED_LIBRARY"])
+    assert offered() == ["scratch", "boxes (boxes)"]  # the harness's library holds one segmentation model
+    ui.applicationComboBox.setCurrentText("regression")
+    assert offered() == ["scratch"]  # its card's application is not the panel's
+    ui.applicationComboBox.setCurrentText("segmentation")
+    assert ui.networkComboBox.isEnabled()
+    combo.setCurrentIndex(1)
+    assert not ui.networkComboBox.isEnabled() and "keeps the network of boxes" in ui.networkComboBox.toolTip()
+    configureTinyTraining(ui, writeSyntheticDataset(tmp_path / "boxes"), epochs=2)
+    ui.modelNameLineEdit.setText("boxes-tuned")
+    ui.trainButton.click()
+    command = panel.panel.run.job.command
+    config = json.loads(Path(command[command.index("--config") + 1]).read_text())
+    assert config["training"]["init"] == str(library / "boxes")
+    qtHarness.processEventsUntil(lambda: panel.panel.run is None)
+    assert qtHarness.messages == [], qtHarness.messages
+    card = json.loads((library / "boxes-tuned" / "model_card.json").read_text())
+    assert card["training"]["initialized_from"]["model"] == "boxes"
+    assert card["network"] == json.loads((library / "boxes" / "model_card.json").read_text())["network"]
+    assert offered() == ["scratch", "boxes (boxes)", "boxes-tuned (boxes-tuned)"]  # the new model is offered too
+    assert combo.currentText() == "boxes (boxes)"
+    saveScreenshot(panel.parent, "train_panel_fine_tuned")

@@ -15,6 +15,7 @@ from conftest import OBLIQUE
 from DeepMedSegmentLib.SegmentLogic import SegmentError, SegmentLogic
 from DeepMedTrainLib.TrainLogic import TrainError, TrainLogic
 
+from deepmed.errors import DeepMedError
 from DeepMedLib import ModelLibrary, SceneBridge
 from DeepMedLib.Geometry import ijkToRasFromNode
 from DeepMedLib.SelfTestData import TINY_SETTINGS, syntheticCase, writeSyntheticDataset
@@ -109,6 +110,14 @@ def test_wrong_inputs_and_broken_models_are_clear_errors(library, scene, tmp_pat
     with pytest.raises(SegmentError, match="model.safetensors"):
         SegmentLogic().run(model=str(broken), inputVolumes=[volume], device="cpu", wait=True, timeout=300)
     assert nodeCount(scene) == before
+
+
+def test_a_training_starts_only_from_a_model_made_for_its_application(library):
+    with pytest.raises(TrainError, match="boxes is a segmentation model; it cannot start a regression training"):
+        TrainLogic().train(library.manifest, application="regression", initModel="boxes")
+    with pytest.raises(DeepMedError, match="no-such-model: no such model directory"):
+        TrainLogic().train(library.manifest, initModel="no-such-model")
+    assert TrainLogic.activeRun is None or not TrainLogic.activeRun.job.running
 
 
 def test_one_training_at_a_time_inference_meanwhile_stop_and_resume(library, scene, tmp_path):

@@ -42,6 +42,12 @@ def models(library: Path | None = None) -> list[InstalledModel]:
     return installed_models(library)
 
 
+def modelsFor(application: str, library: Path | None = None) -> list[InstalledModel]:
+    """The installed models made for ``application`` (their card's application): what a training can start
+    from (fine-tuning)."""
+    return [model for model in installed_models(library) if model.application == application]
+
+
 def findModel(model) -> InstalledModel:
     """An InstalledModel from a library id, a model directory or an InstalledModel."""
     if isinstance(model, InstalledModel):
@@ -135,4 +141,5 @@ def removeModel(modelId: str) -> None:
 
 
 __all__ = ["InstalledModel", "addCatalogueJob", "catalogueJob", "changed", "describe", "findModel", "importJob",
-           "library_dir", "models", "new_model_dir", "publishJob", "pullJob", "removeModel", "useLibraryFolder"]
+           "library_dir", "models", "modelsFor", "new_model_dir", "publishJob", "pullJob", "removeModel",
+           "useLibraryFolder"]

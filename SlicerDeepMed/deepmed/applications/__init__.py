@@ -4,7 +4,15 @@ Adding one (classification, autoencoder, GAN) means a module that subclasses ``A
 here or as a plug-in (``deepmed.applications.plugins``); the driver, trainer and predictor do not change.
 """
 
-from deepmed.applications import conditional_gan, monai_bundle, regression, segmentation  # noqa: F401  (register)
+from deepmed.applications import (  # noqa: F401  (register)
+    case_level,
+    conditional_gan,
+    monai_bundle,
+    nnunet,
+    regression,
+    segmentation,
+    super_resolution,
+)
 from deepmed.applications.base import (
                                        APPLICATIONS,
                                        Application,

@@ -101,11 +101,14 @@ class StepContext:
 @dataclass
 class PreparedData:
     """Training and validation items (dicts the transforms and ``train_step`` understand) and the fitted
-    statistics that the model card keeps for inference (normalisation, target scaling, ...)."""
+    statistics that the model card keeps for inference (normalisation, target scaling, ...).
+    ``sample_weights`` (one per training item, optional) make the loader draw items in proportion to them
+    (e.g. class-balanced sampling); without them every item is equally likely."""
 
     train: list[dict]
     val: list[dict]
     fitted: dict = field(default_factory=dict)
+    sample_weights: list[float] | None = None
 
 
 @dataclass
@@ -174,6 +177,11 @@ class Application(ABC):
     @abstractmethod
     def build_parts(self, plan: dict, config: dict, fitted: dict) -> Parts:
         """Networks, losses and optimisers (on the CPU; the trainer moves them)."""
+
+    def output_heads(self, plan: dict) -> dict[str, set[str]]:
+        """Fine-tuning on other targets (``training.init``): per network, the tensor names of its output head,
+        which keep their fresh initialisation. Default: none known (other targets then fail to load)."""
+        return {}
 
     # ---- training ----------------------------------------------------------------------------------
     @abstractmethod

@@ -7,7 +7,6 @@ Subclasses say what the target is (``discrete_target``) and implement the small 
 
 from __future__ import annotations
 
-import os
 from abc import abstractmethod
 from pathlib import Path
 
@@ -17,13 +16,14 @@ import torch
 
 from deepmed.applications import dense_data
 from deepmed.applications.base import Application, Parts, Prediction, PreparedData, StepContext
+from deepmed.applications.inputs import input_channels
 from deepmed.errors import DeepMedError
 from deepmed.inferers.ongrid import channels_on_input, image_like, keep_largest_component
 from deepmed.inferers.sliding import predict_ensemble, predict_volume
-from deepmed.io.geometry import align_to_grid, grid_differences
-from deepmed.io.image_io import read_channels, write_image
+from deepmed.io.image_io import write_image
 from deepmed.losses import build_loss
 from deepmed.model.directory import label_colour
+from deepmed.model.transfer import output_dependent_keys
 from deepmed.networks import build_network, network_arguments
 from deepmed.optim import build_optimizer
 from deepmed.planning import dense as rules
@@ -38,6 +38,13 @@ class DenseApplication(Application):
 
     discrete_target: bool
     default_sampling: str = "uniform"
+
+    def check_dataset(self, dataset):
+        missing = [case.id for case in dataset.training if case.label is None]
+        if missing:
+            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+            raise DeepMedError(f"{dataset.source or dataset.name}: {self.name} needs a target image ('label') for "
+                               f"every training case; missing for {', '.join(missing[:3])}{more}")
 
     # ---- planning --------------------------------------------------------------------------------------
     def plan(self, fingerprint, config, device, reasons):
@@ -107,6 +114,10 @@ class DenseApplication(Application):
         model = build_network(plan["network"]["name"], plan["network"]["args"])
         loss = build_loss(plan["loss"], plan["network"]["args"]["out_channels"], config["loss"]["args"])
         return Parts({"model": model}, {"model": build_optimizer(config, model.parameters())}, {"main": loss})
+
+    def output_heads(self, plan):
+        network = plan["network"]
+        return {"model": output_dependent_keys(lambda args: build_network(network["name"], args), network["args"])}
 
     def train_step(self, parts: Parts, batch: dict, step: StepContext) -> dict[str, float]:
         image, target = step.to_device(batch["image"], batch["label"])
@@ -219,26 +230,7 @@ class DenseApplication(Application):
     def write_prediction(self, prediction, path):
         return write_image(prediction.output, Path(path), label=self.discrete_target)
 
-    @staticmethod
-    def _channels(inputs, card, model_name: str) -> list[sitk.Image]:
-        if isinstance(inputs, (sitk.Image, str, os.PathLike)):
-            inputs = [inputs]
-        channels: list[sitk.Image] = []
-        for item in inputs:
-            channels.extend([item] if isinstance(item, sitk.Image) else read_channels(item))
-        expected = [entry["name"] for entry in card["inputs"]]
-        if len(channels) != len(expected):
-            raise DeepMedError(f"model {model_name} expects {len(expected)} input channel(s) ({', '.join(expected)}), "
-                               f"got {len(channels)}")
-        for index, channel in enumerate(channels):
-            if channel.GetDimension() != 3:
-                raise DeepMedError(f"input channel {index}: expected a 3D image, got {channel.GetDimension()}D")
-            try:
-                channels[index] = sitk.Cast(align_to_grid(channel, channels[0]), sitk.sitkFloat32)
-            except ValueError:
-                raise DeepMedError(f"input channel {index} is not on the grid of channel 0: "
-                                   f"{'; '.join(grid_differences(channel, channels[0]))}") from None
-        return channels
+    _channels = staticmethod(input_channels)
 
     # ---- hooks of the voxel-wise tasks -----------------------------------------------------------------
     @abstractmethod

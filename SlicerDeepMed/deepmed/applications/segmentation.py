@@ -34,6 +34,7 @@ class SegmentationApplication(DenseApplication):
         if not dataset.labels:
             raise DeepMedError(f"{dataset.source or dataset.name}: segmentation needs 'labels' in the manifest "
                                "(for image targets use --app regression)")
+        super().check_dataset(dataset)
 
     def choose_sampling(self, fingerprint):
         return label_sampling(fingerprint)

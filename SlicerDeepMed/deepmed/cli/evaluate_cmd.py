@@ -1,4 +1,7 @@
-"""``deepmed evaluate --reference R --prediction P [-o metrics.csv] [--json]``."""
+"""``deepmed evaluate --reference R --prediction P [-o metrics.csv] [--json]``.
+
+Predictions that are tables (``deepmed infer``'s ``results.csv`` of case-level values) are compared with the
+manifest's case values (``deepmed.evaluation.table_evaluation``); images with reference images."""
 
 from __future__ import annotations
 
@@ -9,25 +12,31 @@ from pathlib import Path
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("evaluate", help="compare predictions with references (Dice, HD95, MAE, ...)")
     parser.add_argument("--reference", "-r", required=True, type=Path,
-                        help="reference file, folder, or manifest (.json/.csv)")
-    parser.add_argument("--prediction", "-p", required=True, type=Path, help="prediction file or folder")
+                        help="reference file, folder, or manifest (.json/.csv; its case values for a table)")
+    parser.add_argument("--prediction", "-p", required=True, type=Path,
+                        help="prediction file or folder, or a table of case-level results (results.csv)")
     parser.add_argument("-o", "--output", type=Path, help="write the per-case rows as CSV")
     parser.add_argument("--json", action="store_true", help="print the rows as a JSON list")
     parser.add_argument("--task", default="auto", help="auto, segmentation or regression")
     parser.add_argument("--mask", type=Path, help="regression: evaluate inside this mask")
     parser.add_argument("--resample", action="store_true", help="resample predictions onto the reference grid")
+    parser.add_argument("--baseline-from", type=Path, help="regression: also score B-spline interpolation of these "
+                        "lower-resolution inputs (file, or folder by case id) onto the reference grid")
     parser.add_argument("--no-distances", action="store_true", help="skip hd, hd95 and assd")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from deepmed.evaluation.evaluate import evaluate, format_summary, rows_to_json, write_csv
+    from deepmed.evaluation.table_evaluation import is_table
     from deepmed.utils.atomic import check_output_folder
 
     if args.output is not None:
         check_output_folder(args.output)
+    if is_table(args.prediction):
+        return _run_table(args)
     rows = evaluate(args.reference, args.prediction, task=args.task, mask=args.mask, resample=args.resample,
-                    distances=not args.no_distances)
+                    distances=not args.no_distances, baseline_from=args.baseline_from)
     if args.output is not None:
         write_csv(rows, args.output)
     if args.json:
@@ -36,4 +45,21 @@ def run(args: argparse.Namespace) -> int:
         print(format_summary(rows))
         if args.output is not None:
             print(f"per-case metrics written to {args.output}")
+    return 0
+
+
+def _run_table(args: argparse.Namespace) -> int:
+    import json
+
+    from deepmed.evaluation.table_evaluation import evaluate_table, format_table_summary, write_outputs
+
+    result = evaluate_table(args.reference, args.prediction)
+    written = write_outputs(result, args.output) if args.output is not None else []
+    if args.json:
+        print(json.dumps({"metrics": result.metrics, "classes": result.classes, "confusion": result.confusion,
+                          "rows": result.rows}, indent=2))
+    else:
+        print(format_table_summary(result))
+        if written:
+            print(f"per-case rows written to {written[0]}; also {', '.join(p.name for p in written[1:])}")
     return 0

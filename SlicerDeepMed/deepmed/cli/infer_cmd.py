@@ -22,6 +22,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--folds", help="of a cross-validation ensemble, the folds to average, e.g. 0,2 "
                                            "(default: all; one fold is faster)")
     parser.add_argument("--tta", action="store_true", default=None, help="flip test-time augmentation")
+    parser.add_argument("--no-tta", dest="tta", action="store_false",
+                        help="no flips even where the model card asks for them (nnU-Net models mirror by default)")
     parser.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1)")
     parser.add_argument("--keep-largest", action="store_true", default=None,
                         help="keep the largest connected component per label")

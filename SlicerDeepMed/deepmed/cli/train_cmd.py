@@ -21,6 +21,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--resume", action="store_true", help="continue a stopped run from MODEL_DIR/checkpoints/last")
     parser.add_argument("--extend", metavar="DURATION",
                         help="train a finished model for this much longer (fresh, lower learning-rate schedule)")
+    parser.add_argument("--init", metavar="MODEL_OR_ID",
+                        help="fine-tune: start from this model's weights (a model directory or library id; same "
+                             "network, a new output head when the labels differ)")
+    parser.add_argument("--init-fold", type=int, metavar="K",
+                        help="with --init of a cross-validation ensemble: start from fold K (default its first)")
     parser.add_argument("--folds", metavar="all|N|0,2",
                         help="cross-validation over the manifest's splits: every fold, out-of-fold evaluation and "
                              "a fold ensemble in --out (--time-limit then applies to each fold)")
@@ -35,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     from deepmed.training.driver import train
     from deepmed.training.stop import STOP_FILE_VARIABLE
+    from deepmed.zoo.library import resolve_model
 
     if args.stop_file is not None:
         os.environ[STOP_FILE_VARIABLE] = str(args.stop_file.absolute())
@@ -49,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
             raise DeepMedError("--folds trains every fold anew: it cannot be combined with --resume or --extend")
         out = train_folds(args.dataset, args.out, args.folds, app=args.app, config=args.config,
                           overrides=args.overrides, device=args.device, time_limit=args.time_limit,
-                          epochs=args.epochs, progress=args.progress)
+                          epochs=args.epochs, progress=args.progress, init=args.init, init_fold=args.init_fold,
+                          resolve_model=resolve_model)
         if args.progress == "tqdm":
             summary = out / "cross_validation" / "summary.txt"
             print(summary.read_text() if summary.is_file() else "", end="")
@@ -58,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     out = train(args.dataset, args.out, app=args.app, config=args.config, overrides=args.overrides,
                 epochs=args.epochs, device=args.device, resume=args.resume, time_limit=args.time_limit,
-                extend=args.extend, started_at=STARTED_AT, progress=args.progress)
+                extend=args.extend, started_at=STARTED_AT, progress=args.progress, init=args.init,
+                init_fold=args.init_fold, resolve_model=resolve_model)
     if args.progress == "tqdm":
         print(f"model written to {out}")
     return 0

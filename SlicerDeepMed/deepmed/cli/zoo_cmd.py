@@ -50,8 +50,11 @@ def add_parser(subparsers) -> None:
     export.add_argument("--author", action="append", default=[], dest="authors")
     export.add_argument("--force", action="store_true")
     export.set_defaults(run=run_export)
-    importing = actions.add_parser("import", help="install a package (.zip or folder) or a MONAI bundle")
+    importing = actions.add_parser("import", help="install a package (.zip or folder), a MONAI bundle or an "
+                                   "nnU-Net v2 result folder")
     importing.add_argument("source", type=Path)
+    importing.add_argument("--checkpoint", choices=["auto", "final", "best"], default="auto",
+                           help="nnU-Net: checkpoint_final.pth or checkpoint_best.pth (auto: final, else best)")
     importing.add_argument("--id", dest="model_id", help="install under this id")
     importing.add_argument("--force", action="store_true", help="replace an installed model with this id")
     importing.add_argument("--set", dest="bundle_values", action="append", default=[], metavar="KEY=VALUE",
@@ -238,7 +241,7 @@ def run_import(args) -> int:
     from deepmed.zoo.package import import_package
 
     model = import_package(args.source, library=args.library, model_id=args.model_id, force=args.force,
-                           bundle_values=parse_values(args.bundle_values))
+                           bundle_values=parse_values(args.bundle_values), checkpoint=args.checkpoint)
     _installed_event(args, model)
     return 0
 

@@ -73,7 +73,8 @@ ID_COLUMNS = ("id", "subject_id", "case", "subject")
 
 
 def csv_manifest(path: Path) -> tuple[dict, list[str]]:
-    """Read a NiftyNet-style CSV: a header row with an id column, one or more ``image*`` columns, ``label``.
+    """Read a NiftyNet-style CSV: a header row with an id column, one or more ``image*`` columns, ``label``,
+    and optionally ``value`` (a case-level target: a number or a class name).
 
     Example::
 
@@ -94,6 +95,7 @@ def csv_manifest(path: Path) -> tuple[dict, list[str]]:
         raise DeepMedError(f"{path}: expected a header with an id column ({', '.join(ID_COLUMNS)}), image column(s) "
                            f"named image*, and optionally label; got {', '.join(columns)}")
     label_column = next((c for c in columns if c.strip().lower() in ("label", "target")), None)
+    value_column = next((c for c in columns if c.strip().lower() == "value"), None)
     root = path.parent
     data: dict = {"name": path.stem, "training": [],
                   "channel_names": {str(i): c.strip()[6:] or c.strip() for i, c in enumerate(image_columns)}}
@@ -107,5 +109,18 @@ def csv_manifest(path: Path) -> tuple[dict, list[str]]:
         label = (row.get(label_column) or "").strip() if label_column else ""
         if label:
             entry["label"] = str((root / label).resolve())
+        value = (row.get(value_column) or "").strip() if value_column else ""
+        if value:
+            entry["value"] = _number_or_text(value)
         data["training"].append(entry)
     return data, problems
+
+
+def _number_or_text(text: str) -> int | float | str:
+    """``63`` -> 63, ``63.5`` -> 63.5, ``female`` -> "female"."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text

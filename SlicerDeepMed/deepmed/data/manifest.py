@@ -245,9 +245,13 @@ def parse_manifest(data, root: Path, where: str, labels_required: bool = True) -
         if not isinstance(entries, list):
             problems.append(f"{where}: '{section}' must be a list of cases")
             continue
+        # Image-only datasets (an autoencoder's, super-resolution's from high-resolution scans) give no target;
+        # once one training case gives a label or value, a case without one is a mistake.
+        with_targets = any(isinstance(e, dict) and (e.get("label") is not None or e.get("value") is not None)
+                           for e in entries)
         for index, entry in enumerate(entries):
             case = _parse_case(entry, root, f"{where}: {section}[{index}]", problems,
-                               labels_required and section == "training")
+                               labels_required and section == "training" and with_targets)
             if case is not None:
                 getattr(dataset, section).append(case)
     if not dataset.training and not problems:

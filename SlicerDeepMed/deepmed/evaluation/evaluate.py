@@ -87,7 +87,7 @@ def _detect_task(image: sitk.Image) -> str:
 
 
 def evaluate(reference, prediction, *, task: str = "auto", labels: dict[int, str] | None = None,
-             mask=None, resample: bool = False, distances: bool = True) -> list[dict]:
+             mask=None, resample: bool = False, distances: bool = True, baseline_from=None) -> list[dict]:
     """Evaluate and return one row per case and label (segmentation) or per case (regression).
 
     Args:
@@ -98,6 +98,9 @@ def evaluate(reference, prediction, *, task: str = "auto", labels: dict[int, str
         mask: regression only: evaluate inside this mask (file or image on the reference grid).
         resample: resample predictions that are not on the reference grid instead of failing.
         distances: compute hd, hd95 and assd (the slowest part).
+        baseline_from: regression only: lower-resolution inputs (file, or folder matched by case id) whose
+            B-spline interpolation onto the reference grid is scored beside the prediction (``psnr_bspline``,
+            ``ssim_bspline``, ...: the baseline of an upsampling model).
     """
     task = look_up("task", task, TASKS)
     pairs, manifest_labels = find_pairs(reference, prediction)
@@ -120,12 +123,33 @@ def evaluate(reference, prediction, *, task: str = "auto", labels: dict[int, str
             if mask is not None:
                 mask_image = _on_reference_grid(_load(mask), ref, pair.case, resample, True)
                 mask_array = sitk.GetArrayFromImage(mask_image) > 0
-            rows.append({"case": pair.case, **regression_metrics(ref_array, pred_array, mask_array)})
+            row = {"case": pair.case, **regression_metrics(ref_array, pred_array, mask_array)}
+            if baseline_from is not None:
+                row.update(_bspline_baseline(baseline_from, pair.case, ref, ref_array, mask_array))
+            rows.append(row)
     return rows
 
 
+def _bspline_baseline(source, case: str, ref: sitk.Image, ref_array: np.ndarray, mask) -> dict[str, float]:
+    """The regression metrics of ``source`` (a file, or a folder's file for ``case``) B-spline-interpolated
+    onto the reference grid, each named ``<metric>_bspline``."""
+    path = Path(source)
+    if path.is_dir():
+        found = _images_by_id(path)
+        if case not in found:
+            raise DeepMedError(f"{path}: no input for case {case} (expected a file named like {case}.nii.gz)")
+        path = found[case]
+    low = sitk.Cast(_load(path), sitk.sitkFloat32)
+    spline = sitk.Resample(low, ref, sitk.Transform(), sitk.sitkBSpline, 0.0, sitk.sitkFloat32, True)
+    metrics = regression_metrics(ref_array, sitk.GetArrayFromImage(spline), mask)
+    return {f"{name}_bspline": value for name, value in metrics.items()}
+
+
 def columns_for(rows: list[dict]) -> tuple[str, ...]:
-    return SEGMENTATION_COLUMNS if rows and "dice" in rows[0] else REGRESSION_COLUMNS
+    if rows and "dice" in rows[0]:
+        return SEGMENTATION_COLUMNS
+    baseline = tuple(f"{c}_bspline" for c in REGRESSION_COLUMNS[1:]) if rows and "psnr_bspline" in rows[0] else ()
+    return REGRESSION_COLUMNS + baseline
 
 
 def rows_to_csv(rows: list[dict]) -> str:
@@ -176,7 +200,7 @@ def format_summary(rows: list[dict]) -> str:
     if not rows:
         return "no cases evaluated"
     task = "segmentation" if "dice" in rows[0] else "regression"
-    shown = SUMMARY_COLUMNS[task]
+    shown = SUMMARY_COLUMNS[task] + (("psnr_bspline", "ssim_bspline") if "psnr_bspline" in rows[0] else ())
     header = f"{'label':<22}{'cases':>6}" + "".join(f"{c + ' mean/med/std':>31}" for c in shown)
     lines = [header, "-" * len(header)]
     for entry in summarize(rows):

@@ -1,5 +1,6 @@
 """Loss registry: segmentation losses take logits and an integer label (B,1,...); regression losses
-take predictions and targets of the same shape."""
+take predictions and targets of the same shape. Classification losses take logits (B, classes) and class
+indices (B, 1), the voxel-free case of the same shapes."""
 
 from __future__ import annotations
 
@@ -11,12 +12,21 @@ from deepmed.utils.registry import Registry
 LOSSES = Registry("loss")
 
 SEG, REG = ("segmentation",), ("regression",)
+CLS, VALUES = ("classification",), ("case_regression",)  # one class / one value per case
 
 
 def losses_for(app_name: str) -> list[str]:
     """The losses that fit application ``app_name``, in registration order."""
     return [name for name in LOSSES.registration_order()
             if app_name.lower() in LOSSES.metadata(name).get("applications", ())]
+
+
+def allow_for(app_name: str, names: list[str]) -> None:
+    """Let application ``app_name`` (e.g. a plug-in) use the registered losses ``names`` as well."""
+    for name in names:
+        known = LOSSES.metadata(name).get("applications", ())
+        if app_name.lower() not in known:
+            LOSSES.update_metadata(name, applications=(*known, app_name.lower()))
 
 
 def build_loss(name: str, num_classes: int, args: dict | None = None) -> torch.nn.Module:
@@ -77,9 +87,16 @@ def _gwdl(num_classes, **args):
     return _SqueezeLabel(loss)
 
 
-@LOSSES.register("cross_entropy", "voxel-wise cross-entropy", applications=SEG)
+@LOSSES.register("cross_entropy", "cross-entropy (voxel-wise, or per case)", applications=SEG + CLS)
 def _ce(num_classes, **args):
     return _SqueezeLabel(torch.nn.CrossEntropyLoss(**args), long=True)
+
+
+@LOSSES.register("focal", "focal loss (Lin et al. 2017): down-weights easy cases", applications=CLS)
+def _focal(num_classes, **args):
+    from monai.losses import FocalLoss
+
+    return FocalLoss(**{"to_onehot_y": True, "use_softmax": True, **args})
 
 
 class _SqueezeLabel(torch.nn.Module):
@@ -94,22 +111,22 @@ class _SqueezeLabel(torch.nn.Module):
         return self.loss(logits, label.long() if self.long else label)
 
 
-@LOSSES.register("l1", "mean absolute error", applications=REG)
+@LOSSES.register("l1", "mean absolute error", applications=REG + VALUES)
 def _l1(num_classes, **args):
     return torch.nn.L1Loss(**args)
 
 
-@LOSSES.register("mse", "mean squared error", applications=REG)
+@LOSSES.register("mse", "mean squared error", applications=REG + VALUES)
 def _mse(num_classes, **args):
     return torch.nn.MSELoss(**args)
 
 
-@LOSSES.register("rmse", "root mean squared error (NiftyNet's RMSE)", applications=REG)
+@LOSSES.register("rmse", "root mean squared error (NiftyNet's RMSE)", applications=REG + VALUES)
 def _rmse(num_classes, **args):
     return _RMSE()
 
 
-@LOSSES.register("huber", "Huber / smooth L1 loss", applications=REG)
+@LOSSES.register("huber", "Huber / smooth L1 loss", applications=REG + VALUES)
 def _huber(num_classes, **args):
     return torch.nn.HuberLoss(**args)
 

@@ -1,5 +1,8 @@
 """Network registry. Each entry resolves its constructor arguments (saved in the model card) from the
 patch size and spacing, so that inference rebuilds the same network from data alone (no code in cards).
+
+Networks registered with ``output="vector"`` map a whole image to one vector (B, out_channels) per case
+(classifiers, case-level regressors); the others map an image to an image of the same extent.
 """
 
 from __future__ import annotations
@@ -55,6 +58,10 @@ def network_arguments(name: str, in_channels: int, out_channels: int, patch_size
             args.update(feature_size=24)
     elif name == "highresnet":
         args.update(dropout_prob=0.0)
+    elif name == "densenet":
+        args.update(init_features=16, growth_rate=8, block_config=[2, 4, 4])
+    elif name in ("resnet10", "resnet18"):
+        args.update(conv1_t_stride=2)
     args.update(user_args or {})
     return args
 
@@ -117,6 +124,63 @@ def _highresnet(**args):
     from monai.networks.nets import HighResNet
 
     return HighResNet(**args)
+
+
+# ---- whole image -> one vector per case (MONAI classification networks, 3D) -------------------------------
+@NETWORKS.register("densenet", "DenseNet (Huang et al. 2017), configurable; small by default (3 blocks, growth 8)",
+                   output="vector")
+def _densenet(**args):
+    from monai.networks.nets import DenseNet
+
+    return DenseNet(**args)
+
+
+@NETWORKS.register("densenet121", "DenseNet-121 (Huang et al. 2017), MONAI's 3D variant", output="vector")
+def _densenet121(**args):
+    from monai.networks.nets import DenseNet121
+
+    return DenseNet121(**args)
+
+
+def _resnet(depth: int, args: dict) -> torch.nn.Module:
+    from monai.networks.nets import resnet10, resnet18
+
+    args = dict(args)
+    args["n_input_channels"], args["num_classes"] = args.pop("in_channels"), args.pop("out_channels")
+    return {10: resnet10, 18: resnet18}[depth](**args)
+
+
+@NETWORKS.register("resnet10", "3D ResNet-10 (Hara et al. 2018; MONAI), first convolution strided", output="vector")
+def _resnet10(**args):
+    return _resnet(10, args)
+
+
+@NETWORKS.register("resnet18", "3D ResNet-18 (Hara et al. 2018; MONAI), first convolution strided", output="vector")
+def _resnet18(**args):
+    return _resnet(18, args)
+
+
+@NETWORKS.register("efficientnet_b0", "EfficientNet-B0 (Tan & Le 2019), MONAI's 3D variant, trained from scratch",
+                   output="vector")
+def _efficientnet_b0(**args):
+    from monai.networks.nets import EfficientNetBN
+
+    args = dict(args)
+    args["num_classes"] = args.pop("out_channels")
+    return EfficientNetBN("efficientnet-b0", pretrained=False, **args)
+
+
+def outputs_vector(name: str) -> bool:
+    """Whether network ``name`` maps a whole image to one vector per case."""
+    return NETWORKS.metadata(name).get("output") == "vector"
+
+
+@NETWORKS.register("subpixel_sr", "sub-pixel convolution upsampler (ESPCN/EDSR): refines the grid by an integer "
+                   "factor per axis, residual over trilinear", upsamples=True)
+def _subpixel_sr(**args):
+    from deepmed.networks.subpixel import SubpixelSR
+
+    return SubpixelSR(**args)
 
 
 @NETWORKS.register("conditional_generator", "3D DCGAN-style generator: noise + condition values (FiLM) -> volume",

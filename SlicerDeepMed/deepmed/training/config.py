@@ -47,6 +47,9 @@ DEFAULTS: dict[str, Any] = {
         "time_limit": 0,            # wall-time budget: seconds or "10m", "1h30m"; 0 = train for the epochs
         "val_fraction": 0.2, "early_stopping": 0, "seed": 0, "device": AUTO, "amp": AUTO,
         "fold": None,  # a fold of the manifest's splits (None: the first split if there are splits)
+        "init": None,       # fine-tune: start from this model's weights (a model directory or library id)
+        "init_fold": None,  # which fold of a cross-validation ensemble to start from (None: its first)
+        "init_lr_factor": 0.2,  # fine-tuning starts its learning-rate schedule at this share of optimizer.lr
     },
     "task": {},  # the application's own settings (its config_defaults)
     "inference": {"overlap": 0.5, "sw_batch_size": 2, "tta_flips": False, "keep_largest": False, "precision": AUTO},
@@ -171,6 +174,14 @@ def _check_choices(config: dict, problems: list[str]) -> None:
     fold = config["training"]["fold"]
     if fold is not None and (isinstance(fold, bool) or not isinstance(fold, int) or fold < 0):
         problems.append(f"config: 'training.fold' must be a fold number (0, 1, ...), got {fold!r}")
+    init, init_fold = config["training"]["init"], config["training"]["init_fold"]
+    if init is not None and (not isinstance(init, str) or not init.strip()):
+        problems.append(f"config: 'training.init' must be a model directory or library id, got {init!r}")
+    if init_fold is not None and (isinstance(init_fold, bool) or not isinstance(init_fold, int) or init_fold < 0):
+        problems.append(f"config: 'training.init_fold' must be a fold number (0, 1, ...), got {init_fold!r}")
+    factor = config["training"]["init_lr_factor"]
+    if isinstance(factor, (int, float)) and not 0 < factor <= 1:
+        problems.append(f"config: 'training.init_lr_factor' must be in (0, 1], got {factor}")
     try:
         parse_duration(config["training"]["time_limit"])
     except DeepMedError as exc:

@@ -21,6 +21,7 @@ from deepmed.data.manifest import Dataset
 from deepmed.errors import DeepMedError, DeepMedInterrupted
 from deepmed.model.device import pick_device
 from deepmed.model.directory import CARD, CARD_FORMAT, CONFIG, write_card, write_curves, write_metrics_csv
+from deepmed.model.transfer import adopt_network, read_init_model, targets_differ, transfer_weights
 from deepmed.model.weights import split_networks
 from deepmed.progress import make_reporter
 from deepmed.training.checkpoint import find_checkpoint, load_checkpoint
@@ -71,7 +72,8 @@ def _check_out_dir(out: Path, continuing: str | None) -> None:
 
 def train(dataset, out, *, app: str | None = None, config=None, overrides: list[str] | None = None,
           epochs: int | None = None, device: str | None = None, resume: bool = False, time_limit=None,
-          extend=None, started_at: float | None = None, progress="tqdm", shared_plan: dict | None = None) -> Path:
+          extend=None, started_at: float | None = None, progress="tqdm", shared_plan: dict | None = None,
+          init=None, init_fold: int | None = None, resolve_model=None) -> Path:
     """Train a model and write its model directory; returns the directory.
 
     Args:
@@ -86,13 +88,17 @@ def train(dataset, out, *, app: str | None = None, config=None, overrides: list[
         started_at: when the run began (``time.time()``); the time budget counts from there (default: now).
         progress: ``tqdm``, ``jsonl``, ``none``, or a callable receiving each event as a dict.
         shared_plan: plan entries that replace this run's own (the cross-validation folds share one plan).
+        init: fine-tune: start from this model's weights (``training.init``: a model directory, or a library id
+            when ``resolve_model`` turns ids into directories); ``init_fold``: the fold of an ensemble.
+            Not with ``resume`` / ``extend``, which continue from the checkpoint.
     """
     started_at = time.time() if started_at is None else started_at
     out = Path(out)
     reporter = make_reporter(progress)
     try:
         return _prepare_and_run(dataset, out, app, config, list(overrides or []), epochs, device, resume,
-                                time_limit, extend, started_at, reporter, shared_plan)
+                                time_limit, extend, started_at, reporter, shared_plan,
+                                {"init": init, "init_fold": init_fold, "resolve": resolve_model})
     except DeepMedInterrupted:
         raise  # the trainer already reported "stopped"
     except DeepMedError as exc:
@@ -106,10 +112,13 @@ def train(dataset, out, *, app: str | None = None, config=None, overrides: list[
 
 
 def _prepare_and_run(dataset, out, app, config, overrides, epochs, device, resume, time_limit, extend, started_at,
-                     reporter, shared_plan) -> Path:
+                     reporter, shared_plan, start) -> Path:
     if resume and extend:
         raise DeepMedError("--resume continues a stopped run, --extend a finished one: choose one")
     continuing = "resume" if resume else ("extend" if extend else None)
+    if continuing and (start["init"] is not None or start["init_fold"] is not None):
+        raise DeepMedError(f"--init starts a training from another model; --{continuing} continues {out} from its "
+                           "checkpoint (its init was applied when it started): drop --init")
     _check_out_dir(out, continuing)
     if continuing:
         user = yaml.safe_load((out / CONFIG).read_text()) if (out / CONFIG).is_file() else {}
@@ -123,6 +132,9 @@ def _prepare_and_run(dataset, out, app, config, overrides, epochs, device, resum
         if value is not None:
             overrides.append(f"{key}={value}")
     cfg = resolve_config(user, overrides)
+    for key in ("init", "init_fold"):
+        if start[key] is not None:
+            cfg["training"][key] = str(start[key]) if key == "init" else int(start[key])
     application = get_application(cfg["app"])
     dataset = dataset if isinstance(dataset, Dataset) else Dataset.load(dataset)
     application.check_dataset(dataset)
@@ -134,13 +146,15 @@ def _prepare_and_run(dataset, out, app, config, overrides, epochs, device, resum
         if dist is not None and dev.type == "cuda":
             dev = torch.device("cuda", dist.local_rank)
         out.mkdir(exist_ok=True)
-        return _run(dataset, out, cfg, application, dev, reporter, resume, bool(extend), started_at, dist, shared_plan)
+        return _run(dataset, out, cfg, application, dev, reporter, resume, bool(extend), started_at, dist, shared_plan,
+                    start["resolve"])
     finally:
         if dist is not None:
             dist.close()
 
 
-def _run(dataset, out, cfg, application, dev, reporter, resume, extend, started_at, dist, shared_plan) -> Path:
+def _run(dataset, out, cfg, application, dev, reporter, resume, extend, started_at, dist, shared_plan,
+         resolve_model) -> Path:
     is_main = dist is None or dist.is_main
     train_cases, val_cases = split(dataset, cfg)
     loaded_train = application.load_cases(train_cases)
@@ -152,9 +166,26 @@ def _run(dataset, out, cfg, application, dev, reporter, resume, extend, started_
         if key not in ("format", "dataset", "reasons", "schedule", "device"):
             plan[key] = value
             plan["reasons"][key] = "shared by every fold of the cross-validation (planned on all training cases)"
+    source = None
+    if resume or extend:
+        _restore_init(out, plan)
+    elif cfg["training"]["init"]:
+        where = (resolve_model or _model_directory)(cfg["training"]["init"])
+        source = read_init_model(where, cfg["training"]["init_fold"])
+        adopt_network(plan, source, cfg["training"]["init_lr_factor"])
     data = application.prepare_data(loaded_train, loaded_val, dataset, plan, cfg)
     torch.manual_seed(cfg["training"]["seed"])
     parts = application.build_parts(plan, cfg, data.fitted)
+    card = build_card(cfg, plan, application, dataset, data, len(train_cases), len(val_cases))
+    if source is not None:
+        report = transfer_weights(parts.networks, source, application.output_heads(plan),
+                                  targets_differ(source.card, card))
+        plan["init"].update(loaded_tensors=report.loaded, reinitialized=report.reinitialized)
+        if is_main:
+            reporter.emit("initialized", model=source.model_id, path=str(source.path), fold=source.fold,
+                          loaded_tensors=report.loaded, reinitialized=report.reinitialized)
+    if plan.get("init"):
+        card["training"]["initialized_from"] = dict(plan["init"])
     resume_state = None
     if resume or extend:
         weights, resume_state = load_checkpoint(out / "checkpoints" / "last", "cpu")
@@ -162,7 +193,6 @@ def _run(dataset, out, cfg, application, dev, reporter, resume, extend, started_
             parts.networks[name].load_state_dict(state)
         if extend:
             resume_state = _extension_state(resume_state)
-    card = build_card(cfg, plan, application, dataset, data, len(train_cases), len(val_cases))
     if resume_state is not None and (out / CARD).is_file():  # a run stopped before its first epoch has no weights
         card["created"] = json.loads((out / CARD).read_text(encoding="utf-8")).get("created", card["created"])
     if is_main:
@@ -192,6 +222,26 @@ def _run(dataset, out, cfg, application, dev, reporter, resume, extend, started_
     if is_main:
         write_curves(out, state.history, application.metric_names(), application.key_metric)
     return out
+
+
+def _model_directory(model) -> Path:
+    """``training.init`` without a library to look ids up in: a model directory."""
+    path = Path(model)
+    if not path.is_dir():
+        raise DeepMedError(f"training.init: {model}: no such model directory")
+    return path
+
+
+def _restore_init(out: Path, plan: dict) -> None:
+    """A fine-tuned run continues with the network it started with (from its saved plan), without re-reading
+    the init model (which may have been removed since) and without applying its weights again."""
+    saved_path = out / PLAN_FILE
+    saved = json.loads(saved_path.read_text(encoding="utf-8")) if saved_path.is_file() else {}
+    if saved.get("init"):
+        plan["network"], plan["init"] = saved["network"], saved["init"]
+        plan["schedule"]["lr_peak"] = saved.get("schedule", {}).get("lr_peak", 1.0)
+        for key in ("network", "init", "lr_peak"):
+            plan["reasons"][key] = saved.get("reasons", {}).get(key, "as when this run started")
 
 
 def _extension_state(state: dict) -> dict:

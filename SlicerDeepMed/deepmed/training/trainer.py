@@ -158,9 +158,14 @@ class Trainer:
         random.seed(epoch_seed)
         if hasattr(self.transform, "set_random_state"):
             self.transform.set_random_state(seed=epoch_seed)
-        sampler = torch.utils.data.RandomSampler(range(len(self.data.train)), replacement=True,
-                                                 num_samples=self.iterations * self.batch_size,
-                                                 generator=torch.Generator().manual_seed(epoch_seed))
+        generator = torch.Generator().manual_seed(epoch_seed)
+        draws = self.iterations * self.batch_size
+        if self.data.sample_weights:  # items drawn in proportion to the application's weights
+            sampler = torch.utils.data.WeightedRandomSampler(self.data.sample_weights, draws, replacement=True,
+                                                             generator=generator)
+        else:
+            sampler = torch.utils.data.RandomSampler(range(len(self.data.train)), replacement=True,
+                                                     num_samples=draws, generator=generator)
         loader = DataLoader(MonaiDataset(self.data.train, self.transform), batch_size=self.batch_size,
                             sampler=sampler, num_workers=self.cfg["data"]["num_workers"],
                             collate_fn=list_data_collate)
@@ -298,7 +303,7 @@ class Trainer:
         return (self.state.epoch * self.iterations + self.state.iteration) / max(1, total)
 
     def set_learning_rate(self, progress: float) -> None:
-        peak = EXTEND_LR_FACTOR if self.extend else 1.0
+        peak = (EXTEND_LR_FACTOR if self.extend else 1.0) * self.plan["schedule"].get("lr_peak", 1.0)
         for optimizer in self.parts.optimizers.values():
             set_learning_rate(optimizer, self.plan["schedule"]["lr_schedule"], progress, peak)
 

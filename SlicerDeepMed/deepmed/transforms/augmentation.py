@@ -46,20 +46,21 @@ def inverse_frequency_weights(label: np.ndarray) -> np.ndarray:
     return weights
 
 
-def augmentation_transforms(cfg: dict, label_is_discrete: bool) -> list:
-    """Spatial augmentation (image and label together) then intensity augmentation (image only)."""
+def augmentation_transforms(cfg: dict, label_is_discrete: bool, keys: Sequence[str] = KEYS) -> list:
+    """Spatial augmentation (image and label together; ``keys=("image",)`` for an image alone, e.g. a case-level
+    target) then intensity augmentation (image only)."""
     p = float(cfg["probability"])
-    mode = ("bilinear", "nearest" if label_is_discrete else "bilinear")
+    mode = ("bilinear", "nearest" if label_is_discrete else "bilinear")[:len(keys)]
     out: list = []
     if cfg["rotate"] or cfg["scale"]:
-        out.append(mt.RandAffined(KEYS, prob=p, mode=mode, padding_mode="border",
+        out.append(mt.RandAffined(keys, prob=p, mode=mode, padding_mode="border",
                                   rotate_range=[0.26] * 3 if cfg["rotate"] else None,
                                   scale_range=[0.15] * 3 if cfg["scale"] else None))
     if cfg["elastic"]:
-        out.append(mt.Rand3DElasticd(KEYS, sigma_range=(5, 8), magnitude_range=(50, 150), prob=p, mode=mode,
+        out.append(mt.Rand3DElasticd(keys, sigma_range=(5, 8), magnitude_range=(50, 150), prob=p, mode=mode,
                                      padding_mode="border"))
     if cfg["flip"]:
-        out.extend(mt.RandFlipd(KEYS, prob=0.5, spatial_axis=axis) for axis in range(3))
+        out.extend(mt.RandFlipd(keys, prob=0.5, spatial_axis=axis) for axis in range(3))
     if cfg["noise"]:
         out.append(mt.RandGaussianNoised(["image"], prob=p, std=0.1))
     if cfg["gamma"]:

@@ -44,6 +44,10 @@ class Registry:
         """What ``name`` was registered with besides its factory and description."""
         return dict(self._metadata[self.canonical(name)])
 
+    def update_metadata(self, name: str, **metadata: Any) -> None:
+        """Change what ``name`` was registered with (e.g. a plug-in adds itself to a loss's applications)."""
+        self._metadata[self.canonical(name)].update(metadata)
+
     def registration_order(self) -> list[str]:
         return list(self._items)
 

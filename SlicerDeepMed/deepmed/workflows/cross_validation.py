@@ -58,10 +58,11 @@ def parse_folds(text, available: int) -> list[int]:
 
 
 def train_folds(dataset, out, folds="all", *, app: str | None = None, config=None, overrides=None,
-                device: str | None = None, time_limit=None, epochs: int | None = None, progress="tqdm") -> Path:
+                device: str | None = None, time_limit=None, epochs: int | None = None, progress="tqdm",
+                init=None, init_fold: int | None = None, resolve_model=None) -> Path:
     """Train ``folds`` (of the manifest's splits) into ``out/fold_<k>``, then evaluate and ensemble them.
 
-    ``time_limit`` is per fold.
+    ``time_limit`` is per fold; ``init`` (fine-tuning) starts every fold from the same model.
     """
     out = Path(out)
     dataset = dataset if isinstance(dataset, Dataset) else Dataset.load(dataset)
@@ -78,7 +79,8 @@ def train_folds(dataset, out, folds="all", *, app: str | None = None, config=Non
     shared = shared_plan(dataset, config, overrides)
     for fold in chosen:
         train(dataset, out / f"fold_{fold}", config=config, overrides=overrides + [f"training.fold={fold}"],
-              epochs=epochs, time_limit=time_limit, progress=progress, shared_plan=shared)
+              epochs=epochs, time_limit=time_limit, progress=progress, shared_plan=shared, init=init,
+              init_fold=init_fold, resolve_model=resolve_model)
     return finish_cross_validation(dataset, out, chosen, device or "auto")
 
 

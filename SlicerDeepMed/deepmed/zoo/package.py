@@ -194,9 +194,13 @@ def safe_extract(archive_path: Path, target: Path) -> Path:
 
 
 def import_package(source, *, library: Path | None = None, model_id: str | None = None,
-                   force: bool = False, bundle_values: dict | None = None) -> InstalledModel:
-    """Install a package (.zip or folder) or a MONAI bundle into the library, after every check passed.
-    ``bundle_values``: values of a bundle's config keys that hold ``$`` expressions (``--set``)."""
+                   force: bool = False, bundle_values: dict | None = None,
+                   checkpoint: str = "auto") -> InstalledModel:
+    """Install a package (.zip or folder), a MONAI bundle or an nnU-Net v2 result folder into the library,
+    after every check passed. ``bundle_values``: values of a bundle's config keys that hold ``$`` expressions
+    (``--set``). ``checkpoint`` (nnU-Net): ``auto`` (final, else best), ``final`` or ``best``."""
+    from deepmed.zoo.nnunet_import import convert_nnunet, is_nnunet_folder
+
     source = Path(source)
     if not source.exists():
         raise DeepMedError(f"{source}: not found")
@@ -205,20 +209,24 @@ def import_package(source, *, library: Path | None = None, model_id: str | None 
     with tempfile.TemporaryDirectory(prefix=".import-", dir=root) as temporary:
         unpacked = Path(temporary) / "unpacked"
         unpacked.mkdir()
-        if source.is_dir():
+        card = None
+        if is_nnunet_folder(source):  # read in place: checkpoints are large and converted, not copied
+            package = Path(temporary) / "converted"
+            card = convert_nnunet(source, package, where=str(source), checkpoint=checkpoint)
+        elif source.is_dir():
             package = unpacked / "package"
             shutil.copytree(source, package, symlinks=False)
         else:
             package = safe_extract(source, unpacked)
         from deepmed.zoo.bundle import is_monai_bundle
 
-        if is_monai_bundle(package):
+        if card is None and is_monai_bundle(package):
             from deepmed.zoo.bundle import convert_bundle
 
             converted = Path(temporary) / "converted"
             card = convert_bundle(package, converted, where=str(source), values=bundle_values)
             package = converted
-        else:
+        elif card is None:
             if bundle_values:
                 raise DeepMedError(f"{source}: --set gives values to MONAI bundle configs; this is a deepmed package")
             card = check_package_folder(package, str(source))

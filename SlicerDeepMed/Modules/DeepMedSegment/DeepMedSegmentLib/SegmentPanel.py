@@ -230,6 +230,7 @@ class SegmentPanel:
         configureNodeSelector(self.ui.outputSelector, self.scene, [Outputs.nodeClass(mode["output_kind"])],
                               noneDisplay="Create new")
         self.ui.keepLargestCheckBox.enabled = mode["output_kind"] == "label_map"  # components of labels only
+        self.ui.ttaCheckBox.enabled = mode["output_kind"] in ("label_map", "scalar_volume")  # voxel-wise outputs
 
     @staticmethod
     def _inputsKey(model):

@@ -142,13 +142,15 @@ class TrainLogic:
     def train(self, dataset, name: str | None = None, outputDir=None, application: str | None = None,
               epochs: int | None = None, device: str = "auto", settings: dict | None = None, resume: bool = False,
               scene=None, progressCallback=None, wait: bool = False, timeout: float | None = None,
-              processEvents=None, timeLimitSeconds: float = 0) -> TrainingRun:
+              processEvents=None, timeLimitSeconds: float = 0, initModel=None) -> TrainingRun:
         """Start training on a dataset (manifest or folder); the model goes to ``outputDir`` or a new library
         folder.
 
         ``settings``: engine settings by dotted key, typed, e.g. ``{"training.batch_size": 2, "optimizer.lr":
         1e-4}``. ``timeLimitSeconds``: train to a time budget (0: the epochs given). ``progressCallback(event)``
         gets every JSON-lines event. ``resume`` continues ``outputDir`` with its saved configuration.
+        ``initModel``: fine-tune, starting from this library model (id, directory or InstalledModel) made for
+        the same application, instead of random weights.
         """
         if TrainLogic.activeRun is not None and TrainLogic.activeRun.job.running:
             raise TrainError(f"a training is already running ({TrainLogic.activeRun.modelDir}); stop it first")
@@ -163,12 +165,16 @@ class TrainLogic:
             modelDir = Path(outputDir) if outputDir else ModelLibrary.new_model_dir(name or dataset.stem)
             if modelDir.exists() and any(modelDir.iterdir()):
                 raise TrainError(f"{modelDir}: already exists and is not empty; choose another name (or Resume)")
+        start = startingModel(initModel, application) if initModel and not resume else None
         runFolder = Path(tempfile.mkdtemp(prefix="deepmed-train-"))
         stopFile = runFolder / "stop"
         arguments = ["train", "--dataset", dataset, "--out", modelDir, "--progress", "jsonl", "--stop-file", stopFile]
         if resume:
             arguments += ["--resume"] + (["--epochs", int(epochs)] if epochs else [])
         else:
+            settings = dict(settings or {})
+            if start is not None:
+                settings["training.init"] = str(start.path)
             config = trainingConfig(application, epochs, device, settings, timeLimitSeconds)
             configFile = runFolder / "config.json"
             configFile.write_text(json.dumps(config, indent=2), encoding="utf-8")
@@ -192,6 +198,15 @@ class TrainLogic:
         """``deepmed list losses --app APPLICATION --json`` in a worker: the losses fitting the application
         (the engine's registry is the one source of truth); read with ``job.outputJson()``."""
         return self.runner.start(f"loss list for {application}", "list", "losses", "--app", application, "--json")
+
+
+def startingModel(model, application: str | None):
+    """The library model a training starts from; it must have been made for ``application`` (None: the
+    engine's default application, which the engine checks)."""
+    found = ModelLibrary.findModel(model)  # one line naming the installed models when nothing matches
+    if application and found.application != application:
+        raise TrainError(f"{found.id} is a {found.application} model; it cannot start a {application} training")
+    return found
 
 
 def trainingConfig(application: str | None = None, epochs: int | None = None, device: str = "auto",

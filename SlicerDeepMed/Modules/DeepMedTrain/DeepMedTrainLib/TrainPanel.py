@@ -37,6 +37,7 @@ class TrainPanel:
         self.curves = None            # the live curves of the last training started here
         self.parameterNode = None
         self.derivedModelName = ""    # the model name the panel proposed from the dataset path
+        self.initModels = []          # the library models offered under "Start from:" (after "scratch")
         self.timer = pollTimer(self.poll)
         self.dependencies = DependencySection(ui, onChanged=self.updateButtons,
                                               device=lambda: ui.deviceComboBox.currentText, runner=logic.runner)
@@ -52,6 +53,7 @@ class TrainPanel:
         ui.networkComboBox.addItems(NETWORKS)
         ui.applicationComboBox.currentIndexChanged.connect(self.onApplicationChanged)
         ui.lossComboBox.currentIndexChanged.connect(self.onLossChanged)
+        ui.initModelComboBox.currentIndexChanged.connect(self.onInitModelChanged)
         ui.datasetPathLineEdit.currentPathChanged.connect(self.onDatasetChanged)
         ui.datasetPathLineEdit.validInputChanged.connect(self.onDatasetChanged)
         ui.datasetFolderButton.clicked.connect(self.onChooseDatasetFolder)
@@ -63,6 +65,8 @@ class TrainPanel:
         ui.publishButton.clicked.connect(self.onPublish)
         ui.publishLicenceLineEdit.textChanged.connect(self.updateButtons)
         DatasetSelection.datasetReady.connect(self.onDatasetReady)
+        ModelLibrary.changed.connect(self.onLibraryChanged)
+        self.refreshInitModels()
         self.requestApplications()
 
     # ---- life cycle (DeepMedModuleWidget) -------------------------------------------------------
@@ -97,6 +101,7 @@ class TrainPanel:
         """Slicer exits: a running training is asked to stop (it writes a checkpoint; Resume continues it),
         checks and publishing are cancelled."""
         DatasetSelection.datasetReady.disconnect(self.onDatasetReady)
+        ModelLibrary.changed.disconnect(self.onLibraryChanged)
         self.timer.stop()
         self.dependencies.cleanup()
         for job in (self.checkRun.job if self.checkRun else None, self.publishJob, self.lossJob, self.applicationsJob):
@@ -173,6 +178,7 @@ class TrainPanel:
         application = self.ui.applicationComboBox.currentText
         if self.parameterNode is not None and application:
             self.parameterNode.application = application
+        self.refreshInitModels()
         self.setLossChoices(["auto"])
         if self.lossJob is not None:
             self.lossJob.cancel()
@@ -266,6 +272,40 @@ class TrainPanel:
         if suggested.get("patch_size") and self.ui.patchSizeLineEdit.text.strip() in ("", "auto"):
             self.ui.patchSizeLineEdit.text = ",".join(str(v) for v in suggested["patch_size"])
 
+    # ---- starting point: scratch or a library model (fine-tuning) -------------------------------
+    def refreshInitModels(self, *args):
+        """'scratch', then the library's models whose card names the chosen application; the choice is kept
+        while it is still offered."""
+        combo = self.ui.initModelComboBox
+        current = self.initModel()
+        self.initModels = ModelLibrary.modelsFor(self.ui.applicationComboBox.currentText)
+        combo.blockSignals(True)
+        combo.clear()
+        combo.addItem("scratch")
+        for model in self.initModels:
+            combo.addItem(f"{model.title} ({model.id})")
+        ids = [model.id for model in self.initModels]
+        combo.currentIndex = 1 + ids.index(current.id) if current is not None and current.id in ids else 0
+        combo.blockSignals(False)
+        combo.toolTip = ("scratch (random weights), or fine-tune one of your library's models made for "
+                         "this application (its network; a new output head when the labels differ)")
+        self.onInitModelChanged()
+
+    def onInitModelChanged(self, *args):
+        """A model to start from brings its network: the network choice applies to scratch only."""
+        model = self.initModel()
+        self.ui.networkComboBox.enabled = model is None
+        self.ui.networkComboBox.toolTip = "" if model is None else \
+            f"Fine-tuning keeps the network of {model.id} ({model.card.get('network', {}).get('name', '?')})"
+
+    def initModel(self):
+        """The library model the training starts from, or None (scratch)."""
+        index = self.ui.initModelComboBox.currentIndex - 1
+        return self.initModels[index] if 0 <= index < len(self.initModels) else None
+
+    def onLibraryChanged(self, path: str):
+        self.refreshInitModels()
+
     # ---- settings -------------------------------------------------------------------------------
     def settings(self) -> dict:
         """Typed engine settings from the widgets, by dotted key (written to the worker's config file)."""
@@ -321,7 +361,7 @@ class TrainPanel:
                     outputDir=self.stoppedModelDir if resume else None, application=ui.applicationComboBox.currentText,
                     epochs=ui.epochsSpinBox.value, device=ui.deviceComboBox.currentText,
                     settings=None if resume else self.settings(), resume=resume, scene=self.scene,
-                    timeLimitSeconds=60 * ui.timeBudgetSpinBox.value)
+                    timeLimitSeconds=60 * ui.timeBudgetSpinBox.value, initModel=None if resume else self.initModel())
                 self.curves = self.run.curves
                 self.run.eventReceived.connect(self.onEvent)
                 self.run.finished.connect(self.onFinished)

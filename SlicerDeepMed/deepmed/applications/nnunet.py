@@ -1,0 +1,120 @@
+"""nnU-Net v2 models imported with ``deepmed zoo import NNUNET_RESULT_FOLDER``: prediction exactly as nnU-Net's
+``nnUNetPredictor`` makes it (its preprocessing, Gaussian sliding window, mirroring, fold ensemble and export),
+written on the input's exact grid. Such models are imported, not trained here."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import SimpleITK as sitk
+import torch
+
+from deepmed.applications.base import APPLICATIONS, Application, Prediction
+from deepmed.errors import DeepMedError
+from deepmed.inferers.ongrid import image_like, keep_largest_component
+from deepmed.io.geometry import grid_differences
+from deepmed.io.image_io import read_channels, write_image
+
+NOT_TRAINED_HERE = "nnU-Net models are imported (deepmed zoo import NNUNET_RESULT_FOLDER), not trained by deepmed"
+
+
+@APPLICATIONS.register("nnunet", "nnU-Net v2 segmentation models (imported; nnU-Net's own inference)")
+class NnUNetApplication(Application):
+    name = "nnunet"
+    target_kind = "label_map"
+    output_kind = "label_map"
+    key_metric = "mean_dice"
+    higher_is_better = True
+    default_loss = "dice_ce"
+
+    # ---- training is nnU-Net's own business ------------------------------------------------------------
+    def check_dataset(self, dataset):
+        raise DeepMedError(NOT_TRAINED_HERE)
+
+    def load_cases(self, cases):
+        raise DeepMedError(NOT_TRAINED_HERE)
+
+    def fingerprint(self, loaded, dataset):
+        raise DeepMedError(NOT_TRAINED_HERE)
+
+    def plan(self, fingerprint, config, device, reasons):
+        raise DeepMedError(NOT_TRAINED_HERE)
+
+    def prepare_data(self, loaded_train, loaded_val, dataset, plan, config):
+        raise DeepMedError(NOT_TRAINED_HERE)
+
+    def training_transform(self, plan, config):
+        raise DeepMedError(NOT_TRAINED_HERE)
+
+    def build_parts(self, plan, config, fitted):
+        raise DeepMedError(NOT_TRAINED_HERE)
+
+    def train_step(self, parts, batch, step):
+        raise DeepMedError(NOT_TRAINED_HERE)
+
+    def validate_case(self, parts, item, plan, fitted, device):
+        raise DeepMedError(NOT_TRAINED_HERE)
+
+    def card_fields(self, plan, fitted, dataset, config):
+        raise DeepMedError(NOT_TRAINED_HERE)
+
+    # ---- inference ---------------------------------------------------------------------------------------
+    def inference_parts(self, card):
+        from deepmed.nnunet.network import build_network
+
+        return {"model": build_network(card["network"]["args"])}
+
+    def predict(self, members, inputs, card, device, options):
+        from deepmed.nnunet.export import export_segmentation
+        from deepmed.nnunet.preprocessing import preprocess
+        from deepmed.nnunet.sliding_window import predict_folds
+
+        if options.get("probabilities"):
+            raise DeepMedError(f"model {options.get('model_name', 'model')}: probability and uncertainty maps are "
+                               "not available for nnU-Net models (labels only)")
+        settings = card["task"]
+        inference = card.get("inference", {})
+        mirroring = inference.get("tta_flips", True) if options.get("tta_flips") is None else options["tta_flips"]
+        overlap = options.get("overlap")
+        step = settings["tile_step_size"] if overlap is None else 1.0 - float(overlap)
+        if not 0 < step <= 1:
+            raise DeepMedError(f"--overlap {overlap}: expected a value in [0, 1)")
+        channels = self._channels(inputs, card, options.get("model_name", "model"))
+        reference = channels[0]
+        arrays = [sitk.GetArrayFromImage(c) for c in channels]
+        data, geometry = preprocess(arrays, list(reversed(reference.GetSpacing())), settings)
+        del arrays
+        logits = predict_folds([m["model"] for m in members], torch.from_numpy(data), settings["patch_size"],
+                               card["network"]["args"]["num_classes"],
+                               settings["mirror_axes"] if mirroring else [], step, device)
+        labels = export_segmentation(logits, geometry, settings)
+        if options.get("keep_largest"):
+            labels = keep_largest_component(labels)
+        return Prediction(image_like(labels, reference))
+
+    def write_prediction(self, prediction, path):
+        return write_image(prediction.output, Path(path), label=True)
+
+    @staticmethod
+    def _channels(inputs, card: dict, model_name: str) -> list[sitk.Image]:
+        """One image per input channel, all on the first one's grid (nnU-Net checks shape and spacing)."""
+        if isinstance(inputs, (sitk.Image, str, os.PathLike)):
+            inputs = [inputs]
+        channels: list[sitk.Image] = []
+        for item in inputs:
+            channels.extend([item] if isinstance(item, sitk.Image) else read_channels(item))
+        expected = [entry["name"] for entry in card["inputs"]]
+        if len(channels) != len(expected):
+            raise DeepMedError(f"model {model_name} expects {len(expected)} input channel(s) ({', '.join(expected)}), "
+                               f"got {len(channels)}")
+        for index, channel in enumerate(channels):
+            if channel.GetDimension() != 3:
+                raise DeepMedError(f"input channel {index}: expected a 3D image, got {channel.GetDimension()}D")
+            problems = grid_differences(channel, channels[0])
+            if problems:
+                raise DeepMedError(f"input channel {index} is not on the grid of channel 0: {'; '.join(problems)}")
+        return channels
+
+
+__all__ = ["NnUNetApplication"]

@@ -1,0 +1,80 @@
+"""nnU-Net's ``default_resampling``: spline resizing (scikit-image's ``resize`` semantics, done with scipy) and
+the separate-z rule for anisotropic data (in-plane spline per slice, then ``order_z`` along the coarse axis)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+ANISOTROPY_THRESHOLD = 3.0  # nnU-Net's ANISO_THRESHOLD: the coarsest axis > 3x the finest is "anisotropic"
+
+
+def new_shape(shape, spacing, target_spacing) -> list[int]:
+    """nnU-Net's ``compute_new_shape``: round(old spacing / new spacing x old size) per axis."""
+    return [round(s / t * n) for s, t, n in zip(spacing, target_spacing, shape)]
+
+
+def resize(image: np.ndarray, shape, order: int) -> np.ndarray:
+    """scikit-image ``resize(image, shape, order, mode='edge', anti_aliasing=False)`` (clip=True): a float64
+    spline zoom on the pixel grid, clipped to the input's value range."""
+    image = np.asarray(image, dtype=np.float64)
+    factors = [n_out / n_in for n_in, n_out in zip(image.shape, shape)]
+    out = ndimage.zoom(image, factors, order=order, mode="nearest", grid_mode=True)
+    np.clip(out, image.min(), image.max(), out=out)
+    return out
+
+
+def lowres_axis(spacing) -> list[int]:
+    spacing = np.asarray(spacing, dtype=float)
+    return [int(a) for a in np.where(spacing.max() / spacing == 1)[0]]
+
+
+def separate_z(spacing, target_spacing, force: bool | None = None,
+               threshold: float = ANISOTROPY_THRESHOLD) -> tuple[bool, int | None]:
+    """Whether to resample the out-of-plane axis on its own, and which axis it is (nnU-Net's rule: the
+    current spacing is anisotropic, else the target is; a tie of two coarse axes means no)."""
+    if force is not None:
+        axes = lowres_axis(spacing) if force else None
+        chosen = bool(force)
+    elif max(spacing) / min(spacing) > threshold:
+        chosen, axes = True, lowres_axis(spacing)
+    elif max(target_spacing) / min(target_spacing) > threshold:
+        chosen, axes = True, lowres_axis(target_spacing)
+    else:
+        chosen, axes = False, None
+    if axes is None or len(axes) != 1:
+        return False, None
+    return chosen, axes[0]
+
+
+def resample(data: np.ndarray, shape, spacing, target_spacing, order: int = 3, order_z: int = 0,
+             force_separate_z: bool | None = False) -> np.ndarray:
+    """``data`` (C, ...) resized to ``shape`` as nnU-Net's ``resample_data_or_seg_to_shape`` (is_seg=False);
+    the result keeps ``data``'s dtype (float16 logits stay float16, as in nnU-Net's export)."""
+    shape = np.asarray(shape, dtype=int)
+    if np.all(np.asarray(data.shape[1:]) == shape):
+        return data
+    do_separate, axis = separate_z(spacing, target_spacing, force_separate_z)
+    out = np.zeros((data.shape[0], *shape), dtype=data.dtype)
+    for c in range(data.shape[0]):
+        channel = data[c].astype(np.float64)
+        if not do_separate:
+            out[c] = resize(channel, shape, order)
+            continue
+        in_plane = [n for i, n in enumerate(shape) if i != axis]
+        stage = shape.copy()
+        stage[axis] = channel.shape[axis]
+        resized = np.zeros(stage)
+        for index in range(channel.shape[axis]):
+            source = np.take(channel, index, axis=axis)
+            target = [slice(None)] * 3
+            target[axis] = index
+            resized[tuple(target)] = resize(source, in_plane, order)
+        if stage[axis] == shape[axis]:
+            out[c] = resized
+            continue
+        scales = [n_in / n_out for n_in, n_out in zip(resized.shape, shape)]
+        grid = np.mgrid[:shape[0], :shape[1], :shape[2]].astype(np.float64)
+        coordinates = np.array([scale * (g + 0.5) - 0.5 for scale, g in zip(scales, grid)])
+        out[c] = ndimage.map_coordinates(resized, coordinates, order=order_z, mode="nearest")
+    return out

@@ -7,6 +7,7 @@ here or as a plug-in (``deepmed.applications.plugins``); the driver, trainer and
 from deepmed.applications import (  # noqa: F401  (register)
     autoencoder,
     case_level,
+    conditional_gan,
     monai_bundle,
     nnunet,
     regression,

@@ -202,3 +202,19 @@ def _vae_decoder(**args):
     from deepmed.networks.latent import LatentDecoder
 
     return LatentDecoder(**args)
+
+
+@NETWORKS.register("conditional_generator", "3D DCGAN-style generator: noise + condition values (FiLM) -> volume",
+                   role="generator")
+def _conditional_generator(**args):
+    from deepmed.networks.generative import ConditionalGenerator
+
+    return ConditionalGenerator(**args)
+
+
+@NETWORKS.register("projection_discriminator", "3D spectral-norm projection discriminator with a condition head",
+                   role="discriminator")
+def _projection_discriminator(**args):
+    from deepmed.networks.generative import ProjectionDiscriminator
+
+    return ProjectionDiscriminator(**args)

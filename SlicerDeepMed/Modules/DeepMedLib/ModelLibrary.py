@@ -64,7 +64,9 @@ def describe(model: InstalledModel) -> str:
     card = model.card
     lines = [card.get("description") or model.id]
     inputs = card.get("inputs", [])
-    lines.append("Inputs: " + ", ".join(f"{c.get('name')} ({c.get('modality', '?')})" for c in inputs))
+    images = ", ".join(f"{c.get('name')} ({c.get('modality', '?')})" for c in inputs)
+    conditions = ", ".join(c["name"] for c in model.conditions)
+    lines.append("Inputs: " + (images or "no image") + (f"; conditions: {conditions}" if conditions else ""))
     if model.output_kind == "label_map":
         lines.append("Labels: " + (", ".join(label["name"] for label in model.labels) or "none"))
     else:

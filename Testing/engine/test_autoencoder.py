@@ -18,8 +18,8 @@ import SimpleITK as sitk
 import torch
 
 from deepmed.applications.autoencoder import model_grid_input, model_grid_reconstruction, read_sequence
+from deepmed.applications.demos.autoencoder import sphere_image
 from deepmed.applications.whole_image import grid_of
-from deepmed.demo.autoencoder import sphere_image
 from deepmed.errors import DeepMedError
 from deepmed.evaluation.reconstruction_metrics import compare_with_pca, fit_pca, pca_reconstruct
 from deepmed.inference.predictor import Predictor

@@ -16,8 +16,8 @@ import SimpleITK as sitk
 import torch
 
 from deepmed.applications import StepContext, get_application
+from deepmed.applications.demos.conditional_gan import measure_generation, write_spheres
 from deepmed.data.manifest import Dataset
-from deepmed.demo.conditional_gan import measure_generation, write_spheres
 from deepmed.errors import DeepMedError
 from deepmed.inference.predictor import Predictor
 from deepmed.model.weights import load_weights

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from deepmed.applications.demos.super_resolution import phantom
 from deepmed.applications.super_resolution import SuperResolutionApplication
-from deepmed.demo.super_resolution import phantom
 from deepmed.errors import DeepMedError
 from deepmed.io.geometry import grid_differences
 from deepmed.transforms.resolution import (

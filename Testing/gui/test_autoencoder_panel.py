@@ -24,7 +24,7 @@ def autoencoderModel(tmp_path_factory):
     sys.path.insert(0, str(ENGINE_TESTS))
     import test_autoencoder as recipe
 
-    from deepmed.demo.autoencoder import sphere_image
+    from deepmed.applications.demos.autoencoder import sphere_image
     from deepmed.training.driver import train
 
     folder = tmp_path_factory.mktemp("spheres")
@@ -50,7 +50,7 @@ def panel(openPanel, autoencoderModel):
 
 
 def _addVolume(scene, seed: int, name: str):
-    from deepmed.demo.autoencoder import sphere_image
+    from deepmed.applications.demos.autoencoder import sphere_image
     from DeepMedLib import SceneBridge
 
     volume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def ganModel(tmp_path_factory):
-    from deepmed.demo.conditional_gan import write_spheres
+    from deepmed.applications.demos.conditional_gan import write_spheres
     from deepmed.training.driver import train
 
     folder = tmp_path_factory.mktemp("spheres")

@@ -47,7 +47,7 @@ def test_the_upsampled_volume_lands_on_the_fine_grid_beside_the_input(panel, qtH
     import SimpleITK as sitk
     import slicer
 
-    from deepmed.demo.super_resolution import phantom
+    from deepmed.applications.demos.super_resolution import phantom
     from deepmed.transforms.resolution import fine_grid
     from DeepMedLib import SceneBridge
     from DeepMedLib.Geometry import ijkToRasFromImage, ijkToRasFromNode

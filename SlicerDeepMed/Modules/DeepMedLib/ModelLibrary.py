@@ -23,7 +23,7 @@ from DeepMedLib.Signal import Signal
 
 changed = Signal("str")
 #: output kind -> how the panel names it
-OUTPUT_WORDS = {"label_map": "segmentation", "scalar_volume": "predicted image", "image": "image on its own grid",
+OUTPUT_WORDS = {"label_map": "segments", "scalar_volume": "predicted image", "image": "image on its own grid",
                 "table": "case-level values (table)", "sequence": "sequence of images"}
 
 

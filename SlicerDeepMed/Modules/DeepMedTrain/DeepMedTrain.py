@@ -118,9 +118,10 @@ class DeepMedTrainTest(ScriptedLoadableModuleTest):
         self.assertEqual(curves.values(curves.lossTable), [[1.0, 0.5]])
         curves.removeFromScene()
         self.assertEqual(slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLPlotChartNode"), 0)
-        config = trainingConfig("regression", 5, "cpu", {"optimizer.lr": parseSettingValue("1e-4")}, 600)
+        config = trainingConfig(None, 5, "cpu", {"optimizer.lr": parseSettingValue("1e-4")}, 600)
         self.assertEqual(config["optimizer"]["lr"], 1e-4)
         self.assertEqual(config["training"], {"device": "cpu", "epochs": 5, "time_limit": 600.0})
+        self.assertNotIn("app", config)  # the engine's default application
 
     def test_train_tiny_model(self):
         import tempfile

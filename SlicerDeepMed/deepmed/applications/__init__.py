@@ -25,6 +25,10 @@ from deepmed.applications.base import (
 )
 from deepmed.applications.plugins import load_plugins
 
+#: What ``--app`` defaults to (and what ``make demo`` shows).
+DEFAULT_APPLICATION = segmentation.SegmentationApplication.name
+
 load_plugins()
 
-__all__ = ["APPLICATIONS", "Application", "Parts", "Prediction", "PreparedData", "StepContext", "get_application"]
+__all__ = ["APPLICATIONS", "DEFAULT_APPLICATION", "Application", "Parts", "Prediction", "PreparedData", "StepContext",
+           "get_application"]

@@ -80,7 +80,7 @@ class AutoencoderApplication(Application):
     default_loss = "vae_mse"
     inference_networks = ("encoder", "decoder")
     output_suffix = ".nii.gz"
-    demo = "deepmed.demo.autoencoder:run"
+    demo = "deepmed.applications.demos.autoencoder:run"
     config_defaults = {
         "input_size": [],        # [x, y, z] voxels of the whole image; [] or auto: planned (longest axis 32 on CPU,
                                  # 64 on GPU, the others in proportion to the median extent)

@@ -16,6 +16,9 @@ import torch
 
 from deepmed.errors import DeepMedError
 
+#: The application that runs imported bundles (the importer writes it into the card).
+APPLICATION = "monai_bundle"
+
 #: preprocessing transforms instantiated from monai.transforms (LoadImaged is replaced by the engine's
 #: in-memory equivalent; SaveImaged / ToDeviced do nothing here: the engine writes and places tensors)
 PREPROCESSING = {"EnsureChannelFirstd", "Orientationd", "Spacingd", "ScaleIntensityRanged", "ScaleIntensityd",

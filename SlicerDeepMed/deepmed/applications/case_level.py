@@ -32,6 +32,7 @@ from deepmed.data.case_io import read_case
 from deepmed.errors import DeepMedError
 from deepmed.evaluation.case_level_metrics import classification_metrics, value_metrics
 from deepmed.losses import build_loss
+from deepmed.losses.registry import CASE_LABEL_LOSSES, VALUE_LOSSES, allow_for
 from deepmed.model.directory import label_colour
 from deepmed.networks import NETWORKS, build_network, network_arguments, outputs_vector
 from deepmed.optim import build_optimizer
@@ -268,7 +269,7 @@ class ClassificationApplication(CaseLevelApplication):
     higher_is_better = True
     default_loss = "cross_entropy"
     config_defaults = {"classes": [], "balanced_sampling": True}
-    demo = "deepmed.demo.case_level:classification_demo"
+    demo = "deepmed.applications.demos.case_level:classification_demo"
     value_hint = "a class name per training case"
 
     def metric_names(self):
@@ -346,7 +347,7 @@ class CaseRegressionApplication(CaseLevelApplication):
     higher_is_better = False
     default_loss = "l1"
     config_defaults = {"quantity": "", "unit": ""}
-    demo = "deepmed.demo.case_level:value_demo"
+    demo = "deepmed.applications.demos.case_level:value_demo"
     value_hint = "a number per training case"
 
     def metric_names(self):
@@ -391,3 +392,7 @@ class CaseRegressionApplication(CaseLevelApplication):
         target = {"statistics": stats}
         target.update({key: config["task"][key] for key in ("quantity", "unit") if config["task"][key]})
         return {"labels": [], "target": target}
+
+
+allow_for(ClassificationApplication.name, CASE_LABEL_LOSSES)
+allow_for(CaseRegressionApplication.name, VALUE_LOSSES)

@@ -68,7 +68,7 @@ class ConditionalGanApplication(Application):
     higher_is_better = False
     default_loss = "hinge"
     inference_networks = ("generator",)
-    demo = "deepmed.demo.conditional_gan:main"
+    demo = "deepmed.applications.demos.conditional_gan:main"
     loss_weights = {"auxiliary": 1.0, "reconstruction": 10.0}  # set from the task section by build_parts
     config_defaults = {
         "conditions": [],            # names of the condition values (default condition_0, condition_1, ...)

@@ -19,7 +19,7 @@ import SimpleITK as sitk
 import torch
 
 from deepmed.applications.base import APPLICATIONS, Application, Prediction
-from deepmed.applications.bundle_steps import build_inferer, build_transform
+from deepmed.applications.bundle_steps import APPLICATION, build_inferer, build_transform
 from deepmed.applications.dense import DenseApplication
 from deepmed.errors import DeepMedError
 from deepmed.io.image_io import write_image
@@ -54,9 +54,9 @@ def as_loaded(channels: list[sitk.Image], ensure_channel_first: bool):
     return EnsureChannelFirst()(image, meta_dict=meta) if ensure_channel_first else image
 
 
-@APPLICATIONS.register("monai_bundle", "an imported MONAI bundle: its own transforms, inferer and postprocessing")
+@APPLICATIONS.register(APPLICATION, "an imported MONAI bundle: its own transforms, inferer and postprocessing")
 class MonaiBundleApplication(Application):
-    name = "monai_bundle"
+    name = APPLICATION
     target_kind = "none"
     output_kind = "label_map"
     key_metric = "none"

@@ -19,9 +19,12 @@ from deepmed.io.image_io import read_channels, write_image
 NOT_TRAINED_HERE = "nnU-Net models are imported (deepmed zoo import NNUNET_RESULT_FOLDER), not trained by deepmed"
 
 
-@APPLICATIONS.register("nnunet", "nnU-Net v2 segmentation models (imported; nnU-Net's own inference)")
+NAME = "nnunet"  # the application of imported nnU-Net v2 models (the importer writes it into the card)
+
+
+@APPLICATIONS.register(NAME, "nnU-Net v2 segmentation models (imported; nnU-Net's own inference)")
 class NnUNetApplication(Application):
-    name = "nnunet"
+    name = NAME
     target_kind = "label_map"
     output_kind = "label_map"
     key_metric = "mean_dice"

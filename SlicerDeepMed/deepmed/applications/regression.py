@@ -6,6 +6,7 @@ import numpy as np
 
 from deepmed.applications.base import APPLICATIONS
 from deepmed.applications.dense import DenseApplication
+from deepmed.losses.registry import VALUE_LOSSES, allow_for
 
 
 @APPLICATIONS.register("regression", "image-to-image regression: scalar volume out, L1/MSE/RMSE/Huber losses")
@@ -49,3 +50,6 @@ class RegressionApplication(DenseApplication):
         scale = stats["target_std"]
         error = (activation - target).float() * scale
         return {"mae": error.abs().mean().item(), "rmse": error.pow(2).mean().sqrt().item()}
+
+
+allow_for(RegressionApplication.name, VALUE_LOSSES)

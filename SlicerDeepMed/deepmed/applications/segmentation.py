@@ -10,6 +10,7 @@ from deepmed.applications.base import APPLICATIONS
 from deepmed.applications.dense import DenseApplication
 from deepmed.errors import DeepMedError
 from deepmed.inferers.ongrid import image_like, running_argmax
+from deepmed.losses.registry import VOXEL_LABEL_LOSSES, allow_for
 from deepmed.planning.dense import label_sampling
 
 
@@ -98,3 +99,6 @@ class SegmentationApplication(DenseApplication):
             metrics[f"dice_{names.get(value, value)}"] = dice
         metrics["mean_dice"] = float(np.mean(list(metrics.values()))) if metrics else 0.0
         return metrics
+
+
+allow_for(SegmentationApplication.name, VOXEL_LABEL_LOSSES)

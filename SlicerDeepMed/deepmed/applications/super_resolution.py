@@ -98,7 +98,7 @@ class SuperResolutionApplication(Application):
     higher_is_better = True
     default_loss = "l1"
     config_defaults = {"factor": [4, 4, 1]}
-    demo = "deepmed.demo.super_resolution:run_demo"
+    demo = "deepmed.applications.demos.super_resolution:run_demo"
 
     def metric_names(self):
         return ("psnr", "ssim")

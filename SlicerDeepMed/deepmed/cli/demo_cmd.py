@@ -9,8 +9,8 @@ from pathlib import Path
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("demo", help="train, infer and evaluate on an embedded synthetic cohort")
-    parser.add_argument("--app", default="segmentation", help="the application whose demo to run "
-                                                              "(deepmed list applications)")
+    parser.add_argument("--app", help="the application whose demo to run (deepmed list applications; "
+                                      "default: the default application's, what make demo runs)")
     parser.add_argument("--out", type=Path, default=Path("demo_output"))
     parser.add_argument("--epochs", type=int, help="override the demo's number of epochs")
     parser.add_argument("--progress", default="tqdm", choices=["tqdm", "jsonl", "none"])
@@ -20,10 +20,10 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import importlib
 
-    from deepmed.applications import get_application
+    from deepmed.applications import DEFAULT_APPLICATION, get_application
     from deepmed.errors import DeepMedError
 
-    app = get_application(args.app)
+    app = get_application(args.app or DEFAULT_APPLICATION)
     if not app.demo:
         raise DeepMedError(f"application '{app.name}' has no demo")
     module_name, function = app.demo.split(":")

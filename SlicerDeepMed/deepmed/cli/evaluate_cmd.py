@@ -17,7 +17,9 @@ def add_parser(subparsers) -> None:
                         help="prediction file or folder, or a table of case-level results (results.csv)")
     parser.add_argument("-o", "--output", type=Path, help="write the per-case rows as CSV")
     parser.add_argument("--json", action="store_true", help="print the rows as a JSON list")
-    parser.add_argument("--task", default="auto", help="auto, segmentation or regression")
+    parser.add_argument("--kind", default="auto", choices=["auto", "labels", "intensities"],
+                        help="what is compared: label maps (Dice, distances) or intensities (MAE, PSNR, SSIM); "
+                             "auto: integer images are label maps")
     parser.add_argument("--mask", type=Path, help="regression: evaluate inside this mask")
     parser.add_argument("--resample", action="store_true", help="resample predictions onto the reference grid")
     parser.add_argument("--baseline-from", type=Path, help="regression: also score B-spline interpolation of these "
@@ -35,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_folder(args.output)
     if is_table(args.prediction):
         return _run_table(args)
-    rows = evaluate(args.reference, args.prediction, task=args.task, mask=args.mask, resample=args.resample,
+    rows = evaluate(args.reference, args.prediction, kind=args.kind, mask=args.mask, resample=args.resample,
                     distances=not args.no_distances, baseline_from=args.baseline_from)
     if args.output is not None:
         write_csv(rows, args.output)

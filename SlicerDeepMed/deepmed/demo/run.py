@@ -11,13 +11,14 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from deepmed.applications.segmentation import SegmentationApplication
 from deepmed.data.manifest import Dataset
 from deepmed.data.split import add_splits
 from deepmed.demo.synthetic import write_cohort
 from deepmed.errors import DeepMedError
 
 DEMO_CONFIG = {
-    "app": "segmentation",
+    "app": SegmentationApplication.name,
     "network": {"name": "unet", "args": {"channels": [16, 32, 64, 128], "strides": [2, 2, 2], "num_res_units": 1}},
     "loss": {"name": "dice_ce"},
     "optimizer": {"name": "adamw", "lr": 0.003, "weight_decay": 1e-5},

@@ -22,7 +22,8 @@ from deepmed.io.image_io import INTEGER_PIXEL_TYPES, is_image_file, read_image
 from deepmed.utils.atomic import write_text_atomic
 from deepmed.utils.choices import look_up
 
-TASKS = ("auto", "segmentation", "regression")
+#: What is compared: label maps (overlap, distances per label) or intensities (errors per voxel).
+KINDS = ("auto", "labels", "intensities")
 
 
 @dataclass
@@ -82,38 +83,38 @@ def _on_reference_grid(pred: sitk.Image, ref: sitk.Image, case: str, resample: b
     return sitk.Resample(pred, ref, sitk.Transform(), interpolator, 0.0, pred.GetPixelID())
 
 
-def _detect_task(image: sitk.Image) -> str:
-    return "segmentation" if image.GetPixelID() in INTEGER_PIXEL_TYPES else "regression"
+def _detect_kind(image: sitk.Image) -> str:
+    return "labels" if image.GetPixelID() in INTEGER_PIXEL_TYPES else "intensities"
 
 
-def evaluate(reference, prediction, *, task: str = "auto", labels: dict[int, str] | None = None,
+def evaluate(reference, prediction, *, kind: str = "auto", labels: dict[int, str] | None = None,
              mask=None, resample: bool = False, distances: bool = True, baseline_from=None) -> list[dict]:
-    """Evaluate and return one row per case and label (segmentation) or per case (regression).
+    """Evaluate and return one row per case and label (label maps) or per case (intensities).
 
     Args:
         reference: file, folder, manifest (.json/.csv) or SimpleITK image.
         prediction: file, folder (matched by case id) or SimpleITK image.
-        task: ``auto`` (integer images -> segmentation, float -> regression), ``segmentation``, ``regression``.
+        kind: ``auto`` (integer images -> ``labels``, float -> ``intensities``), ``labels``, ``intensities``.
         labels: label value -> name; default from the manifest, else ``label_N``.
-        mask: regression only: evaluate inside this mask (file or image on the reference grid).
+        mask: intensities only: evaluate inside this mask (file or image on the reference grid).
         resample: resample predictions that are not on the reference grid instead of failing.
         distances: compute hd, hd95 and assd (the slowest part).
-        baseline_from: regression only: lower-resolution inputs (file, or folder matched by case id) whose
+        baseline_from: intensities only: lower-resolution inputs (file, or folder matched by case id) whose
             B-spline interpolation onto the reference grid is scored beside the prediction (``psnr_bspline``,
             ``ssim_bspline``, ...: the baseline of an upsampling model).
     """
-    task = look_up("task", task, TASKS)
+    kind = look_up("kind", kind, KINDS)
     pairs, manifest_labels = find_pairs(reference, prediction)
     names = {**manifest_labels, **(labels or {})}
     rows: list[dict] = []
     for pair in pairs:
         ref = _load(pair.reference)
-        case_task = _detect_task(ref) if task == "auto" else task
-        pred = _on_reference_grid(_load(pair.prediction), ref, pair.case, resample, case_task == "segmentation")
+        case_kind = _detect_kind(ref) if kind == "auto" else kind
+        pred = _on_reference_grid(_load(pair.prediction), ref, pair.case, resample, case_kind == "labels")
         ref_array = sitk.GetArrayFromImage(ref)
         pred_array = sitk.GetArrayFromImage(pred)
         spacing = tuple(reversed(ref.GetSpacing()))  # array axes are (z, y, x)
-        if case_task == "segmentation":
+        if case_kind == "labels":
             wanted = sorted(set(v for v in names if v != 0) | (set(np.unique(ref_array).tolist())
                                                                | set(np.unique(pred_array).tolist())) - {0})
             for value, metrics in segmentation_metrics(ref_array, pred_array, spacing, wanted, distances).items():
@@ -191,16 +192,16 @@ def summarize(rows: list[dict]) -> list[dict]:
     return summary
 
 
-SUMMARY_COLUMNS = {"segmentation": ("dice", "jaccard", "hd95", "assd", "rel_volume_diff"),
-                   "regression": ("mae", "me", "rmse", "psnr", "ssim")}
+SUMMARY_COLUMNS = {"labels": ("dice", "jaccard", "hd95", "assd", "rel_volume_diff"),
+                   "intensities": ("mae", "me", "rmse", "psnr", "ssim")}
 
 
 def format_summary(rows: list[dict]) -> str:
     """A table for people: mean / median / std per label."""
     if not rows:
         return "no cases evaluated"
-    task = "segmentation" if "dice" in rows[0] else "regression"
-    shown = SUMMARY_COLUMNS[task] + (("psnr_bspline", "ssim_bspline") if "psnr_bspline" in rows[0] else ())
+    kind = "labels" if "dice" in rows[0] else "intensities"
+    shown = SUMMARY_COLUMNS[kind] + (("psnr_bspline", "ssim_bspline") if "psnr_bspline" in rows[0] else ())
     header = f"{'label':<22}{'cases':>6}" + "".join(f"{c + ' mean/med/std':>31}" for c in shown)
     lines = [header, "-" * len(header)]
     for entry in summarize(rows):

@@ -1,6 +1,6 @@
-"""Loss registry: segmentation losses take logits and an integer label (B,1,...); regression losses
-take predictions and targets of the same shape. Classification losses take logits (B, classes) and class
-indices (B, 1), the voxel-free case of the same shapes."""
+"""Loss registry. Label losses take logits and an integer label (B,1,...) (per voxel, or per case: logits
+(B, classes) and class indices (B, 1)); value losses take predictions and targets of the same shape. Which
+losses fit which application is said by the applications (``allow_for``), so this module names none."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ from deepmed.utils.registry import Registry
 
 LOSSES = Registry("loss")
 
-SEG, REG = ("segmentation",), ("regression",)
-CLS, VALUES = ("classification",), ("case_regression",)  # one class / one value per case
+#: Loss groups an application can declare with ``allow_for(app_name, group)``.
+VOXEL_LABEL_LOSSES = ("dice", "dice_ce", "dice_focal", "generalized_dice", "tversky", "generalized_wasserstein_dice",
+                      "cross_entropy")
+CASE_LABEL_LOSSES = ("cross_entropy", "focal")
+VALUE_LOSSES = ("l1", "mse", "rmse", "huber")
 
 
 def losses_for(app_name: str) -> list[str]:
@@ -40,43 +43,42 @@ def build_loss(name: str, num_classes: int, args: dict | None = None) -> torch.n
 _SEG = dict(to_onehot_y=True, softmax=True)
 
 
-@LOSSES.register("dice", "soft Dice (Milletari et al. 2016)", applications=SEG)
+@LOSSES.register("dice", "soft Dice (Milletari et al. 2016)")
 def _dice(num_classes, **args):
     from monai.losses import DiceLoss
 
     return DiceLoss(**{**_SEG, **args})
 
 
-@LOSSES.register("dice_ce", "Dice + cross-entropy (nnU-Net's default)", applications=SEG)
+@LOSSES.register("dice_ce", "Dice + cross-entropy (nnU-Net's default)")
 def _dice_ce(num_classes, **args):
     from monai.losses import DiceCELoss
 
     return DiceCELoss(**{**_SEG, **args})
 
 
-@LOSSES.register("dice_focal", "Dice + focal loss, for small structures", applications=SEG)
+@LOSSES.register("dice_focal", "Dice + focal loss, for small structures")
 def _dice_focal(num_classes, **args):
     from monai.losses import DiceFocalLoss
 
     return DiceFocalLoss(**{**_SEG, **args})
 
 
-@LOSSES.register("generalized_dice", "generalised Dice (Sudre et al. 2017), class-imbalance weighting",
-                 applications=SEG)
+@LOSSES.register("generalized_dice", "generalised Dice (Sudre et al. 2017), class-imbalance weighting")
 def _gdice(num_classes, **args):
     from monai.losses import GeneralizedDiceLoss
 
     return GeneralizedDiceLoss(**{**_SEG, **args})
 
 
-@LOSSES.register("tversky", "Tversky loss (Salehi et al. 2017), trades false positives for negatives", applications=SEG)
+@LOSSES.register("tversky", "Tversky loss (Salehi et al. 2017), trades false positives for negatives")
 def _tversky(num_classes, **args):
     from monai.losses import TverskyLoss
 
     return TverskyLoss(**{**_SEG, **args})
 
 
-@LOSSES.register("generalized_wasserstein_dice", "generalised Wasserstein Dice (Fidon et al. 2017)", applications=SEG)
+@LOSSES.register("generalized_wasserstein_dice", "generalised Wasserstein Dice (Fidon et al. 2017)")
 def _gwdl(num_classes, **args):
     from monai.losses import GeneralizedWassersteinDiceLoss
 
@@ -87,12 +89,12 @@ def _gwdl(num_classes, **args):
     return _SqueezeLabel(loss)
 
 
-@LOSSES.register("cross_entropy", "cross-entropy (voxel-wise, or per case)", applications=SEG + CLS)
+@LOSSES.register("cross_entropy", "cross-entropy (voxel-wise, or per case)")
 def _ce(num_classes, **args):
     return _SqueezeLabel(torch.nn.CrossEntropyLoss(**args), long=True)
 
 
-@LOSSES.register("focal", "focal loss (Lin et al. 2017): down-weights easy cases", applications=CLS)
+@LOSSES.register("focal", "focal loss (Lin et al. 2017): down-weights easy cases")
 def _focal(num_classes, **args):
     from monai.losses import FocalLoss
 
@@ -111,22 +113,22 @@ class _SqueezeLabel(torch.nn.Module):
         return self.loss(logits, label.long() if self.long else label)
 
 
-@LOSSES.register("l1", "mean absolute error", applications=REG + VALUES)
+@LOSSES.register("l1", "mean absolute error")
 def _l1(num_classes, **args):
     return torch.nn.L1Loss(**args)
 
 
-@LOSSES.register("mse", "mean squared error", applications=REG + VALUES)
+@LOSSES.register("mse", "mean squared error")
 def _mse(num_classes, **args):
     return torch.nn.MSELoss(**args)
 
 
-@LOSSES.register("rmse", "root mean squared error (NiftyNet's RMSE)", applications=REG + VALUES)
+@LOSSES.register("rmse", "root mean squared error (NiftyNet's RMSE)")
 def _rmse(num_classes, **args):
     return _RMSE()
 
 
-@LOSSES.register("huber", "Huber / smooth L1 loss", applications=REG + VALUES)
+@LOSSES.register("huber", "Huber / smooth L1 loss")
 def _huber(num_classes, **args):
     return torch.nn.HuberLoss(**args)
 
@@ -134,7 +136,3 @@ def _huber(num_classes, **args):
 class _RMSE(torch.nn.Module):
     def forward(self, prediction, target):
         return torch.sqrt(torch.mean((prediction - target) ** 2) + 1e-12)
-
-
-SEGMENTATION_LOSSES = tuple(losses_for("segmentation"))
-REGRESSION_LOSSES = tuple(losses_for("regression"))

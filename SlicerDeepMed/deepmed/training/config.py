@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from deepmed.applications import DEFAULT_APPLICATION
 from deepmed.errors import DeepMedError
 from deepmed.utils.choices import choice_error, suggest
 from deepmed.utils.yaml12 import load_yaml
@@ -21,7 +22,7 @@ from deepmed.utils.yaml12 import load_yaml
 AUTO = "auto"
 
 DEFAULTS: dict[str, Any] = {
-    "app": "segmentation",
+    "app": DEFAULT_APPLICATION,
     "network": {"name": "unet", "args": {}},
     "loss": {"name": AUTO, "args": {}},
     "optimizer": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-5},

@@ -18,7 +18,7 @@ class Registry:
         >>> LOSSES.names()
         ['l1']
 
-    ``register`` also takes metadata (e.g. ``applications=("regression",)``), read back with ``metadata``.
+    ``register`` also takes metadata (e.g. ``applications=("my_app",)``), read back with ``metadata``.
     """
 
     def __init__(self, kind: str):

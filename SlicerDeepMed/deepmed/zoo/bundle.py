@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from deepmed.applications.bundle_steps import (
+    APPLICATION,
                                                DEVICE_ARGUMENTS,
                                                INFERERS,
                                                MERGE,
@@ -256,7 +257,7 @@ def card_from_bundle(metadata: dict, config: BundleConfig, bundle: Path) -> dict
     bundle_name = str(metadata.get("name") or bundle.name)
     version = str(metadata.get("version", "0.0.0"))
     card = {
-        "format": CARD_FORMAT, "application": "monai_bundle", "output_kind": kind,
+        "format": CARD_FORMAT, "application": APPLICATION, "output_kind": kind,
         "id": "".join(c if c.isalnum() or c in "._-" else "-" for c in Path(where).stem).strip("-._")[:100] or "bundle",
         "version": version, "title": bundle_name, "description": str(metadata.get("description", ""))[:5000],
         "authors": [metadata["authors"]] if isinstance(metadata.get("authors"), str) else

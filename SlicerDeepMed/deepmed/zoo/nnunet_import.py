@@ -13,10 +13,14 @@ import json
 import re
 from pathlib import Path
 
+from deepmed.applications.nnunet import NAME as APPLICATION
 from deepmed.errors import DeepMedError
 from deepmed.model.directory import CARD, CARD_FORMAT, WEIGHTS, label_colour
 from deepmed.zoo.checksums import write_sums
 from deepmed.zoo.schemas import CARD_SCHEMA, check_document
+
+#: The card's network name: the class and arguments come from nnU-Net's plans (``network.args``).
+NETWORK = "dynamic_network_architectures"
 
 CHECKPOINTS = {"final": "checkpoint_final.pth", "best": "checkpoint_best.pth"}
 READERS = ("SimpleITKIO", "NibabelIO")  # both give SimpleITK's array order without reorienting
@@ -151,7 +155,7 @@ def card_from_folder(dataset: dict, plans: dict, config: dict, checkpoint: dict,
                        "assumptions": f"nnU-Net {scheme}"})
     backward = [int(a) for a in plans["transpose_backward"]]
     title = f"{plans.get('dataset_name', 'nnU-Net model')} (nnU-Net {config_name})"
-    model_id = re.sub(r"[^A-Za-z0-9._-]", "-", f"{plans.get('dataset_name', 'nnunet')}_{config_name}").strip("-._")
+    model_id = re.sub(r"[^A-Za-z0-9._-]", "-", f"{plans.get('dataset_name', 'nnU-Net')}_{config_name}").strip("-._")
     licence = dataset.get("licence") or dataset.get("license") or "not stated in the nnU-Net result folder"
     settings = {
         "configuration": config_name, "trainer_name": str(checkpoint["trainer_name"]), "checkpoint": checkpoint_name,
@@ -167,12 +171,13 @@ def card_from_folder(dataset: dict, plans: dict, config: dict, checkpoint: dict,
         "image_reader_writer": plans.get("image_reader_writer", "SimpleITKIO"),
     }
     return {
-        "format": CARD_FORMAT, "application": "nnunet", "output_kind": "label_map", "id": model_id[:100] or "nnunet",
+        "format": CARD_FORMAT, "application": APPLICATION, "output_kind": "label_map",
+        "id": model_id[:100] or "nnU-Net-model",
         "version": "1.0.0", "title": title[:200], "description": str(dataset.get("description", ""))[:5000],
         "licence": str(licence)[:200], "inputs": inputs, "labels": labels,
         "spacing": _xyz(settings["spacing"], backward), "patch_size": _xyz(settings["patch_size"], backward),
         "array_axes": "zyx",
-        "network": {"name": "nnunet", "args": network_args(config["architecture"], len(names), outputs)},
+        "network": {"name": NETWORK, "args": network_args(config["architecture"], len(names), outputs)},
         "inference": {"tta_flips": bool(settings["mirror_axes"]), "overlap": 0.5},
         "task": settings, "folds": folds,
         "source": {"format": "nnunet-v2", "dataset_name": plans.get("dataset_name", ""),

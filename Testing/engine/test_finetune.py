@@ -204,3 +204,27 @@ def test_an_ensemble_starts_from_one_fold(tiny_model, tmp_path):
         read_init_model(ensemble, fold=4)
     with pytest.raises(DeepMedError, match="training.init_fold=1, but this model is not a cross-validation ensemble"):
         read_init_model(tiny_model, fold=1)
+
+
+def test_an_imported_monai_bundle_starts_a_segmentation_training(tmp_path, monkeypatch):
+    """The issue's point: adapt a zoo model. The real spleen_ct_segmentation config (random weights of the
+    right shape), imported, starts a training on other labels: every tensor but the head comes from it."""
+    from safetensors.torch import load_file
+    from test_monai_bundle_fidelity import copy_bundle
+
+    from deepmed.zoo.package import import_package
+
+    monkeypatch.setenv("DEEPMED_LIBRARY", str(tmp_path / "library"))
+    bundle = import_package(copy_bundle("spleen_ct_segmentation", tmp_path))
+    manifest = write_boxes(tmp_path / "boxes", range(4))
+    settings = ["data.patch_size=[32,32,32]", "training.iterations_per_epoch=1", "training.epochs=1",
+                "training.val_every=1", "training.device=cpu"]
+    model = train(manifest, tmp_path / "from-spleen", overrides=settings, init=str(bundle.path), progress="none")
+    card = json.loads((model / "model_card.json").read_text())
+    started = card["training"]["initialized_from"]
+    assert started["application"] == "monai_bundle" and started["reinitialized"]
+    assert card["network"]["name"] == "unet" and card["network"]["args"]["channels"] == [16, 32, 64, 128, 256]
+    ours, theirs = load_file(model / "model.safetensors"), load_file(bundle.path / "model.safetensors")
+    first = "model.0.conv.unit0.conv.weight"  # one optimiser step away from the bundle's, not a fresh init
+    assert (ours[first] - theirs[first]).norm() < 0.05 * theirs[first].norm()
+    assert started["loaded_tensors"] >= len(theirs) - len(started["reinitialized"])

@@ -178,6 +178,11 @@ class Application(ABC):
     def build_parts(self, plan: dict, config: dict, fitted: dict) -> Parts:
         """Networks, losses and optimisers (on the CPU; the trainer moves them)."""
 
+    def accepts_init(self, card: dict) -> bool:
+        """Fine-tuning (``training.init``): whether a model with this card can start this application's
+        training (its network then comes from the card). Default: models of this application only."""
+        return card.get("application") == self.name
+
     def output_heads(self, plan: dict) -> dict[str, set[str]]:
         """Fine-tuning on other targets (``training.init``): per network, the tensor names of its output head,
         which keep their fresh initialisation. Default: none known (other targets then fail to load)."""

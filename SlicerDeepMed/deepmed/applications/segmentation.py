@@ -37,6 +37,14 @@ class SegmentationApplication(DenseApplication):
                                "(for image targets use --app regression)")
         super().check_dataset(dataset)
 
+    def accepts_init(self, card):
+        """Also any imported segmenter whose network the engine builds (a MONAI bundle's UNet, SegResNet,
+        SwinUNETR, ...): its weights start the training, with this application's own preprocessing."""
+        from deepmed.networks import NETWORKS
+
+        segmenter = card.get("output_kind") in ("label_map", "overlapping_masks")
+        return super().accepts_init(card) or (segmenter and card.get("network", {}).get("name") in NETWORKS)
+
     def choose_sampling(self, fingerprint):
         return label_sampling(fingerprint)
 

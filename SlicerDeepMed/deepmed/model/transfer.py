@@ -85,15 +85,17 @@ def _in_channels(network: dict) -> int | None:
     return network.get("args", {}).get("in_channels")
 
 
-def adopt_network(plan: dict, source: InitSource, lr_factor: float = 1.0) -> None:
+def adopt_network(plan: dict, source: InitSource, lr_factor: float = 1.0, accepts=None) -> None:
     """Make ``plan`` build the source's network (name and arguments) with the plan's own output channels,
     and start its learning-rate schedule at ``lr_factor`` of the configured rate (``schedule.lr_peak``): the
     full rate of a training from scratch throws much of a trained network away in its first steps.
 
-    The source must be a model of the plan's application with the same number of input channels.
+    The source must be a model the plan's application ``accepts`` (a callable on the source's card; default:
+    a model of the same application) with the same number of input channels.
     """
     where = source.path
-    if source.card.get("application") != plan["application"]:
+    accepted = accepts(source.card) if accepts is not None else source.card.get("application") == plan["application"]
+    if not accepted:
         raise DeepMedError(f"{where}: init model is a {source.card.get('application')} model, this training is "
                            f"{plan['application']}")
     theirs, ours = source.card.get("network"), plan.get("network")

@@ -172,7 +172,7 @@ def _run(dataset, out, cfg, application, dev, reporter, resume, extend, started_
     elif cfg["training"]["init"]:
         where = (resolve_model or _model_directory)(cfg["training"]["init"])
         source = read_init_model(where, cfg["training"]["init_fold"])
-        adopt_network(plan, source, cfg["training"]["init_lr_factor"])
+        adopt_network(plan, source, cfg["training"]["init_lr_factor"], accepts=application.accepts_init)
     data = application.prepare_data(loaded_train, loaded_val, dataset, plan, cfg)
     torch.manual_seed(cfg["training"]["seed"])
     parts = application.build_parts(plan, cfg, data.fitted)

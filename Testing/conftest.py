@@ -115,8 +115,8 @@ def nnunetReference(tmp_path_factory):
     work = tmp_path_factory.mktemp("nnunet")
     script = Path(__file__).resolve().parent / "engine" / "nnunet_reference.py"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "nnUNet_def_n_proc": "1"}
-    done = subprocess.run([sys.executable, str(script), str(work)], env=env, capture_output=True, text=True,
-                          timeout=900)
+    done = subprocess.run([sys.executable, str(script), str(work)], env=env, capture_output=True,
+                          encoding="utf-8", errors="replace", timeout=900)  # nnU-Net prints non-ASCII text
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return work
 

@@ -52,6 +52,7 @@ def test_scene_cases_export_split_and_check(panel, qtHarness, scene, tmp_path):
     assert [ui.casesTable.item(r, 3).text() for r in range(4)] == ["OK"] * 4
     assert ui.statusLabel.text().endswith("all cases OK; ready to train in DeepMed Train.")
     assert trainWidget.ui.datasetPathLineEdit.currentPath == str(tmp_path / "boxes" / "dataset.json")  # offered there
+    qtHarness.processEventsUntil(lambda: trainWidget.panel.applicationsJob is None, timeout=60)  # engine's list
     assert trainWidget.ui.trainButton.isEnabled()
     manifest = json.loads((tmp_path / "boxes" / "dataset.json").read_text())
     assert manifest["labels"] == {"background": 0, "box": 1, "core": 2}

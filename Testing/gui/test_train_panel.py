@@ -95,16 +95,24 @@ def test_bad_settings_are_reported_and_nothing_runs(panel, qtHarness, scene, tmp
 
 def test_dropdowns_offer_what_the_engine_registers(panel, qtHarness):
     """Applications and losses come from the engine (a worker); networks are the registry's dense ones."""
+    import json
+    import subprocess
+    import sys
+
     from DeepMedTrainLib import TrainPanel
 
-    from deepmed.applications import APPLICATIONS
+    from deepmed.applications import APPLICATIONS, DEFAULT_APPLICATION
     from deepmed.losses import losses_for
     from deepmed.networks.registry import NETWORKS
+    from DeepMedLib.EngineCommand import engineEnvironment
 
     assert set(TrainPanel.NETWORKS[1:]) <= set(NETWORKS.names()) and TrainPanel.NETWORKS[0] == "auto"
     combo = panel.ui.applicationComboBox
     items = [combo.itemText(i) for i in range(combo.count())]
-    assert sorted(items) == APPLICATIONS.names() and combo.currentText() == items[0]  # the engine's default first
+    listed = subprocess.run([sys.executable, "-m", "deepmed", "list", "applications", "--json"], env=engineEnvironment(),
+                            capture_output=True, text=True, encoding="utf-8", check=True).stdout
+    assert items == list(json.loads(listed)) and set(items) <= set(APPLICATIONS.names())  # plug-ins of tests aside
+    assert combo.currentText() == items[0] == DEFAULT_APPLICATION
     assert combo.itemData(1, 3) == APPLICATIONS.describe()[items[1]]  # the description as tooltip
     combo.setCurrentText("regression")
     qtHarness.processEventsUntil(lambda: panel.panel.lossJob is None, timeout=60)

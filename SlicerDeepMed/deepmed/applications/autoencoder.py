@@ -29,10 +29,10 @@ import torch
 
 from deepmed.applications import whole_image
 from deepmed.applications.base import APPLICATIONS, Application, Parts, Prediction, PreparedData
+from deepmed.applications.inputs import input_channels
 from deepmed.data.case_io import read_case
 from deepmed.errors import DeepMedError
-from deepmed.io.geometry import align_to_grid, grid_differences
-from deepmed.io.image_io import read_channels, write_image
+from deepmed.io.image_io import write_image
 from deepmed.losses import LOSSES, build_loss
 from deepmed.losses.latent import LatentLoss
 from deepmed.networks import build_network
@@ -236,7 +236,7 @@ class AutoencoderApplication(Application):
 
     def _prepared(self, case: list, card: dict, model_name: str) -> tuple[np.ndarray, sitk.Image, sitk.Image]:
         """One case's channels -> (normalised array at the input size, its box grid, the input's grid)."""
-        channels = _channels(case, card, model_name)
+        channels = input_channels(case, card, model_name)
         array, grid = whole_image.to_fixed_size(channels, card["settings"]["input_size"])
         return normalise(array, [entry["statistics"] for entry in card["inputs"]]), grid, channels[0]
 
@@ -289,25 +289,6 @@ def reconstruction_metrics(output: np.ndarray, image: np.ndarray, stats: list[di
     return {"mse": mse, "psnr": float(10 * np.log10(data_range ** 2 / max(mse, 1e-20)))}
 
 
-def _channels(case: list, card: dict, model_name: str) -> list[sitk.Image]:
-    channels: list[sitk.Image] = []
-    for item in case:
-        channels.extend([item] if isinstance(item, sitk.Image) else read_channels(item))
-    expected = [entry["name"] for entry in card["inputs"]]
-    if len(channels) != len(expected):
-        raise DeepMedError(f"model {model_name} expects {len(expected)} input channel(s) ({', '.join(expected)}) "
-                           f"per case, got {len(channels)}")
-    for index, channel in enumerate(channels):
-        if channel.GetDimension() != 3:
-            raise DeepMedError(f"input channel {index}: expected a 3D image, got {channel.GetDimension()}D")
-        try:
-            channels[index] = sitk.Cast(align_to_grid(channel, channels[0]), sitk.sitkFloat32)
-        except ValueError:
-            raise DeepMedError(f"input channel {index} is not on the grid of channel 0: "
-                               f"{'; '.join(grid_differences(channel, channels[0]))}") from None
-    return channels
-
-
 def _joined(channels: list[sitk.Image]) -> sitk.Image:
     """One channel as it is; several as one vector image (a component per channel)."""
     return channels[0] if len(channels) == 1 else sitk.Compose(channels)
@@ -358,7 +339,7 @@ def write_code(values: dict, path: Path) -> Path:
 # ---- the model's grid (evaluation against a baseline on the same arrays) -----------------------------
 def model_grid_input(images: list, card: dict) -> np.ndarray:
     """One case's channels on the model's grid (C, z, y, x), in the input's intensity units."""
-    return whole_image.to_fixed_size(_channels(list(images), card, "model"), card["settings"]["input_size"])[0]
+    return whole_image.to_fixed_size(input_channels(list(images), card, "model"), card["settings"]["input_size"])[0]
 
 
 def model_grid_reconstruction(networks: dict, array: np.ndarray, card: dict, device="cpu") -> np.ndarray:

@@ -11,8 +11,10 @@ from deepmed.io.geometry import align_to_grid, grid_differences
 from deepmed.io.image_io import read_channels
 
 
-def input_channels(inputs, card: dict, model_name: str) -> list[sitk.Image]:
-    """The channels the card's ``inputs`` name (float32, 3D, all on channel 0's grid), or a one-line error."""
+def input_channels(inputs, card: dict, model_name: str, align: bool = True) -> list[sitk.Image]:
+    """The channels the card's ``inputs`` name (3D, all on channel 0's grid), or a one-line error. ``align``:
+    channels within rounding of channel 0's grid are put on it exactly and cast to float32; otherwise (nnU-Net,
+    which checks shape and spacing itself) they must lie on it already and keep their pixel type."""
     if isinstance(inputs, (sitk.Image, str, os.PathLike)):
         inputs = [inputs]
     channels: list[sitk.Image] = []
@@ -25,6 +27,10 @@ def input_channels(inputs, card: dict, model_name: str) -> list[sitk.Image]:
     for index, channel in enumerate(channels):
         if channel.GetDimension() != 3:
             raise DeepMedError(f"input channel {index}: expected a 3D image, got {channel.GetDimension()}D")
+        if not align:
+            if problems := grid_differences(channel, channels[0]):
+                raise DeepMedError(f"input channel {index} is not on the grid of channel 0: {'; '.join(problems)}")
+            continue
         try:
             channels[index] = sitk.Cast(align_to_grid(channel, channels[0]), sitk.sitkFloat32)
         except ValueError:

@@ -4,17 +4,16 @@ written on the input's exact grid. Such models are imported, not trained here.""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import SimpleITK as sitk
 import torch
 
 from deepmed.applications.base import APPLICATIONS, Application, Prediction
+from deepmed.applications.inputs import input_channels
 from deepmed.errors import DeepMedError
 from deepmed.inferers.ongrid import image_like, keep_largest_component
-from deepmed.io.geometry import grid_differences
-from deepmed.io.image_io import read_channels, write_image
+from deepmed.io.image_io import write_image
 
 NOT_TRAINED_HERE = "nnU-Net models are imported (deepmed zoo import NNUNET_RESULT_FOLDER), not trained by deepmed"
 
@@ -83,7 +82,7 @@ class NnUNetApplication(Application):
         step = settings["tile_step_size"] if overlap is None else 1.0 - float(overlap)
         if not 0 < step <= 1:
             raise DeepMedError(f"--overlap {overlap}: expected a value in [0, 1)")
-        channels = self._channels(inputs, card, options.get("model_name", "model"))
+        channels = input_channels(inputs, card, options.get("model_name", "model"), align=False)
         reference = channels[0]
         arrays = [sitk.GetArrayFromImage(c) for c in channels]
         data, geometry = preprocess(arrays, list(reversed(reference.GetSpacing())), settings)
@@ -98,26 +97,6 @@ class NnUNetApplication(Application):
 
     def write_prediction(self, prediction, path):
         return write_image(prediction.output, Path(path), label=True)
-
-    @staticmethod
-    def _channels(inputs, card: dict, model_name: str) -> list[sitk.Image]:
-        """One image per input channel, all on the first one's grid (nnU-Net checks shape and spacing)."""
-        if isinstance(inputs, (sitk.Image, str, os.PathLike)):
-            inputs = [inputs]
-        channels: list[sitk.Image] = []
-        for item in inputs:
-            channels.extend([item] if isinstance(item, sitk.Image) else read_channels(item))
-        expected = [entry["name"] for entry in card["inputs"]]
-        if len(channels) != len(expected):
-            raise DeepMedError(f"model {model_name} expects {len(expected)} input channel(s) ({', '.join(expected)}), "
-                               f"got {len(channels)}")
-        for index, channel in enumerate(channels):
-            if channel.GetDimension() != 3:
-                raise DeepMedError(f"input channel {index}: expected a 3D image, got {channel.GetDimension()}D")
-            problems = grid_differences(channel, channels[0])
-            if problems:
-                raise DeepMedError(f"input channel {index} is not on the grid of channel 0: {'; '.join(problems)}")
-        return channels
 
 
 __all__ = ["NnUNetApplication"]

@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from deepmed.io.image_io import write_image
     from deepmed.progress import make_reporter
     from deepmed.utils.atomic import check_output_folder
+    from deepmed.utils.tables import format_value
     from deepmed.zoo.library import resolve_model
 
     batch = len(args.inputs) == 1 and ((args.inputs[0].is_dir() and not _is_dicom(args.inputs[0]))
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         if result.values:
             rows.append({"case": case_id, **result.values})
             if not batch:
-                print("\n".join(f"{key}: {_format_value(value)}" for key, value in result.values.items()))
+                print("\n".join(f"{key}: {format_value(value)}" for key, value in result.values.items()))
         if args.probabilities and result.probabilities is not None:
             write_image(result.probabilities, _extra_path(args.probabilities, case_id, batch))
         if args.uncertainty and result.uncertainty is not None:
@@ -135,27 +136,12 @@ def _parse_condition(text: str) -> list[float]:
         raise DeepMedError(f"--condition: expected numbers like 0.3,1.2, got {text!r}") from None
 
 
-def _format_value(value) -> str:
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
-
-
 def _write_table(rows: list[dict], path: Path) -> Path:
     """One row per case (the case-level results of a batch), written atomically."""
-    import csv
-    import io
-
     from deepmed.utils.atomic import write_text_atomic
+    from deepmed.utils.tables import rows_to_csv
 
-    columns: list[str] = []
-    for row in rows:
-        columns.extend(key for key in row if key not in columns)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({key: (_format_value(v) if not isinstance(v, list) else " ".join(map(_format_value, v)))
-                         for key, v in row.items()})
-    return write_text_atomic(path, buffer.getvalue())
+    return write_text_atomic(path, rows_to_csv(rows))
 
 
 def _is_dicom(path: Path) -> bool:

@@ -12,13 +12,12 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
 
 from deepmed.errors import DeepMedError
 from deepmed.utils.atomic import atomic_path, write_text_atomic
+from deepmed.utils.tables import rows_to_csv
 
 CARD = "model_card.json"
 WEIGHTS = "model.safetensors"
@@ -58,15 +57,7 @@ def read_card(model_dir: str | Path) -> dict:
 
 
 def write_metrics_csv(model_dir: Path, history: list[dict]) -> Path:
-    columns: list[str] = []
-    for row in history:
-        columns.extend(k for k in row if k not in columns)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in history:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    return write_text_atomic(Path(model_dir) / "metrics.csv", buffer.getvalue())
+    return write_text_atomic(Path(model_dir) / "metrics.csv", rows_to_csv(history))
 
 
 def write_curves(model_dir: Path, history: list[dict], metric_prefixes: tuple[str, ...],

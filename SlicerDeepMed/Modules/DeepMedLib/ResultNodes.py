@@ -127,14 +127,7 @@ def addOverlappingMasks(masks: sitk.Image, referenceVolume, labels: list[dict], 
     count = masks.GetNumberOfComponentsPerPixel()
     if len(labels) != count:
         raise SceneBridge.SceneBridgeError(f"{name}: {count} mask(s) but {len(labels)} label(s) in the model card")
-    scene = referenceVolume.GetScene()
-    if segmentationNode is None:
-        segmentationNode = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", scene.GenerateUniqueName(name))
-    else:
-        segmentationNode.GetSegmentation().RemoveAllSegments()
-    if segmentationNode.GetDisplayNode() is None:
-        segmentationNode.CreateDefaultDisplayNodes()
-    segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolume)
+    segmentationNode = SceneBridge.emptySegmentationNode(referenceVolume, name, segmentationNode)
     segmentation = segmentationNode.GetSegmentation()
     for index, label in enumerate(labels):
         mask = sitk.VectorIndexSelectionCast(masks, index)

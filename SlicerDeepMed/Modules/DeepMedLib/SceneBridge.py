@@ -113,13 +113,7 @@ def addSegmentationFromLabelImage(labelImage: sitk.Image, referenceVolume, label
         copyNodeGeometry(referenceVolume, labelmapNode)
         labelmapNode.CreateDefaultDisplayNodes()
         labelmapNode.GetDisplayNode().SetAndObserveColorNodeID(colorTable.GetID())
-        if segmentationNode is None:
-            segmentationNode = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", scene.GenerateUniqueName(name))
-        else:
-            segmentationNode.GetSegmentation().RemoveAllSegments()
-        if segmentationNode.GetDisplayNode() is None:
-            segmentationNode.CreateDefaultDisplayNodes()
-        segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolume)
+        segmentationNode = emptySegmentationNode(referenceVolume, name, segmentationNode)
         segmentationsLogic = slicer.vtkSlicerSegmentationsModuleLogic
         if not segmentationsLogic.ImportLabelmapToSegmentationNode(labelmapNode, segmentationNode):
             raise SceneBridgeError(f"{segmentationNode.GetName()}: importing the label map failed")
@@ -130,6 +124,19 @@ def addSegmentationFromLabelImage(labelImage: sitk.Image, referenceVolume, label
     if showIn3D:
         segmentationNode.CreateClosedSurfaceRepresentation()
     placeBeside(segmentationNode, referenceVolume)
+    return segmentationNode
+
+
+def emptySegmentationNode(referenceVolume, name: str, segmentationNode=None):
+    """A new segmentation node (or the user's chosen one, emptied) on the reference's geometry, displayed."""
+    scene = referenceVolume.GetScene()
+    if segmentationNode is None:
+        segmentationNode = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", scene.GenerateUniqueName(name))
+    else:
+        segmentationNode.GetSegmentation().RemoveAllSegments()
+    if segmentationNode.GetDisplayNode() is None:
+        segmentationNode.CreateDefaultDisplayNodes()
+    segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolume)
     return segmentationNode
 
 

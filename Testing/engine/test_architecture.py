@@ -127,3 +127,17 @@ def test_no_application_is_named_outside_applications():
             if pattern.search(line) and not (allowed and allowed in line):
                 offenders.append(f"{relative}:{number}: {line.strip()}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_every_applications_demo_resolves():
+    """``deepmed demo --app NAME`` imports ``module:function`` from the application's ``demo``."""
+    import importlib
+
+    from deepmed.applications import APPLICATIONS, DEFAULT_APPLICATION, get_application
+
+    demos = {name: get_application(name).demo for name in APPLICATIONS.names()}
+    assert demos[DEFAULT_APPLICATION], "make demo runs the default application's demo"
+    for name, demo in demos.items():
+        if demo:
+            module, function = demo.split(":")
+            assert callable(getattr(importlib.import_module(module), function)), name

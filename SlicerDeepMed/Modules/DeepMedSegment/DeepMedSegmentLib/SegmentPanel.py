@@ -11,14 +11,8 @@ import slicer
 
 from DeepMedLib import ModelLibrary, Outputs
 from DeepMedLib.ModuleWidget import setPreference
-from DeepMedLib.PanelHelpers import (
-    DependencySection,
-    clearLayout,
-    configureNodeSelector,
-    pollTimer,
-    setBusy,
-    volumeSelector,
-)
+from DeepMedLib.PanelHelpers import DependencySection, configureNodeSelector, pollTimer, setBusy
+from DeepMedSegmentLib.ModeInputs import ModeInputs
 
 
 class SegmentPanel:
@@ -27,16 +21,11 @@ class SegmentPanel:
 
         self.ui, self.logic, self.scene = ui, logic, scene
         self.models = []
-        self.inputSelectors = []
-        self.conditionBoxes = []   # one spin box per condition of a conditional generator
-        self.stepsBox = None       # interpolation steps (pair modes)
-        self.seedBox = None        # random seed (modes without images)
-        self.inputsModelId = None  # the model (and mode) the input widgets were made for
         self.run = None
         self.lastOutput = None
         self.parameterNode = None
         self.timer = pollTimer(self.poll)
-        self.inputsLayout = qt.QFormLayout(ui.inputsFrame)
+        self.inputs = ModeInputs(ui, scene, onChanged=self.onInputsChanged)
         configureNodeSelector(ui.outputSelector, scene, [Outputs.nodeClass("label_map")],
                               "Create a new node, or choose one to replace", noneDisplay="Create new")
         self.dependencies = DependencySection(ui, onChanged=self.updateButtons,
@@ -44,7 +33,6 @@ class SegmentPanel:
         self.catalogueRows = []   # catalogue models not installed yet (from 'deepmed zoo list')
         self.zooJobs = []         # running catalogue / download / import workers
         ui.modelComboBox.currentIndexChanged.connect(self.onModelChanged)
-        ui.modeComboBox.currentIndexChanged.connect(self.onModeChanged)
         ui.refreshModelsButton.clicked.connect(self.onRefresh)
         ui.downloadModelButton.clicked.connect(self.onDownload)
         ui.importModelButton.clicked.connect(self.onImport)
@@ -138,15 +126,14 @@ class SegmentPanel:
 
     def onModelChanged(self, *args):
         model, row = self.currentModel(), self.currentCatalogueRow()
-        if model is None or self._inputsKey(model) != self.inputsModelId:
-            self.updateModeChoice(model)
-            self.buildInputSelectors(model)
+        if model is not self.inputs.model:
+            self.inputs.showModel(model)
             self.updateFoldChoice(model)
         if self.parameterNode is not None and self.currentId():
             self.parameterNode.model = self.currentId()
         if model is not None:
             self.ui.modelDescriptionLabel.text = ModelLibrary.describe(model)
-            mode = self.currentMode()
+            mode = self.inputs.mode()
             self.ui.applyButton.text = Outputs.actionName(mode["output_kind"], mode["inputs"])
         elif row is not None:
             self.ui.modelDescriptionLabel.text = (
@@ -157,32 +144,27 @@ class SegmentPanel:
                 "installed.")
         self.updateButtons()
 
-    def updateModeChoice(self, model):
-        """The card's modes (encode, reconstruct, ...); the choice is hidden for a model with one mode."""
-        modes = model.modes if model is not None else []
-        combo = self.ui.modeComboBox
-        combo.blockSignals(True)
-        combo.clear()
-        for mode in modes:
-            combo.addItem(mode["name"])
-            combo.setItemData(combo.count - 1, mode.get("description", ""), qt.Qt.ToolTipRole)
-        combo.currentIndex = 0 if modes else -1
-        combo.blockSignals(False)
-        self.ui.modeComboBox.visible = self.ui.modeLabel.visible = len(modes) > 1
+    # ---- the inputs of the chosen mode (ModeInputs) --------------------------------------------------
+    @property
+    def inputSelectors(self):
+        return self.inputs.selectors
 
-    def currentMode(self):
-        model = self.currentModel()
-        if model is None:
-            return None
-        index = max(self.ui.modeComboBox.currentIndex, 0)
-        return model.modes[index] if index < len(model.modes) else model.modes[0]
+    @property
+    def conditionBoxes(self):
+        return self.inputs.conditionBoxes
 
-    def onModeChanged(self, *args):
-        model, mode = self.currentModel(), self.currentMode()
-        if model is None:
-            return
-        self.buildInputSelectors(model)
-        self.ui.applyButton.text = Outputs.actionName(mode["output_kind"], mode["inputs"])
+    @property
+    def stepsBox(self):
+        return self.inputs.stepsBox
+
+    @property
+    def seedBox(self):
+        return self.inputs.seedBox
+
+    def onInputsChanged(self):
+        mode = self.inputs.mode()
+        if mode is not None:
+            self.ui.applyButton.text = Outputs.actionName(mode["output_kind"], mode["inputs"])
         self.updateButtons()
 
     def updateFoldChoice(self, model):
@@ -201,62 +183,6 @@ class SegmentPanel:
         if model is None or not model.folds or index <= 0:
             return None
         return [model.folds[index - 1]]
-
-    def buildInputSelectors(self, model):
-        """The inputs of the chosen mode: one volume selector per channel (twice, A and B, for a pair mode),
-        or a spin box per condition; made again when the model or the mode changes."""
-        clearLayout(self.inputsLayout)
-        self.inputSelectors, self.conditionBoxes = [], []
-        self.stepsBox = self.seedBox = None
-        self.inputsModelId = self._inputsKey(model) if model is not None else None
-        if model is None:
-            return
-        mode = self.currentMode()
-        cases = {"images": [""], "pair": ["A ", "B "]}.get(mode["inputs"], [])
-        for case in cases:
-            for channel in model.input_names:
-                selector = volumeSelector(self.scene, ["vtkMRMLScalarVolumeNode"],
-                                          f"Volume for the {channel} input" + (f" of case {case}" if case else ""))
-                selector.currentNodeChanged.connect(self.updateButtons)
-                self.inputsLayout.addRow(f"{case}{channel}:", selector)
-                self.inputSelectors.append(selector)
-        if mode["inputs"] == "conditions":
-            for condition in model.conditions:
-                self.conditionBoxes.append(self._conditionBox(condition))
-        if mode["inputs"] == "pair":
-            self.stepsBox = self._spinBox("Steps:", 2, 100, 8, "Number of images from case A to case B")
-        if mode["inputs"] in ("none", "conditions"):
-            self.seedBox = self._spinBox("Seed:", 0, 2**31 - 1, 0, "Random seed: the same seed gives the same image")
-        configureNodeSelector(self.ui.outputSelector, self.scene, [Outputs.nodeClass(mode["output_kind"])],
-                              noneDisplay="Create new")
-        self.ui.keepLargestCheckBox.enabled = mode["output_kind"] == "label_map"  # components of labels only
-        self.ui.ttaCheckBox.enabled = mode["output_kind"] in ("label_map", "scalar_volume")  # voxel-wise outputs
-
-    @staticmethod
-    def _inputsKey(model):
-        """What the input widgets depend on: a model installed again under the same id may differ."""
-        return (model.id, repr(model.modes), repr(model.input_names), repr(model.conditions))
-
-    def _conditionBox(self, condition: dict):
-        box = qt.QDoubleSpinBox()
-        low, high = condition.get("min"), condition.get("max")
-        box.decimals = 3
-        box.minimum = low if low is not None else -1e6
-        box.maximum = high if high is not None else 1e6
-        box.value = (low + high) / 2 if low is not None and high is not None else 0.0
-        box.singleStep = (high - low) / 20 if low is not None and high is not None and high > low else 0.1
-        unit = f" [{condition['unit']}]" if condition.get("unit") else ""
-        box.toolTip = f"{condition['name']}{unit}: the value the generated image should show"
-        if low is not None and high is not None:
-            box.toolTip += f" (trained on {low:g} to {high:g})"
-        self.inputsLayout.addRow(f"{condition['name']}{unit}:", box)
-        return box
-
-    def _spinBox(self, label: str, low: int, high: int, value: int, toolTip: str):
-        box = qt.QSpinBox()
-        box.minimum, box.maximum, box.value, box.toolTip = low, high, value, toolTip
-        self.inputsLayout.addRow(label, box)
-        return box
 
     def _startZooJob(self, job, onFinished):
         self.zooJobs.append(job)
@@ -358,10 +284,7 @@ class SegmentPanel:
     # ---- running ----------------------------------------------------------------------------------
     def updateButtons(self, *args):
         running = self.run is not None
-        mode = self.currentMode()
-        needsVolumes = mode is not None and mode["inputs"] in ("images", "pair")
-        ready = (self.currentModel() is not None and (bool(self.inputSelectors) or not needsVolumes)
-                 and all(s.currentNode() is not None for s in self.inputSelectors))
+        ready = self.currentModel() is not None and self.inputs.ready()
         self.ui.applyButton.enabled = ready and not running and self.dependencies.ready
         self.ui.cancelButton.enabled = running
         self.ui.modelComboBox.enabled = not running
@@ -377,17 +300,13 @@ class SegmentPanel:
         model = self.currentModel()
         try:
             with slicer.util.tryWithErrorDisplay("Could not start the model.", waitCursor=True):
-                mode = self.currentMode()
-                self.run = self.logic.run(model=model, inputVolumes=[s.currentNode() for s in self.inputSelectors],
+                self.run = self.logic.run(model=model, inputVolumes=self.inputs.volumes(),
                                           device=self.ui.deviceComboBox.currentText,
                                           outputNode=self.ui.outputSelector.currentNode(),
                                           tta=self.ui.ttaCheckBox.checked,
                                           keepLargest=self.ui.keepLargestCheckBox.checked,
                                           showIn3D=self.ui.show3DCheckBox.checked, folds=self.chosenFolds(),
-                                          mode=mode["name"] if len(model.modes) > 1 else None,
-                                          condition=[b.value for b in self.conditionBoxes] or None,
-                                          steps=self.stepsBox.value if self.stepsBox is not None else None,
-                                          seed=self.seedBox.value if self.seedBox is not None else None)
+                                          **self.inputs.runOptions())
                 self.ui.resultLabel.visible = False
                 self.run.finished.connect(self.onFinished)
                 setBusy(self.ui.progressBar, True)

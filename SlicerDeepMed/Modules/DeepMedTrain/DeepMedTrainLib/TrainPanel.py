@@ -11,6 +11,7 @@ import slicer
 from DeepMedLib import DatasetSelection, ModelLibrary
 from DeepMedLib.ModuleWidget import preference, setPreference
 from DeepMedLib.PanelHelpers import DependencySection, pollTimer, setBusy
+from DeepMedTrainLib.EngineChoices import EngineChoices
 from DeepMedTrainLib.TrainLogic import parseSettingValue
 
 #: Networks offered for dense (voxel-wise) applications; "auto" lets the application's plan choose (a test
@@ -31,9 +32,6 @@ class TrainPanel:
         self.stoppedModelDir = None
         self.finishedModelDir = None  # the last model trained here, offered to Publish
         self.publishJob = None
-        self.lossJob = None           # the engine's answer: which losses fit the application
-        self.applicationsJob = None   # the engine's answer: which applications it has (plug-ins included)
-        self.applicationDescriptions = {}
         self.curves = None            # the live curves of the last training started here
         self.parameterNode = None
         self.derivedModelName = ""    # the model name the panel proposed from the dataset path
@@ -51,8 +49,8 @@ class TrainPanel:
         ui.publishZipPathLineEdit.filters = ctk.ctkPathLineEdit.Files | ctk.ctkPathLineEdit.Writable
         ui.publishZipPathLineEdit.nameFilters = ["Model packages (*.zip)"]
         ui.networkComboBox.addItems(NETWORKS)
-        ui.applicationComboBox.currentIndexChanged.connect(self.onApplicationChanged)
-        ui.lossComboBox.currentIndexChanged.connect(self.onLossChanged)
+        self.choices = EngineChoices(ui, logic, lambda: self.parameterNode, self.timer,
+                                     onApplication=self.onApplicationSelected, onIdle=self._stopTimerWhenIdle)
         ui.initModelComboBox.currentIndexChanged.connect(self.onInitModelChanged)
         ui.datasetPathLineEdit.currentPathChanged.connect(self.onDatasetChanged)
         ui.datasetPathLineEdit.validInputChanged.connect(self.onDatasetChanged)
@@ -67,7 +65,7 @@ class TrainPanel:
         DatasetSelection.datasetReady.connect(self.onDatasetReady)
         ModelLibrary.changed.connect(self.onLibraryChanged)
         self.refreshInitModels()
-        self.requestApplications()
+        self.choices.requestApplications()
 
     # ---- life cycle (DeepMedModuleWidget) -------------------------------------------------------
     def setParameterNode(self, parameterNode):
@@ -83,8 +81,8 @@ class TrainPanel:
             parameterNode.device = preference("Device")
         if parameterNode.datasetPath and parameterNode.datasetPath != self.datasetPath():
             self.ui.datasetPathLineEdit.currentPath = parameterNode.datasetPath
-        self.selectApplication(parameterNode.application)
-        self.selectLoss(parameterNode.loss)
+        self.choices.selectApplication(parameterNode.application)
+        self.choices.selectLoss(parameterNode.loss)
         self.updateButtons()
 
     def enter(self):
@@ -104,7 +102,7 @@ class TrainPanel:
         ModelLibrary.changed.disconnect(self.onLibraryChanged)
         self.timer.stop()
         self.dependencies.cleanup()
-        for job in (self.checkRun.job if self.checkRun else None, self.publishJob, self.lossJob, self.applicationsJob):
+        for job in (self.checkRun.job if self.checkRun else None, self.publishJob, *self.choices.jobs()):
             if job is not None:
                 job.cancel()
         if self.run is not None:
@@ -127,103 +125,23 @@ class TrainPanel:
         return field.currentPath if field.currentPath.strip() else ""
 
     def onChooseDatasetFolder(self):
-        import qt
-
         folder = qt.QFileDialog.getExistingDirectory(None, "Choose a dataset folder (nnU-Net raw layout)",
                                                      self.datasetPath())
         if folder:
             self.ui.datasetPathLineEdit.currentPath = folder
 
-    def requestApplications(self):
-        """Ask the engine for its applications (a worker: no torch in Slicer); the list fills when it answers."""
-        self.ui.applicationComboBox.toolTip = "Asking the engine for its applications..."
-        try:
-            self.applicationsJob = self.logic.applicationsJob()
-        except Exception as exc:  # no engine yet: the Dependencies section says what to install
-            self.applicationsJob = None
-            self.ui.applicationComboBox.toolTip = f"Applications from the engine unavailable: {exc}"
-            return
-        self.applicationsJob.finished.connect(lambda result, job=self.applicationsJob: self.onApplications(job, result))
-        self.timer.start()
+    # ---- the engine's lists: applications and losses (EngineChoices) ---------------------------------
+    @property
+    def applicationsJob(self):
+        return self.choices.applicationsJob
 
-    def onApplications(self, job, result):
-        if job is not self.applicationsJob:
-            return
-        self.applicationsJob = None
-        self._stopTimerWhenIdle()
-        described = job.outputJson() if result.succeeded else None
-        if not isinstance(described, dict) or not described:
-            self.ui.applicationComboBox.toolTip = "The engine did not list its applications: " + (
-                result.errorMessage.splitlines()[0] if result.errorMessage else "no answer")
-            return
-        self.applicationDescriptions = {str(k): str(v) for k, v in described.items()}
-        combo = self.ui.applicationComboBox
-        wanted = (self.parameterNode.application if self.parameterNode is not None else "") or combo.currentText
-        combo.blockSignals(True)
-        combo.clear()
-        for name, description in self.applicationDescriptions.items():
-            combo.addItem(name)
-            combo.setItemData(combo.count - 1, description, qt.Qt.ToolTipRole)
-        combo.blockSignals(False)
-        combo.toolTip = "What the model learns (the engine's applications, plug-ins included)"
-        self.selectApplication(wanted)
+    @property
+    def lossJob(self):
+        return self.choices.lossJob
 
-    def selectApplication(self, name: str):
-        combo = self.ui.applicationComboBox
-        index = combo.findText(name) if name else -1
-        combo.currentIndex = index if index >= 0 else (0 if combo.count else -1)
-        self.onApplicationChanged()
-
-    def onApplicationChanged(self, *args):
-        application = self.ui.applicationComboBox.currentText
-        if self.parameterNode is not None and application:
-            self.parameterNode.application = application
+    def onApplicationSelected(self):
         self.refreshInitModels()
-        self.setLossChoices(["auto"])
-        if self.lossJob is not None:
-            self.lossJob.cancel()
-            self.lossJob = None
-        if not application:
-            self.updateButtons()
-            return
-        try:
-            self.lossJob = self.logic.lossChoicesJob(application)
-        except Exception as exc:  # no engine: the static list stays
-            self.lossJob = None
-            self.ui.lossComboBox.toolTip = f"Loss choices from the engine unavailable: {exc}"
-        else:
-            self.lossJob.finished.connect(lambda result, job=self.lossJob: self.onLossChoices(job, result))
-            self.timer.start()
         self.updateButtons()
-
-    def onLossChoices(self, job, result):
-        if job is not self.lossJob:
-            return  # superseded by another application choice
-        self.lossJob = None
-        self._stopTimerWhenIdle()
-        names = job.outputJson() if result.succeeded else None
-        if isinstance(names, list) and all(isinstance(n, str) for n in names) and names:
-            self.setLossChoices(["auto"] + [n for n in names if n != "auto"])
-            self.ui.lossComboBox.toolTip = "Losses that fit this application (from the engine's registry)"
-
-    def setLossChoices(self, names):
-        combo = self.ui.lossComboBox
-        wanted = self.parameterNode.loss if self.parameterNode is not None else combo.currentText
-        combo.blockSignals(True)
-        combo.clear()
-        combo.addItems(list(names))
-        combo.blockSignals(False)
-        self.selectLoss(wanted)
-
-    def selectLoss(self, name: str):
-        combo = self.ui.lossComboBox
-        index = combo.findText(name)
-        combo.currentIndex = index if index >= 0 else 0
-        self.onLossChanged()
-
-    def onLossChanged(self, *args):
-        if self.parameterNode is not None and self.ui.lossComboBox.currentText:
-            self.parameterNode.loss = self.ui.lossComboBox.currentText
 
     def onDatasetChanged(self, *args):
         path = self.datasetPath()
@@ -384,7 +302,7 @@ class TrainPanel:
             self.run.stop()
 
     def poll(self):
-        for running in (self.run, self.checkRun, self.publishJob, self.lossJob, self.applicationsJob):
+        for running in (self.run, self.checkRun, self.publishJob, *self.choices.jobs()):
             if running is not None:
                 running.poll()
         if self.run is not None and self.run.remainingSeconds() is not None:
@@ -417,8 +335,7 @@ class TrainPanel:
         self.updateButtons()
 
     def _stopTimerWhenIdle(self):
-        if (self.run is None and self.checkRun is None and self.publishJob is None and self.lossJob is None
-                and self.applicationsJob is None):
+        if self.run is None and self.checkRun is None and self.publishJob is None and not self.choices.jobs():
             self.timer.stop()
 
     # ---- publishing -----------------------------------------------------------------------------

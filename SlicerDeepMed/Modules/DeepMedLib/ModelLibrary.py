@@ -43,9 +43,10 @@ def models(library: Path | None = None) -> list[InstalledModel]:
 
 
 def modelsFor(application: str, library: Path | None = None) -> list[InstalledModel]:
-    """The installed models made for ``application`` (their card's application): what a training can start
-    from (fine-tuning)."""
-    return [model for model in installed_models(library) if model.application == application]
+    """The installed models a training of ``application`` can start from (fine-tuning): those made for it
+    and those whose card says they can (``trainable_as``, e.g. an imported MONAI bundle's segmenter)."""
+    return [model for model in installed_models(library)
+            if model.application == application or application in model.card.get("trainable_as", [])]
 
 
 def findModel(model) -> InstalledModel:

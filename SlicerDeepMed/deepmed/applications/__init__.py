@@ -15,15 +15,23 @@ from deepmed.applications import (  # noqa: F401  (register)
     super_resolution,
 )
 from deepmed.applications.base import (
-                                       APPLICATIONS,
-                                       Application,
-                                       Parts,
-                                       Prediction,
-                                       PreparedData,
-                                       StepContext,
-                                       get_application,
+    APPLICATIONS,
+    Application,
+    Parts,
+    Prediction,
+    PreparedData,
+    StepContext,
+    get_application,
 )
 from deepmed.applications.plugins import load_plugins
+
+
+def trainable_as(card: dict) -> list[str]:
+    """The applications, besides the card's own, whose training a model with this card can start
+    (``Application.accepts_init``); importers write it into the card so the Slicer panels can offer it."""
+    return [name for name in APPLICATIONS.names()
+            if name != card.get("application") and get_application(name).accepts_init(card)]
+
 
 #: What ``--app`` defaults to (and what ``make demo`` shows).
 DEFAULT_APPLICATION = segmentation.SegmentationApplication.name
@@ -31,4 +39,4 @@ DEFAULT_APPLICATION = segmentation.SegmentationApplication.name
 load_plugins()
 
 __all__ = ["APPLICATIONS", "DEFAULT_APPLICATION", "Application", "Parts", "Prediction", "PreparedData", "StepContext",
-           "get_application"]
+           "get_application", "trainable_as"]

@@ -353,6 +353,7 @@ def convert_bundle(bundle: Path, target: Path, where: str, values: dict | None =
     values for config keys holding ``$`` expressions (``--set key=value``)."""
     from safetensors.torch import save_file
 
+    from deepmed.applications import trainable_as
     from deepmed.networks import build_network
 
     metadata = read_config_file(bundle / "configs" / "metadata.json", where)
@@ -362,6 +363,7 @@ def convert_bundle(bundle: Path, target: Path, where: str, values: dict | None =
     config = BundleConfig(read_config_file(config_path, where), where, bundle, values)
     config.path_name = config_path.name
     card = card_from_bundle(metadata, config, bundle)
+    card["trainable_as"] = trainable_as(card)
     weights_path, model_key = checkpoint_of(config, bundle)
     unused = sorted(set(config.values) - config.used - {"bundle_root"})
     if unused:

@@ -40,7 +40,7 @@ class DeepMedTrain(ScriptedLoadableModule):
         self.parent.contributors = ["SlicerDeepMed developers"]
         self.parent.helpText = ("Train a deep learning model on a dataset (made with DeepMed Data). Training runs "
                                 "in a background process with live loss and validation curves; Stop saves a "
-                                "checkpoint that Resume continues. Finished models appear in DeepMed Segment.")
+                                "checkpoint that Resume continues. Finished models appear in DeepMed Run.")
         self.parent.acknowledgementText = "Built on PyTorch, MONAI and SimpleITK; successor of NiftyNet and DLTK."
 
 

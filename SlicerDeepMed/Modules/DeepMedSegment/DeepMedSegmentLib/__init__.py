@@ -1,3 +1,3 @@
-"""DeepMed Segment: run a trained model on scene volumes; results land as segmentations or volumes."""
+"""DeepMed Run (module DeepMedSegment): run a model on scene volumes; results land as the model card says."""
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ import SimpleITK as sitk
 from deepmed.applications.segmentation import SegmentationApplication
 from deepmed.data.manifest import Dataset
 from deepmed.data.split import add_splits
+from deepmed.demo import demo_folder
 from deepmed.demo.synthetic import write_cohort
-from deepmed.errors import DeepMedError
 
 DEMO_CONFIG = {
     "app": SegmentationApplication.name,
@@ -76,11 +76,7 @@ def run_demo(out: Path, *, n_cases: int = 20, epochs: int | None = None, progres
     from deepmed.io.image_io import write_image
     from deepmed.training.driver import train
 
-    out = Path(out)
-    if not out.parent.is_dir():
-        raise DeepMedError(f"{out}: output folder {out.parent} does not exist")
-    if (out / "model").exists():
-        shutil.rmtree(out / "model")  # the demo owns its folder: re-running starts afresh
+    out = demo_folder(out)
     start = time.time()
     log(f"[1/5] generating {n_cases} synthetic cases in {out / 'data'}")
     manifest = write_cohort(out / "data", n_cases=n_cases)

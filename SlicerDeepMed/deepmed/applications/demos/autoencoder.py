@@ -13,7 +13,6 @@ Exit status 0 only if the autoencoder's held-out MSE is below PCA's.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from deepmed.errors import DeepMedError
+from deepmed.demo import demo_folder
 
 LATENT = 8
 INPUT_SIZE = [24, 24, 24]
@@ -114,11 +113,7 @@ def run_demo(out: Path, epochs: int | None = None, progress="tqdm", log=print) -
     from deepmed.inference.predictor import Predictor
     from deepmed.training.driver import train
 
-    out = Path(out)
-    if not out.parent.is_dir():
-        raise DeepMedError(f"{out}: output folder {out.parent} does not exist")
-    if (out / "model").exists():
-        shutil.rmtree(out / "model")  # the demo owns its folder: re-running starts afresh
+    out = demo_folder(out)
     start = time.time()
     manifest, split = write_cohort(out / "data")
     dataset = Dataset.load(manifest)

@@ -13,7 +13,6 @@ the training mean for values.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ import SimpleITK as sitk
 from scipy.ndimage import gaussian_filter
 from scipy.spatial.transform import Rotation
 
+from deepmed.demo import demo_folder
 from deepmed.demo.synthetic import random_direction
 from deepmed.errors import DeepMedError
 
@@ -114,18 +114,13 @@ def run_demo(app: str, out: Path, *, epochs: int | None = None, progress="tqdm",
     from deepmed.evaluation.table_evaluation import evaluate_table, format_table_summary, write_outputs
     from deepmed.training.driver import train
 
-    out = Path(out)
-    if not out.parent.is_dir():
-        raise DeepMedError(f"{out}: output folder {out.parent} does not exist")
+    out = demo_folder(out, ("model", "predictions"))
     started = time.time()
     data = out / "data"
     manifest = data / f"{app}.json"
     if not manifest.is_file():
         log(f"[1/4] generating {n_cases} synthetic heads in {data} ({n_test} held out)")
         write_cohort(data, n_cases, n_test)
-    for stale in ("model", "predictions"):
-        if (out / stale).exists():
-            shutil.rmtree(out / stale)  # the demo owns its folder: re-running trains afresh
     generated = time.time()
     config = {**DEMO_CONFIG, "app": app, "training": dict(DEMO_CONFIG["training"]),
               "augmentation": {**DEMO_CONFIG["augmentation"], "scale": app != "classification"}}

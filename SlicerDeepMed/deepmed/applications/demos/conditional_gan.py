@@ -13,7 +13,6 @@ histogram (Wasserstein-1) distance are compared with the training images'. A PNG
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from deepmed.errors import DeepMedError
+from deepmed.demo import demo_folder
 
 RADIUS = (6.0, 16.0)
 SHIFT = (-12.0, 12.0)
@@ -133,11 +132,7 @@ def run_demo(out: Path, epochs: int | None = None, progress="tqdm", log=print) -
     from deepmed.inference.predictor import Predictor
     from deepmed.training.driver import train
 
-    out = Path(out)
-    if not out.parent.is_dir():
-        raise DeepMedError(f"{out}: output folder {out.parent} does not exist")
-    if (out / "model").exists():
-        shutil.rmtree(out / "model")  # the demo owns its folder: re-running starts afresh
+    out = demo_folder(out)
     started = time.time()
     log("[1/4] generating 80 sphere images"
         f" (conditions: radius {RADIUS} mm, shift {SHIFT} mm) in {out / 'data'}")

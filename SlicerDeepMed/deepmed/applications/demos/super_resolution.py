@@ -12,15 +12,14 @@ with B-spline interpolation on held-out data (PSNR, SSIM). Exit code 0 only if t
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from deepmed.demo import demo_folder
 from deepmed.demo.run import shared_scan
-from deepmed.errors import DeepMedError
 from deepmed.transforms.resolution import crop_to_multiple, degrade
 
 SYNTHETIC = {"factor": [2, 2, 2], "size": 48, "train": 10, "test": 4, "patch": [16, 16, 16], "epochs": 12}
@@ -165,14 +164,10 @@ def real_part(out: Path, epochs: int | None, progress, log) -> dict | None:
 
 def run(out: Path, epochs: int | None = None, progress="tqdm", log=print) -> dict:
     """Both parts into ``out/synthetic`` and ``out/real``; returns their summaries and the seconds spent."""
-    out = Path(out)
-    if not out.parent.is_dir():
-        raise DeepMedError(f"{out}: output folder {out.parent} does not exist")
+    out = demo_folder(out, ("synthetic", "real"))
     started = time.time()
     results = {}
     for part, function in (("synthetic", synthetic_part), ("real", real_part)):
-        if (out / part).exists():
-            shutil.rmtree(out / part)  # the demo owns its folders: re-running starts afresh
         (out / part).mkdir(parents=True)
         part_start = time.time()
         summary = function(out / part, epochs, progress, log)

@@ -141,3 +141,20 @@ def test_every_applications_demo_resolves():
         if demo:
             module, function = demo.split(":")
             assert callable(getattr(importlib.import_module(module), function)), name
+
+
+def test_the_output_and_mode_vocabularies_agree_everywhere():
+    """base.OUTPUT_KINDS / MODE_INPUTS are the one vocabulary: the card schema allows exactly them and the
+    Slicer modules place every output kind in the scene."""
+    import json
+    import sys
+
+    from deepmed.applications.base import MODE_INPUTS, OUTPUT_KINDS
+
+    schema = json.loads((ENGINE / "zoo" / "schemas" / "model-card.schema.json").read_text(encoding="utf-8"))
+    assert tuple(schema["$defs"]["output_kind"]["enum"]) == OUTPUT_KINDS
+    assert tuple(schema["properties"]["modes"]["items"]["properties"]["inputs"]["enum"]) == MODE_INPUTS
+    sys.path.insert(0, str(ENGINE.parent / "Modules"))
+    from DeepMedLib import Outputs
+
+    assert set(Outputs.NODE_CLASSES) == set(OUTPUT_KINDS)

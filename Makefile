@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO_OUT ?= demo_output
 
-.PHONY: venv test test-fast demo benchmark benchmark-accuracy model-catalog clean
+.PHONY: venv test test-fast demo benchmark benchmark-accuracy model-catalog slicer-dev clean
 
 venv: $(STAMP)
 
@@ -37,6 +37,14 @@ model-catalog: venv   # the catalogue's MONAI Model Zoo entries, made again from
 	$(PY) -m deepmed zoo catalog-from-bundles $(wildcard $(BUNDLES)/*/) --model-info $(BUNDLES)/model_info.json \
 		--run-check --into Resources/ModelCatalog.json
 	cp Resources/ModelCatalog.json SlicerDeepMed/deepmed/zoo/catalog.json
+
+# A developer checkout in a real Slicer: the engine (editable, no dependencies: the panels install them) and the
+# modules' shared DeepMedLib on Slicer's Python path, through one .pth file; then add the three module folders
+# in Application Settings > Modules. An installed extension needs none of this (all sit in qt-scripted-modules).
+slicer-dev:
+	@test -n "$(SLICER_PYTHON)" || { echo "usage: make slicer-dev SLICER_PYTHON=/path/to/Slicer/bin/PythonSlicer"; exit 2; }
+	"$(SLICER_PYTHON)" -m pip install --no-deps -e .
+	"$(SLICER_PYTHON)" -c "import pathlib, sysconfig; p = pathlib.Path(sysconfig.get_paths()['purelib'], 'deepmed-slicer-modules.pth'); p.write_text('$(CURDIR)/SlicerDeepMed/Modules\n'); print('wrote', p)"
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

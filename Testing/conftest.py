@@ -12,7 +12,7 @@ import SimpleITK as sitk
 REPO = Path(__file__).resolve().parents[1]
 MODULES = REPO / "SlicerDeepMed" / "Modules"
 # DeepMedLib and the module files importable, as Slicer's qt-scripted-modules folder makes them
-for _path in (MODULES, MODULES / "DeepMedData", MODULES / "DeepMedTrain", MODULES / "DeepMedSegment"):
+for _path in (MODULES, MODULES / "DeepMedData", MODULES / "DeepMedTrain", MODULES / "DeepMedRun"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -145,7 +145,7 @@ def qtHarness(slicerApp, tinyModelLibrary, monkeypatch, tmp_path):
 
 @pytest.fixture
 def openPanel(qtHarness, scene, request):
-    """``openPanel("DeepMedSegment")``: the user selects the module (its widget is set up the first time, then
+    """``openPanel("DeepMedRun")``: the user selects the module (its widget is set up the first time, then
     entered, as Slicer does; its first catalogue read done); at teardown each panel's final state is saved as
     a screenshot, then Slicer "exits" (every widget's ``cleanup()``)."""
     opened = {}

@@ -43,7 +43,7 @@ def panel(openPanel, autoencoderModel):
 
     library = Path(os.environ["DEEPMED_LIBRARY"])
     shutil.copytree(autoencoderModel, library / "spheres")
-    opened = openPanel("DeepMedSegment")
+    opened = openPanel("DeepMedRun")
     ModelLibrary.changed.emit(str(library / "spheres"))
     opened.ui.modelComboBox.setCurrentIndex([m.id for m in opened.panel.models].index("spheres"))
     return opened

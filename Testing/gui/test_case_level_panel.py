@@ -38,7 +38,7 @@ def test_a_classifier_writes_its_class_and_probabilities_beside_the_input(openPa
     folder, model = cubeClassifier
     library = Path(os.environ["DEEPMED_LIBRARY"])
     shutil.copytree(model, library / "cube-size")
-    opened = openPanel("DeepMedSegment")
+    opened = openPanel("DeepMedRun")
     ModelLibrary.changed.emit(str(library / "cube-size"))
     ui = opened.ui
     ui.modelComboBox.setCurrentIndex([m.id for m in opened.panel.models].index("cube-size"))

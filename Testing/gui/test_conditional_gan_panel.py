@@ -35,7 +35,7 @@ def panel(openPanel, ganModel):
 
     library = Path(os.environ["DEEPMED_LIBRARY"])
     shutil.copytree(ganModel, library / "spheres-cgan")
-    opened = openPanel("DeepMedSegment")
+    opened = openPanel("DeepMedRun")
     ModelLibrary.changed.emit(str(library / "spheres-cgan"))
     opened.ui.modelComboBox.setCurrentIndex([m.id for m in opened.panel.models].index("spheres-cgan"))
     return opened

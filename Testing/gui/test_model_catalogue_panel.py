@@ -13,7 +13,7 @@ def test_model_dropdown_offers_the_project_catalogue_bundles(qtHarness, openPane
     monkeypatch.setenv("DEEPMED_CATALOGS", str(BUNDLED_CATALOG))  # the shipped catalogue, as a user has it
     bundles = [m for m in json.loads(BUNDLED_CATALOG.read_text())["models"] if m.get("format") == "monai-bundle"]
     assert any(m["id"] == "spleen_ct_segmentation" for m in bundles)
-    panel = openPanel("DeepMedSegment")
+    panel = openPanel("DeepMedRun")
     ui = panel.ui
     items = [ui.modelComboBox.itemText(i) for i in range(ui.modelComboBox.count())]
     assert "boxes" in items[0]  # the installed model first, then what can be downloaded

@@ -40,7 +40,7 @@ def panel(openPanel, levelModel, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ENGINE_TESTS), os.environ.get("PYTHONPATH", "")]))
     library = Path(os.environ["DEEPMED_LIBRARY"])
     shutil.copytree(levelModel, library / "levels")
-    opened = openPanel("DeepMedSegment")
+    opened = openPanel("DeepMedRun")
     ModelLibrary.changed.emit(str(library / "levels"))
     opened.ui.modelComboBox.setCurrentIndex([m.id for m in opened.panel.models].index("levels"))
     return opened

@@ -56,7 +56,7 @@ def test_node_selector_defaults_and_error_display_as_in_slicer(qtHarness, scene)
 # ---- what the stricter harness showed, fixed ------------------------------------------------------------
 def test_selectors_offer_neither_create_nor_delete(openPanel, scene):
     syntheticCase(scene, seed=1)
-    data, segment = openPanel("DeepMedData"), openPanel("DeepMedSegment")
+    data, segment = openPanel("DeepMedData"), openPanel("DeepMedRun")
     selectors = [data.ui.labelSelector, segment.ui.outputSelector] + data.panel.volumeSelectors + \
         segment.panel.inputSelectors
     assert len(selectors) == 4 and all(s.actionItems() == [] for s in selectors)
@@ -86,7 +86,7 @@ def test_an_exception_inside_a_handler_leaves_the_panel_right(qtHarness, scene, 
     installed = {"torch", "tqdm", "matplotlib", "yaml", "jsonschema", "safetensors", "nibabel", "einops", "skimage"}
     monkeypatch.setattr(Dependencies, "isAvailable", installed.__contains__)
     monkeypatch.setattr(slicer.util, "pip_install", lambda args: installed.add("monai"), raising=False)
-    widget = qtHarness.modules.select("DeepMedSegment")
+    widget = qtHarness.modules.select("DeepMedRun")
     ui = widget.ui
     assert ui.dependenciesLabel.text().startswith("Missing Python packages: monai, scipy.")
     ui.installDependenciesButton.click()  # pip installs monai, scipy fails: the handler raises
@@ -96,13 +96,13 @@ def test_an_exception_inside_a_handler_leaves_the_panel_right(qtHarness, scene, 
 
 
 def test_entering_the_module_again_keeps_the_chosen_inputs(openPanel, qtHarness, scene):
-    segment = openPanel("DeepMedSegment")
+    segment = openPanel("DeepMedRun")
     first, _ = syntheticCase(scene, seed=1, name="first MR")
     second, _ = syntheticCase(scene, seed=2, name="second MR")
     segment.panel.inputSelectors[0].setCurrentNode(second)
     segment.ui.ttaCheckBox.setChecked(True)
     openPanel("DeepMedData")           # another module: exit()
-    openPanel("DeepMedSegment")        # back: enter()
+    openPanel("DeepMedRun")        # back: enter()
     assert segment.panel.inputSelectors[0].currentNode() is second
     assert segment.ui.ttaCheckBox.isChecked() and segment.ui.applyButton.isEnabled()
 
@@ -229,7 +229,7 @@ def test_check_installation_shows_the_report(openPanel, qtHarness):
     import monai
     import torch
 
-    panel = openPanel("DeepMedSegment")
+    panel = openPanel("DeepMedRun")
     ui = panel.ui
     ui.deviceComboBox.setCurrentText("cpu")
     ui.checkInstallationButton.click()

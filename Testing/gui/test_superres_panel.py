@@ -37,7 +37,7 @@ def panel(openPanel, upsamplerModel):
 
     library = Path(os.environ["DEEPMED_LIBRARY"])
     shutil.copytree(upsamplerModel, library / "upsampler")
-    opened = openPanel("DeepMedSegment")
+    opened = openPanel("DeepMedRun")
     ModelLibrary.changed.emit(str(library / "upsampler"))
     opened.ui.modelComboBox.setCurrentIndex([m.id for m in opened.panel.models].index("upsampler"))
     return opened

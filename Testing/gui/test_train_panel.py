@@ -23,7 +23,7 @@ def configureTinyTraining(ui, manifest, epochs):
     ui.extraSettingsLineEdit.setText(TINY_EXTRA)
 
 
-def test_check_fills_defaults_then_train_shows_progress_curves_and_lands_in_segment_panel(panel, qtHarness,
+def test_check_fills_defaults_then_train_shows_progress_curves_and_lands_in_run_panel(panel, qtHarness,
                                                                                        scene, tmp_path):
     ui = panel.ui
     assert not ui.trainButton.isEnabled()
@@ -35,7 +35,7 @@ def test_check_fills_defaults_then_train_shows_progress_curves_and_lands_in_segm
     assert "4 case(s), 4 with labels" in ui.datasetSummaryLabel.text()
     assert "no problems found" in ui.datasetSummaryLabel.text()
     assert ui.patchSizeLineEdit.text() == "32,16,16"  # suggested from the fingerprint
-    segmentWidget = qtHarness.modules.select("DeepMedSegment")
+    segmentWidget = qtHarness.modules.select("DeepMedRun")
     qtHarness.modules.select("DeepMedTrain")
     modelsBefore = segmentWidget.ui.modelComboBox.count()
 

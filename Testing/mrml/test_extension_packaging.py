@@ -9,7 +9,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 MODULES = REPO / "SlicerDeepMed" / "Modules"
-MODULE_NAMES = ["DeepMedData", "DeepMedTrain", "DeepMedSegment"]
+MODULE_NAMES = ["DeepMedData", "DeepMedTrain", "DeepMedRun"]
 SLICER_WIDGETS = {"ctkCollapsibleButton", "ctkPathLineEdit", "qMRMLNodeComboBox", "qMRMLWidget"}
 
 
@@ -83,3 +83,27 @@ def test_extensions_index_entry():
     assert entry["$schema"].startswith("https://raw.githubusercontent.com/Slicer/Slicer/")
     assert entry["category"] == "Segmentation" and entry["build_dependencies"] == ["PyTorch"]
     assert entry["scm_url"].endswith("/SlicerDeepMed.git") and entry["scm_revision"]
+
+
+def test_module_files_leave_sys_path_alone():
+    """Slicer puts each module's folder on sys.path; the installed extension has DeepMedLib and deepmed in
+    the same qt-scripted-modules folder, and a developer checkout gets them from `make slicer-dev`."""
+    offenders = [str(path.relative_to(REPO)) for path in (REPO / "SlicerDeepMed" / "Modules").rglob("*.py")
+                 if "sys.path" in path.read_text(encoding="utf-8")]
+    assert offenders == []
+
+
+def test_slicer_dev_path_file_makes_the_shared_lib_importable(tmp_path):
+    """The .pth line `make slicer-dev` writes into Slicer's site-packages is enough to import DeepMedLib."""
+    import re
+    import subprocess
+    import sys
+
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    line = re.search(r"p\.write_text\('\$\(CURDIR\)(/[^\\']+)", makefile).group(1)
+    (tmp_path / "deepmed-slicer-modules.pth").write_text(str(REPO) + line + "\n")
+    code = ("import site, sys; site.addsitedir(sys.argv[1]); import DeepMedLib.Signal as g; "
+            "print(g.__file__)")
+    out = subprocess.run([sys.executable, "-S", "-c", code, str(tmp_path)], capture_output=True, text=True,
+                         check=True, env={"PATH": "/usr/bin:/bin"})
+    assert out.stdout.strip().startswith(str(REPO / "SlicerDeepMed" / "Modules" / "DeepMedLib"))

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import slicer
-from conftest import OBLIQUE
-from DeepMedSegmentLib.SegmentLogic import SegmentError, SegmentLogic
+from conftest import MODULES, OBLIQUE
+from DeepMedRunLib.RunLogic import RunError, RunLogic
 from DeepMedTrainLib.TrainLogic import TrainError, TrainLogic
 
 from deepmed.errors import DeepMedError
@@ -69,7 +69,7 @@ def test_training_fills_live_curves_and_lands_in_the_library(library):
 
 def test_segmentation_equals_the_engine_output_on_the_exact_input_grid(library, scene, tmp_path):
     volume, truth = syntheticCase(scene, seed=9, direction=OBLIQUE)
-    segmentation = SegmentLogic().run(model="boxes", inputVolumes=[volume], device="cpu", wait=True, timeout=300)
+    segmentation = RunLogic().run(model="boxes", inputVolumes=[volume], device="cpu", wait=True, timeout=300)
     assert SceneBridge.segmentNames(segmentation) == ["box", "core"]
     assert segmentation.GetNodeReference(segmentation.GetReferenceImageGeometryReferenceRole()) is volume
     labelImage, _ = SceneBridge.labelImageFromSegmentation(segmentation, volume, {"box": 1, "core": 2})
@@ -87,7 +87,7 @@ def test_segmentation_equals_the_engine_output_on_the_exact_input_grid(library, 
 def test_cancel_leaves_the_scene_as_it_was(library, scene):
     volume, _ = syntheticCase(scene)
     before = nodeCount(scene)
-    run = SegmentLogic().run(model="boxes", inputVolumes=[volume], device="cpu")
+    run = RunLogic().run(model="boxes", inputVolumes=[volume], device="cpu")
     run.cancel()
     assert run.wait(timeout=60) is None
     assert run.result.status == "cancelled"
@@ -98,17 +98,17 @@ def test_cancel_leaves_the_scene_as_it_was(library, scene):
 def test_wrong_inputs_and_broken_models_are_clear_errors(library, scene, tmp_path):
     volume, _ = syntheticCase(scene)
     before = nodeCount(scene)
-    with pytest.raises(SegmentError, match=r"model boxes expects 1 input volume\(s\) \(MR\), got 2"):
-        SegmentLogic().run(model="boxes", inputVolumes=[volume, volume])
+    with pytest.raises(RunError, match=r"model boxes expects 1 input volume\(s\) \(MR\), got 2"):
+        RunLogic().run(model="boxes", inputVolumes=[volume, volume])
     table = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "not a segmentation")
-    with pytest.raises(SegmentError, match="writes a Segmentation node, got a ScalarVolume node"):
-        SegmentLogic().run(model="boxes", inputVolumes=[volume], outputNode=table)
+    with pytest.raises(RunError, match="writes a Segmentation node, got a ScalarVolume node"):
+        RunLogic().run(model="boxes", inputVolumes=[volume], outputNode=table)
     scene.RemoveNode(table)
     broken = tmp_path / "broken"
     shutil.copytree(library.run.modelDir, broken)
     (broken / "model.safetensors").write_bytes(b"not weights")
-    with pytest.raises(SegmentError, match="model.safetensors"):
-        SegmentLogic().run(model=str(broken), inputVolumes=[volume], device="cpu", wait=True, timeout=300)
+    with pytest.raises(RunError, match="model.safetensors"):
+        RunLogic().run(model=str(broken), inputVolumes=[volume], device="cpu", wait=True, timeout=300)
     assert nodeCount(scene) == before
 
 
@@ -128,7 +128,7 @@ def test_one_training_at_a_time_inference_meanwhile_stop_and_resume(library, sce
         with pytest.raises(TrainError, match="a training is already running"):
             TrainLogic().train(library.manifest, name="second", device="cpu")
         volume, _ = syntheticCase(scene)
-        node = SegmentLogic().run(model="boxes", inputVolumes=[volume], device="cpu", wait=True, timeout=300)
+        node = RunLogic().run(model="boxes", inputVolumes=[volume], device="cpu", wait=True, timeout=300)
         assert node is not None and run.job.running  # inference ran while the training went on
         while run.poll() and not any(e["event"] == "epoch" for e in run.job.events):
             pass
@@ -165,21 +165,21 @@ def test_regression_model_predicts_a_scalar_volume(scene, tmp_path):
     model = deepmed.train(folder / "dataset.json", tmp_path / "regmodel", app="regression", epochs=2, device="cpu",
                           overrides=[f"{k}={v}".replace(" ", "") for k, v in TINY_SETTINGS.items()], progress="none")
     volume, _ = syntheticCase(scene, seed=5, direction=OBLIQUE)
-    output = SegmentLogic().run(model=str(model), inputVolumes=[volume], device="cpu", wait=True, timeout=300)
+    output = RunLogic().run(model=str(model), inputVolumes=[volume], device="cpu", wait=True, timeout=300)
     assert output.IsA("vtkMRMLScalarVolumeNode") and not output.IsA("vtkMRMLLabelMapVolumeNode")
     np.testing.assert_array_equal(ijkToRasFromNode(output), ijkToRasFromNode(volume))
     assert output.GetDisplayNode() is not None and not output.GetDisplayNode().GetAutoWindowLevel()
 
 
 def test_module_self_test_runs(library, slicerApp, monkeypatch):
-    """The ScriptedLoadableModuleTest shipped in DeepMedSegment.py, run here on slicer-core."""
+    """The ScriptedLoadableModuleTest shipped in DeepMedRun.py, run here on slicer-core."""
     from slicer_support import scripted_module
 
     scripted_module.install()
     monkeypatch.setattr(slicer, "app", types.SimpleNamespace(processEvents=lambda: None), raising=False)
-    import DeepMedSegment
+    import DeepMedRun
 
-    test = DeepMedSegment.DeepMedSegmentTest()
+    test = DeepMedRun.DeepMedRunTest()
     test.setUp()
     test.test_segment_synthetic_volume()
 
@@ -187,7 +187,7 @@ def test_module_self_test_runs(library, slicerApp, monkeypatch):
 @pytest.mark.parametrize("moduleName, testName", [("DeepMedData", "test_export_scene_cases"),
                                                   ("DeepMedTrain", "test_train_tiny_model"),
                                                   ("DeepMedTrain", "test_curves_and_config_without_torch"),
-                                                  ("DeepMedSegment", "test_result_lands_on_the_input_grid_without_torch")])
+                                                  ("DeepMedRun", "test_result_lands_on_the_input_grid_without_torch")])
 def test_other_module_self_tests_run(moduleName, testName, slicerApp, monkeypatch, tmp_path):
     import importlib
 
@@ -202,7 +202,7 @@ def test_other_module_self_tests_run(moduleName, testName, slicerApp, monkeypatc
     getattr(test, testName)()
 
 
-@pytest.mark.parametrize("moduleName", ["DeepMedData", "DeepMedTrain", "DeepMedSegment"])
+@pytest.mark.parametrize("moduleName", ["DeepMedData", "DeepMedTrain", "DeepMedRun"])
 def test_self_tests_skip_the_torch_parts_without_the_engine(moduleName, slicerApp, monkeypatch, tmp_path):
     """On the Extensions build machines (no torch) the self-tests pass, saying what they skipped."""
     import importlib
@@ -223,6 +223,43 @@ def test_self_tests_skip_the_torch_parts_without_the_engine(moduleName, slicerAp
                for message in shown), shown
 
 
+@pytest.mark.parametrize("moduleName, skipped", [("DeepMedTrain", {"test_train_tiny_model"}),
+                                                  ("DeepMedRun", {"test_segment_synthetic_volume"}),
+                                                  ("DeepMedData", set())])
+def test_ctest_self_tests_skip_per_method_without_the_engine(moduleName, skipped, slicerApp, monkeypatch, tmp_path):
+    """As ctest runs them on the Extensions build machines (no torch): each test_* method on its own."""
+    from DeepMedLib import Dependencies
+    from slicer_support import scripted_module
+    from slicer_support.testing import runUnitTest
+
+    scripted_module.install()
+    monkeypatch.setenv("DEEPMED_LIBRARY", str(tmp_path / "library"))
+    monkeypatch.setattr(slicer, "app", types.SimpleNamespace(processEvents=lambda: None), raising=False)
+    monkeypatch.setattr(Dependencies, "isAvailable", lambda name: name not in ("torch", "monai"))
+    result = runUnitTest([str(MODULES / moduleName)], moduleName)
+    assert result.wasSuccessful() and result.testsRun >= 1
+    assert {test._testMethodName for test, reason in result.skipped} == skipped
+
+
+def test_run_module_adopts_a_parameter_node_saved_under_its_former_name(slicerApp):
+    """Scenes saved when the module was called DeepMedSegment keep their Run settings."""
+    from slicer_support import scripted_module
+
+    scripted_module.install()
+    import DeepMedRun
+
+    old = slicerApp.scene.CreateNodeByClass("vtkMRMLScriptedModuleNode")
+    old.UnRegister(None)
+    old.SetSingletonTag("DeepMedSegment")
+    old.SetAttribute("ModuleName", "DeepMedSegment")
+    old.SetParameter("model", "liver-ct")
+    slicerApp.scene.AddNode(old)
+    node = DeepMedRun.DeepMedRunLogic().getParameterNode()
+    assert node is old and node.GetParameter("model") == "liver-ct"
+    assert node.GetAttribute("ModuleName") == "DeepMedRun"
+    assert DeepMedRun.DeepMedRunLogic().getParameterNode() is old
+
+
 def test_the_gui_process_never_imports_torch():
     """Importing every module file and Lib module the panels use leaves torch and MONAI out of the process."""
     code = """
@@ -230,9 +267,9 @@ import sys, types
 sys.path[:0] = {paths!r}
 from slicer_support import scripted_module
 scripted_module.install()
-import DeepMedData, DeepMedTrain, DeepMedSegment
+import DeepMedData, DeepMedTrain, DeepMedRun
 from DeepMedLib import ModelLibrary, SceneBridge, Dependencies, TrainingCurves, SelfTestData
-import DeepMedDataLib.DataLogic, DeepMedTrainLib.TrainLogic, DeepMedSegmentLib.SegmentLogic
+import DeepMedDataLib.DataLogic, DeepMedTrainLib.TrainLogic, DeepMedRunLib.RunLogic
 ModelLibrary.models()
 heavy = sorted(name for name in sys.modules if name.split(".")[0] in ("torch", "monai"))
 print(heavy)
@@ -240,7 +277,7 @@ print(heavy)
     repo = Path(__file__).resolve().parents[2]
     modules = repo / "SlicerDeepMed" / "Modules"
     paths = [str(repo / "Testing"), str(modules)] + [str(modules / name) for name in
-                                                     ("DeepMedData", "DeepMedTrain", "DeepMedSegment")]
+                                                     ("DeepMedData", "DeepMedTrain", "DeepMedRun")]
     output = subprocess.run([sys.executable, "-c", code.format(paths=paths)], capture_output=True, text=True,
                             check=True, timeout=120).stdout
     assert output.strip().splitlines()[-1] == "[]"

@@ -125,7 +125,8 @@ def install() -> ModuleManager:
         setattr(module, cls.__name__, cls)
     sys.modules["slicer.ScriptedLoadableModule"] = module
     slicer.ScriptedLoadableModule = module
-    from slicer_support import parameter_node_wrapper
+    from slicer_support import i18n, parameter_node_wrapper
 
     parameter_node_wrapper.install()
+    i18n.install()
     return ModuleManager()

@@ -7,10 +7,12 @@ DeepMedDataLib/DataLogic.py (Qt-free, scriptable from the Python console).
 from __future__ import annotations
 
 import os
-import sys
 from typing import Annotated
 
 import slicer
+from DeepMedDataLib.DataLogic import DataLogic, SceneCase
+from slicer.i18n import tr as _
+from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper  # noqa: F401
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -18,30 +20,20 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleTest,
 )
 
-# In a developer checkout the shared DeepMedLib and the engine (deepmed) sit above this folder; an installed
-# extension has them beside it.
-_MODULES_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-for _path in (_MODULES_DIR, os.path.dirname(_MODULES_DIR)):
-    hasCode = os.path.isdir(os.path.join(_path, "DeepMedLib")) or os.path.isdir(os.path.join(_path, "deepmed"))
-    if hasCode and _path not in sys.path:
-        sys.path.append(_path)
-
-from DeepMedDataLib.DataLogic import DataLogic, SceneCase  # noqa: E402
-
-from DeepMedLib.ModuleWidget import DeepMedModuleWidget  # noqa: E402
+from DeepMedLib.ModuleWidget import DeepMedModuleWidget
 
 
 class DeepMedData(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "DeepMed Data"
-        self.parent.categories = ["Segmentation", "DeepMed"]
+        self.parent.title = _("DeepMed Data")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation"), "DeepMed"]
         self.parent.dependencies = []
         self.parent.contributors = ["SlicerDeepMed developers"]
-        self.parent.helpText = ("Assemble a dataset for DeepMed Train: add cases from the scene (volumes as "
+        self.parent.helpText = _("Assemble a dataset for DeepMed Train: add cases from the scene (volumes as "
                                 "channels, a segmentation or label map as label) or scan a folder, check every "
                                 "case, split into train/validation/test and export as dataset.json + NIfTI.")
-        self.parent.acknowledgementText = "Built on PyTorch, MONAI and SimpleITK; successor of NiftyNet and DLTK."
+        self.parent.acknowledgementText = _("Built on PyTorch, MONAI and SimpleITK; successor of NiftyNet and DLTK.")
 
 
 @parameterNodeWrapper
@@ -87,12 +79,12 @@ class DeepMedDataTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear(0)
 
     def runTest(self):
-        self.setUp()
-        self.test_export_scene_cases()
+        from DeepMedLib.SelfTestData import runEach
+
+        runEach(self, self.test_export_scene_cases)
 
     def test_export_scene_cases(self):
         import json
-        import os
         import tempfile
 
         from DeepMedLib import Dependencies, SceneBridge

@@ -74,3 +74,29 @@ def trainTinyModel(folder, epochs: int = 8, processEvents=None, scene=None) -> P
     if not run.job.result.succeeded:
         raise RuntimeError(f"tiny training failed: {run.job.result.errorMessage}")
     return run.modelDir
+
+
+def skipWithoutEngine(testCase, what: str) -> None:
+    """Skip ``testCase``'s current test method when the engine's packages (torch, MONAI) are missing.
+
+    ``slicer.testing.runUnitTest`` (what ``slicer_add_python_unittest`` registers with ctest, e.g. on the
+    Extensions build machines, where there is no torch) loads each ``test_*`` method on its own, so each
+    method that needs the engine says so itself."""
+    from DeepMedLib import Dependencies
+
+    missing = Dependencies.describeMissing()
+    if missing:
+        testCase.delayDisplay(f"Skipped the {what} (needs the engine's packages): {missing}")
+        testCase.skipTest(missing)
+
+
+def runEach(testCase, *methods) -> None:
+    """``runTest`` (Slicer's Self Tests): every method from a clean scene; a skipped one does not fail."""
+    import unittest
+
+    for method in methods:
+        testCase.setUp()
+        try:
+            method()
+        except unittest.SkipTest:
+            pass

@@ -6,11 +6,12 @@ DeepMedTrainLib/TrainLogic.py (Qt-free: JSON-lines progress, live curves, one tr
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Annotated
 
 import slicer
+from DeepMedTrainLib.TrainLogic import TrainLogic
+from slicer.i18n import tr as _
+from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -18,30 +19,20 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleTest,
 )
 
-# In a developer checkout the shared DeepMedLib and the engine (deepmed) sit above this folder; an installed
-# extension has them beside it.
-_MODULES_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-for _path in (_MODULES_DIR, os.path.dirname(_MODULES_DIR)):
-    hasCode = os.path.isdir(os.path.join(_path, "DeepMedLib")) or os.path.isdir(os.path.join(_path, "deepmed"))
-    if hasCode and _path not in sys.path:
-        sys.path.append(_path)
-
-from DeepMedTrainLib.TrainLogic import TrainLogic  # noqa: E402
-
-from DeepMedLib.ModuleWidget import DeepMedModuleWidget  # noqa: E402
+from DeepMedLib.ModuleWidget import DeepMedModuleWidget
 
 
 class DeepMedTrain(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "DeepMed Train"
-        self.parent.categories = ["Segmentation", "DeepMed"]
+        self.parent.title = _("DeepMed Train")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation"), "DeepMed"]
         self.parent.dependencies = []
         self.parent.contributors = ["SlicerDeepMed developers"]
-        self.parent.helpText = ("Train a deep learning model on a dataset (made with DeepMed Data). Training runs "
+        self.parent.helpText = _("Train a deep learning model on a dataset (made with DeepMed Data). Training runs "
                                 "in a background process with live loss and validation curves; Stop saves a "
                                 "checkpoint that Resume continues. Finished models appear in DeepMed Run.")
-        self.parent.acknowledgementText = "Built on PyTorch, MONAI and SimpleITK; successor of NiftyNet and DLTK."
+        self.parent.acknowledgementText = _("Built on PyTorch, MONAI and SimpleITK; successor of NiftyNet and DLTK.")
 
 
 @parameterNodeWrapper
@@ -95,16 +86,9 @@ class DeepMedTrainTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear(0)
 
     def runTest(self):
-        self.setUp()
-        self.test_curves_and_config_without_torch()
-        from DeepMedLib import Dependencies
+        from DeepMedLib.SelfTestData import runEach
 
-        missing = Dependencies.describeMissing()
-        if missing:  # e.g. the Extensions build machines: no torch there
-            self.delayDisplay(f"Skipped the training test (needs the engine's packages): {missing}")
-            return
-        self.setUp()
-        self.test_train_tiny_model()
+        runEach(self, self.test_curves_and_config_without_torch, self.test_train_tiny_model)
 
     def test_curves_and_config_without_torch(self):
         """The scene side of training and the worker's typed configuration need no torch."""
@@ -127,8 +111,9 @@ class DeepMedTrainTest(ScriptedLoadableModuleTest):
         import tempfile
 
         from DeepMedLib import ModelLibrary
-        from DeepMedLib.SelfTestData import trainTinyModel
+        from DeepMedLib.SelfTestData import skipWithoutEngine, trainTinyModel
 
+        skipWithoutEngine(self, "training test")
         with tempfile.TemporaryDirectory() as folder:
             self.delayDisplay("Training a tiny model (under a minute on CPU)")
             finished = []

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.gui
 
 @pytest.fixture
 def panel(openPanel):
-    return openPanel("DeepMedSegment")
+    return openPanel("DeepMedRun")
 
 
 def test_model_dropdown_builds_inputs_and_segment_adds_an_aligned_segmentation(panel, qtHarness, scene):
@@ -35,7 +35,7 @@ def test_model_dropdown_builds_inputs_and_segment_adds_an_aligned_segmentation(p
     assert names == ["box", "core"]
     assert output.GetNodeReference(output.GetReferenceImageGeometryReferenceRole()) is volume
     assert ui.applyButton.isEnabled() and not ui.cancelButton.isEnabled()
-    saveScreenshot(panel.parent, "segment_panel_done")
+    saveScreenshot(panel.parent, "run_panel_done")
 
 
 def test_cancel_restores_buttons_and_leaves_the_scene_unchanged(panel, qtHarness, scene):
@@ -48,7 +48,7 @@ def test_cancel_restores_buttons_and_leaves_the_scene_unchanged(panel, qtHarness
     assert panel.ui.statusLabel.text() == "Cancelled; the scene is unchanged."
     assert scene.GetNumberOfNodes() == before
     assert panel.ui.applyButton.isEnabled() and not panel.ui.cancelButton.isEnabled()
-    saveScreenshot(panel.parent, "segment_panel_cancelled")
+    saveScreenshot(panel.parent, "run_panel_cancelled")
 
 
 def test_existing_output_chosen_by_the_user_is_replaced_and_others_never(panel, qtHarness, scene):
@@ -100,7 +100,7 @@ def test_missing_dependencies_are_named_and_installed_on_request(qtHarness, scen
     pipCalls = []
     monkeypatch.setattr(slicer.util, "pip_install", lambda args: pipCalls.append(args) or installed.add("monai"),
                         raising=False)
-    widget = qtHarness.modules.select("DeepMedSegment")
+    widget = qtHarness.modules.select("DeepMedRun")
     syntheticCase(scene, seed=2)
     ui = widget.ui
     assert not ui.installDependenciesButton.isHidden()
@@ -113,7 +113,7 @@ def test_missing_dependencies_are_named_and_installed_on_request(qtHarness, scen
                                               "new background processes.")
     assert ui.installDependenciesButton.isHidden() and ui.applyButton.isEnabled()
     assert ui.dependenciesLabel.text() == "Everything DeepMed needs is installed."
-    saveScreenshot(widget.parent, "segment_panel_dependencies_installed")
+    saveScreenshot(widget.parent, "run_panel_dependencies_installed")
 
 
 def test_catalogue_model_downloads_with_progress_then_segments_and_can_be_removed(panel, qtHarness, scene,
@@ -159,7 +159,7 @@ def test_catalogue_model_downloads_with_progress_then_segments_and_can_be_remove
     ui.applyButton.click()
     qtHarness.processEventsUntil(lambda: panel.panel.run is None)
     assert panel.panel.lastOutput is not None
-    saveScreenshot(panel.parent, "segment_panel_downloaded")
+    saveScreenshot(panel.parent, "run_panel_downloaded")
     ui.removeModelButton.click()  # the harness confirms
     assert not (library / "liver").exists() and panel.panel.currentId() != "liver"
     assert any(kind == "confirm" and "liver" in text for kind, text in qtHarness.messages)
@@ -222,7 +222,7 @@ def test_a_fold_ensemble_runs_whole_or_one_fold(panel, qtHarness, scene, tmp_pat
     assert "--folds" not in panel.panel.run.job.command
     qtHarness.processEventsUntil(lambda: panel.panel.run is None)
     assert qtHarness.messages == []
-    saveScreenshot(panel.parent, "segment_panel_ensemble")
+    saveScreenshot(panel.parent, "run_panel_ensemble")
 
 
 def test_the_library_folder_is_chosen_in_the_panel_and_remembered(panel, qtHarness, tmp_path):
@@ -279,4 +279,4 @@ def test_an_imported_nnunet_model_segments_into_the_scene(panel, qtHarness, scen
     names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
     assert names == ["brain", "bright"]
     assert output.GetNodeReference(output.GetReferenceImageGeometryReferenceRole()) is volume
-    saveScreenshot(panel.parent, "segment_panel_nnunet")
+    saveScreenshot(panel.parent, "run_panel_nnunet")

@@ -1,4 +1,4 @@
-"""The DeepMed Run panel (module DeepMedSegment): model dropdown, the mode the model's card offers, inputs
+"""The DeepMed Run panel (module DeepMedRun): model dropdown, the mode the model's card offers, inputs
 for that mode (a volume per channel, two cases, or condition values), Segment/Predict/Generate, Cancel. What
 the output is (segmentation, volume, table, sequence) comes from the card, never from an application name."""
 
@@ -12,10 +12,10 @@ import slicer
 from DeepMedLib import ModelLibrary, Outputs
 from DeepMedLib.ModuleWidget import setPreference
 from DeepMedLib.PanelHelpers import DependencySection, configureNodeSelector, pollTimer, setBusy
-from DeepMedSegmentLib.ModeInputs import ModeInputs
+from DeepMedRunLib.ModeInputs import ModeInputs
 
 
-class SegmentPanel:
+class RunPanel:
     def __init__(self, ui, logic, scene):
         import ctk
 

@@ -1,6 +1,6 @@
 """Segment / predict scene volumes with a model, in a background process (Qt-free, scriptable).
 
-    logic = SegmentLogic()
+    logic = RunLogic()
     node = logic.run(model="liver-ct", inputVolumes=[ct], device="cpu", wait=True)
 
 Inputs travel to the worker as NRRD files in a temporary folder; the result comes back the same way and
@@ -21,11 +21,11 @@ from DeepMedLib.EngineCommand import EngineRunner
 from DeepMedLib.Signal import Signal
 
 
-class SegmentError(ValueError):
+class RunError(ValueError):
     pass
 
 
-class SegmentRun:
+class InferenceRun:
     """One running inference: ``job`` (BackgroundJob), ``finished(outputNode or None, JobResult)``."""
 
     def __init__(self, job: BackgroundJob, model, inputVolumes, outputNode, options: dict, workDir: Path):
@@ -67,14 +67,14 @@ class SegmentRun:
                                  self.outputNode, self.options["showIn3D"])
 
 
-class SegmentLogic:
+class RunLogic:
     """Runs models on volume nodes. Several inferences may run at once, and while a training runs.
 
     ``runner``: makes the worker processes (``EngineRunner``); tests may pass another."""
 
     def __init__(self, runner: EngineRunner | None = None):
         self.runner = runner or EngineRunner()
-        self.runs: list[SegmentRun] = []
+        self.runs: list[InferenceRun] = []
 
     def run(self, model, inputVolumes=(), device: str = "auto", outputNode=None, tta: bool = False,
             keepLargest: bool = False, showIn3D: bool = False, outputName: str | None = None, wait: bool = False,
@@ -114,7 +114,7 @@ class SegmentLogic:
         first = inputVolumes[0].GetName() if inputVolumes else chosen["name"]
         defaultName = f"{first} {model.title}"
         options = {"showIn3D": showIn3D, "outputName": outputName or defaultName, "outputKind": kind}
-        segmentRun = SegmentRun(job, model, inputVolumes, outputNode, options, workDir)
+        segmentRun = InferenceRun(job, model, inputVolumes, outputNode, options, workDir)
         self.runs.append(segmentRun)
         segmentRun.finished.connect(lambda node, result: self.runs.remove(segmentRun))
         job.start()
@@ -122,7 +122,7 @@ class SegmentLogic:
             return segmentRun
         node = segmentRun.wait(timeout, processEvents)
         if node is None:
-            raise SegmentError(segmentRun.result.errorMessage or f"inference {segmentRun.result.status}")
+            raise RunError(segmentRun.result.errorMessage or f"inference {segmentRun.result.status}")
         return node
 
     @staticmethod
@@ -134,15 +134,15 @@ class SegmentLogic:
                     "pair": f"two cases of {len(channels)} volume(s) ({', '.join(channels)})"}.get(
                         mode["inputs"], "no input volume")
             named = f"model {model.id}" + (f" ({mode['name']})" if len(model.modes) > 1 else "")
-            raise SegmentError(f"{named} expects {what}, "
+            raise RunError(f"{named} expects {what}, "
                                f"got {len([v for v in inputVolumes if v is not None])}")
         if mode["inputs"] == "conditions":
             names = [c["name"] for c in model.conditions]
             if condition is None or len(condition) != len(names):
-                raise SegmentError(f"model {model.id} needs {len(names)} condition value(s) ({', '.join(names)}), "
+                raise RunError(f"model {model.id} needs {len(names)} condition value(s) ({', '.join(names)}), "
                                    f"got {0 if condition is None else len(condition)}")
         if outputNode is not None:
             wanted = Outputs.nodeClass(mode["output_kind"])
             if not outputNode.IsA(wanted) or outputNode.IsA("vtkMRMLLabelMapVolumeNode"):
-                raise SegmentError(f"output node {outputNode.GetName()}: a {model.application} model writes a "
+                raise RunError(f"output node {outputNode.GetName()}: a {model.application} model writes a "
                                    f"{wanted[7:-4]} node, got a {outputNode.GetClassName()[7:-4]} node")

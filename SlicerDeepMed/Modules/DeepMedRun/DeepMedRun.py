@@ -1,16 +1,17 @@
-"""DeepMed Run (module DeepMedSegment): run a trained or installed model on scene volumes.
+"""DeepMed Run (module DeepMedRun): run a trained or installed model on scene volumes.
 
-The module file stays thin; the panel lives in DeepMedSegmentLib/SegmentPanel.py and the work in
-DeepMedSegmentLib/SegmentLogic.py (Qt-free, runs the engine in a background process).
+The module file stays thin; the panel lives in DeepMedRunLib/RunPanel.py and the work in
+DeepMedRunLib/RunLogic.py (Qt-free, runs the engine in a background process).
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Annotated
 
 import slicer
+from DeepMedRunLib.RunLogic import RunLogic
+from slicer.i18n import tr as _
+from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper  # noqa: F401
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -18,36 +19,26 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleTest,
 )
 
-# In a developer checkout the shared DeepMedLib and the engine (deepmed) sit above this folder; an installed
-# extension has them beside it.
-_MODULES_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-for _path in (_MODULES_DIR, os.path.dirname(_MODULES_DIR)):
-    hasCode = os.path.isdir(os.path.join(_path, "DeepMedLib")) or os.path.isdir(os.path.join(_path, "deepmed"))
-    if hasCode and _path not in sys.path:
-        sys.path.append(_path)
-
-from DeepMedSegmentLib.SegmentLogic import SegmentLogic  # noqa: E402
-
-from DeepMedLib.ModuleWidget import DeepMedModuleWidget  # noqa: E402
+from DeepMedLib.ModuleWidget import DeepMedModuleWidget
 
 
-class DeepMedSegment(ScriptedLoadableModule):
+class DeepMedRun(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "DeepMed Run"
-        self.parent.categories = ["Segmentation", "DeepMed"]
+        self.parent.title = _("DeepMed Run")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation"), "DeepMed"]
         self.parent.dependencies = []
         self.parent.contributors = ["SlicerDeepMed developers"]
-        self.parent.helpText = ("Run a deep learning model from your model library: segment, predict, classify, "
+        self.parent.helpText = _("Run a deep learning model from your model library: segment, predict, classify, "
                                 "reconstruct or generate. Choose the model, what to ask it for (its modes) and "
                                 "its inputs, and press the button. The result lands in the scene as the model's "
                                 "card says (segmentation, volume, table, sequence). The model runs in a "
                                 "background process; Slicer stays responsive.")
-        self.parent.acknowledgementText = "Built on PyTorch, MONAI and SimpleITK; successor of NiftyNet and DLTK."
+        self.parent.acknowledgementText = _("Built on PyTorch, MONAI and SimpleITK; successor of NiftyNet and DLTK.")
 
 
 @parameterNodeWrapper
-class DeepMedSegmentParameterNode:
+class DeepMedRunParameterNode:
     """The panel's options, saved with the scene (the model and inputs are chosen in the panel)."""
 
     model: str = ""
@@ -57,46 +48,52 @@ class DeepMedSegmentParameterNode:
     showIn3D: bool = False
 
 
-class DeepMedSegmentWidget(DeepMedModuleWidget):
-    uiFile = "UI/DeepMedSegment.ui"
-    parameterNodeClass = DeepMedSegmentParameterNode
+class DeepMedRunWidget(DeepMedModuleWidget):
+    uiFile = "UI/DeepMedRun.ui"
+    parameterNodeClass = DeepMedRunParameterNode
 
     @property
     def panelClass(self):
-        from DeepMedSegmentLib.SegmentPanel import SegmentPanel
+        from DeepMedRunLib.RunPanel import RunPanel
 
-        return SegmentPanel
+        return RunPanel
 
     @property
     def logicClass(self):
-        return DeepMedSegmentLogic
+        return DeepMedRunLogic
 
 
-class DeepMedSegmentLogic(ScriptedLoadableModuleLogic, SegmentLogic):
-    """``DeepMedSegmentLogic().run(model="my-model", inputVolumes=[ct], device="cpu", wait=True)``."""
+class DeepMedRunLogic(ScriptedLoadableModuleLogic, RunLogic):
+    """``DeepMedRunLogic().run(model="my-model", inputVolumes=[ct], device="cpu", wait=True)``."""
+
+    #: the module's name until version 0.1 (scenes saved then hold its parameter node under this name)
+    formerModuleName = "DeepMedSegment"
 
     def __init__(self, runner=None):
         ScriptedLoadableModuleLogic.__init__(self)
-        SegmentLogic.__init__(self, runner)
+        RunLogic.__init__(self, runner)
+
+    def getParameterNode(self):
+        """The module's parameter node; one saved by the module's former name is adopted (old scenes)."""
+        scene = slicer.mrmlScene
+        if scene.GetSingletonNode(self.moduleName, "vtkMRMLScriptedModuleNode") is None:
+            former = scene.GetSingletonNode(self.formerModuleName, "vtkMRMLScriptedModuleNode")
+            if former is not None:
+                former.SetSingletonTag(self.moduleName)
+                former.SetAttribute("ModuleName", self.moduleName)
+        return ScriptedLoadableModuleLogic.getParameterNode(self)
 
 
-class DeepMedSegmentTest(ScriptedLoadableModuleTest):
+class DeepMedRunTest(ScriptedLoadableModuleTest):
     """Inside Slicer: trains a tiny model on a synthetic volume, segments it, checks the result's geometry."""
 
     def setUp(self):
         slicer.mrmlScene.Clear(0)
 
     def runTest(self):
-        self.setUp()
-        self.test_result_lands_on_the_input_grid_without_torch()
-        from DeepMedLib import Dependencies
+        from DeepMedLib.SelfTestData import runEach
 
-        missing = Dependencies.describeMissing()
-        if missing:  # e.g. the Extensions build machines: no torch there
-            self.delayDisplay(f"Skipped the segmentation test (needs the engine's packages): {missing}")
-            return
-        self.setUp()
-        self.test_segment_synthetic_volume()
+        runEach(self, self.test_result_lands_on_the_input_grid_without_torch, self.test_segment_synthetic_volume)
 
     def test_result_lands_on_the_input_grid_without_torch(self):
         """The scene bridge (a label image back as a named segmentation on the input's grid) needs no torch."""
@@ -119,14 +116,15 @@ class DeepMedSegmentTest(ScriptedLoadableModuleTest):
         import numpy as np
 
         from DeepMedLib import SceneBridge
-        from DeepMedLib.SelfTestData import syntheticCase, trainTinyModel
+        from DeepMedLib.SelfTestData import skipWithoutEngine, syntheticCase, trainTinyModel
 
+        skipWithoutEngine(self, "segmentation test")
         with tempfile.TemporaryDirectory() as folder:
             self.delayDisplay("Training a tiny model on synthetic boxes (under a minute on CPU)")
             modelDir = trainTinyModel(folder, processEvents=slicer.app.processEvents)
             volume, truth = syntheticCase(slicer.mrmlScene, seed=7)
             self.delayDisplay("Segmenting")
-            segmentation = DeepMedSegmentLogic().run(model=str(modelDir), inputVolumes=[volume], device="cpu",
+            segmentation = DeepMedRunLogic().run(model=str(modelDir), inputVolumes=[volume], device="cpu",
                                                      wait=True, processEvents=slicer.app.processEvents)
             self.assertEqual(SceneBridge.segmentNames(segmentation), ["box", "core"])
             labelImage, _ = SceneBridge.labelImageFromSegmentation(segmentation, volume, {"box": 1, "core": 2})

@@ -1,3 +1,0 @@
-"""DeepMed Run (module DeepMedSegment): run a model on scene volumes; results land as the model card says."""
-
-from __future__ import annotations

@@ -237,12 +237,33 @@ def test_the_library_folder_is_chosen_in_the_panel_and_remembered(panel, qtHarne
     assert ui.libraryPathLineEdit.currentPath == first and ui.modelComboBox.count() == 1
     other = tmp_path / "my models"
     other.mkdir()
-    ui.libraryPathLineEdit.typePath(str(other))
+    ui.libraryPathLineEdit.typePath(str(other))  # key by key: "/", "/t", ... are valid input for CTK (".+")
+    assert qtHarness.messages == [] and os.environ["DEEPMED_LIBRARY"] == first and preference("LibraryFolder") == ""
+    ui.libraryPathLineEdit.pressEnter()
+    assert qtHarness.messages == []
     assert os.environ["DEEPMED_LIBRARY"] == str(other) and preference("LibraryFolder") == str(other)
     assert ui.modelComboBox.count() == 0 and "No models yet" in ui.modelDescriptionLabel.text()
     os.environ["DEEPMED_LIBRARY"] = first  # a new Slicer session: the preference is applied at setup
     useRememberedLibrary()
     assert os.environ["DEEPMED_LIBRARY"] == str(other)
+
+
+def test_the_library_folder_field_takes_a_typed_path_once_confirmed_and_browse_at_once(panel, qtHarness, tmp_path):
+    """Typing never raises a dialog nor rescans per key; a wrong folder confirmed says so once."""
+    import os
+
+    ui = panel.ui
+    first = os.environ["DEEPMED_LIBRARY"]
+    ui.libraryPathLineEdit.typePath(str(tmp_path / "missing"))
+    assert qtHarness.messages == [] and os.environ["DEEPMED_LIBRARY"] == first
+    ui.libraryPathLineEdit.pressEnter()
+    assert len(qtHarness.messages) == 1 and "missing" in qtHarness.messages[0][1]
+    assert os.environ["DEEPMED_LIBRARY"] == first
+    chosen = tmp_path / "browsed"
+    chosen.mkdir()
+    qtHarness.fileDialogAnswers.append(str(chosen))
+    ui.libraryPathLineEdit.browse()
+    assert os.environ["DEEPMED_LIBRARY"] == str(chosen) and ui.libraryPathLineEdit.currentPath == str(chosen)
 
 
 @pytest.mark.slow

@@ -327,6 +327,12 @@ class ctkPathLineEdit(QtWidgets.QWidget):
         self._lineEdit.clear()
         QTest.keyClicks(self._lineEdit, text)
 
+    def pressEnter(self) -> None:
+        """Confirm the typed text (the line edit's ``editingFinished``, as Enter or leaving the field)."""
+        from PySide6.QtTest import QTest
+
+        QTest.keyClick(self._lineEdit, QtCore.Qt.Key_Return)
+
     def hasValidInput(self) -> bool:
         return self._hasValidInput
 

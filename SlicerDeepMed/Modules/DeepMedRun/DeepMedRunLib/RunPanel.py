@@ -44,7 +44,10 @@ class RunPanel:
         ModelLibrary.changed.connect(self.onLibraryChanged)
         ui.libraryPathLineEdit.filters = ctk.ctkPathLineEdit.Dirs
         ui.libraryPathLineEdit.currentPath = str(ModelLibrary.library_dir())
-        ui.libraryPathLineEdit.currentPathChanged.connect(self.onLibraryFolderChosen)
+        # Without name filters CTK's validator is ".+": currentPathChanged comes with every key typed. A typed
+        # folder counts once confirmed (Enter or leaving the field); Browse and the history count at once.
+        ui.libraryPathLineEdit.currentPathChanged.connect(self.onLibraryPathChanged)
+        ui.libraryPathLineEdit.comboBox().lineEdit().editingFinished.connect(self.onLibraryPathEdited)
         self.refreshModels()
         self.readCatalogues()
 
@@ -96,6 +99,17 @@ class RunPanel:
             self.ui.modelDescriptionLabel.text = ("No models yet: train one in DeepMed Train or import a package "
                                                   f"(library: {ModelLibrary.library_dir()}).")
         self.onModelChanged()
+
+    def onLibraryPathChanged(self, path):
+        """Browse or the field's history set the path: use it. Typing: wait until the user confirms it."""
+        if not self.ui.libraryPathLineEdit.comboBox().lineEdit().modified:
+            self.onLibraryFolderChosen(path)
+
+    def onLibraryPathEdited(self):
+        lineEdit = self.ui.libraryPathLineEdit.comboBox().lineEdit()
+        if lineEdit.modified:
+            lineEdit.modified = False
+            self.onLibraryFolderChosen(self.ui.libraryPathLineEdit.currentPath)
 
     def onLibraryFolderChosen(self, path):
         """Another library folder: its models are listed, trainings land there, and it is remembered."""

@@ -301,3 +301,34 @@ def test_an_imported_nnunet_model_segments_into_the_scene(panel, qtHarness, scen
     assert names == ["brain", "bright"]
     assert output.GetNodeReference(output.GetReferenceImageGeometryReferenceRole()) is volume
     saveScreenshot(panel.parent, "run_panel_nnunet")
+
+
+def test_results_are_shown_where_slicer_shows_them_tables_in_a_table_layout_sequences_playable(panel, qtHarness,
+                                                                                                scene):
+    """A table result switches to a layout with a table view (as Segment Statistics does); a sequence result
+    shows the Sequences toolbar on its one browser, also when a re-run writes into the same sequence."""
+    import SimpleITK as sitk
+    import slicer
+    from DeepMedLib import ResultNodes
+    from DeepMedLib.BackgroundJob import JobResult
+
+    from slicer_support import mrml_app
+
+    layoutManager = mrml_app.current.layoutManager
+    conventional = slicer.vtkMRMLLayoutNode.SlicerLayoutConventionalView
+    assert layoutManager.layout == conventional
+    table = ResultNodes.addTableFromRows([{"class": "left", "p_left": 0.9}], scene, "classes")
+    panel.panel.onFinished(table, JobResult("succeeded", 0))
+    assert layoutManager.layout == slicer.modules.tables.logic().GetLayoutWithTable(conventional) != conventional
+    assert mrml_app.current.appLogic.GetSelectionNode().GetActiveTableID() == table.GetID()
+
+    frames = [sitk.Image([4, 5, 6], sitk.sitkFloat32) + float(i) for i in range(3)]
+    sequence = ResultNodes.addSequenceFromImages(frames, scene, "interpolation")
+    sequence = ResultNodes.addSequenceFromImages(frames[:2], scene, "interpolation", sequenceNode=sequence)
+    browsers = [b for b in scene.GetNodesByClass("vtkMRMLSequenceBrowserNode")]
+    assert len(browsers) == 1 and browsers[0].GetMasterSequenceNode() is sequence
+    assert not slicer.modules.sequences.toolBarVisible
+    panel.panel.onFinished(sequence, JobResult("succeeded", 0))
+    assert slicer.modules.sequences.toolBarVisible
+    assert slicer.modules.sequences.toolBarActiveBrowserNode is browsers[0]
+    assert ResultNodes.proxyVolume(sequence) is browsers[0].GetProxyNode(sequence) is not None

@@ -21,6 +21,62 @@ MODULE_LOGICS = {
 }
 
 
+current = None  # the HeadlessSlicer of the running test (slicer.app.applicationLogic() / layoutManager())
+
+
+class SequencesModule:
+    """Follows Slicer ``Modules/Loadable/Sequences/qSlicerSequencesModule.cxx`` in what the modules use:
+    ``logic()`` and ``showSequenceBrowser(browser)``, which shows the Sequences toolbar with that browser when
+    ``autoShowToolBar`` is on (the default); adding a browser node alone shows nothing."""
+
+    def __init__(self, logic):
+        self._logic = logic
+        self.autoShowToolBar, self.toolBarVisible, self.toolBarActiveBrowserNode = True, False, None
+
+    def logic(self):
+        return self._logic
+
+    def showSequenceBrowser(self, browserNode) -> bool:
+        if self.autoShowToolBar:
+            self.toolBarActiveBrowserNode = browserNode
+            self.toolBarVisible = True
+        return True
+
+
+class LayoutManager:
+    """Follows Slicer ``Libs/MRML/Widgets/qMRMLLayoutManager.cxx``: ``layout`` is the scene's layout node's
+    view arrangement (kept by a real ``vtkMRMLLayoutLogic``, starting at the conventional layout as Slicer
+    does); ``setLayout`` falls back to the conventional layout for an unknown one. Headless: no views."""
+
+    def __init__(self, scene):
+        self._logic = slicer.vtkMRMLLayoutLogic()
+        self._logic.SetMRMLScene(scene)
+        self._logic.GetLayoutNode().SetViewArrangement(slicer.vtkMRMLLayoutNode.SlicerLayoutConventionalView)
+
+    @property
+    def layout(self) -> int:
+        return self._logic.GetLayoutNode().GetViewArrangement()
+
+    def setLayout(self, layout: int) -> None:
+        node = self._logic.GetLayoutNode()
+        if layout == node.GetViewArrangement():
+            return
+        if not node.IsLayoutDescription(layout):
+            layout = slicer.vtkMRMLLayoutNode.SlicerLayoutConventionalView
+        node.RemoveAllMaximizedViewNodes()
+        node.SetViewArrangement(layout)
+
+    def close(self) -> None:
+        """Leave the scene before it is cleared (a layout logic still observing it crashes the Clear)."""
+        self._logic.SetMRMLScene(None)
+
+    def sliceViewNames(self) -> list:
+        return []
+
+    def mrmlSliceLogics(self):
+        return vtk.vtkCollection()
+
+
 class HeadlessSlicer:
     """Owns one scene and its logics; ``close()`` clears ``slicer.mrmlScene`` again."""
 
@@ -44,9 +100,17 @@ class HeadlessSlicer:
             self.appLogic.SetModuleLogic(name, logic)
             self.logics[name] = logic
             setattr(modules, name, types.SimpleNamespace(logic=lambda logic=logic: logic))
+        if "sequences" in self.logics:
+            modules.sequences = SequencesModule(self.logics["sequences"])
+        self.layoutManager = LayoutManager(self.scene)
         slicer.mrmlScene = self.scene
         slicer.modules = modules
+        global current
+        current = self
 
     def close(self):
+        global current
+        current = None
+        self.layoutManager.close()
         self.scene.Clear(True)
         slicer.mrmlScene = None

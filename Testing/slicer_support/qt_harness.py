@@ -89,8 +89,12 @@ def installSlicerApplicationParts():
     slicer.util.childWidgetVariables = childWidgetVariables
     for name in ("tryWithErrorDisplay", "errorDisplay", "infoDisplay", "confirmOkCancelDisplay"):
         setattr(slicer.util, name, getattr(stand_ins, name))
+    from slicer_support import mrml_app
+
     slicer.app = types.SimpleNamespace(processEvents=QtWidgets.QApplication.processEvents,
-                                       layoutManager=lambda: None, testingEnabled=lambda: False,
+                                       layoutManager=lambda: mrml_app.current and mrml_app.current.layoutManager,
+                                       applicationLogic=lambda: mrml_app.current and mrml_app.current.appLogic,
+                                       testingEnabled=lambda: False,
                                        setOverrideCursor=lambda cursor: None, restoreOverrideCursor=lambda: None)
     sys.excepthook = _recordUncaught
     from slicer_support import scripted_module

@@ -74,8 +74,10 @@ def addSequenceFromImages(frames: list[sitk.Image], scene, name: str, sequenceNo
         volume = slicer.vtkMRMLScalarVolumeNode()
         updateVolumeNodeFromImage(volume, frame)
         sequenceNode.SetDataNodeAtValue(volume, str(index))
-    browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", scene.GenerateUniqueName(f"{name} browser"))
-    browser.SetAndObserveMasterSequenceNodeID(sequenceNode.GetID())
+    browser = sequenceBrowser(sequenceNode)  # a re-run into the same sequence keeps its one browser
+    if browser is None:
+        browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", scene.GenerateUniqueName(f"{name} browser"))
+        browser.SetAndObserveMasterSequenceNodeID(sequenceNode.GetID())
     browser.SetSelectedItemNumber(0)
     sequencesLogic = _sequencesLogic()
     if sequencesLogic is not None:  # makes the proxy volume the views show (Slicer does it on the next event)
@@ -85,13 +87,19 @@ def addSequenceFromImages(frames: list[sitk.Image], scene, name: str, sequenceNo
     return sequenceNode
 
 
-def proxyVolume(sequenceNode):
-    """The volume node that shows a sequence's current frame (None before the Sequences logic made it)."""
+def sequenceBrowser(sequenceNode):
+    """The browser node whose master sequence is ``sequenceNode`` (None if there is none)."""
     scene = sequenceNode.GetScene()
     for browser in slicer.util.getNodesByClass("vtkMRMLSequenceBrowserNode", scene):
-        if browser.IsSynchronizedSequenceNode(sequenceNode.GetID(), True):
-            return browser.GetProxyNode(sequenceNode)
+        if browser.GetMasterSequenceNode() is sequenceNode:
+            return browser
     return None
+
+
+def proxyVolume(sequenceNode):
+    """The volume node that shows a sequence's current frame (None before the Sequences logic made it)."""
+    browser = sequenceBrowser(sequenceNode)
+    return browser.GetProxyNode(sequenceNode) if browser is not None else None
 
 
 def sequenceFrames(sequenceNode) -> list:

@@ -374,18 +374,24 @@ class RunPanel:
 
     def _show(self, outputNode):
         """Show the result in the views (in Slicer; nothing to show headless): a volume or segmentation over
-        its input, a table in the table view, a sequence's current frame."""
+        its input, a table in a layout with a table view, a sequence's current frame with the Sequences
+        toolbar (``showSequenceBrowser``) to play it."""
         layoutManager = slicer.app.layoutManager()
         if layoutManager is None:
             return
         background = self.inputSelectors[0].currentNode() if self.inputSelectors else None
         if outputNode.IsA("vtkMRMLTableNode"):
+            # as Slicer's Segment Statistics shows its table: switch to a layout that has a table view first
+            layoutManager.setLayout(slicer.modules.tables.logic().GetLayoutWithTable(layoutManager.layout))
             slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(outputNode.GetID())
             slicer.app.applicationLogic().PropagateTableSelection()
             return
         if outputNode.IsA("vtkMRMLSequenceNode"):
             from DeepMedLib import ResultNodes
 
+            browser = ResultNodes.sequenceBrowser(outputNode)
+            if browser is not None:
+                slicer.modules.sequences.showSequenceBrowser(browser)
             outputNode = ResultNodes.proxyVolume(outputNode) or outputNode
             background = None
         if outputNode.IsA("vtkMRMLSegmentationNode"):

@@ -309,9 +309,9 @@ def test_results_are_shown_where_slicer_shows_them_tables_in_a_table_layout_sequ
     shows the Sequences toolbar on its one browser, also when a re-run writes into the same sequence."""
     import SimpleITK as sitk
     import slicer
+
     from DeepMedLib import ResultNodes
     from DeepMedLib.BackgroundJob import JobResult
-
     from slicer_support import mrml_app
 
     layoutManager = mrml_app.current.layoutManager

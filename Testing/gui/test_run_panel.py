@@ -98,16 +98,24 @@ def test_missing_dependencies_are_named_and_installed_on_request(qtHarness, scen
     installed = {"torch", "scipy", "tqdm", "matplotlib", "yaml", "jsonschema", "safetensors", "nibabel", "einops", "skimage"}
     monkeypatch.setattr(Dependencies, "isAvailable", installed.__contains__)
     pipCalls = []
-    monkeypatch.setattr(slicer.util, "pip_install", lambda args: pipCalls.append(args) or installed.add("monai"),
-                        raising=False)
     widget = qtHarness.modules.select("DeepMedRun")
+
+    def pipInstall(args):  # pip's output pumps processEvents: the user may click again meanwhile
+        pipCalls.append(args)
+        assert not widget.ui.installDependenciesButton.isEnabled()
+        assert not widget.ui.checkInstallationButton.isEnabled()
+        widget.ui.installDependenciesButton.click()
+        widget.panel.dependencies.install()  # even a direct second call does not start pip again
+        installed.add("monai")
+
+    monkeypatch.setattr(slicer.util, "pip_install", pipInstall, raising=False)
     syntheticCase(scene, seed=2)
     ui = widget.ui
     assert not ui.installDependenciesButton.isHidden()
     assert ui.dependenciesLabel.text().startswith("Missing Python packages: monai.")
     assert not ui.applyButton.isEnabled()  # nothing can run without the engine's packages
     ui.installDependenciesButton.click()
-    assert pipCalls and pipCalls[0][0] == "monai==1.6.1" and "-c" in pipCalls[0]
+    assert len(pipCalls) == 1 and pipCalls[0][0] == "monai==1.6.1" and "-c" in pipCalls[0]
     assert qtHarness.messages[0][0] == "confirm"
     assert qtHarness.messages[-1] == ("info", "Installed: monai==1.6.1. No restart needed: DeepMed runs models in "
                                               "new background processes.")

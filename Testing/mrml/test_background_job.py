@@ -157,21 +157,33 @@ def test_declining_installs_nothing():
     assert calls == []
 
 
-def test_torch_comes_from_the_pytorch_extension():
-    asked = []
+def test_torch_is_installed_by_light_the_torch_in_another_process_never_imported_here():
+    """As the PyTorch extension installs it (light-the-torch picks the CUDA build), but through
+    ``slicer.util._executePythonModule`` (a PythonSlicer process) and without PyTorchUtils' functions,
+    which import torch into Slicer."""
+    installed, ran, pipped, asked = set(), [], [], []
 
-    class FakeTorchLogic:
-        def torchInstalled(self):
-            return False
+    def execute(module, arguments):
+        ran.append((module, arguments))
+        installed.add("torch")
 
-        def installTorch(self, askConfirmation, torchVersionRequirement):
-            asked.append((askConfirmation, torchVersionRequirement))
-            return types.ModuleType("torch")
+    def pip(requirement):
+        pipped.append(requirement)
+        installed.add("light_the_torch")
 
-    assert Dependencies.installTorch(types.SimpleNamespace(PyTorchUtilsLogic=FakeTorchLogic)) is True
-    assert asked == [(True, ">=2.8")]  # what monai 1.6.1 requires
-    with pytest.raises(Dependencies.DependencyError, match="'PyTorch' extension"):
-        Dependencies.installTorch()  # no PyTorchUtils outside Slicer
+    assert Dependencies.installTorch(execute, pip, confirm=lambda m: asked.append(m) or True,
+                                     available=installed.__contains__) is True
+    assert ran == [("light_the_torch", ["install", "torch>=2.8"])]  # what monai 1.6.1 requires
+    assert pipped == ["light-the-torch>=0.5"] and len(asked) == 1
+    assert Dependencies.installTorch(execute, pip, available=installed.__contains__) is True
+    assert len(ran) == 1  # already there: nothing runs
+    assert Dependencies.installTorch(execute, pip, confirm=lambda m: False, available=lambda n: False) is False
+    assert len(ran) == 1
+
+
+def test_torch_missing_after_light_the_torch_is_one_clear_error():
+    with pytest.raises(Dependencies.DependencyError, match="still missing"):
+        Dependencies.installTorch(lambda m, a: None, lambda r: None, available=lambda name: False)
 
 
 def test_pins_match_the_tested_environment():

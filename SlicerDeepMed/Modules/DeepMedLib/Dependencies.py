@@ -163,19 +163,33 @@ def installEngineDependencies(pipInstall, confirm=None, available=None, version=
     return missing
 
 
-def installTorch(torchUtilsModule=None) -> bool:
-    """Install torch (>= what the pinned monai needs) through the PyTorch extension, which asks the user;
-    True when torch is now there. False when the user declined. Raises when the extension is missing."""
+def installTorch(executeModule=None, pipInstall=None, confirm=None, available=None) -> bool:
+    """Install torch (>= what the pinned monai needs) as the PyTorch extension does, with light-the-torch
+    (it picks the CUDA build for this machine's driver), but in a separate ``PythonSlicer`` process and
+    without importing torch into Slicer: PyTorchUtils' ``torchInstalled()`` and ``installTorch()`` both
+    ``import torch``, and on Windows the loaded DLLs would then block the uninstall ``torchTooOld`` may ask
+    for. True when torch is now there; False when the user declined.
+
+    ``executeModule``: ``slicer.util._executePythonModule``; ``pipInstall``: ``slicer.util.pip_install``;
+    ``confirm(message) -> bool`` asks the user first."""
     unsupported = unsupportedPython()
     if unsupported:
         raise DependencyError(unsupported)
-    if torchUtilsModule is None:
-        try:
-            import PyTorchUtils as torchUtilsModule
-        except ModuleNotFoundError:
-            raise DependencyError("DeepMed needs the 'PyTorch' extension: install it from the Extensions Manager "
-                                  "and restart Slicer") from None
-    logic = torchUtilsModule.PyTorchUtilsLogic()
-    if logic.torchInstalled():
+    if not torchMissing(available):
         return True
-    return logic.installTorch(askConfirmation=True, torchVersionRequirement=f">={MINIMUM_TORCH}") is not None
+    if executeModule is None or pipInstall is None:
+        import slicer.util
+
+        executeModule = executeModule or slicer.util._executePythonModule
+        pipInstall = pipInstall or slicer.util.pip_install
+    arguments = ["install", f"torch>={MINIMUM_TORCH}"]
+    if confirm is not None and not confirm("PyTorch will be downloaded and installed with light-the-torch "
+                                           f"(ltt {' '.join(arguments)}); this may take some minutes."):
+        return False
+    if not _checker(available)("light_the_torch"):
+        pipInstall("light-the-torch>=0.5")
+    executeModule("light_the_torch", arguments)
+    importlib.invalidate_caches()
+    if torchMissing(available):
+        raise DependencyError("PyTorch is still missing after light-the-torch ran; see the Python console")
+    return True

@@ -57,6 +57,7 @@ class DependencySection:
     def __init__(self, ui, onChanged=None, device=lambda: "auto", runner=None):
         self.ui, self.onChanged, self.device, self.runner = ui, onChanged, device, runner
         self.check = None
+        self.installing = False  # pip's output pumps processEvents: a second click must find the buttons off
         self.timer = pollTimer(self.poll)
         ui.installDependenciesButton.clicked.connect(self.install)
         ui.checkInstallationButton.clicked.connect(self.onCheckInstallation)
@@ -70,16 +71,21 @@ class DependencySection:
         message = Dependencies.describeMissing()
         self.ui.dependenciesLabel.text = message or "Everything DeepMed needs is installed."
         self.ui.installDependenciesButton.visible = bool(message)
-        self.ui.installDependenciesButton.enabled = not Dependencies.unsupportedPython()
-        self.ui.checkInstallationButton.enabled = self.check is None and not Dependencies.unsupportedPython()
+        self.ui.installDependenciesButton.enabled = not self.installing and not Dependencies.unsupportedPython()
+        self.ui.checkInstallationButton.enabled = (self.check is None and not self.installing
+                                                   and not Dependencies.unsupportedPython())
         self.ui.dependenciesCollapsibleButton.collapsed = not message and not self.ui.installReportLabel.text
 
     def install(self) -> None:
+        if self.installing:
+            return
+        self.installing = True
+        self.update()
         try:
             with slicer.util.tryWithErrorDisplay("Installing the dependencies failed.", waitCursor=True):
                 installed = []
                 if Dependencies.torchMissing():
-                    if not Dependencies.installTorch():
+                    if not Dependencies.installTorch(confirm=slicer.util.confirmOkCancelDisplay):
                         raise Dependencies.DependencyError("PyTorch was not installed (declined).")
                     installed.append("PyTorch")
                 installed += Dependencies.installEngineDependencies(slicer.util.pip_install,
@@ -90,6 +96,7 @@ class DependencySection:
                     slicer.util.infoDisplay("Installed: " + ", ".join(installed) + ". No restart needed: DeepMed "
                                             "runs models in new background processes.")
         finally:
+            self.installing = False
             self.update()
             if self.onChanged is not None:
                 self.onChanged()

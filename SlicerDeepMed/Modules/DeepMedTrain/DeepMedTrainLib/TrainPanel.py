@@ -20,7 +20,6 @@ from DeepMedTrainLib.TrainLogic import parseSettingValue
 #: application appears here without a change to this module.
 NETWORKS = ["auto", "unet", "basic_unet", "segresnet", "dynunet", "highresnet", "swin_unetr", "unetr"]
 #: Seconds to wait at Slicer's exit for a stopped training to write its checkpoint (it goes on alone after)
-EXIT_STOP_SECONDS = 60.0
 AUGMENTATIONS = ["flip", "rotate", "scale", "elastic", "noise", "gamma", "bias_field", "contrast"]
 
 
@@ -96,8 +95,8 @@ class TrainPanel:
         self.updateButtons()
 
     def cleanup(self):
-        """Slicer exits: a running training is asked to stop (it writes a checkpoint; Resume continues it),
-        checks and publishing are cancelled."""
+        """Slicer exits: a running training is asked to stop and left to write its checkpoint alone (Resume
+        continues it; Slicer does not wait for it), checks and publishing are cancelled."""
         DatasetSelection.datasetReady.disconnect(self.onDatasetReady)
         ModelLibrary.changed.disconnect(self.onLibraryChanged)
         self.timer.stop()
@@ -110,8 +109,7 @@ class TrainPanel:
             run.eventReceived.disconnect(self.onEvent)  # the panel is going away
             run.finished.disconnect(self.onFinished)
             run.curves = None
-            run.stop()
-            run.job.waitForStop(EXIT_STOP_SECONDS, processEvents=slicer.app.processEvents)
+            run.stop()  # the worker checkpoints and ends by itself (also once Slicer's pipe is gone): no wait
 
     def onDatasetReady(self, manifestPath: str):
         """A dataset checked in DeepMed Data: offer it here unless the user already chose one."""

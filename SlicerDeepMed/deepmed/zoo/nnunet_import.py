@@ -198,7 +198,7 @@ def card_from_settings(dataset: dict, plans: dict, settings: dict, network_args:
     if len(patch) == 2:  # a 2D configuration: slices of the input's own spacing, one at a time
         median = plans.get("original_median_spacing_after_transp") or [1.0, 1.0, 1.0]
         spacing, patch = [float(median[0]), *spacing], [1, *patch]
-    model_id = re.sub(r"[^A-Za-z0-9._-]", "-", f"{plans.get('dataset_name', 'nnU-Net')}_{title}").strip("-._")
+    model_id = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{plans.get('dataset_name', 'nnU-Net')}_{title}").strip("-._")
     licence = dataset.get("licence") or dataset.get("license") or "not stated in the nnU-Net result folder"
     configuration = title if "ensemble" in settings else first["configuration"]
     return {

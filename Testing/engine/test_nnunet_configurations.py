@@ -177,3 +177,13 @@ def test_shared_encoder_weights_load_stored_once_or_twice():
         target = inference_network(args).eval()
         target.load_state_dict(weights)
         assert torch.equal(target(x), expected)
+
+
+def test_an_ensemble_folder_without_its_members_is_refused_in_one_line(tmp_path, capsys):
+    folder = (tmp_path / "Dataset902_Brain" / "ensembles" /
+              "ensemble___nnUNetTrainer__nnUNetPlans__2d___nnUNetTrainer__nnUNetPlans__3d_fullres___0_1")
+    folder.mkdir(parents=True)
+    code = main(["zoo", "--library", str(tmp_path / "library"), "import", str(folder)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and "nnUNetTrainer__nnUNetPlans__2d" in err and "expected the result" in err
+    assert not (tmp_path / "library").exists() or not any((tmp_path / "library").iterdir())

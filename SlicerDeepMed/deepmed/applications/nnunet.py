@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import SimpleITK as sitk
-import torch
 
 from deepmed.applications.base import APPLICATIONS, Application, Prediction
 from deepmed.applications.inputs import input_channels
@@ -63,34 +62,29 @@ class NnUNetApplication(Application):
 
     # ---- inference ---------------------------------------------------------------------------------------
     def inference_parts(self, card):
-        from deepmed.nnunet.network import build_network
+        from deepmed.nnunet.network import inference_network
+        from deepmed.nnunet.prediction import network_args
 
-        return {"model": build_network(card["network"]["args"])}
+        return {name: inference_network(args) for name, args in network_args(card).items()}
 
     def predict(self, members, inputs, card, device, options):
-        from deepmed.nnunet.export import export_segmentation
-        from deepmed.nnunet.preprocessing import preprocess
-        from deepmed.nnunet.sliding_window import predict_folds
+        from deepmed.nnunet.prediction import RunOptions, predict_labels
 
         if options.get("probabilities"):
             raise DeepMedError(f"model {options.get('model_name', 'model')}: probability and uncertainty maps are "
                                "not available for nnU-Net models (labels only)")
-        settings = card["task"]
         inference = card.get("inference", {})
         mirroring = inference.get("tta_flips", True) if options.get("tta_flips") is None else options["tta_flips"]
         overlap = options.get("overlap")
-        step = settings["tile_step_size"] if overlap is None else 1.0 - float(overlap)
+        step = card["task"].get("tile_step_size", 0.5) if overlap is None else 1.0 - float(overlap)
         if not 0 < step <= 1:
             raise DeepMedError(f"--overlap {overlap}: expected a value in [0, 1)")
         channels = input_channels(inputs, card, options.get("model_name", "model"), align=False)
         reference = channels[0]
         arrays = [sitk.GetArrayFromImage(c) for c in channels]
-        data, geometry = preprocess(arrays, list(reversed(reference.GetSpacing())), settings)
+        labels = predict_labels(members, card, arrays, list(reversed(reference.GetSpacing())),
+                                RunOptions(device, bool(mirroring), step))
         del arrays
-        logits = predict_folds([m["model"] for m in members], torch.from_numpy(data), settings["patch_size"],
-                               card["network"]["args"]["num_classes"],
-                               settings["mirror_axes"] if mirroring else [], step, device)
-        labels = export_segmentation(logits, geometry, settings)
         if options.get("keep_largest"):
             labels = keep_largest_component(labels)
         return Prediction(image_like(labels, reference))

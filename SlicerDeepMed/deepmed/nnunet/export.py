@@ -1,12 +1,13 @@
 """nnU-Net's export of a prediction: logits resampled back to the cropped region's shape, softmax-argmax (or
-sigmoid regions painted in ``regions_class_order``), re-inserted into the bounding box, transposed back."""
+sigmoid regions painted in ``regions_class_order``), re-inserted into the bounding box, transposed back; and the
+probabilities nnU-Net saves for its cross-configuration ensembles."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from deepmed.nnunet.preprocessing import CaseGeometry
+from deepmed.nnunet.preprocessing import CaseGeometry, target_spacing
 from deepmed.nnunet.resampling import resample
 
 
@@ -22,13 +23,45 @@ def to_segmentation(logits: np.ndarray, regions_class_order: list[int] | None) -
     return segmentation
 
 
+def _resampled_logits(logits: torch.Tensor, geometry: CaseGeometry, settings: dict) -> np.ndarray:
+    kwargs = settings["resampling_probabilities"]
+    return resample(logits.numpy(), geometry.shape_after_cropping, target_spacing(settings, geometry.spacing),
+                    geometry.spacing, order=kwargs["order"], order_z=kwargs["order_z"],
+                    force_separate_z=kwargs["force_separate_z"])
+
+
+def label_dtype(settings: dict):
+    return np.uint8 if max(settings["label_values"]) < 255 else np.uint16
+
+
 def export_segmentation(logits: torch.Tensor, geometry: CaseGeometry, settings: dict) -> np.ndarray:
     """The label array in the input's own (Z, Y, X) order and shape."""
-    kwargs = settings["resampling_probabilities"]
-    resampled = resample(logits.numpy(), geometry.shape_after_cropping, settings["spacing"], geometry.spacing,
-                         order=kwargs["order"], order_z=kwargs["order_z"], force_separate_z=kwargs["force_separate_z"])
-    segmentation = to_segmentation(resampled, settings.get("regions_class_order"))
-    dtype = np.uint8 if max(settings["label_values"]) < 255 else np.uint16
-    full = np.zeros(geometry.shape_before_cropping, dtype=dtype)
+    segmentation = to_segmentation(_resampled_logits(logits, geometry, settings), settings.get("regions_class_order"))
+    full = np.zeros(geometry.shape_before_cropping, dtype=label_dtype(settings))
     full[tuple(slice(a, b) for a, b in geometry.bbox)] = segmentation
     return np.ascontiguousarray(full.transpose(settings["transpose_backward"]))
+
+
+def export_probabilities(logits: torch.Tensor, geometry: CaseGeometry, settings: dict) -> np.ndarray:
+    """nnU-Net's saved probabilities (``--save_probabilities``, what ``nnUNetv2_ensemble`` averages): softmax
+    (sigmoid for regions) of the resampled logits in float32, background 1 outside the cropped box (plain
+    labels), in the input's own (C, Z, Y, X) order."""
+    resampled = torch.from_numpy(_resampled_logits(logits, geometry, settings)).float()
+    regions = settings.get("regions_class_order") is not None
+    probabilities = (torch.sigmoid(resampled) if regions else torch.softmax(resampled, 0)).numpy()
+    full = np.zeros((probabilities.shape[0], *geometry.shape_before_cropping), dtype=probabilities.dtype)
+    if not regions:
+        full[0] = 1
+    full[(slice(None), *[slice(a, b) for a, b in geometry.bbox])] = probabilities
+    return np.ascontiguousarray(full.transpose([0, *[i + 1 for i in settings["transpose_backward"]]]))
+
+
+def probabilities_to_segmentation(probabilities: np.ndarray, settings: dict) -> np.ndarray:
+    """``convert_probabilities_to_segmentation``: argmax, or regions over 0.5 painted in order."""
+    order = settings.get("regions_class_order")
+    if order is None:
+        return probabilities.argmax(0).astype(label_dtype(settings))
+    segmentation = np.zeros(probabilities.shape[1:], dtype=label_dtype(settings))
+    for channel, value in enumerate(order):
+        segmentation[probabilities[channel] > 0.5] = value
+    return segmentation

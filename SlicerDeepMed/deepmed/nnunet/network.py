@@ -62,3 +62,51 @@ def build_network(args: dict):
     except TypeError as exc:
         raise DeepMedError(f"network {args['network_class_name']}: arguments from the plans do not fit "
                            f"({exc})") from None
+
+
+def stored_weights(network) -> dict:
+    """The state dict with each tensor once: nnU-Net's U-Nets hold their encoder twice (``decoder.encoder`` is
+    ``encoder``), so the plain state dict names every encoder tensor twice (and safetensors would store both)."""
+    seen: dict[tuple, str] = {}
+    unique = {}
+    for key, tensor in network.state_dict().items():
+        identity = (tensor.data_ptr(), tensor.dtype, tuple(tensor.shape), tuple(tensor.stride()))
+        if tensor.numel() and identity in seen:
+            continue
+        seen[identity] = key
+        unique[key] = tensor.detach().clone().contiguous()
+    return unique
+
+
+def with_aliases(network, weights: dict) -> dict:
+    """``weights`` with the names :func:`stored_weights` left out filled from the tensor they share."""
+    state = network.state_dict()
+    first: dict[tuple, str] = {}
+    filled = dict(weights)
+    for key, tensor in state.items():
+        identity = (tensor.data_ptr(), tensor.dtype, tuple(tensor.shape), tuple(tensor.stride()))
+        if tensor.numel() and identity in first and key not in filled and first[identity] in filled:
+            filled[key] = filled[first[identity]]
+        first.setdefault(identity, key)
+    return filled
+
+
+class StoredOnceNetwork:
+    """Mixin for the inference network: ``load_state_dict`` accepts the weights as :func:`stored_weights` wrote
+    them (and, for models imported before, with the duplicates)."""
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        return super().load_state_dict(with_aliases(self, state_dict), strict=strict, assign=assign)
+
+
+_STORED_ONCE: dict[type, type] = {}
+
+
+def inference_network(args: dict):
+    """:func:`build_network` whose ``load_state_dict`` takes the weights stored once."""
+    network = build_network(args)
+    base = type(network)
+    if base not in _STORED_ONCE:
+        _STORED_ONCE[base] = type(f"StoredOnce{base.__name__}", (StoredOnceNetwork, base), {})
+    network.__class__ = _STORED_ONCE[base]
+    return network

@@ -65,8 +65,24 @@ def normalize(image: np.ndarray, scheme: str, use_mask: bool, outside: np.ndarra
     return image
 
 
-def preprocess(channels: list[np.ndarray], spacing_zyx: list[float], settings: dict) -> tuple[np.ndarray, CaseGeometry]:
-    """``channels``: (Z, Y, X) arrays as SimpleITK gives them; ``spacing_zyx``: their spacing in that order.
+def target_spacing(settings: dict, spacing: list[float]) -> list[float]:
+    """The configuration's spacing for a case of ``spacing`` (transposed): a 2D configuration keeps the slice
+    spacing (nnU-Net's rule)."""
+    target = [float(s) for s in settings["spacing"]]
+    return target if len(target) == len(spacing) else [float(spacing[0]), *target]
+
+
+def previous_stage_channels(labels: np.ndarray, foreground: list[int]) -> np.ndarray:
+    """nnU-Net's ``convert_labelmap_to_one_hot`` of the previous stage's (preprocessed) labels, one channel per
+    foreground label (the cascade's extra inputs)."""
+    return np.stack([labels == value for value in foreground]).astype(np.float32)
+
+
+def preprocess(channels: list[np.ndarray], spacing_zyx: list[float], settings: dict,
+               previous: np.ndarray | None = None) -> tuple[np.ndarray, CaseGeometry]:
+    """``channels``: (Z, Y, X) arrays as SimpleITK gives them; ``spacing_zyx``: their spacing in that order;
+    ``previous``: a cascade's previous-stage labels on the same grid, preprocessed with the image as nnU-Net's
+    ``DefaultPreprocessor`` does with a segmentation and appended as one-hot channels.
     Returns the network input (C, ...) float32 and what export needs."""
     forward = settings["transpose_forward"]
     data = np.stack(channels).astype(np.float32)
@@ -77,12 +93,23 @@ def preprocess(channels: list[np.ndarray], spacing_zyx: list[float], settings: d
     crop = tuple(slice(a, b) for a, b in bbox)
     data = data[(slice(None), *crop)]
     outside = ~mask[crop]
+    seg = None
+    if previous is not None:
+        seg = np.asarray(previous, dtype=np.float32).transpose(forward)[crop].copy()
+        seg[(seg == 0) & outside] = -1
+        outside = seg < 0  # nnU-Net's normalisation mask is seg >= 0
     shape_after = data.shape[1:]
-    target = new_shape(shape_after, spacing, settings["spacing"])
+    target_spacing_here = target_spacing(settings, spacing)
+    target = new_shape(shape_after, spacing, target_spacing_here)
     for c in range(data.shape[0]):
         data[c] = normalize(data[c], settings["normalization_schemes"][c], settings["use_mask_for_norm"][c],
                             outside, settings["intensity_properties"].get(str(c), {}))
     kwargs = settings["resampling_data"]
-    data = resample(data, target, spacing, settings["spacing"], order=kwargs["order"], order_z=kwargs["order_z"],
+    data = resample(data, target, spacing, target_spacing_here, order=kwargs["order"], order_z=kwargs["order_z"],
                     force_separate_z=kwargs["force_separate_z"])
+    if seg is not None:
+        kwargs = settings["resampling_segmentation"]
+        seg = resample(seg[None], target, spacing, target_spacing_here, order=kwargs["order"],
+                       order_z=kwargs["order_z"], force_separate_z=kwargs["force_separate_z"], is_seg=True)[0]
+        data = np.concatenate([data, previous_stage_channels(seg, settings["foreground_labels"])])
     return np.ascontiguousarray(data, dtype=np.float32), CaseGeometry(spacing, shape_before, bbox, shape_after)

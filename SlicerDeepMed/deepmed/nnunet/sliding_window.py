@@ -36,9 +36,10 @@ def tile_starts(image_size, patch, step: float) -> list[list[int]]:
 
 
 def pad_to(data: torch.Tensor, patch) -> tuple[torch.Tensor, tuple]:
-    """Zero-pad (C, ...) to at least ``patch`` (content centred, the odd voxel above); the crop that undoes it."""
+    """Zero-pad (C, ...) to at least ``patch`` on the last ``len(patch)`` axes (content centred, the odd voxel
+    above; nnU-Net's ``pad_nd_image``); the crop that undoes it."""
     shape = data.shape[1:]
-    missing = [max(0, p - s) for p, s in zip(patch, shape)]
+    missing = [0] * (len(shape) - len(patch)) + [max(0, p - s) for p, s in zip(patch, shape[-len(patch):])]
     if not any(missing):
         return data, tuple(slice(0, s) for s in shape)
     below = [m // 2 for m in missing]
@@ -49,8 +50,21 @@ def pad_to(data: torch.Tensor, patch) -> tuple[torch.Tensor, tuple]:
     return padded, tuple(slice(b, b + s) for b, s in zip(below, shape))
 
 
+def windows(shape, patch, step: float) -> list[tuple]:
+    """The tiles' index tuples over the spatial ``shape``: 3D tiles, or for a 2D patch on a 3D volume every
+    slice of the first axis with 2D tiles in it (nnU-Net's order: slice, then rows, then columns)."""
+    if len(patch) == len(shape):
+        return [tuple(slice(s, s + p) for s, p in zip(corner, patch))
+                for corner in itertools.product(*tile_starts(shape, patch, step))]
+    if len(patch) != len(shape) - 1:
+        raise ValueError(f"patch {list(patch)} does not fit an image of {len(shape)} dimensions")
+    in_plane = [tuple(slice(s, s + p) for s, p in zip(corner, patch))
+                for corner in itertools.product(*tile_starts(shape[1:], patch, step))]
+    return [(d, *window) for d in range(shape[0]) for window in in_plane]
+
+
 def mirrored_prediction(network, x: torch.Tensor, axes: list[int]) -> torch.Tensor:
-    """The network's logits averaged over every combination of flips of ``axes`` (spatial axes 0, 1, 2)."""
+    """The network's logits averaged over every combination of flips of ``axes`` (the tile's spatial axes)."""
     prediction = network(x)
     dims = [a + 2 for a in axes]
     combinations = [c for n in range(len(dims)) for c in itertools.combinations(dims, n + 1)]
@@ -69,14 +83,12 @@ def predict_logits(network, data: torch.Tensor, patch, out_channels: int, mirror
     network = network.to(device).eval()
     padded, unpad = pad_to(data, patch)
     shape = padded.shape[1:]
-    starts = tile_starts(shape, patch, step)
     logits = torch.zeros((out_channels, *shape), dtype=torch.half, device=device)
     counts = torch.zeros(shape, dtype=torch.half, device=device)
     weights = gaussian_map(tuple(patch)).to(device)
     autocast = torch.autocast(device.type, enabled=True) if device.type == "cuda" else _no_context()
     with autocast:
-        for corner in itertools.product(*starts):
-            window = tuple(slice(s, s + p) for s, p in zip(corner, patch))
+        for window in windows(shape, patch, step):
             tile = torch.clone(padded[(slice(None), *window)][None], memory_format=torch.contiguous_format).to(device)
             prediction = mirrored_prediction(network, tile, mirror_axes)[0].to(device)
             prediction *= weights

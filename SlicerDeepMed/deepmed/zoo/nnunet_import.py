@@ -15,9 +15,7 @@ from pathlib import Path
 
 from deepmed.applications.nnunet import NAME as APPLICATION
 from deepmed.errors import DeepMedError
-from deepmed.model.directory import CARD, CARD_FORMAT, WEIGHTS, label_colour
-from deepmed.zoo.checksums import write_sums
-from deepmed.zoo.schemas import CARD_SCHEMA, check_document
+from deepmed.model.directory import CARD_FORMAT, label_colour
 
 #: The card's network name: the class and arguments come from nnU-Net's plans (``network.args``).
 NETWORK = "dynamic_network_architectures"
@@ -36,7 +34,9 @@ def fold_folders(folder: Path) -> dict[int, Path]:
 def is_nnunet_folder(folder: Path) -> bool:
     """A folder that looks like an nnU-Net training output (plans.json, or fold_N folders with checkpoints)."""
     folder = Path(folder)
-    return folder.is_dir() and ((folder / "plans.json").is_file() or
+    from deepmed.zoo.nnunet_convert import is_ensemble_folder
+
+    return folder.is_dir() and ((folder / "plans.json").is_file() or is_ensemble_folder(folder) or
                                 any(f.glob("checkpoint_*.pth") for f in fold_folders(folder).values()))
 
 
@@ -84,10 +84,9 @@ def _refuse_unsupported(plans: dict, config: dict, name: str, where: str) -> Non
         raise DeepMedError(f"{where}: image reader {reader!r} not supported ({', '.join(READERS)})")
     if plans.get("label_manager", "LabelManager") != "LabelManager":
         raise DeepMedError(f"{where}: label manager {plans['label_manager']!r} not supported (LabelManager)")
-    if config.get("previous_stage"):
-        raise DeepMedError(f"{where}: configuration {name!r} is a cascade stage (needs the previous stage's output)")
-    if len(config.get("patch_size", [])) != 3:
-        raise DeepMedError(f"{where}: configuration {name!r} is 2D; only 3D configurations are supported")
+    if len(config.get("patch_size", [])) not in (2, 3):
+        raise DeepMedError(f"{where}: configuration {name!r}: patch_size {config.get('patch_size')!r}; expected 2 "
+                           "or 3 values")
     if config.get("preprocessor_name", "DefaultPreprocessor") != "DefaultPreprocessor":
         raise DeepMedError(f"{where}: preprocessor {config['preprocessor_name']!r} not supported (DefaultPreprocessor)")
     if "architecture" not in config:
@@ -97,6 +96,12 @@ def _refuse_unsupported(plans: dict, config: dict, name: str, where: str) -> Non
             raise DeepMedError(f"{where}: {key} {config.get(key)!r} not supported ({', '.join(RESAMPLING)})")
         if config.get(f"{key}_kwargs", {}).get("is_seg"):
             raise DeepMedError(f"{where}: {key}_kwargs.is_seg is true; expected false")
+    if config.get("previous_stage"):
+        if config.get("resampling_fn_seg") not in RESAMPLING:
+            raise DeepMedError(f"{where}: resampling_fn_seg {config.get('resampling_fn_seg')!r} not supported "
+                               f"({', '.join(RESAMPLING)})")
+        if not config.get("resampling_fn_seg_kwargs", {}).get("is_seg", True):
+            raise DeepMedError(f"{where}: resampling_fn_seg_kwargs.is_seg is false; expected true")
     for scheme in config["normalization_schemes"]:
         if scheme not in NORMALIZATION:
             raise DeepMedError(f"{where}: normalisation scheme {scheme!r} not supported ({', '.join(NORMALIZATION)})")
@@ -129,37 +134,27 @@ def _xyz(values: list, backward: list[int]) -> list:
     return [values[backward[axis]] for axis in range(3)][::-1]
 
 
-def card_from_folder(dataset: dict, plans: dict, config: dict, checkpoint: dict, *, config_name: str,
-                     checkpoint_name: str, folds: list[int], where: str) -> dict:
+def foreground_labels(dataset: dict) -> list[int]:
+    """nnU-Net's ``LabelManager.foreground_labels``: every label value but background (0), ascending."""
+    values = set()
+    for name, value in dataset.get("labels", {}).items():
+        if name != "ignore":
+            values.update(int(v) for v in (value if isinstance(value, list) else [value]))
+    return sorted(values - {0})
+
+
+def configuration_settings(dataset: dict, plans: dict, config: dict, checkpoint: dict, *, config_name: str,
+                           checkpoint_name: str, where: str) -> dict:
+    """What inference needs of one configuration (the card's ``task`` for a single configuration)."""
     from deepmed.nnunet.checkpoint import mirror_axes
-    from deepmed.nnunet.network import network_args
 
     _refuse_unsupported(plans, config, config_name, where)
-    labels, regions_order, outputs = label_entries(dataset, where)
-    channel_names = dataset.get("channel_names") or dataset.get("modality") or {}
-    names = [str(channel_names[k]) for k in sorted(channel_names, key=int)]
-    if len(names) != len(config["normalization_schemes"]):
-        raise DeepMedError(f"{where}: {len(names)} channel(s) in dataset.json, {len(config['normalization_schemes'])} "
-                           "normalisation scheme(s) in the plans")
+    labels, regions_order, _ = label_entries(dataset, where)
     properties = plans.get("foreground_intensity_properties_per_channel", {})
-    inputs = []
-    for index, (name, scheme) in enumerate(zip(names, config["normalization_schemes"])):
-        method = NORMALIZATION[scheme]
-        if method == "zscore" and config["use_mask_for_norm"][index]:
-            method = "zscore_foreground"
-        statistics = None
-        if scheme == "CTNormalization":
-            statistics = {k: float(properties[str(index)][k]) for k in ("mean", "std", "percentile_00_5",
-                                                                         "percentile_99_5")}
-        inputs.append({"name": name, "modality": name, "normalization": method, "statistics": statistics,
-                       "assumptions": f"nnU-Net {scheme}"})
-    backward = [int(a) for a in plans["transpose_backward"]]
-    title = f"{plans.get('dataset_name', 'nnU-Net model')} (nnU-Net {config_name})"
-    model_id = re.sub(r"[^A-Za-z0-9._-]", "-", f"{plans.get('dataset_name', 'nnU-Net')}_{config_name}").strip("-._")
-    licence = dataset.get("licence") or dataset.get("license") or "not stated in the nnU-Net result folder"
     settings = {
         "configuration": config_name, "trainer_name": str(checkpoint["trainer_name"]), "checkpoint": checkpoint_name,
-        "transpose_forward": [int(a) for a in plans["transpose_forward"]], "transpose_backward": backward,
+        "transpose_forward": [int(a) for a in plans["transpose_forward"]],
+        "transpose_backward": [int(a) for a in plans["transpose_backward"]],
         "spacing": [float(s) for s in config["spacing"]], "patch_size": [int(p) for p in config["patch_size"]],
         "normalization_schemes": list(config["normalization_schemes"]),
         "use_mask_for_norm": [bool(u) for u in config["use_mask_for_norm"]],
@@ -170,19 +165,56 @@ def card_from_folder(dataset: dict, plans: dict, config: dict, checkpoint: dict,
         "mirror_axes": mirror_axes(checkpoint), "tile_step_size": 0.5,
         "image_reader_writer": plans.get("image_reader_writer", "SimpleITKIO"),
     }
+    if config.get("previous_stage"):
+        settings["resampling_segmentation"] = _resampling(config.get("resampling_fn_seg_kwargs", {"order": 1}))
+        settings["foreground_labels"] = foreground_labels(dataset)
+    return settings
+
+
+def card_from_settings(dataset: dict, plans: dict, settings: dict, network_args: dict, *, title: str,
+                       folds: list[int], where: str) -> dict:
+    """The model card around ``settings`` (one configuration's, or ``{"ensemble": [...]}``)."""
+    labels, _, _ = label_entries(dataset, where)
+    channel_names = dataset.get("channel_names") or dataset.get("modality") or {}
+    names = [str(channel_names[k]) for k in sorted(channel_names, key=int)]
+    first = settings["ensemble"][0] if "ensemble" in settings else settings
+    if len(names) != len(first["normalization_schemes"]):
+        raise DeepMedError(f"{where}: {len(names)} channel(s) in dataset.json, {len(first['normalization_schemes'])} "
+                           "normalisation scheme(s) in the plans")
+    properties = plans.get("foreground_intensity_properties_per_channel", {})
+    inputs = []
+    for index, (name, scheme) in enumerate(zip(names, first["normalization_schemes"])):
+        method = NORMALIZATION[scheme]
+        if method == "zscore" and first["use_mask_for_norm"][index]:
+            method = "zscore_foreground"
+        statistics = None
+        if scheme == "CTNormalization":
+            statistics = {k: float(properties[str(index)][k]) for k in ("mean", "std", "percentile_00_5",
+                                                                         "percentile_99_5")}
+        inputs.append({"name": name, "modality": name, "normalization": method, "statistics": statistics,
+                       "assumptions": f"nnU-Net {scheme}"})
+    backward = first["transpose_backward"]
+    spacing, patch = first["spacing"], first["patch_size"]
+    if len(patch) == 2:  # a 2D configuration: slices of the input's own spacing, one at a time
+        median = plans.get("original_median_spacing_after_transp") or [1.0, 1.0, 1.0]
+        spacing, patch = [float(median[0]), *spacing], [1, *patch]
+    model_id = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{plans.get('dataset_name', 'nnU-Net')}_{title}").strip("-._")
+    licence = dataset.get("licence") or dataset.get("license") or "not stated in the nnU-Net result folder"
+    configuration = title if "ensemble" in settings else first["configuration"]
     return {
         "format": CARD_FORMAT, "application": APPLICATION, "output_kind": "label_map",
         "id": model_id[:100] or "nnU-Net-model",
-        "version": "1.0.0", "title": title[:200], "description": str(dataset.get("description", ""))[:5000],
+        "version": "1.0.0", "title": f"{plans.get('dataset_name', 'nnU-Net model')} (nnU-Net {title})"[:200],
+        "description": str(dataset.get("description", ""))[:5000],
         "licence": str(licence)[:200], "inputs": inputs, "labels": labels,
-        "spacing": _xyz(settings["spacing"], backward), "patch_size": _xyz(settings["patch_size"], backward),
+        "spacing": _xyz(spacing, backward), "patch_size": _xyz(patch, backward),
         "array_axes": "zyx",
-        "network": {"name": NETWORK, "args": network_args(config["architecture"], len(names), outputs)},
-        "inference": {"tta_flips": bool(settings["mirror_axes"]), "overlap": 0.5},
+        "network": {"name": NETWORK, "args": network_args},
+        "inference": {"tta_flips": bool(first["mirror_axes"]), "overlap": 0.5},
         "task": settings, "folds": folds,
         "source": {"format": "nnunet-v2", "dataset_name": plans.get("dataset_name", ""),
-                   "plans_name": plans.get("plans_name", ""), "configuration": config_name,
-                   "trainer": settings["trainer_name"], "checkpoint": checkpoint_name},
+                   "plans_name": plans.get("plans_name", ""), "configuration": configuration,
+                   "trainer": first["trainer_name"], "checkpoint": first["checkpoint"]},
     }
 
 
@@ -193,44 +225,8 @@ def _resampling(kwargs: dict) -> dict:
 
 
 def convert_nnunet(folder: Path, target: Path, where: str, checkpoint: str = "auto") -> dict:
-    """Write ``target`` as a deepmed model made from the nnU-Net result folder; returns its card."""
-    from safetensors.torch import save_file
+    """Write ``target`` as a deepmed model made from the nnU-Net result folder (a configuration, a cascade) or
+    ensemble folder; returns its card (``deepmed.zoo.nnunet_convert``)."""
+    from deepmed.zoo.nnunet_convert import convert
 
-    from deepmed.model.weights import ensemble_weights
-    from deepmed.nnunet.checkpoint import configuration_name, load_checkpoint
-    from deepmed.nnunet.network import build_network
-
-    folder = Path(folder)
-    dataset = _read_json(folder / "dataset.json", where)
-    plans = _read_json(folder / "plans.json", where)
-    folds = fold_folders(folder)
-    if not folds:
-        raise DeepMedError(f"{where}: no fold_N folders with checkpoints (fold_all alone is not supported)")
-    checkpoint_name = choose_checkpoint(folds, checkpoint, where)
-    loaded = {k: load_checkpoint(folds[k] / checkpoint_name) for k in sorted(folds)}
-    first = loaded[min(loaded)]
-    config_name = configuration_name(first, folds[min(loaded)] / checkpoint_name)
-    others = {k: configuration_name(c, folds[k] / checkpoint_name) for k, c in loaded.items()}
-    if set(others.values()) != {config_name}:
-        raise DeepMedError(f"{where}: folds trained different configurations ({others})")
-    config = configuration(plans, config_name, where)
-    card = card_from_folder(dataset, plans, config, first, config_name=config_name, checkpoint_name=checkpoint_name,
-                            folds=sorted(loaded), where=where)
-    check_document(card, CARD_SCHEMA, f"{where}: converted card")
-    network = build_network(card["network"]["args"])
-    per_fold = {}
-    for fold, content in loaded.items():
-        try:
-            network.load_state_dict(content["network_weights"], strict=True)
-        except RuntimeError as exc:
-            raise DeepMedError(f"{where}: fold_{fold}/{checkpoint_name} does not fit the network in plans.json "
-                               f"({str(exc).splitlines()[0][:160]})") from None
-        per_fold[fold] = {k: v.detach().clone().contiguous() for k, v in network.state_dict().items()}
-    target.mkdir(parents=True)
-    save_file(ensemble_weights(per_fold), str(target / WEIGHTS))
-    (target / CARD).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-    (target / "README.md").write_text(f"# {card['title']}\n\nImported from the nnU-Net v2 result folder {folder.name} "
-                                      f"({config_name}, {card['task']['trainer_name']}, {checkpoint_name}, folds "
-                                      f"{', '.join(map(str, sorted(loaded)))}).\n", encoding="utf-8")
-    write_sums(target)
-    return card
+    return convert(Path(folder), target, where, checkpoint)

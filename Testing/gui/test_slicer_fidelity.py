@@ -248,3 +248,17 @@ def test_check_installation_shows_the_report(openPanel, qtHarness):
     ui.checkInstallationButton.click()
     qtHarness.processEventsUntil(lambda: panel.panel.dependencies.check is None, timeout=120)
     assert "Problem:" in ui.installReportLabel.text() and "cuda" in ui.installReportLabel.text().lower()
+
+
+def test_panels_set_up_when_no_worker_can_start(openPanel, qtHarness, monkeypatch, tmp_path):
+    """A broken PythonSlicer: each panel still sets up (installed models listed), and says why its engine
+    lists are missing instead of staying empty or raising."""
+    from DeepMedLib import EngineCommand
+
+    monkeypatch.setattr(EngineCommand, "pythonExecutable", lambda: str(tmp_path / "no-PythonSlicer"))
+    run = openPanel("DeepMedRun")
+    assert run.ui.modelComboBox.count() == 1  # the installed model, read without a worker
+    assert run.ui.statusLabel.text().startswith("Could not list catalogue models")
+    assert "could not start" in run.ui.statusLabel.text()
+    train = openPanel("DeepMedTrain")
+    assert train.ui.trainButton is not None and not qtHarness.uncaught

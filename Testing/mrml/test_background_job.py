@@ -65,6 +65,22 @@ def test_a_crashing_worker_is_reported_not_fatal():
     assert result.errorMessage == "training: the worker process crashed (SIGABRT)"
 
 
+def test_a_worker_that_cannot_start_ends_as_a_failed_job_not_an_exception(tmp_path):
+    """No PythonSlicer, a vanished working folder: start() returns, poll() reports the failure once."""
+    finished = []
+    for command, cwd in (([str(tmp_path / "no-such-python"), "-m", "deepmed"], None),
+                         ([sys.executable, "-c", "pass"], str(tmp_path / "gone"))):
+        job = BackgroundJob(command, cwd=cwd, name="catalogue")
+        job.finished.connect(finished.append)
+        assert job.start() is job and job.running
+        job.requestStop()
+        job.cancel()  # neither raises on a worker that never started
+        assert job.poll() is False and not job.running
+        assert job.result.status == FAILED and job.result.errorMessage.startswith("catalogue: could not start")
+        assert job.wait(timeout=1) is job.result
+    assert len(finished) == 2
+
+
 def test_an_unexpected_exception_shows_its_last_line():
     result = pythonJob("raise RuntimeError('out of memory on the GPU')", name="inference").wait(timeout=60)
     assert result.status == FAILED

@@ -57,12 +57,20 @@ class BackgroundJob:
         self._openStreams = 0
         self._cancelled = False
         self._stopRequestedAt: float | None = None
+        self._startError: str | None = None
 
     # ---- life cycle ------------------------------------------------------------------------------
     def start(self) -> BackgroundJob:
-        self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        stdin=subprocess.DEVNULL, env=self.env, cwd=self.cwd, text=True,
-                                        encoding="utf-8", errors="replace", bufsize=1, **processOptions())
+        """Start the worker. Never raises: a worker that cannot start (no PythonSlicer, a bad working folder,
+        too many processes) ends as a failed job at the next ``poll()``, so every caller's ``finished``
+        handler runs and no panel is left half set up."""
+        try:
+            self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                            stdin=subprocess.DEVNULL, env=self.env, cwd=self.cwd, text=True,
+                                            encoding="utf-8", errors="replace", bufsize=1, **processOptions())
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            self._startError = f"{self.name}: could not start the worker ({self.command[0]}): {exc}"
+            return self
         for stream, kind in ((self.process.stdout, "out"), (self.process.stderr, "err")):
             self._openStreams += 1
             threading.Thread(target=self._read, args=(stream, kind), daemon=True).start()
@@ -76,11 +84,15 @@ class BackgroundJob:
 
     @property
     def running(self) -> bool:
-        return self.process is not None and self.result is None
+        return (self.process is not None or self._startError is not None) and self.result is None
 
     def poll(self) -> bool:
         """Handle what the worker wrote since the last call; True while the job is still running."""
         if self.result is not None:
+            return False
+        if self._startError is not None:
+            self.result = JobResult(status=FAILED, returnCode=None, errorMessage=self._startError)
+            self.finished.emit(self.result)
             return False
         while True:
             try:
@@ -128,7 +140,7 @@ class BackgroundJob:
 
     def requestStop(self) -> None:
         """Ask the worker to finish its step, write a checkpoint and end (Cancel after a grace period)."""
-        if not self.running or self._stopRequestedAt is not None:
+        if not self.running or self.process is None or self._stopRequestedAt is not None:
             return
         self._stopRequestedAt = time.time()
         if self.stopFile is not None:

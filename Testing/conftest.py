@@ -155,7 +155,8 @@ def openPanel(qtHarness, scene, request):
         qtHarness.processEventsUntil(lambda: not getattr(widget.panel, "zooJobs", None), timeout=60)
         # the engine's lists (applications, then the losses of the chosen one) have answered
         qtHarness.processEventsUntil(lambda: getattr(widget.panel, "applicationsJob", None) is None
-                                     and getattr(widget.panel, "lossJob", None) is None, timeout=60)
+                                     and getattr(widget.panel, "lossJob", None) is None
+                                     and getattr(widget.panel, "networkJob", None) is None, timeout=60)
         opened[moduleName] = widget
         return widget
 

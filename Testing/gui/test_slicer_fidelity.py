@@ -225,6 +225,30 @@ def test_loss_choices_come_from_the_engine_per_application(openPanel, qtHarness)
     assert "mse" not in items
 
 
+def test_network_choices_come_from_the_engine_per_application(openPanel, qtHarness):
+    """``deepmed list networks --app X --json`` in a worker: dense networks for segmentation, one-vector
+    networks for classification, only "auto" where the application builds its own; kept in the parameter node."""
+    from deepmed.applications import get_application
+
+    panel = openPanel("DeepMedTrain")
+    ui = panel.ui
+
+    def choices(application):
+        ui.applicationComboBox.setCurrentText(application)
+        qtHarness.processEventsUntil(lambda: panel.panel.networkJob is None, timeout=60)
+        return [ui.networkComboBox.itemText(i) for i in range(ui.networkComboBox.count())]
+
+    segmentation = choices("segmentation")
+    assert segmentation == ["auto", *get_application("segmentation").network_choices()] and "unet" in segmentation
+    ui.networkComboBox.setCurrentText("segresnet")
+    assert panel.panel.parameterNode.network == "segresnet"
+    classification = choices("classification")
+    assert "densenet121" in classification and "unet" not in classification
+    assert ui.networkComboBox.currentText() == "auto"
+    assert choices("autoencoder") == ["auto"]
+    assert choices("segmentation") == segmentation
+
+
 def test_check_installation_shows_the_report(openPanel, qtHarness):
     """The real ``deepmed doctor`` on this machine, then a device that is not there."""
     import platform

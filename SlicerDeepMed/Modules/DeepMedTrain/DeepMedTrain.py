@@ -37,14 +37,13 @@ class DeepMedTrain(ScriptedLoadableModule):
 
 @parameterNodeWrapper
 class DeepMedTrainParameterNode:
-    """The panel's state, saved with the scene. ``datasetPath`` and ``loss`` are kept by the panel (Slicer has
-    no str connector for ctkPathLineEdit; the loss choices come from the engine)."""
+    """The panel's state, saved with the scene. ``datasetPath``, ``network`` and ``loss`` are kept by the panel
+    (Slicer has no str connector for ctkPathLineEdit; the network and loss choices come from the engine)."""
 
     datasetPath: str = ""
     modelName: str = ""
     application: str = ""  # kept by the panel: the choices come from the engine (plug-ins included)
-    network: Annotated[str, Choice(["auto", "unet", "basic_unet", "segresnet", "dynunet", "highresnet", "swin_unetr",
-                                    "unetr"])] = "auto"
+    network: str = "auto"  # kept by the panel: the choices come from the engine, per application
     loss: str = "auto"
     patchSize: str = "auto"
     timeBudgetMinutes: Annotated[int, WithinRange(0, 100000)] = 0

@@ -178,6 +178,11 @@ class Application(ABC):
     def build_parts(self, plan: dict, config: dict, fitted: dict) -> Parts:
         """Networks, losses and optimisers (on the CPU; the trainer moves them)."""
 
+    def network_choices(self) -> list[str]:
+        """The registered networks a user may choose for this application's training (``network.name``;
+        'auto' lets the plan choose). Default: none, the application builds its own."""
+        return []
+
     def accepts_init(self, card: dict) -> bool:
         """Fine-tuning (``training.init``): whether a model with this card can start this application's
         training (its network then comes from the card). Default: models of this application only."""

@@ -119,6 +119,9 @@ class CaseLevelApplication(Application):
         return {"channel_names": channel_names, "spacing": spacing, "input_size": size,
                 "normalization": normalization, "network": {"name": name, "args": args}, "loss": loss, **target}
 
+    def network_choices(self) -> list[str]:
+        return [name for name in NETWORKS.names() if outputs_vector(name)]
+
     def _network_name(self, configured: str, device: str, reasons: dict) -> str:
         name = NETWORKS.canonical(configured)
         if outputs_vector(name):

@@ -31,6 +31,9 @@ from deepmed.planning.fingerprint import fingerprint_of_cases
 from deepmed.transforms.augmentation import training_transforms
 from deepmed.transforms.preprocessing import normalize_image, to_working_grid
 
+#: the registered networks that map an image to an image of the same extent (voxel-wise outputs)
+DENSE_NETWORKS = ("unet", "basic_unet", "segresnet", "dynunet", "highresnet", "swin_unetr", "unetr")
+
 
 class DenseApplication(Application):
     """Image in, image of the same extent out. Attributes: ``discrete_target`` (label values, nearest-neighbour
@@ -47,6 +50,9 @@ class DenseApplication(Application):
                                f"every training case; missing for {', '.join(missing[:3])}{more}")
 
     # ---- planning --------------------------------------------------------------------------------------
+    def network_choices(self) -> list[str]:
+        return list(DENSE_NETWORKS)
+
     def plan(self, fingerprint, config, device, reasons):
         data = config["data"]
         if data["spacing"] == "auto":

@@ -132,6 +132,9 @@ class SuperResolutionApplication(Application):
                 "spacing": np.median([h.GetSpacing() for h in highs], axis=0).tolist(),
                 "size": np.median([h.GetSize() for h in highs], axis=0).astype(int).tolist()}
 
+    def network_choices(self) -> list[str]:
+        return [name for name in NETWORKS.names() if NETWORKS.metadata(name).get("upsamples")]
+
     def plan(self, fingerprint, config, device, reasons):
         factor = check_factor(config["task"]["factor"], "task.factor")
         reasons["factor"] = "task.factor (along each image's index axes)"

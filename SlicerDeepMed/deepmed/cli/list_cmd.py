@@ -19,7 +19,8 @@ REGISTRIES = {
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("list", help="list the available networks, losses, applications, ...")
     parser.add_argument("what", choices=sorted(REGISTRIES))
-    parser.add_argument("--app", help="losses only: those that fit this application (segmentation, regression)")
+    parser.add_argument("--app", help="losses and networks only: those that fit this application (segmentation, "
+                                      "classification, ...)")
     parser.add_argument("--json", action="store_true",
                         help="print JSON: {name: description}, or with --app a list of names")
     parser.set_defaults(run=run)
@@ -32,12 +33,17 @@ def run(args: argparse.Namespace) -> int:
     registry = getattr(importlib.import_module(module_name), attribute)
     described = registry.describe()
     if args.app is not None:
-        if args.what != "losses":
-            raise DeepMedError(f"--app: only 'deepmed list losses' takes an application, not 'list {args.what}'")
-        from deepmed.applications import APPLICATIONS
+        if args.what not in ("losses", "networks"):
+            raise DeepMedError(f"--app: only 'deepmed list losses|networks' take an application, "
+                               f"not 'list {args.what}'")
+        from deepmed.applications import APPLICATIONS, get_application
         from deepmed.losses import losses_for
 
-        names = losses_for(APPLICATIONS.canonical(args.app))
+        application = APPLICATIONS.canonical(args.app)
+        if args.what == "losses":
+            names = losses_for(application)
+        else:
+            names = get_application(application).network_choices()
         if args.json:
             print(json.dumps(names))
             return 0

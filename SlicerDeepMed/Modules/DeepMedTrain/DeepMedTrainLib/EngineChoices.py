@@ -1,38 +1,99 @@
-"""The Train panel's application and loss choices, asked from the engine in workers (no torch in Slicer):
-``deepmed list applications --json`` (plug-ins included, the default first) and, for the chosen application,
-``deepmed list losses --app APP --json``. The parameter node keeps both choices."""
+"""The Train panel's application, network and loss choices, asked from the engine in workers (no torch in
+Slicer): ``deepmed list applications --json`` (plug-ins included, the default first) and, for the chosen
+application, ``deepmed list networks|losses --app APP --json``. The parameter node keeps the choices."""
 
 from __future__ import annotations
 
 import qt
 
 
+class ApplicationList:
+    """One combo box whose items the engine gives per application ("auto" first): the networks or the losses
+    that fit it. ``field`` names the parameter node's attribute that keeps the choice."""
+
+    def __init__(self, combo, field: str, what: str, startJob, parameterNode, timer, onIdle):
+        self.combo, self.field, self.what, self.startJob = combo, field, what, startJob
+        self.parameterNode, self.timer, self.onIdle = parameterNode, timer, onIdle
+        self.job = None
+        combo.currentIndexChanged.connect(self.onChanged)
+
+    def request(self, application: str):
+        """"auto" until the engine answers with the choices for ``application`` (a newer request wins)."""
+        self.setChoices(["auto"])
+        if self.job is not None:
+            self.job.cancel()
+            self.job = None
+        if not application:
+            return
+        self.job = self.startJob(application)
+        self.job.finished.connect(lambda result, job=self.job: self.onAnswer(job, result))
+        self.timer.start()
+
+    def onAnswer(self, job, result):
+        if job is not self.job:
+            return  # superseded by another application choice
+        self.job = None
+        self.onIdle()
+        names = job.outputJson() if result.succeeded else None
+        if isinstance(names, list) and all(isinstance(n, str) for n in names):
+            self.setChoices(["auto"] + [n for n in names if n != "auto"])
+            self.combo.toolTip = f"{self.what} that fit this application (from the engine's registry)"
+        else:
+            self.combo.toolTip = f"{self.what} from the engine unavailable: " + (
+                result.errorMessage.splitlines()[0] if result.errorMessage else "no answer")
+
+    def setChoices(self, names):
+        node = self.parameterNode()
+        wanted = getattr(node, self.field) if node is not None else self.combo.currentText
+        self.combo.blockSignals(True)
+        self.combo.clear()
+        self.combo.addItems(list(names))
+        self.combo.blockSignals(False)
+        self.select(wanted)
+
+    def select(self, name: str):
+        index = self.combo.findText(name)
+        self.combo.currentIndex = index if index >= 0 else 0
+        self.onChanged()
+
+    def onChanged(self, *args):
+        node = self.parameterNode()
+        if node is not None and self.combo.currentText:
+            setattr(node, self.field, self.combo.currentText)
+
+
 class EngineChoices:
-    """Owns ``ui.applicationComboBox`` and ``ui.lossComboBox``. ``parameterNode()`` gives the panel's parameter
-    node (or None); ``onApplication()`` runs after the application changed, ``onIdle()`` after a list came."""
+    """Owns ``ui.applicationComboBox``, ``ui.networkComboBox`` and ``ui.lossComboBox``. ``parameterNode()``
+    gives the panel's parameter node (or None); ``onApplication()`` runs after the application changed,
+    ``onIdle()`` after a list came."""
 
     def __init__(self, ui, logic, parameterNode, timer, onApplication, onIdle):
         self.ui, self.logic, self.parameterNode, self.timer = ui, logic, parameterNode, timer
         self.onApplication, self.onIdle = onApplication, onIdle
         self.applicationsJob = None   # the engine's answer: which applications it has
-        self.lossJob = None           # the engine's answer: which losses fit the chosen application
         self.descriptions = {}
+        self.networks = ApplicationList(ui.networkComboBox, "network", "Networks", logic.networkChoicesJob,
+                                        parameterNode, timer, onIdle)
+        self.losses = ApplicationList(ui.lossComboBox, "loss", "Losses", logic.lossChoicesJob, parameterNode,
+                                      timer, onIdle)
         ui.applicationComboBox.currentIndexChanged.connect(self.onApplicationChanged)
-        ui.lossComboBox.currentIndexChanged.connect(self.onLossChanged)
+
+    @property
+    def lossJob(self):
+        return self.losses.job
+
+    @property
+    def networkJob(self):
+        return self.networks.job
 
     def jobs(self) -> list:
-        return [job for job in (self.applicationsJob, self.lossJob) if job is not None]
+        return [job for job in (self.applicationsJob, self.networks.job, self.losses.job) if job is not None]
 
     # ---- applications ---------------------------------------------------------------------------------
     def requestApplications(self):
         """Ask the engine for its applications; the list fills when it answers."""
         self.ui.applicationComboBox.toolTip = "Asking the engine for its applications..."
-        try:
-            self.applicationsJob = self.logic.applicationsJob()
-        except Exception as exc:  # no engine yet: the Dependencies section says what to install
-            self.applicationsJob = None
-            self.ui.applicationComboBox.toolTip = f"Applications from the engine unavailable: {exc}"
-            return
+        self.applicationsJob = self.logic.applicationsJob()  # a worker that cannot start ends as a failed job
         self.applicationsJob.finished.connect(lambda result, job=self.applicationsJob: self.onApplications(job, result))
         self.timer.start()
 
@@ -70,52 +131,12 @@ class EngineChoices:
         node = self.parameterNode()
         if node is not None and application:
             node.application = application
-        self.setLossChoices(["auto"])
-        if self.lossJob is not None:
-            self.lossJob.cancel()
-            self.lossJob = None
-        if application:
-            self.requestLosses(application)
+        self.networks.request(application)
+        self.losses.request(application)
         self.onApplication()
 
-    # ---- losses ---------------------------------------------------------------------------------------
-    def requestLosses(self, application: str):
-        try:
-            self.lossJob = self.logic.lossChoicesJob(application)
-        except Exception as exc:  # no engine: "auto" stays the only choice
-            self.lossJob = None
-            self.ui.lossComboBox.toolTip = f"Loss choices from the engine unavailable: {exc}"
-            return
-        self.lossJob.finished.connect(lambda result, job=self.lossJob: self.onLossChoices(job, result))
-        self.timer.start()
-
-    def onLossChoices(self, job, result):
-        if job is not self.lossJob:
-            return  # superseded by another application choice
-        self.lossJob = None
-        self.onIdle()
-        names = job.outputJson() if result.succeeded else None
-        if isinstance(names, list) and all(isinstance(n, str) for n in names) and names:
-            self.setLossChoices(["auto"] + [n for n in names if n != "auto"])
-            self.ui.lossComboBox.toolTip = "Losses that fit this application (from the engine's registry)"
-
-    def setLossChoices(self, names):
-        combo = self.ui.lossComboBox
-        node = self.parameterNode()
-        wanted = node.loss if node is not None else combo.currentText
-        combo.blockSignals(True)
-        combo.clear()
-        combo.addItems(list(names))
-        combo.blockSignals(False)
-        self.selectLoss(wanted)
-
     def selectLoss(self, name: str):
-        combo = self.ui.lossComboBox
-        index = combo.findText(name)
-        combo.currentIndex = index if index >= 0 else 0
-        self.onLossChanged()
+        self.losses.select(name)
 
-    def onLossChanged(self, *args):
-        node = self.parameterNode()
-        if node is not None and self.ui.lossComboBox.currentText:
-            node.loss = self.ui.lossComboBox.currentText
+    def selectNetwork(self, name: str):
+        self.networks.select(name)

@@ -194,6 +194,12 @@ class TrainLogic:
         engine has, plug-ins included; read with ``job.outputJson()``."""
         return self.runner.start("application list", "list", "applications", "--json")
 
+    def networkChoicesJob(self, application: str) -> BackgroundJob:
+        """``deepmed list networks --app APPLICATION --json`` in a worker: the networks a user may choose for
+        the application ([] when it builds its own); read with ``job.outputJson()``."""
+        return self.runner.start(f"network list for {application}", "list", "networks", "--app", application,
+                                 "--json")
+
     def lossChoicesJob(self, application: str) -> BackgroundJob:
         """``deepmed list losses --app APPLICATION --json`` in a worker: the losses fitting the application
         (the engine's registry is the one source of truth); read with ``job.outputJson()``."""

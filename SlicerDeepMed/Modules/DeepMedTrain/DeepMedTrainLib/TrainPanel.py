@@ -18,7 +18,6 @@ from DeepMedTrainLib.TrainLogic import parseSettingValue
 #: checks the others are in the engine's registry). Applications and losses come from the engine itself
 #: (``deepmed list applications --json``, ``deepmed list losses --app APP --json``), so a plug-in
 #: application appears here without a change to this module.
-NETWORKS = ["auto", "unet", "basic_unet", "segresnet", "dynunet", "highresnet", "swin_unetr", "unetr"]
 #: Seconds to wait at Slicer's exit for a stopped training to write its checkpoint (it goes on alone after)
 AUGMENTATIONS = ["flip", "rotate", "scale", "elastic", "noise", "gamma", "bias_field", "contrast"]
 
@@ -47,7 +46,6 @@ class TrainPanel:
         ui.datasetPathLineEdit.nameFilters = []
         ui.publishZipPathLineEdit.filters = ctk.ctkPathLineEdit.Files | ctk.ctkPathLineEdit.Writable
         ui.publishZipPathLineEdit.nameFilters = ["Model packages (*.zip)"]
-        ui.networkComboBox.addItems(NETWORKS)
         self.choices = EngineChoices(ui, logic, lambda: self.parameterNode, self.timer,
                                      onApplication=self.onApplicationSelected, onIdle=self._stopTimerWhenIdle)
         ui.initModelComboBox.currentIndexChanged.connect(self.onInitModelChanged)
@@ -82,6 +80,7 @@ class TrainPanel:
             self.ui.datasetPathLineEdit.currentPath = parameterNode.datasetPath
         self.choices.selectApplication(parameterNode.application)
         self.choices.selectLoss(parameterNode.loss)
+        self.choices.selectNetwork(parameterNode.network)
         self.updateButtons()
 
     def enter(self):
@@ -136,6 +135,10 @@ class TrainPanel:
     @property
     def lossJob(self):
         return self.choices.lossJob
+
+    @property
+    def networkJob(self):
+        return self.choices.networkJob
 
     def onApplicationSelected(self):
         self.refreshInitModels()

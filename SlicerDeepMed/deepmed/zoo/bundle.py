@@ -74,11 +74,15 @@ def _transform_list(config: BundleConfig, key: str) -> list[tuple[str, dict]]:
     raw = config.raw(key)
     prefix = key
     if isinstance(raw, dict):
-        if _short(raw.get("_target_", "Compose")) != "Compose" or not isinstance(raw.get("transforms"), list):
+        transforms, prefix = raw.get("transforms"), f"{key}#transforms"
+        if isinstance(transforms, str) and transforms.lstrip("$").startswith("@"):  # "$@transforms": a list
+            prefix = _key_of(transforms.lstrip("$")[1:])
+            transforms = config.raw(prefix)
+        if _short(raw.get("_target_", "Compose")) != "Compose" or not isinstance(transforms, list):
             raise DeepMedError(f"{config.where}: {key} is not a Compose of transforms")
         if config.resolve(raw.get("lazy", False), f"{key}#lazy"):
             raise DeepMedError(f"{config.where}: {key} uses lazy resampling, which deepmed does not reproduce")
-        raw, prefix = raw["transforms"], f"{key}#transforms"
+        raw = transforms
     if not isinstance(raw, list):
         raise DeepMedError(f"{config.where}: {key} is neither a Compose nor a list of transforms")
     steps = []
@@ -92,6 +96,10 @@ def _transform_list(config: BundleConfig, key: str) -> list[tuple[str, dict]]:
             continue
         steps.append((path, item))
     return steps
+
+
+def _key_of(reference: str) -> str:
+    return reference.replace("::", "#")
 
 
 def _keys(value) -> list[str]:
@@ -298,7 +306,7 @@ def checkpoint_of(config: BundleConfig, bundle: Path) -> tuple[Path, str | None]
     if not loaders:
         return bundle / "models" / "model.pt", None
     node, key = loaders[0]
-    located = BundleConfig(config.config, config.where, bundle, {"bundle_root": ".", **config.values})
+    located = BundleConfig(config.config, config.where, bundle, {"bundle_root": ".", **config.values}, config.used)
     path = located.resolve(node.get("load_path"), f"{key}#load_path")
     if not isinstance(path, str) or Path(path).is_absolute() or ".." in Path(path).parts:
         raise DeepMedError(f"{config.where}: {key}#load_path = {path!r} is not a file inside the bundle")
@@ -351,9 +359,8 @@ def fit_weights(network, weights: dict, name: str, where: str) -> None:
 def convert_bundle(bundle: Path, target: Path, where: str, values: dict | None = None) -> dict:
     """Write ``target`` as a deepmed package made from the bundle; returns its card. ``values``: the user's
     values for config keys holding ``$`` expressions (``--set key=value``)."""
-    from safetensors.torch import save_file
-
     from deepmed.applications import trainable_as
+    from deepmed.model.weights import save_weights
     from deepmed.networks import build_network
 
     metadata = read_config_file(bundle / "configs" / "metadata.json", where)
@@ -373,7 +380,7 @@ def convert_bundle(bundle: Path, target: Path, where: str, values: dict | None =
     network = build_network(card["network"]["name"], card["network"]["args"])
     fit_weights(network, weights, weights_path.relative_to(bundle).as_posix(), where)
     target.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(target / WEIGHTS))
+    save_weights(network.state_dict(), target / WEIGHTS)
     (target / CARD).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     for name in ("LICENSE", "docs/LICENSE", "license.txt"):
         if (bundle / name).is_file():

@@ -247,6 +247,9 @@ class _Evaluator:
             raise _Refused(f"a range of more than {MAX_ITEMS} items")
         if name in ("int", "float", "str") and any(isinstance(a, (dict, list, tuple, set)) for a in args):
             raise _Refused(f"{name} of a container")
+        items = args[0] if len(args) == 1 and isinstance(args[0], (list, tuple, range)) else [None]
+        if name == "sum" and (keywords or not all(isinstance(v, (int, float)) for v in items)):
+            raise _Refused("sum of anything but a list of numbers")
         return FUNCTIONS[name](*args, **keywords)
 
 

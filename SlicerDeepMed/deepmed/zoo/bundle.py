@@ -152,7 +152,8 @@ def pipeline_from_bundle(config: BundleConfig) -> dict:
                                f"supported: Lambdad label merges, {', '.join(sorted(POSTPROCESSING))}")
         skip = ()
         if name == "Invertd":
-            if item.get("transform") not in ("@preprocessing", "%#preprocessing"):
+            if item.get("transform") not in ("@preprocessing", "%#preprocessing", "$@preprocessing",
+                                             "$copy.deepcopy(@preprocessing)"):
                 raise DeepMedError(f"{where}: {path}: Invertd of {item.get('transform')!r}; deepmed inverts the "
                                    "bundle's @preprocessing only")
             skip = ("transform",)

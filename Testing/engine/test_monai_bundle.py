@@ -300,3 +300,24 @@ def io_bytes(state: dict) -> bytes:
     buffer = io.BytesIO()
     torch.save(state, buffer)
     return buffer.getvalue()
+
+
+def test_transforms_given_as_references_to_lists_read_as_the_lists(tmp_path, monkeypatch):
+    """segmentation_template's ``transforms: $@transforms`` and DeepEdit's ``$@a + @b`` joins."""
+    monkeypatch.setenv("DEEPMED_LIBRARY", str(tmp_path / "library"))
+
+    def split(config):
+        transforms = config["preprocessing"]["transforms"]
+        config["loading"], config["intensity"] = transforms[:2], transforms[2:]
+        config["preprocessing"]["transforms"] = "$@loading + @intensity"
+
+    plain = import_package(write_bundle(tmp_path / "a")).card["task"]
+    joined = import_package(write_bundle(tmp_path / "b", edit=split)).card["task"]
+    assert joined["preprocessing"] == plain["preprocessing"] and len(plain["preprocessing"]) == 4
+
+    def not_a_list(config):
+        config["loading"] = {"_target_": "LoadImaged", "keys": "image"}
+        config["preprocessing"]["transforms"] = "$@loading + @loading"
+
+    with pytest.raises(DeepMedError, match="preprocessing#transforms = .* joins entries that are not lists"):
+        import_package(write_bundle(tmp_path / "c", edit=not_a_list))

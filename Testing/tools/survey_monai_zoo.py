@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -34,13 +35,13 @@ from deepmed.zoo.bundle import card_from_bundle, checkpoint_of
 from deepmed.zoo.bundle_config import BundleConfig, BundleNeedsCode, find_inference_config, read_config_file
 
 SIZE = (48, 40, 32)
-CLASSES = [  # (reason class, words in the metadata's task/description/name that mark it)
-    ("prompts (interactive)", ("deepedit", "nuclick", "vista3d", "interactive", "annotation")),
-    ("generation", ("generative", "synthesis", "diffusion", "gan", "generate")),
-    ("detection", ("detection",)),
-    ("registration", ("registration", "_reg")),
-    ("landmarks", ("landmark",)),
-    ("classification", ("classification",)),
+CLASSES = [  # (reason class, a pattern of the bundle's name and metadata task that marks it)
+    ("prompts (interactive)", r"deepedit|nuclick|vista3d|interactive|annotation"),
+    ("generation", r"generat|synthesis|diffusion|\bgan\b"),
+    ("detection", r"detection"),
+    ("registration", r"registration|\breg\b"),
+    ("landmarks", r"landmark"),
+    ("classification", r"classification"),
 ]
 
 
@@ -54,11 +55,8 @@ class Row:
 
 
 def metadata_class(name: str, metadata: dict) -> str | None:
-    text = f"{name} {metadata.get('task', '')}".lower()
-    for reason, words in CLASSES:
-        if any(w in text for w in words):
-            return reason
-    return None
+    text = f"{name} {metadata.get('task', '')}".lower().replace("_", " ")
+    return next((reason for reason, pattern in CLASSES if re.search(pattern, text)), None)
 
 
 def spatial_dims(metadata: dict) -> int:
@@ -97,14 +95,16 @@ def classify(bundle: Path) -> tuple[Row, dict | None, BundleConfig | None]:
         checkpoint_of(config, bundle)
     except BundleNeedsCode as exc:
         row.status = "trusted" if (code or dims == 3) and reason is None else "refused"
-        row.detail = f"{reason or '3D segmentation'}; needs bundle code ({code or 'expression ' + exc.key})"
+        kind = ", ".join(k for k in ("2D" if dims == 2 else "", reason or "") if k) or f"{dims}D segmentation"
+        row.detail = f"{kind}; needs bundle code ({code or 'expression ' + exc.key})"
         return row, None, None
     except DeepMedError as exc:
         message = str(exc).split(": ", 1)[-1][:140]
         if code and reason is None and dims == 3:
             row.status, row.detail = "trusted", f"needs bundle code ({code}): {message}"
         else:
-            row.detail = f"{reason or ('2D' if dims == 2 else 'importer')}: {message}"
+            kind = ", ".join(k for k in ("2D" if dims == 2 else "", reason or "") if k) or "importer"
+            row.detail = f"{kind}: {message}"
         return row, None, None
     if dims == 2:
         row.detail = "2D: deepmed imports volumes"

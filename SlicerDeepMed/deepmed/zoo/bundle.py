@@ -11,6 +11,7 @@ bundle is refused naming it. Weights come from the file the bundle's ``Checkpoin
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from deepmed.applications.bundle_steps import (
@@ -73,11 +74,16 @@ def _transform_list(config: BundleConfig, key: str) -> list[tuple[str, dict]]:
         return []
     raw = config.raw(key)
     prefix = key
+    sources = None  # the key each transform is read from, when the list is made of references
     if isinstance(raw, dict):
         transforms, prefix = raw.get("transforms"), f"{key}#transforms"
-        if isinstance(transforms, str) and transforms.lstrip("$").startswith("@"):  # "$@transforms": a list
-            prefix = _key_of(transforms.lstrip("$")[1:])
-            transforms = config.raw(prefix)
+        if isinstance(transforms, str) and LIST_SUM.fullmatch(transforms):  # "$@transforms" or "$@a + @b"
+            lists = [_key_of(r) for r in re.findall(r"@([\w#:]+)", transforms)]
+            parts = [(f"{name}#{i}", item) for name in lists if isinstance(config.raw(name), list)
+                     for i, item in enumerate(config.raw(name))]
+            if len(parts) != sum(len(config.raw(n)) if isinstance(config.raw(n), list) else 1 for n in lists):
+                raise DeepMedError(f"{config.where}: {prefix} = {transforms!r} joins entries that are not lists")
+            sources, transforms = [p for p, _ in parts], [item for _, item in parts]
         if _short(raw.get("_target_", "Compose")) != "Compose" or not isinstance(transforms, list):
             raise DeepMedError(f"{config.where}: {key} is not a Compose of transforms")
         if config.resolve(raw.get("lazy", False), f"{key}#lazy"):
@@ -87,7 +93,7 @@ def _transform_list(config: BundleConfig, key: str) -> list[tuple[str, dict]]:
         raise DeepMedError(f"{config.where}: {key} is neither a Compose nor a list of transforms")
     steps = []
     for index, item in enumerate(raw):
-        path = f"{prefix}#{index}"
+        path = sources[index] if sources else f"{prefix}#{index}"
         if isinstance(item, str) and item.startswith("@"):
             item, path = config.raw(item[1:]), item[1:]
         if not isinstance(item, dict) or "_target_" not in item:
@@ -96,6 +102,10 @@ def _transform_list(config: BundleConfig, key: str) -> list[tuple[str, dict]]:
             continue
         steps.append((path, item))
     return steps
+
+
+#: a transforms entry that is a reference to a list, or lists joined with ``+``
+LIST_SUM = re.compile(r"\$?\s*@[\w#:]+(\s*\+\s*@[\w#:]+)*\s*")
 
 
 def _key_of(reference: str) -> str:

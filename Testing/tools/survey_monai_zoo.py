@@ -216,6 +216,12 @@ def survey(zoo: Path, only: list[str]) -> list[Row]:
     return rows
 
 
+def short_reason(detail: str) -> str:
+    """The refusal without its list of what is supported (the table stays readable)."""
+    detail = re.sub(r" \((BasicUNet|SimpleInferer)[^)]*\)?", "", detail)
+    return re.sub(r"; supported: .*", "", detail)
+
+
 def markdown(rows: list[Row], commit: str) -> str:
     counts = {s: sum(r.status == s for r in rows) for s in ("identical", "trusted", "refused", "differs")}
     lines = [f"Surveyed: {len(rows)} bundles of `Project-MONAI/model-zoo` ({commit}); imported and identical: "
@@ -225,7 +231,7 @@ def markdown(rows: list[Row], commit: str) -> str:
     names = {"identical": "imported, identical", "trusted": "needs bundle code (trusted mode)",
              "refused": "refused", "differs": "**differs**"}
     for r in rows:
-        lines.append(f"| {r.name} | {r.dims} | {r.task} | {names[r.status]} | {r.detail.replace('|', '/')} |")
+        lines.append(f"| {r.name} | {r.dims} | {r.task} | {names[r.status]} | {short_reason(r.detail).replace('|', '/')} |")
     return "\n".join(lines) + "\n"
 
 

@@ -11,7 +11,6 @@ bundle is refused naming it. Weights come from the file the bundle's ``Checkpoin
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 from deepmed.applications.bundle_steps import (
@@ -26,7 +25,7 @@ from deepmed.applications.bundle_steps import (
 )
 from deepmed.errors import DeepMedError
 from deepmed.model.directory import CARD, CARD_FORMAT, WEIGHTS, label_colour
-from deepmed.zoo.bundle_config import BundleConfig, find_inference_config, read_config_file
+from deepmed.zoo.bundle_config import BundleConfig, find_inference_config, read_config_file, transform_list
 from deepmed.zoo.checksums import write_sums
 from deepmed.zoo.schemas import CARD_SCHEMA, check_document
 
@@ -69,49 +68,6 @@ def _arguments(config: BundleConfig, raw: dict, key: str, skip=()) -> dict:
             for k, v in raw.items() if not k.startswith("_") and k not in skip}
 
 
-def _transform_list(config: BundleConfig, key: str) -> list[tuple[str, dict]]:
-    if not config.has(key):
-        return []
-    raw = config.raw(key)
-    prefix = key
-    sources = None  # the key each transform is read from, when the list is made of references
-    if isinstance(raw, dict):
-        transforms, prefix = raw.get("transforms"), f"{key}#transforms"
-        if isinstance(transforms, str) and LIST_SUM.fullmatch(transforms):  # "$@transforms" or "$@a + @b"
-            lists = [_key_of(r) for r in re.findall(r"@([\w#:]+)", transforms)]
-            parts = [(f"{name}#{i}", item) for name in lists if isinstance(config.raw(name), list)
-                     for i, item in enumerate(config.raw(name))]
-            if len(parts) != sum(len(config.raw(n)) if isinstance(config.raw(n), list) else 1 for n in lists):
-                raise DeepMedError(f"{config.where}: {prefix} = {transforms!r} joins entries that are not lists")
-            sources, transforms = [p for p, _ in parts], [item for _, item in parts]
-        if _short(raw.get("_target_", "Compose")) != "Compose" or not isinstance(transforms, list):
-            raise DeepMedError(f"{config.where}: {key} is not a Compose of transforms")
-        if config.resolve(raw.get("lazy", False), f"{key}#lazy"):
-            raise DeepMedError(f"{config.where}: {key} uses lazy resampling, which deepmed does not reproduce")
-        raw = transforms
-    if not isinstance(raw, list):
-        raise DeepMedError(f"{config.where}: {key} is neither a Compose nor a list of transforms")
-    steps = []
-    for index, item in enumerate(raw):
-        path = sources[index] if sources else f"{prefix}#{index}"
-        if isinstance(item, str) and item.startswith("@"):
-            item, path = config.raw(item[1:]), item[1:]
-        if not isinstance(item, dict) or "_target_" not in item:
-            raise DeepMedError(f"{config.where}: {path} is not a transform with a _target_")
-        if config.resolve(item.get("_disabled_", False), f"{path}#_disabled_") is True:
-            continue
-        steps.append((path, item))
-    return steps
-
-
-#: a transforms entry that is a reference to a list, or lists joined with ``+``
-LIST_SUM = re.compile(r"\$?\s*@[\w#:]+(\s*\+\s*@[\w#:]+)*\s*")
-
-
-def _key_of(reference: str) -> str:
-    return reference.replace("::", "#")
-
-
 def _keys(value) -> list[str]:
     return [value] if isinstance(value, str) else list(value or [])
 
@@ -120,7 +76,7 @@ def pipeline_from_bundle(config: BundleConfig) -> dict:
     """The card's ``task`` section: the bundle's pipeline as MONAI class names and literal arguments."""
     where = config.where
     image_key, loader, pre = None, {}, []
-    for path, item in _transform_list(config, "preprocessing"):
+    for path, item in transform_list(config, "preprocessing"):
         name = _short(item["_target_"])
         if name in SKIPPED:
             continue
@@ -146,7 +102,7 @@ def pipeline_from_bundle(config: BundleConfig) -> dict:
     inferer = {"name": _short(inferer_raw["_target_"]),
                "args": _arguments(config, inferer_raw, "inferer", skip=DEVICE_ARGUMENTS)}
     post = []
-    for path, item in _transform_list(config, "postprocessing"):
+    for path, item in transform_list(config, "postprocessing"):
         name = _short(item["_target_"])
         if name in SKIPPED:
             continue

@@ -16,12 +16,14 @@ Example:
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from deepmed.errors import DeepMedError
 from deepmed.zoo.bundle_expr import BundleNeedsCode, evaluate
 
-__all__ = ["BundleConfig", "BundleNeedsCode", "find_inference_config", "parse_values", "read_config_file"]
+__all__ = ["BundleConfig", "BundleNeedsCode", "find_inference_config", "parse_values", "read_config_file",
+           "transform_list"]
 
 CONFIG_NAMES = ("inference.json", "inference.yaml", "inference.yml")
 
@@ -148,6 +150,47 @@ class BundleConfig:
     def _expression(self, value: str, key: str, seen):
         """The pure subset of Python (``bundle_expr``); anything else raises ``BundleNeedsCode``."""
         return evaluate(value, key, lambda reference: self.get(reference, seen + (_key(reference),)), self.where)
+
+
+#: a transforms entry that is a reference to a list, or lists joined with ``+``
+LIST_SUM = re.compile(r"\$?\s*@[\w#:]+(\s*\+\s*@[\w#:]+)*\s*")
+
+
+def transform_list(config: BundleConfig, key: str) -> list[tuple[str, dict]]:
+    """The transforms of the Compose (or list) at ``key`` as ``(key of the step, step)``; ``_disabled_`` ones
+    left out. ``transforms: "$@a + @b"`` (references to lists, joined) reads those lists."""
+    if not config.has(key):
+        return []
+    raw = config.raw(key)
+    prefix = key
+    sources = None  # the key each transform is read from, when the list is made of references
+    if isinstance(raw, dict):
+        transforms, prefix = raw.get("transforms"), f"{key}#transforms"
+        if isinstance(transforms, str) and LIST_SUM.fullmatch(transforms):  # "$@transforms" or "$@a + @b"
+            lists = [_key(r) for r in re.findall(r"@([\w#:]+)", transforms)]
+            parts = [(f"{name}#{i}", item) for name in lists if isinstance(config.raw(name), list)
+                     for i, item in enumerate(config.raw(name))]
+            if len(parts) != sum(len(config.raw(n)) if isinstance(config.raw(n), list) else 1 for n in lists):
+                raise DeepMedError(f"{config.where}: {prefix} = {transforms!r} joins entries that are not lists")
+            sources, transforms = [p for p, _ in parts], [item for _, item in parts]
+        if str(raw.get("_target_", "Compose")).rsplit(".", 1)[-1] != "Compose" or not isinstance(transforms, list):
+            raise DeepMedError(f"{config.where}: {key} is not a Compose of transforms")
+        if config.resolve(raw.get("lazy", False), f"{key}#lazy"):
+            raise DeepMedError(f"{config.where}: {key} uses lazy resampling, which deepmed does not reproduce")
+        raw = transforms
+    if not isinstance(raw, list):
+        raise DeepMedError(f"{config.where}: {key} is neither a Compose nor a list of transforms")
+    steps = []
+    for index, item in enumerate(raw):
+        path = sources[index] if sources else f"{prefix}#{index}"
+        if isinstance(item, str) and item.startswith("@"):
+            item, path = config.raw(item[1:]), item[1:]
+        if not isinstance(item, dict) or "_target_" not in item:
+            raise DeepMedError(f"{config.where}: {path} is not a transform with a _target_")
+        if config.resolve(item.get("_disabled_", False), f"{path}#_disabled_") is True:
+            continue
+        steps.append((path, item))
+    return steps
 
 
 def parse_values(pairs: list[str]) -> dict:

@@ -159,3 +159,15 @@ def test_dynunet_shared_tensors_are_stored_once_and_load_back_identical(tmp_path
     x = torch.randn(1, 1, 16, 16, 8)
     with torch.no_grad():
         torch.testing.assert_close(copy(x), network(x), rtol=0, atol=0)
+
+
+def test_aliases_naming_tensors_the_file_lacks_are_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    from deepmed.errors import DeepMedError
+    from deepmed.model.weights import load_weights
+
+    path = tmp_path / "model.safetensors"
+    save_file({"a": torch.zeros(2)}, str(path), metadata={"aliases": '{"b": "missing"}'})
+    with pytest.raises(DeepMedError, match="model.safetensors: its 'aliases' metadata names tensors"):
+        load_weights(path)

@@ -149,7 +149,8 @@ def test_malicious_bundle_weights_are_refused_unexecuted(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("network, message", [
-    ({**NETWORK, "channels": "$[8, 16, 32]"}, "network_def#channels = '\\$\\[8, 16, 32\\]' is a Python expression"),
+    ({**NETWORK, "channels": "$numpy.arange(3).tolist()"}, "network_def#channels = .* is Python deepmed does not "
+                                                            "evaluate .*--trust-code"),
     ({**NETWORK, "_target_": "mypackage.MyNet"}, "is not one the engine knows"),
 ])
 def test_bundles_the_engine_cannot_map_safely_are_refused(network, message, tmp_path, monkeypatch):
@@ -206,25 +207,51 @@ def test_unknown_steps_are_refused_in_one_line(edit, message, tmp_path, monkeypa
     assert "\n" not in str(error.value)
 
 
-def test_an_expression_where_a_value_is_needed_is_refused_or_given_with_set(tmp_path, monkeypatch, capsys):
+def test_pure_expressions_are_evaluated_and_set_reaches_every_expression_reading_a_key(tmp_path, monkeypatch,
+                                                                                         capsys):
     from deepmed.cli.main import main as deepmed
 
     monkeypatch.setenv("DEEPMED_LIBRARY", str(tmp_path / "library"))
 
-    def spacing_branch(config):  # as wholeBody_ct_segmentation chooses its spacing
-        config["highres"] = False
-        config["preprocessing"]["transforms"][3]["pixdim"] = "$[1.5, 1.5, 2.0] if @highres else [3.0, 3.0, 3.0]"
+    def spacing_branch(config):  # as wholeBody_ct_segmentation chooses its spacing and its weights file
+        config["displayable_configs"] = {"highres": False}
+        config["preprocessing"]["transforms"][3]["pixdim"] = \
+            "$[1.5, 1.5, 2.0] if @displayable_configs#highres else [3.0, 3.0, 3.0]"
+        config["modelname"] = "$'model.pt' if @displayable_configs#highres else 'model_lowres.pt'"
+        config["handlers"] = [{"_target_": "CheckpointLoader", "load_path": "$@bundle_root + '/models/' + @modelname",
+                               "load_dict": {"model": "@network"}}]
 
     bundle = write_bundle(tmp_path / "b", edit=spacing_branch)
-    assert deepmed(["zoo", "import", str(bundle)]) == 2
-    error = capsys.readouterr().err
-    assert error.count("\n") == 1 and "preprocessing#transforms#3#pixdim" in error and "--set" in error
-    assert deepmed(["zoo", "import", str(bundle), "--set", "preprocessing#transforms#3#pixdim=[3.0, 3.0, 3.0]"]) == 0
+    (bundle / "models" / "model_lowres.pt").write_bytes((bundle / "models" / "model.pt").read_bytes())
+    assert deepmed(["zoo", "import", str(bundle)]) == 0
     card = json.loads((tmp_path / "library" / "b" / "model_card.json").read_text())
     assert card["spacing"] == [3.0, 3.0, 3.0]
-    assert deepmed(["zoo", "import", str(bundle), "--id", "c", "--set", "preprocessing#transforms#3#pixdim=[3, 3, 3]",
+    (bundle / "models" / "model_lowres.pt").unlink()  # the branch now needs model.pt: --set reaches it
+    assert deepmed(["zoo", "import", str(bundle), "--id", "c", "--set", "displayable_configs#highres=true"]) == 0
+    card = json.loads((tmp_path / "library" / "c" / "model_card.json").read_text())
+    assert card["spacing"] == [1.5, 1.5, 2.0]
+    # a key read only by the checkpoint reader counts as used
+    (bundle / "models" / "other.pt").write_bytes((bundle / "models" / "model.pt").read_bytes())
+    assert deepmed(["zoo", "import", str(bundle), "--id", "d", "--set", "modelname=other.pt"]) == 0
+    assert deepmed(["zoo", "import", str(bundle), "--id", "e", "--set", "preprocessing#transforms#3#pixdim=[3, 3, 3]",
                     "--set", "preprocessing#transforms#9#pixdim=1"]) == 2
     assert "no entry the import reads" in capsys.readouterr().err
+
+
+def test_an_impure_expression_is_refused_in_one_line_naming_key_and_flags(tmp_path, monkeypatch, capsys):
+    from deepmed.cli.main import main as deepmed
+
+    monkeypatch.setenv("DEEPMED_LIBRARY", str(tmp_path / "library"))
+
+    def code(config):
+        config["preprocessing"]["transforms"][3]["pixdim"] = "$scripts.utils.spacing(@bundle_root)"
+
+    bundle = write_bundle(tmp_path / "b", edit=code)
+    assert deepmed(["zoo", "import", str(bundle)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "preprocessing#transforms#3#pixdim" in error
+    assert "--set" in error and "--trust-code" in error
+    assert deepmed(["zoo", "import", str(bundle), "--set", "preprocessing#transforms#3#pixdim=[3.0, 3.0, 3.0]"]) == 0
 
 
 @pytest.mark.parametrize("network", [
@@ -273,3 +300,24 @@ def io_bytes(state: dict) -> bytes:
     buffer = io.BytesIO()
     torch.save(state, buffer)
     return buffer.getvalue()
+
+
+def test_transforms_given_as_references_to_lists_read_as_the_lists(tmp_path, monkeypatch):
+    """segmentation_template's ``transforms: $@transforms`` and DeepEdit's ``$@a + @b`` joins."""
+    monkeypatch.setenv("DEEPMED_LIBRARY", str(tmp_path / "library"))
+
+    def split(config):
+        transforms = config["preprocessing"]["transforms"]
+        config["loading"], config["intensity"] = transforms[:2], transforms[2:]
+        config["preprocessing"]["transforms"] = "$@loading + @intensity"
+
+    plain = import_package(write_bundle(tmp_path / "a")).card["task"]
+    joined = import_package(write_bundle(tmp_path / "b", edit=split)).card["task"]
+    assert joined["preprocessing"] == plain["preprocessing"] and len(plain["preprocessing"]) == 4
+
+    def not_a_list(config):
+        config["loading"] = {"_target_": "LoadImaged", "keys": "image"}
+        config["preprocessing"]["transforms"] = "$@loading + @loading"
+
+    with pytest.raises(DeepMedError, match="preprocessing#transforms = .* joins entries that are not lists"):
+        import_package(write_bundle(tmp_path / "c", edit=not_a_list))

@@ -1,6 +1,7 @@
 """Real MONAI Model Zoo bundle configs imported by deepmed give MONAI's own results, voxel for voxel.
 
-For each bundle in ``shared/data/monai-bundles`` (real configs, no weights): random weights of the right
+For each bundle in ``shared/data/monai-bundles`` and ``Testing/data/monai_configs`` (real configs, no weights;
+the latter need evaluated ``$`` expressions, a DynUNet with shared tensors, ``$@transforms``): random weights of the right
 shape are built with MONAI from the config (``ConfigParser`` -> ``network_def``; batch-norm statistics and a
 seed chosen so that several labels appear), the bundle is imported with ``deepmed zoo import`` and run with
 ``deepmed infer``, and the bundle's own pipeline is run by MONAI (``ConfigParser``'s parsed preprocessing ->
@@ -10,8 +11,10 @@ identical on >= 99.9% of the voxels; measured: 100% for all four.
 What the reference changes, each because MONAI 1.6.1 here cannot run the config as written (the same change is
 given to deepmed, so both sides still run the same pipeline): SwinUNETR lost its ``img_size`` argument in
 MONAI 1.5 (dropped from ``network_def``); the BTCV config asks for ``ITKReader`` and itk is not installed
-(NibabelReader reads the same NIfTI; deepmed reads no file through MONAI); brats's sliding window of
-240x240x160 is cut to 64^3 for CPU time (``--set inferer#roi_size=[64, 64, 64]``). No transform is changed.
+(NibabelReader reads the same NIfTI; deepmed reads no file through MONAI); brats's, pediatric_abdominal_ct's and
+wholeBody_ct's sliding windows are cut to 64^3 for CPU time (``--set inferer#roi_size=[64, 64, 64]``, given to
+both); wholeBody_ct runs its low-resolution branch (``--set displayable_configs#highres=false``). No transform is
+changed.
 """
 
 from __future__ import annotations
@@ -28,20 +31,33 @@ import torch
 from deepmed.cli.main import main as deepmed
 
 BUNDLES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "monai-bundles"
+OWN_CONFIGS = Path(__file__).resolve().parents[1] / "data" / "monai_configs"
+ROI_64 = "inferer#roi_size=[64, 64, 64]"
 #: bundle -> (spacing of its model grid, input channels, --set values)
 CASES = {
     "spleen_ct_segmentation": ((1.5, 1.5, 2.0), 1, []),
     "prostate_mri_anatomy": ((0.5, 0.5, 0.5), 1, []),
     "swin_unetr_btcv_segmentation": ((1.5, 1.5, 2.0), 1, []),
-    "brats_mri_segmentation": ((1.0, 1.0, 1.0), 4, ["inferer#roi_size=[64, 64, 64]"]),
+    "brats_mri_segmentation": ((1.0, 1.0, 1.0), 4, [ROI_64]),
+    "pediatric_abdominal_ct_segmentation": ((1.5, 1.5, 3.0), 1, [ROI_64]),
+    "wholeBody_ct_segmentation": ((3.0, 3.0, 3.0), 1, [ROI_64, "displayable_configs#highres=false"]),
+    "segmentation_template": ((1.0, 1.0, 1.0), 1, []),
 }
+
+
+def source_of(name: str) -> Path:
+    return OWN_CONFIGS / name if (OWN_CONFIGS / name).is_dir() else BUNDLES / name
+
+
+def config_file(bundle: Path) -> Path:
+    return next(p for p in sorted((bundle / "configs").glob("inference.*")) if p.suffix in (".json", ".yaml"))
 SIZE = (48, 40, 32)
 
 
-def copy_bundle(name: str, folder: Path, edit=None) -> Path:
-    """The shared bundle's files with random weights of the right shape where its CheckpointLoader looks."""
+def copy_bundle(name: str, folder: Path, edit=None, values=()) -> Path:
+    """The bundle's files with random weights of the right shape where its CheckpointLoader looks."""
     bundle = folder / name
-    shutil.copytree(BUNDLES / name, bundle)
+    shutil.copytree(source_of(name), bundle)
     if edit is not None:
         path = bundle / "configs" / "inference.json"
         config = json.loads(path.read_text())
@@ -49,13 +65,25 @@ def copy_bundle(name: str, folder: Path, edit=None) -> Path:
         path.write_text(json.dumps(config))
     (bundle / "models").mkdir()
     torch.manual_seed(0)
-    network = monai_parser(bundle).get_parsed_content("network_def")
+    network = monai_parser(bundle, values).get_parsed_content("network_def")
     for module in network.modules():  # non-trivial batch-norm statistics: several labels, not one
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
             module.running_mean.uniform_(-0.2, 0.2)
             module.running_var.uniform_(0.5, 1.5)
-    torch.save(network.state_dict(), bundle / "models" / "model.pt")
+    torch.save(network.state_dict(), weights_file(bundle, values))
     return bundle
+
+
+def weights_file(bundle: Path, values=()) -> Path:
+    """Where the bundle's CheckpointLoader reads (MONAI resolves its load_path), else models/model.pt."""
+    parser = monai_parser(bundle, values)
+    for key in ("handlers", "checkpointloader"):
+        loaders = parser.get(key)
+        for loader in loaders if isinstance(loaders, list) else [loaders]:
+            if isinstance(loader, dict) and str(loader.get("_target_")).endswith("CheckpointLoader"):
+                path = key if isinstance(loaders, dict) else f"{key}#{loaders.index(loader)}"
+                return Path(parser.get_parsed_content(f"{path}#load_path"))
+    return bundle / "models" / "model.pt"
 
 
 def monai_parser(bundle: Path, values=()):
@@ -63,10 +91,11 @@ def monai_parser(bundle: Path, values=()):
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
-    parser.read_config(str(bundle / "configs" / "inference.json"))
+    parser.read_config(str(config_file(bundle)))
     parser["bundle_root"] = str(bundle)
     parser["network_def"] = {k: v for k, v in parser["network_def"].items() if k != "img_size"}
-    for transform in parser["preprocessing"]["transforms"]:
+    transforms = parser["preprocessing"]["transforms"]
+    for transform in parser[transforms[2:]] if isinstance(transforms, str) else transforms:
         if transform.get("reader") == "ITKReader":
             transform["reader"] = "NibabelReader"
     for pair in values:
@@ -81,7 +110,7 @@ def monai_reference(bundle: Path, inputs: list[Path], values=()) -> np.ndarray:
 
     parser = monai_parser(bundle, values)
     network = parser.get_parsed_content("network_def")
-    network.load_state_dict(torch.load(bundle / "models" / "model.pt", weights_only=True))
+    network.load_state_dict(torch.load(weights_file(bundle, values), weights_only=True))
     network.eval()
     preprocessing, inferer, postprocessing = (parser.get_parsed_content(k)
                                               for k in ("preprocessing", "inferer", "postprocessing"))
@@ -118,14 +147,15 @@ def import_and_infer(bundle: Path, inputs: list[Path], output: Path, values=()) 
 
 
 @pytest.mark.parametrize("name", [
-    "spleen_ct_segmentation", "brats_mri_segmentation",
+    "spleen_ct_segmentation", "brats_mri_segmentation", "pediatric_abdominal_ct_segmentation",
+    "wholeBody_ct_segmentation", "segmentation_template",
     pytest.param("prostate_mri_anatomy", marks=pytest.mark.slow),
     pytest.param("swin_unetr_btcv_segmentation", marks=pytest.mark.slow),
 ])
 def test_real_bundle_gives_monai_s_own_labels(name, tmp_path, monkeypatch):
     monkeypatch.setenv("DEEPMED_LIBRARY", str(tmp_path / "library"))
     spacing, channels, values = CASES[name]
-    bundle = copy_bundle(name, tmp_path / "bundles")
+    bundle = copy_bundle(name, tmp_path / "bundles", values=values)
     inputs = scans(tmp_path, spacing, channels)
     ours = import_and_infer(bundle, inputs, tmp_path / "ours.nii.gz", values)
     expected = monai_reference(bundle, inputs, values)

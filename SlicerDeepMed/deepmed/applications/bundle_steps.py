@@ -3,7 +3,8 @@
 A step is data: ``{"name": "Spacingd", "args": {...literal arguments...}}``. Only deterministic MONAI
 transforms and inferers listed here are instantiated (by class name, from ``monai.transforms`` /
 ``monai.inferers``), so a bundle's preprocessing and postprocessing run as MONAI's own code with the bundle's
-arguments. ``merge_channels`` is the one step that is deepmed's: the label merge a bundle writes as a
+arguments (dtypes are kept as ``{"$dtype": "torch.float32"}`` and decoded here). ``merge_channels`` is the
+one step that is deepmed's: the label merge a bundle writes as a
 ``Lambdad`` of nested ``torch.where`` (read from its source with ``ast``, never run), done with the same
 operations.
 """
@@ -15,6 +16,7 @@ import ast
 import torch
 
 from deepmed.errors import DeepMedError
+from deepmed.zoo.bundle_expr import decode
 
 #: The application that runs imported bundles (the importer writes it into the card).
 APPLICATION = "monai_bundle"
@@ -39,7 +41,7 @@ def build_transform(step: dict, preprocessing=None):
     """A MONAI transform from a card step; ``Invertd`` inverts ``preprocessing`` (the built Compose)."""
     import monai.transforms
 
-    name, args = step["name"], dict(step.get("args", {}))
+    name, args = step["name"], decode(dict(step.get("args", {})))
     if name == MERGE:
         return MergeChannels(**args)
     if name not in PREPROCESSING | POSTPROCESSING:
@@ -55,7 +57,7 @@ def build_inferer(step: dict):
     if step["name"] not in INFERERS:
         raise DeepMedError(f"model card inferer {step['name']!r} is not one deepmed runs "
                            f"({', '.join(sorted(INFERERS))})")
-    return getattr(monai.inferers, step["name"])(**step.get("args", {}))
+    return getattr(monai.inferers, step["name"])(**decode(step.get("args", {})))
 
 
 class MergeChannels:

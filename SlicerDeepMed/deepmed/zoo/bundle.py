@@ -25,7 +25,7 @@ from deepmed.applications.bundle_steps import (
 )
 from deepmed.errors import DeepMedError
 from deepmed.model.directory import CARD, CARD_FORMAT, WEIGHTS, label_colour
-from deepmed.zoo.bundle_config import BundleConfig, find_inference_config, read_config_file
+from deepmed.zoo.bundle_config import BundleConfig, find_inference_config, read_config_file, transform_list
 from deepmed.zoo.checksums import write_sums
 from deepmed.zoo.schemas import CARD_SCHEMA, check_document
 
@@ -68,32 +68,6 @@ def _arguments(config: BundleConfig, raw: dict, key: str, skip=()) -> dict:
             for k, v in raw.items() if not k.startswith("_") and k not in skip}
 
 
-def _transform_list(config: BundleConfig, key: str) -> list[tuple[str, dict]]:
-    if not config.has(key):
-        return []
-    raw = config.raw(key)
-    prefix = key
-    if isinstance(raw, dict):
-        if _short(raw.get("_target_", "Compose")) != "Compose" or not isinstance(raw.get("transforms"), list):
-            raise DeepMedError(f"{config.where}: {key} is not a Compose of transforms")
-        if config.resolve(raw.get("lazy", False), f"{key}#lazy"):
-            raise DeepMedError(f"{config.where}: {key} uses lazy resampling, which deepmed does not reproduce")
-        raw, prefix = raw["transforms"], f"{key}#transforms"
-    if not isinstance(raw, list):
-        raise DeepMedError(f"{config.where}: {key} is neither a Compose nor a list of transforms")
-    steps = []
-    for index, item in enumerate(raw):
-        path = f"{prefix}#{index}"
-        if isinstance(item, str) and item.startswith("@"):
-            item, path = config.raw(item[1:]), item[1:]
-        if not isinstance(item, dict) or "_target_" not in item:
-            raise DeepMedError(f"{config.where}: {path} is not a transform with a _target_")
-        if config.resolve(item.get("_disabled_", False), f"{path}#_disabled_") is True:
-            continue
-        steps.append((path, item))
-    return steps
-
-
 def _keys(value) -> list[str]:
     return [value] if isinstance(value, str) else list(value or [])
 
@@ -102,7 +76,7 @@ def pipeline_from_bundle(config: BundleConfig) -> dict:
     """The card's ``task`` section: the bundle's pipeline as MONAI class names and literal arguments."""
     where = config.where
     image_key, loader, pre = None, {}, []
-    for path, item in _transform_list(config, "preprocessing"):
+    for path, item in transform_list(config, "preprocessing"):
         name = _short(item["_target_"])
         if name in SKIPPED:
             continue
@@ -128,7 +102,7 @@ def pipeline_from_bundle(config: BundleConfig) -> dict:
     inferer = {"name": _short(inferer_raw["_target_"]),
                "args": _arguments(config, inferer_raw, "inferer", skip=DEVICE_ARGUMENTS)}
     post = []
-    for path, item in _transform_list(config, "postprocessing"):
+    for path, item in transform_list(config, "postprocessing"):
         name = _short(item["_target_"])
         if name in SKIPPED:
             continue
@@ -144,7 +118,8 @@ def pipeline_from_bundle(config: BundleConfig) -> dict:
                                f"supported: Lambdad label merges, {', '.join(sorted(POSTPROCESSING))}")
         skip = ()
         if name == "Invertd":
-            if item.get("transform") not in ("@preprocessing", "%#preprocessing"):
+            if item.get("transform") not in ("@preprocessing", "%#preprocessing", "$@preprocessing",
+                                             "$copy.deepcopy(@preprocessing)"):
                 raise DeepMedError(f"{where}: {path}: Invertd of {item.get('transform')!r}; deepmed inverts the "
                                    "bundle's @preprocessing only")
             skip = ("transform",)
@@ -298,7 +273,7 @@ def checkpoint_of(config: BundleConfig, bundle: Path) -> tuple[Path, str | None]
     if not loaders:
         return bundle / "models" / "model.pt", None
     node, key = loaders[0]
-    located = BundleConfig(config.config, config.where, bundle, {"bundle_root": ".", **config.values})
+    located = BundleConfig(config.config, config.where, bundle, {"bundle_root": ".", **config.values}, config.used)
     path = located.resolve(node.get("load_path"), f"{key}#load_path")
     if not isinstance(path, str) or Path(path).is_absolute() or ".." in Path(path).parts:
         raise DeepMedError(f"{config.where}: {key}#load_path = {path!r} is not a file inside the bundle")
@@ -351,9 +326,8 @@ def fit_weights(network, weights: dict, name: str, where: str) -> None:
 def convert_bundle(bundle: Path, target: Path, where: str, values: dict | None = None) -> dict:
     """Write ``target`` as a deepmed package made from the bundle; returns its card. ``values``: the user's
     values for config keys holding ``$`` expressions (``--set key=value``)."""
-    from safetensors.torch import save_file
-
     from deepmed.applications import trainable_as
+    from deepmed.model.weights import save_weights
     from deepmed.networks import build_network
 
     metadata = read_config_file(bundle / "configs" / "metadata.json", where)
@@ -373,7 +347,7 @@ def convert_bundle(bundle: Path, target: Path, where: str, values: dict | None =
     network = build_network(card["network"]["name"], card["network"]["args"])
     fit_weights(network, weights, weights_path.relative_to(bundle).as_posix(), where)
     target.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(target / WEIGHTS))
+    save_weights(network.state_dict(), target / WEIGHTS)
     (target / CARD).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     for name in ("LICENSE", "docs/LICENSE", "license.txt"):
         if (bundle / name).is_file():

@@ -2,10 +2,10 @@
 
 MONAI's ``ConfigParser`` syntax: ``@key`` refers to another entry, ``%file#key`` copies an entry of a file,
 ``$...`` is Python evaluated at run time, ``#`` (or ``::``) separates the parts of a key, ``_target_`` names
-a class. This reader resolves references and macros to plain values and refuses a ``$`` expression wherever
-a value is needed, naming its key, unless the user gave that key's value (``--set key=value``). The one
-kind of expression it reads is a concatenation of strings and references (``$@bundle_root + '/models/x.pt'``,
-the usual weights path), parsed with ``ast`` and never run.
+a class. This reader resolves references and macros to plain values and evaluates the pure subset of ``$``
+expressions with ``bundle_expr`` (over ``ast``, nothing run); any other expression raises ``BundleNeedsCode``
+naming its key, unless the user gave that key's value (``--set key=value``). A given value replaces the entry
+wherever it is read, references and expressions included, and every read of it is counted in ``used``.
 
 Example:
     >>> config = BundleConfig({"size": 96, "inferer": {"roi_size": ["@size", "@size", 64]}}, "b")
@@ -15,12 +15,15 @@ Example:
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 from pathlib import Path
 
 from deepmed.errors import DeepMedError
+from deepmed.zoo.bundle_expr import BundleNeedsCode, evaluate
+
+__all__ = ["BundleConfig", "BundleNeedsCode", "find_inference_config", "parse_values", "read_config_file",
+           "transform_list"]
 
 CONFIG_NAMES = ("inference.json", "inference.yaml", "inference.yml")
 
@@ -66,12 +69,13 @@ class BundleConfig:
 
     path_name = "inference.json"  # the file it was read from
 
-    def __init__(self, config, where: str, root: Path | None = None, values: dict | None = None):
+    def __init__(self, config, where: str, root: Path | None = None, values: dict | None = None,
+                 used: set[str] | None = None):
         if not isinstance(config, dict):
             raise DeepMedError(f"{where}: the inference config is not a mapping of keys to entries")
         self.config, self.where, self.root = config, where, root
         self.values = {_key(k): v for k, v in (values or {}).items()}
-        self.used: set[str] = set()
+        self.used: set[str] = set() if used is None else used  # the given keys read so far (shared by copies)
 
     def has(self, key: str) -> bool:
         try:
@@ -95,16 +99,27 @@ class BundleConfig:
     def get(self, key: str, _seen: tuple[str, ...] = ()):
         """The entry at ``key`` with references and macros resolved; ``$`` expressions refused."""
         key = _key(key)
-        if key in self.values:
-            self.used.add(key)
-            return self.values[key]
+        given = self._given(key)
+        if given is not None:
+            return given[0]
         return self.resolve(self.raw(key), key, _seen)
+
+    def _given(self, key: str) -> tuple | None:
+        """``(value,)`` when the user gave ``key`` or an entry holding it (``--set a={"b": 1}`` gives ``a#b``)."""
+        parts = key.split("#")
+        for end in range(len(parts), 0, -1):
+            prefix = "#".join(parts[:end])
+            if prefix in self.values:
+                self.used.add(prefix)
+                return (self.raw("#".join(parts[end:]), self.values[prefix]) if end < len(parts)
+                        else self.values[prefix],)
+        return None
 
     def resolve(self, value, key: str, _seen: tuple[str, ...] = ()):
         """``value`` (found at ``key``) with every reference inside it resolved."""
-        if key in self.values:
-            self.used.add(key)
-            return self.values[key]
+        given = self._given(key) if key else None
+        if given is not None:
+            return given[0]
         if isinstance(value, dict):
             return {k: self.resolve(v, f"{key}#{k}" if key else k, _seen) for k, v in value.items()}
         if isinstance(value, list):
@@ -129,51 +144,53 @@ class BundleConfig:
         file = self.root / path
         if not file.is_file():
             raise DeepMedError(f"{self.where}: {key} = {value!r}: {path} not found in the bundle")
-        other = BundleConfig(read_config_file(file, self.where), self.where, self.root, self.values)
+        other = BundleConfig(read_config_file(file, self.where), self.where, self.root, self.values, self.used)
         return other.resolve(other.raw(target), key, seen)
 
     def _expression(self, value: str, key: str, seen):
-        """Only ``$'text' + @ref + ...`` (strings and references joined by ``+``) is read; anything else is
-        Python that deepmed does not run."""
-        source = value[1:].strip()
-        references: dict[str, str] = {}
-
-        def placeholder(match: str) -> str:
-            name = f"__ref{len(references)}__"
-            references[name] = match
-            return name
-
-        text = re.sub(r"@([A-Za-z0-9_#:]+)", lambda m: placeholder(m.group(1)), source)
-        try:
-            tree = ast.parse(text, mode="eval").body
-        except SyntaxError:
-            tree = None
-        parts = _concatenation(tree) if tree is not None else None
-        if parts is not None:
-            pieces = []
-            for kind, item in parts:
-                piece = self.get(references[item], seen) if kind == "ref" else item
-                if not isinstance(piece, str):
-                    parts = None
-                    break
-                pieces.append(piece)
-            if parts is not None:
-                return "".join(pieces)
-        raise DeepMedError(f"{self.where}: {key} = {value[:80]!r} is a Python expression that deepmed does not "
-                           f"run; give its value with --set '{key}=VALUE'")
+        """The pure subset of Python (``bundle_expr``); anything else raises ``BundleNeedsCode``."""
+        return evaluate(value, key, lambda reference: self.get(reference, seen + (_key(reference),)), self.where)
 
 
-def _concatenation(node):
-    """``'a' + name + 'b'`` -> [("text", "a"), ("ref", name), ("text", "b")]; None for anything else."""
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return [("text", node.value)]
-    if isinstance(node, ast.Name) and node.id.startswith("__ref"):
-        return [("ref", node.id)]
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
-        left, right = _concatenation(node.left), _concatenation(node.right)
-        if left is not None and right is not None:
-            return left + right
-    return None
+#: a transforms entry that is a reference to a list, or lists joined with ``+``
+LIST_SUM = re.compile(r"\$?\s*@[\w#:]+(\s*\+\s*@[\w#:]+)*\s*")
+
+
+def transform_list(config: BundleConfig, key: str) -> list[tuple[str, dict]]:
+    """The transforms of the Compose (or list) at ``key`` as ``(key of the step, step)``; ``_disabled_`` ones
+    left out. ``transforms: "$@a + @b"`` (references to lists, joined) reads those lists."""
+    if not config.has(key):
+        return []
+    raw = config.raw(key)
+    prefix = key
+    sources = None  # the key each transform is read from, when the list is made of references
+    if isinstance(raw, dict):
+        transforms, prefix = raw.get("transforms"), f"{key}#transforms"
+        if isinstance(transforms, str) and LIST_SUM.fullmatch(transforms):  # "$@transforms" or "$@a + @b"
+            lists = [_key(r) for r in re.findall(r"@([\w#:]+)", transforms)]
+            parts = [(f"{name}#{i}", item) for name in lists if isinstance(config.raw(name), list)
+                     for i, item in enumerate(config.raw(name))]
+            if len(parts) != sum(len(config.raw(n)) if isinstance(config.raw(n), list) else 1 for n in lists):
+                raise DeepMedError(f"{config.where}: {prefix} = {transforms!r} joins entries that are not lists")
+            sources, transforms = [p for p, _ in parts], [item for _, item in parts]
+        if str(raw.get("_target_", "Compose")).rsplit(".", 1)[-1] != "Compose" or not isinstance(transforms, list):
+            raise DeepMedError(f"{config.where}: {key} is not a Compose of transforms")
+        if config.resolve(raw.get("lazy", False), f"{key}#lazy"):
+            raise DeepMedError(f"{config.where}: {key} uses lazy resampling, which deepmed does not reproduce")
+        raw = transforms
+    if not isinstance(raw, list):
+        raise DeepMedError(f"{config.where}: {key} is neither a Compose nor a list of transforms")
+    steps = []
+    for index, item in enumerate(raw):
+        path = sources[index] if sources else f"{prefix}#{index}"
+        if isinstance(item, str) and item.startswith("@"):
+            item, path = config.raw(item[1:]), item[1:]
+        if not isinstance(item, dict) or "_target_" not in item:
+            raise DeepMedError(f"{config.where}: {path} is not a transform with a _target_")
+        if config.resolve(item.get("_disabled_", False), f"{path}#_disabled_") is True:
+            continue
+        steps.append((path, item))
+    return steps
 
 
 def parse_values(pairs: list[str]) -> dict:

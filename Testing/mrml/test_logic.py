@@ -281,3 +281,24 @@ print(heavy)
     output = subprocess.run([sys.executable, "-c", code.format(paths=paths)], capture_output=True, text=True,
                             check=True, timeout=120).stdout
     assert output.strip().splitlines()[-1] == "[]"
+
+
+def test_the_run_request_is_the_engine_command_line_the_cli_parses(tmp_path):
+    """One typed value -> ``deepmed infer`` arguments that the engine's own parser reads back field by field."""
+    from DeepMedRunLib.InferenceRequest import InferenceRequest
+
+    from deepmed.cli.main import build_parser
+
+    request = InferenceRequest(model=tmp_path / "my model", inputs=(tmp_path / "a b.nrrd", tmp_path / "c.nrrd"),
+                               output=tmp_path / "out.seg.nrrd", device="cpu", mode="interpolate",
+                               condition=(0.5, 1e-3), steps=4, count=2, seed=7, tta=True, keepLargest=True,
+                               folds=(0, 2))
+    parsed = build_parser().parse_args(request.asArgs())
+    assert parsed.command == "infer" and parsed.progress == "jsonl"
+    assert parsed.condition == "0.5,0.001" and parsed.folds == "0,2"
+    assert str(parsed.model) == str(tmp_path / "my model") and parsed.device == "cpu" and parsed.mode == "interpolate"
+    assert [str(p) for p in parsed.inputs] == [str(tmp_path / "a b.nrrd"), str(tmp_path / "c.nrrd")]
+    assert str(parsed.output) == str(tmp_path / "out.seg.nrrd") and parsed.steps == 4 and parsed.count == 2
+    assert parsed.seed == 7 and parsed.tta and parsed.keep_largest
+    plain = build_parser().parse_args(InferenceRequest(tmp_path, (tmp_path / "x.nrrd",), tmp_path / "o.nii.gz").asArgs())
+    assert not plain.tta and plain.mode is None and plain.folds is None

@@ -9,35 +9,29 @@ chosen device) and ``problems`` (``what`` + ``fix``).
 from __future__ import annotations
 
 from DeepMedLib.EngineCommand import EngineRunner
+from DeepMedLib.JobHandle import JobHandle
 from DeepMedLib.Signal import Signal
 
 
-class InstallCheck:
-    """``check = InstallCheck().start("auto")``; ``finished(report or None, text)`` once the worker ended."""
+class InstallCheck(JobHandle):
+    """``check = InstallCheck().start("auto")``; ``finished(report or None, text)`` once the worker ended;
+    ``wait()`` gives the report."""
 
     def __init__(self, runner: EngineRunner | None = None):
+        super().__init__()
         self.runner = runner or EngineRunner()
-        self.job = None
         self.report = None
         self.finished = Signal("object", "str")
 
     def start(self, device: str = "auto") -> InstallCheck:
-        self.job = self.runner.job("installation check", "doctor", "--device", device, "--json")
-        self.job.finished.connect(self._onFinished)
+        self.attach(self.runner.job("installation check", "doctor", "--device", device, "--json"))
         self.job.start()
         return self
 
-    def poll(self) -> bool:
-        return self.job.poll()
-
-    def cancel(self) -> None:
-        self.job.cancel()
-
-    def wait(self, timeout=None, processEvents=None):
-        self.job.wait(timeout, processEvents)
+    def waitValue(self):
         return self.report
 
-    def _onFinished(self, result) -> None:
+    def _onJobFinished(self, result) -> None:
         self.report = self.job.outputJson() if result.status in ("succeeded", "failed") else None
         if isinstance(self.report, dict) and "packages" in self.report:
             text = formatReport(self.report)

@@ -26,6 +26,7 @@ from deepmed.data.split import add_splits
 from DeepMedLib import SceneBridge
 from DeepMedLib.BackgroundJob import BackgroundJob
 from DeepMedLib.EngineCommand import EngineRunner
+from DeepMedLib.JobHandle import JobHandle
 
 
 class DataError(ValueError):
@@ -42,21 +43,17 @@ class SceneCase:
     problems: list = field(default_factory=list)
 
 
-class CheckRun:
-    """``deepmed dataset check`` in the background; ``report`` (dict) once finished."""
+class CheckRun(JobHandle):
+    """``deepmed dataset check`` in the background; ``report`` (dict) once finished (what ``wait`` returns)."""
 
     def __init__(self, job: BackgroundJob, reportPath: Path):
-        self.job, self.reportPath, self.report = job, reportPath, None
-        job.finished.connect(self._onFinished)
+        self.reportPath, self.report = reportPath, None
+        super().__init__(job)
 
-    def poll(self) -> bool:
-        return self.job.poll()
-
-    def wait(self, timeout=None, processEvents=None) -> dict | None:
-        self.job.wait(timeout, processEvents)
+    def waitValue(self) -> dict | None:
         return self.report
 
-    def _onFinished(self, result) -> None:
+    def _onJobFinished(self, result) -> None:
         if self.reportPath.is_file():
             self.report = json.loads(self.reportPath.read_text(encoding="utf-8"))
         elif not result.succeeded:

@@ -18,31 +18,27 @@ import SimpleITK as sitk
 from DeepMedLib import ModelLibrary, Outputs, SceneBridge
 from DeepMedLib.BackgroundJob import BackgroundJob
 from DeepMedLib.EngineCommand import EngineRunner
+from DeepMedLib.JobHandle import JobHandle
 from DeepMedLib.Signal import Signal
+from DeepMedRunLib.InferenceRequest import InferenceRequest
 
 
 class RunError(ValueError):
     pass
 
 
-class InferenceRun:
-    """One running inference: ``job`` (BackgroundJob), ``finished(outputNode or None, JobResult)``."""
+class InferenceRun(JobHandle):
+    """One running inference: ``job`` (BackgroundJob), ``finished(outputNode or None, JobResult)``; ``wait()``
+    gives the output node (None when it failed or was cancelled)."""
 
     def __init__(self, job: BackgroundJob, model, inputVolumes, outputNode, options: dict, workDir: Path):
-        self.job, self.model, self.inputVolumes = job, model, inputVolumes
+        self.model, self.inputVolumes = model, inputVolumes
         self.outputNode, self.options, self.workDir = outputNode, options, workDir
         self.finished = Signal("object", "JobResult")
         self.result = None
-        job.finished.connect(self._onJobFinished)
+        super().__init__(job)
 
-    def poll(self) -> bool:
-        return self.job.poll()
-
-    def cancel(self) -> None:
-        self.job.cancel()
-
-    def wait(self, timeout=None, processEvents=None):
-        self.job.wait(timeout, processEvents)
+    def waitValue(self):
         return self.outputNode if self.result is not None and self.result.succeeded else None
 
     def _onJobFinished(self, result) -> None:
@@ -101,16 +97,12 @@ class RunLogic:
             shutil.rmtree(workDir, ignore_errors=True)
             raise
         kind = chosen["output_kind"]
-        arguments = ["infer", "--model", model.path, *inputFiles, "-o", workDir / Outputs.outputFileName(kind),
-                     "--device", device, "--progress", "jsonl"]
-        arguments += ["--mode", chosen["name"]] if mode is not None else []
-        arguments += ["--condition", ",".join(repr(float(v)) for v in condition)] if condition is not None else []
-        for option, value in (("--steps", steps), ("--count", count), ("--seed", seed)):
-            arguments += [option, str(int(value))] if value is not None else []
-        arguments += ["--tta"] if tta else []
-        arguments += ["--keep-largest"] if keepLargest else []
-        arguments += ["--folds", ",".join(str(f) for f in folds)] if folds else []
-        job = self.runner.job(f"inference with {model.id}", *arguments)
+        request = InferenceRequest(
+            model=Path(model.path), inputs=tuple(inputFiles), output=workDir / Outputs.outputFileName(kind),
+            device=device, mode=chosen["name"] if mode is not None else None,
+            condition=tuple(condition) if condition is not None else None, steps=steps, count=count, seed=seed,
+            tta=tta, keepLargest=keepLargest, folds=tuple(folds or ()))
+        job = self.runner.job(f"inference with {model.id}", *request.asArgs())
         first = inputVolumes[0].GetName() if inputVolumes else chosen["name"]
         defaultName = f"{first} {model.title}"
         options = {"showIn3D": showIn3D, "outputName": outputName or defaultName, "outputKind": kind}

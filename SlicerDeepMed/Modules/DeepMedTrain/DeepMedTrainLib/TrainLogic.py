@@ -21,6 +21,7 @@ from pathlib import Path
 from DeepMedLib import ModelLibrary
 from DeepMedLib.BackgroundJob import BackgroundJob
 from DeepMedLib.EngineCommand import EngineRunner
+from DeepMedLib.JobHandle import JobHandle
 from DeepMedLib.Signal import Signal
 from DeepMedLib.TrainingCurves import TrainingCurves
 
@@ -29,11 +30,12 @@ class TrainError(ValueError):
     pass
 
 
-class TrainingRun:
-    """A running training: ``progress`` fields for the panel, ``eventReceived``/``finished`` signals."""
+class TrainingRun(JobHandle):
+    """A running training: ``progress`` fields for the panel, ``eventReceived``/``finished`` signals;
+    ``stop()`` checkpoints (Resume continues), ``cancel()`` ends at once, ``wait()`` gives the JobResult."""
 
     def __init__(self, job: BackgroundJob, modelDir: Path, curves: TrainingCurves | None):
-        self.job, self.modelDir, self.curves = job, modelDir, curves
+        self.modelDir, self.curves = modelDir, curves
         self.eventReceived = Signal("dict")
         self.finished = Signal("JobResult")
         self.epochs = self.iterationsPerEpoch = 0
@@ -47,20 +49,7 @@ class TrainingRun:
         self.timeLimitSeconds: float | None = None
         self.trainingStartedAt: float | None = None
         job.eventReceived.connect(self._onEvent)
-        job.finished.connect(self._onFinished)
-
-    def poll(self) -> bool:
-        return self.job.poll()
-
-    def stop(self) -> None:
-        """Finish the current step, write a checkpoint (Resume continues from it), end."""
-        self.job.requestStop()
-
-    def cancel(self) -> None:
-        self.job.cancel()
-
-    def wait(self, timeout=None, processEvents=None):
-        return self.job.wait(timeout, processEvents)
+        super().__init__(job)
 
     def _onEvent(self, event: dict) -> None:
         kind = event["event"]
@@ -90,7 +79,7 @@ class TrainingRun:
             self.status = f"stopped at epoch {event['epoch'] + 1}; Resume continues from the checkpoint"
         self.eventReceived.emit(event)
 
-    def _onFinished(self, result) -> None:
+    def _onJobFinished(self, result) -> None:
         if self.job.stopFile is not None:
             shutil.rmtree(self.job.stopFile.parent, ignore_errors=True)  # the run's private stop-file folder
         if not result.succeeded and self.curves is not None and not self.curves.values(self.curves.lossTable):

@@ -69,6 +69,11 @@ def test_user_strides_are_respected_when_the_patch_fits_them_and_refused_when_no
     assert args["strides"] == [2, 2, 2] and len(args["channels"]) == 4
     with pytest.raises(DeepMedError, match=r"axis z \(12\)"):
         plan_dense_network("unet", 1, 2, [48, 48, 12], [1, 1, 1], {"strides": [2, 2, 2]})
+    dyn = plan_dense_network("dynunet", 1, 2, [32, 32, 16], [1, 1, 1], {"strides": [1, [1, 2, 2], 2]}).args
+    network = build_network("dynunet", dyn)
+    assert network(torch.zeros(1, 1, 16, 32, 32)).shape == (1, 2, 16, 32, 32)
+    with pytest.raises(DeepMedError, match=r"axis x \(34\)"):
+        plan_dense_network("dynunet", 1, 2, [34, 32, 16], [1, 1, 1], {"strides": [1, [1, 2, 2], 2]})
     with pytest.raises(DeepMedError, match="network.args.strides"):
         plan_dense_network("dynunet", 1, 2, [32, 32, 32], [1, 1, 1], {"strides": [[1, 1, 1], "x"]})
 
@@ -89,7 +94,8 @@ spacings = st.one_of(
     st.permutations([0.5, 0.5, 6.0]).map(tuple),  # thick along any axis
 )
 patches = st.one_of(st.just("auto"), st.lists(st.integers(1, 72), min_size=3, max_size=3),
-                    st.lists(st.sampled_from([8, 16, 24, 32, 48, 64]), min_size=3, max_size=3))
+                    st.lists(st.sampled_from([8, 16, 24, 32, 48, 64]), min_size=3, max_size=3),
+                    ).filter(lambda p: p == "auto" or math.prod(p) <= 64 * 64 * 16)  # one step stays quick
 
 
 @pytest.mark.parametrize("network", DENSE_NETWORKS)
@@ -117,7 +123,6 @@ def test_every_planned_voxel_wise_network_trains_a_step_or_is_refused_in_one_lin
     if patch != "auto":
         assert result["patch_size"] == patch  # a configured patch is kept when valid
     zyx = list(reversed(result["patch_size"]))
-    assert math.prod(zyx) <= 8 * 72 ** 3
     model = build_network(result["network"]["name"], result["network"]["args"])
     output = model(torch.randn(2, channels, *zyx))
     output = output[0] if isinstance(output, (list, tuple)) else output

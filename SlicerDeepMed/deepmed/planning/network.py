@@ -96,6 +96,11 @@ def _padded(pooling: Pooling, levels: int) -> Pooling:
     return Pooling(pooling.strides + [[1, 1, 1]] * missing, pooling.kernels + [pooling.kernels[-1]] * missing)
 
 
+def _count(levels: Pooling | int) -> str:
+    n = len(levels.strides) if isinstance(levels, Pooling) else levels
+    return f"{n} down-sampling{'' if n == 1 else 's'}"
+
+
 def _levels_text(pooling: Pooling) -> str:
     return " ".join("x".join(str(s) for s in level) for level in pooling.strides) or "none"
 
@@ -108,7 +113,7 @@ def _unet(patch, spacing, user, reasons):
         return {"channels": channels, "num_res_units": 2, "norm": "instance"}, Pooling(levels, [])
     levels = len(user["channels"]) - 1 if "channels" in user else 4
     pooling = pooling_plan(patch, spacing, levels)
-    reasons.append(f"{len(pooling.strides)} down-samplings (x, y, z strides per level: {_levels_text(pooling)}): "
+    reasons.append(f"{_count(pooling)} (x, y, z strides per level: {_levels_text(pooling)}): "
                    "an axis is halved while its spacing is within 2x of the finest and it keeps >= 4 voxels")
     pooling = _padded(pooling, max(1, levels if "channels" in user else 1))
     channels = [min(16 * 2 ** i, 256) for i in range(len(pooling.strides) + 1)]
@@ -116,10 +121,12 @@ def _unet(patch, spacing, user, reasons):
 
 
 def _dynunet(patch, spacing, user, reasons):
-    if "strides" in user:
-        return {}, Pooling(_xyz_levels(user["strides"]), [])
+    if "strides" in user:  # the levels after the input's
+        levels = _xyz_levels(user["strides"])
+        return {"kernel_size": [3] * (len(levels) + 1), "upsample_kernel_size": list(user["strides"]),
+                "norm_name": "instance", "res_block": True}, Pooling(levels, [])
     pooling = _padded(pooling_plan(patch, spacing, 5), 2)
-    reasons.append(f"{len(pooling.strides)} down-samplings (x, y, z strides per level: {_levels_text(pooling)}), "
+    reasons.append(f"{_count(pooling)} (x, y, z strides per level: {_levels_text(pooling)}), "
                    "1-wide kernels along coarse axes (nnU-Net's rule)")
     strides = [[1, 1, 1]] + pooling.strides
     return {"kernel_size": [list(reversed(k)) for k in pooling.kernels],
@@ -138,7 +145,7 @@ def _segresnet(patch, spacing, user, reasons):
         pools = min(len(SEGRESNET_BLOCKS) - 1,
                     *(max(0, math.floor(math.log2(n / MIN_FEATURE_SIZE))) for n in patch))
         axis = AXES[min(range(3), key=lambda i: patch[i])]
-        reasons.append(f"{pools} down-samplings: SegResNet halves every axis together, and axis {axis} "
+        reasons.append(f"{_count(pools)}: SegResNet halves every axis together, and axis {axis} "
                        f"({min(patch)} voxels) keeps >= 4 voxels")
     args = {"init_filters": 16, "blocks_down": SEGRESNET_BLOCKS[:pools + 1], "blocks_up": [1] * pools}
     return args, Pooling([[2, 2, 2]] * pools, [])
@@ -176,8 +183,10 @@ def _problem(name: str, patch: list[int], pooling: Pooling) -> str | None:
     total = pooling.total
     bad = [i for i in range(3) if patch[i] % total[i] or patch[i] < total[i]]
     if bad:
-        return "; ".join(f"axis {AXES[i]} ({patch[i]}) must be a multiple of {total[i]}, its total stride"
-                         for i in bad)
+        sizes = ", ".join(str(patch[i]) for i in bad)
+        strides = ", ".join(sorted({str(total[i]) for i in bad}))
+        return (f"ax{'is' if len(bad) == 1 else 'es'} {', '.join(AXES[i] for i in bad)} ({sizes}) must be "
+                f"multiples of {strides}, the network's total stride")
     deepest = math.prod(n // t for n, t in zip(patch, total))
     if deepest < 2 and name != "highresnet":
         return f"its deepest feature map would hold one voxel (total stride {'x'.join(map(str, total))})"
@@ -193,8 +202,9 @@ def _candidates(patch: list[int], total: list[int]) -> list[list[int]]:
     largest = max(range(3), key=lambda i: bigger[i])
     bigger[largest] += total[largest]  # for a deepest feature map of one voxel
     options += [bigger, [max(n, 64) for n in up]]
-    return sorted({tuple(o): o for o in options}.values(),
-                  key=lambda o: sum(abs(math.log(a / b)) for a, b in zip(o, patch)))
+    voxels = math.prod(patch)
+    return sorted({tuple(o): o for o in options}.values(),  # much bigger patches last: memory, time
+                  key=lambda o: (math.prod(o) > 1.5 * voxels, sum(abs(math.log(a / b)) for a, b in zip(o, patch))))
 
 
 def plan_dense_network(name: str, in_channels: int, out_channels: int, patch_size: Sequence[int],

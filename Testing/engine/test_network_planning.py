@@ -98,6 +98,7 @@ patches = st.one_of(st.just("auto"), st.lists(st.integers(1, 72), min_size=3, ma
                     ).filter(lambda p: p == "auto" or math.prod(p) <= 64 * 64 * 16)  # one step stays quick
 
 
+@pytest.mark.slow  # ~25 s for the seven networks on a busy 2-core machine; still in `make test`
 @pytest.mark.parametrize("network", DENSE_NETWORKS)
 @settings(max_examples=10, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

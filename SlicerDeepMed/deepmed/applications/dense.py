@@ -24,10 +24,11 @@ from deepmed.io.image_io import write_image
 from deepmed.losses import build_loss
 from deepmed.model.directory import label_colour
 from deepmed.model.transfer import output_dependent_keys
-from deepmed.networks import build_network, network_arguments
+from deepmed.networks import NETWORKS, build_network
 from deepmed.optim import build_optimizer
 from deepmed.planning import dense as rules
 from deepmed.planning.fingerprint import fingerprint_of_cases
+from deepmed.planning.network import plan_dense_network
 from deepmed.transforms.augmentation import training_transforms
 from deepmed.transforms.preprocessing import normalize_image, to_working_grid
 
@@ -73,9 +74,14 @@ class DenseApplication(Application):
         else:
             sampling, reasons["sampling"] = self.choose_sampling(fingerprint)
         net = config["network"]
-        args = network_arguments(net["name"], len(channel_names), self.out_channels(fingerprint["labels"]),
-                                 list(reversed(patch)), list(reversed(spacing)),
-                                 {**self.network_defaults(net["name"]), **net["args"]})
+        network = plan_dense_network(NETWORKS.canonical(net["name"]), len(channel_names),
+                                     self.out_channels(fingerprint["labels"]), patch, spacing,
+                                     {**self.network_defaults(net["name"]), **net["args"]},
+                                     patch_from_config=data["patch_size"] != "auto")
+        if network.patch_size != patch:
+            reasons["patch_size"] += f"; {network.reasons[0]}"
+        patch, args = network.patch_size, network.args
+        reasons["network"] = "; ".join(network.reasons)
         loss = self.default_loss if config["loss"]["name"] == "auto" else config["loss"]["name"]
         return {"channel_names": channel_names, "spacing": spacing, "patch_size": patch,
                 "normalization": normalization, "sampling": sampling,

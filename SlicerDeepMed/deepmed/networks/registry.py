@@ -12,53 +12,26 @@ from collections.abc import Sequence
 import torch
 
 from deepmed.errors import DeepMedError
+from deepmed.planning.network import RULES as DENSE_RULES
+from deepmed.planning.network import plan_dense_network
 from deepmed.utils.registry import Registry
 
 NETWORKS = Registry("network")
 
 
-def _dynunet_plan(patch_size: Sequence[int], spacing: Sequence[float], max_levels: int = 6):
-    """nnU-Net-style kernels and strides: halve an axis only while its spacing is within 2x of the finest
-    and its size stays >= 8; anisotropic axes get 1-wide kernels until they catch up."""
-    sizes = list(patch_size)
-    spacings = list(spacing)
-    kernels, strides = [], [[1] * len(sizes)]
-    for _ in range(max_levels - 1):
-        finest = min(spacings)
-        stride = [2 if (s <= 2 * finest and n >= 16) else 1 for s, n in zip(spacings, sizes)]
-        if all(st == 1 for st in stride):
-            break
-        kernels.append([3 if s <= 2 * finest else 1 for s in spacings])
-        strides.append(stride)
-        sizes = [n // st for n, st in zip(sizes, stride)]
-        spacings = [s * st for s, st in zip(spacings, stride)]
-    kernels.append([3 if s <= 2 * min(spacings) else 1 for s in spacings])
-    return kernels, strides
-
-
 def network_arguments(name: str, in_channels: int, out_channels: int, patch_size: Sequence[int],
                       spacing: Sequence[float], user_args: dict | None = None) -> dict:
-    """The full constructor arguments of network ``name`` (defaults derived, then the user's on top)."""
+    """The full constructor arguments of network ``name`` (defaults derived, then the user's on top).
+
+    ``patch_size`` and ``spacing`` are in array order (z, y, x); the voxel-wise networks are planned by
+    :func:`deepmed.planning.network.plan_dense_network` (which also says which patches they take).
+    """
     name = NETWORKS.canonical(name)
+    if name in DENSE_RULES:  # patch and spacing in array order here, x, y, z there
+        return plan_dense_network(name, in_channels, out_channels, list(reversed(patch_size)),
+                                  list(reversed(spacing)), user_args).args
     args: dict = {"spatial_dims": 3, "in_channels": in_channels, "out_channels": out_channels}
-    if name == "unet":
-        args.update(channels=[16, 32, 64, 128, 256], strides=[2, 2, 2, 2], num_res_units=2, norm="instance")
-    elif name == "basic_unet":
-        args.update(features=[16, 16, 32, 64, 128, 16])
-    elif name == "segresnet":
-        args.update(init_filters=16, blocks_down=[1, 2, 2, 4], blocks_up=[1, 1, 1])
-    elif name == "dynunet":
-        kernels, strides = _dynunet_plan(patch_size, spacing)
-        args.update(kernel_size=kernels, strides=strides, upsample_kernel_size=strides[1:], norm_name="instance",
-                    res_block=True)
-    elif name in ("swin_unetr", "unetr"):
-        if name == "unetr":
-            args.update(img_size=list(patch_size), feature_size=16, hidden_size=384, mlp_dim=1536, num_heads=6)
-        else:
-            args.update(feature_size=24)
-    elif name == "highresnet":
-        args.update(dropout_prob=0.0)
-    elif name == "densenet":
+    if name == "densenet":
         args.update(init_features=16, growth_rate=8, block_config=[2, 4, 4])
     elif name in ("resnet10", "resnet18"):
         args.update(conv1_t_stride=2)

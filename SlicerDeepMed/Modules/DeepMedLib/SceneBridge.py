@@ -2,7 +2,14 @@
 
 Qt-free; works on the real MRML of a running Slicer and on PyPI ``slicer-core``. Outputs always get the
 input volume's IJK-to-RAS matrix exactly, are named uniquely, sit beside the input in the subject
-hierarchy (and under its transform), and never replace a user's node unless it was passed as the output.
+hierarchy, and never replace a user's node unless it was passed as the output.
+
+Where results go when the input is under a parent transform (a registered scan), one rule, in
+:func:`placeInFrameOf`: the worker computes in the input's *local* frame (its IJK-to-RAS, no transform), so
+every output node, and every temporary node its data passes through, is put under the input's parent
+transform *before* its data is written; the data is then written in that local frame as it is. Slicer's
+segmentation logic converts between two nodes' frames when their transforms differ
+(``ImportLabelmapToSegmentationNode``); with both in the input's frame there is nothing to convert.
 """
 
 from __future__ import annotations
@@ -62,12 +69,12 @@ def addScalarVolumeFromImage(image: sitk.Image, referenceVolume, name: str, volu
     scene = referenceVolume.GetScene()
     if volumeNode is None:
         volumeNode = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", scene.GenerateUniqueName(name))
+    placeBeside(volumeNode, referenceVolume)
     slicer.util.updateVolumeFromArray(volumeNode, sitk.GetArrayFromImage(image))
     copyNodeGeometry(referenceVolume, volumeNode)
     if volumeNode.GetDisplayNode() is None:
         volumeNode.CreateDefaultDisplayNodes()
     setRobustWindowLevel(volumeNode)
-    placeBeside(volumeNode, referenceVolume)
     return volumeNode
 
 
@@ -109,6 +116,7 @@ def addSegmentationFromLabelImage(labelImage: sitk.Image, referenceVolume, label
     labelmapNode = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", scene.GenerateUniqueName("DeepMedLabelmap"))
     colorTable = _colorTableForLabels(scene, labels)
     try:
+        placeInFrameOf(labelmapNode, referenceVolume)
         slicer.util.updateVolumeFromArray(labelmapNode, sitk.GetArrayFromImage(labelImage).astype(np.int32))
         copyNodeGeometry(referenceVolume, labelmapNode)
         labelmapNode.CreateDefaultDisplayNodes()
@@ -123,17 +131,18 @@ def addSegmentationFromLabelImage(labelImage: sitk.Image, referenceVolume, label
         scene.RemoveNode(colorTable)
     if showIn3D:
         segmentationNode.CreateClosedSurfaceRepresentation()
-    placeBeside(segmentationNode, referenceVolume)
     return segmentationNode
 
 
 def emptySegmentationNode(referenceVolume, name: str, segmentationNode=None):
-    """A new segmentation node (or the user's chosen one, emptied) on the reference's geometry, displayed."""
+    """A new segmentation node (or the user's chosen one, emptied) on the reference's geometry, displayed,
+    beside the reference and in its frame."""
     scene = referenceVolume.GetScene()
     if segmentationNode is None:
         segmentationNode = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", scene.GenerateUniqueName(name))
     else:
         segmentationNode.GetSegmentation().RemoveAllSegments()
+    placeBeside(segmentationNode, referenceVolume)
     if segmentationNode.GetDisplayNode() is None:
         segmentationNode.CreateDefaultDisplayNodes()
     segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolume)
@@ -194,8 +203,23 @@ def labelImageFromLabelmapNode(labelmapNode):
 
 
 # ---- the scene's organisation ------------------------------------------------------------------------
+def placeInFrameOf(node, referenceNode) -> None:
+    """Put ``node`` under ``referenceNode``'s parent transform (none when it has none), so that data written
+    in the reference's local frame lands where the reference is, whatever transform it is under (linear or
+    not, nested or not). Call it before writing the data. A sequence is not placed in space: the nodes that
+    show it (its browsers' proxy nodes) are."""
+    if node.IsA("vtkMRMLSequenceNode"):
+        from DeepMedLib.ResultNodes import proxyNodes  # ResultNodes imports this module
+
+        for proxy in proxyNodes(node):
+            placeInFrameOf(proxy, referenceNode)
+    elif node.IsA("vtkMRMLTransformableNode"):
+        node.SetAndObserveTransformNodeID(referenceNode.GetTransformNodeID())
+
+
 def placeBeside(node, referenceNode) -> None:
-    """Put ``node`` in the same subject-hierarchy folder and under the same transform as ``referenceNode``."""
+    """Put ``node`` in the same subject-hierarchy folder as ``referenceNode`` and in its frame
+    (:func:`placeInFrameOf`); call it before writing the node's data."""
     scene = referenceNode.GetScene()
     shNode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
     if shNode is not None:
@@ -209,8 +233,7 @@ def placeBeside(node, referenceNode) -> None:
             shNode.CreateItem(parent, node)
         else:
             shNode.SetItemParent(item, parent)
-    if node.IsA("vtkMRMLTransformableNode"):  # tables and sequences are not placed in space
-        node.SetAndObserveTransformNodeID(referenceNode.GetTransformNodeID())
+    placeInFrameOf(node, referenceNode)
 
 
 def segmentNames(segmentationNode) -> list[str]:

@@ -98,7 +98,23 @@ def nested(scene):
     return inner
 
 
-TRANSFORMS = {"translated": translated, "rotated": rotated, "nested": nested}
+def warped(scene):
+    """A non-linear (thin-plate spline) transform under a linear one."""
+    source, target = vtk.vtkPoints(), vtk.vtkPoints()
+    for corner in np.array(np.meshgrid([-40, 40], [0, 80], [-20, 40])).reshape(3, -1).T:
+        source.InsertNextPoint(*corner.astype(float))
+        target.InsertNextPoint(*(corner + 3.0 * np.sin(corner / 17.0)))
+    spline = vtk.vtkThinPlateSplineTransform()
+    spline.SetSourceLandmarks(source)
+    spline.SetTargetLandmarks(target)
+    spline.SetBasisToR()
+    node = scene.AddNewNodeByClass("vtkMRMLTransformNode", "warp")
+    node.SetAndObserveTransformToParent(spline)
+    node.SetAndObserveTransformNodeID(translated(scene).GetID())
+    return node
+
+
+TRANSFORMS = {"translated": translated, "rotated": rotated, "nested": nested, "warped": warped}
 
 
 # ---- the scene before the run: an input under a transform, maybe an output node from a previous run -------------

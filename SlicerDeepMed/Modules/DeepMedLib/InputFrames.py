@@ -1,0 +1,97 @@
+"""Input volumes for the worker, all in the first volume's local frame.
+
+The worker sees files, not transforms: each channel's voxels and IJK-to-RAS. Results come back in the
+first input's local frame and are placed under its parent transform (``SceneBridge.placeInFrameOf``).
+A channel under the same transform as the first goes as it is (its grid checked by the worker as always).
+A channel under another transform (registered to the first, not hardened) would be read in the wrong place,
+so it is resampled onto the first volume's grid through the transform between the two frames, as Slicer's
+"harden transform" would: linear transforms exactly (one affine map), non-linear ones through a
+displacement field sampled at the first volume's voxel centres. Volumes in the scene are never changed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+import slicer
+import vtk
+from vtk.util import numpy_support
+
+from DeepMedLib.Geometry import LPS_TO_RAS, ijkToRasFromImage
+from DeepMedLib.SceneBridge import imageFromVolumeNode
+
+IDENTITY_TOLERANCE = 1e-6  # a transform between two frames closer than this to identity is no transform
+
+
+def inputImages(volumeNodes) -> list[sitk.Image]:
+    """The volumes as SimpleITK images in the first one's local frame (see the module's docstring)."""
+    volumeNodes = list(volumeNodes)
+    if not volumeNodes:
+        return []
+    reference = volumeNodes[0]
+    referenceImage = imageFromVolumeNode(reference)
+    images = [referenceImage]
+    for node in volumeNodes[1:]:
+        image = imageFromVolumeNode(node)
+        frameChange = _frameChange(node, reference)
+        images.append(image if frameChange is None else _resampleInto(image, referenceImage, frameChange, node))
+    return images
+
+
+def _frameChange(node, reference):
+    """None when ``node`` and ``reference`` share a frame; else, linear: the 4x4 RAS matrix from the node's
+    local frame to the reference's; non-linear: a vtk transform from the reference's frame to the node's
+    (the direction resampling needs)."""
+    source, target = node.GetParentTransformNode(), reference.GetParentTransformNode()
+    if source is target:
+        return None
+    general = vtk.vtkGeneralTransform()
+    slicer.vtkMRMLTransformNode.GetTransformBetweenNodes(source, target, general)
+    linear = vtk.vtkTransform()
+    if slicer.vtkMRMLTransformNode.IsGeneralTransformLinear(general, linear):
+        matrix = np.array([[linear.GetMatrix().GetElement(r, c) for c in range(4)] for r in range(4)])
+        return None if np.abs(matrix - np.eye(4)).max() < IDENTITY_TOLERANCE else matrix
+    inverse = vtk.vtkGeneralTransform()
+    slicer.vtkMRMLTransformNode.GetTransformBetweenNodes(target, source, inverse)
+    return inverse
+
+
+def _resampleInto(image: sitk.Image, referenceImage: sitk.Image, frameChange, node) -> sitk.Image:
+    """``image`` (in ``node``'s frame) resampled linearly onto ``referenceImage``'s grid; outside the image
+    its minimum (air in a CT, background in an MR) rather than 0, which is water in a CT."""
+    if isinstance(frameChange, np.ndarray):
+        transform = _affineLps(np.linalg.inv(frameChange))
+    else:
+        transform = _displacementField(referenceImage, frameChange)
+    background = float(sitk.GetArrayViewFromImage(image).min())
+    resampled = sitk.Resample(sitk.Cast(image, sitk.sitkFloat32), referenceImage, transform, sitk.sitkLinear,
+                              background, sitk.sitkFloat32)
+    if not np.isfinite(sitk.GetArrayViewFromImage(resampled)).all():
+        raise ValueError(f"{node.GetName()}: resampling through its transform gave non-finite values")
+    return resampled
+
+
+def _affineLps(referenceToNodeRas: np.ndarray) -> sitk.AffineTransform:
+    """A RAS 4x4 (reference frame -> node frame) as the LPS point transform SimpleITK resamples with."""
+    transform = sitk.AffineTransform(3)
+    transform.SetMatrix((LPS_TO_RAS @ referenceToNodeRas[:3, :3] @ LPS_TO_RAS).ravel().tolist())
+    transform.SetTranslation((LPS_TO_RAS @ referenceToNodeRas[:3, 3]).tolist())
+    return transform
+
+
+def _displacementField(referenceImage: sitk.Image, referenceToNode) -> sitk.DisplacementFieldTransform:
+    """The non-linear map from the reference's frame to the node's, sampled at the reference's voxel centres."""
+    size = referenceImage.GetSize()
+    ijk = np.stack(np.meshgrid(*[np.arange(n, dtype=float) for n in size], indexing="ij"), -1).reshape(-1, 3)
+    ijkToRas = ijkToRasFromImage(referenceImage)
+    ras = ijk @ ijkToRas[:3, :3].T + ijkToRas[:3, 3]
+    points, moved = vtk.vtkPoints(), vtk.vtkPoints()
+    points.SetData(numpy_support.numpy_to_vtk(ras, deep=True))
+    referenceToNode.TransformPoints(points, moved)
+    displacement = (numpy_support.vtk_to_numpy(moved.GetData()) - ras) @ LPS_TO_RAS  # RAS -> LPS vectors
+    # (I, J, K) order -> the (K, J, I) array SimpleITK expects, one 3-vector per voxel
+    field = sitk.GetImageFromArray(displacement.reshape(*size, 3).transpose(2, 1, 0, 3).astype(np.float64),
+                                   isVector=True)
+    field.CopyInformation(referenceImage)
+    return sitk.DisplacementFieldTransform(field)
+

@@ -229,3 +229,42 @@ def test_every_output_lands_where_the_input_is(scene, kind, reused, transform):
         array = slicer.util.arrayFromVolume(output)
         assertSamePoints(volumeWorldPoints(output, array == 1), expectedWorld(inputNode, box), "box")
         assertSamePoints(volumeWorldPoints(output, array == 2), expectedWorld(inputNode, corner), "corner")
+
+
+def segmentAtWorldPositionsOf(scene, referenceNode, mask: np.ndarray, segmentationParent):
+    """A segmentation under ``segmentationParent`` whose segment covers ``referenceNode``'s ``mask`` voxels in
+    world (made exactly: a label map in the segmentation's own frame, so nothing is converted on import)."""
+    from DeepMedLib.Frames import frameChange
+    from DeepMedLib.Geometry import setNodeIjkToRas
+
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "drawn")
+    segmentation.CreateDefaultDisplayNodes()
+    if segmentationParent is not None:
+        segmentation.SetAndObserveTransformNodeID(segmentationParent.GetID())
+    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "drawn label")
+    slicer.util.updateVolumeFromArray(labelmap, mask.astype(np.uint8))
+    labelmap.SetAndObserveTransformNodeID(segmentation.GetTransformNodeID())
+    change = frameChange(referenceNode, segmentation).matrix
+    setNodeIjkToRas(labelmap, change @ ijkToRasFromNode(referenceNode))
+    assert slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(labelmap, segmentation)
+    scene.RemoveNode(labelmap)
+    segmentation.GetSegmentation().GetNthSegment(0).SetName("drawn")
+    return segmentation
+
+
+@pytest.mark.parametrize("segmentationFrame", ["world", "other"])
+@pytest.mark.parametrize("transform", ["translated", "rotated", "nested"])
+def test_a_segmentation_in_another_frame_exports_onto_the_reference_voxels_it_covers(scene, transform,
+                                                                                      segmentationFrame):
+    """Training labels: a segmentation drawn under another transform than its volume (or none) gives the
+    volume's voxels it covers in world."""
+    inputNode = inputVolume(scene, TRANSFORMS[transform](scene))
+    parent = None if segmentationFrame == "world" else linear(scene, "other", (10.0, 0.0, -30.0), (5.0, 5.0, 0.0))
+    mask = np.zeros(SHAPE, bool)
+    mask[BOX] = True
+    segmentation = segmentAtWorldPositionsOf(scene, inputNode, mask, parent)
+    assertSamePoints(segmentWorldPoints(segmentation, "drawn"), expectedWorld(inputNode, mask), "drawn")
+    nodesBefore = scene.GetNumberOfNodes()
+    labelImage, names = SceneBridge.labelImageFromSegmentation(segmentation, inputNode)
+    assert names == {"drawn": 1} and scene.GetNumberOfNodes() == nodesBefore  # temporaries removed
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(labelImage) == 1, mask)

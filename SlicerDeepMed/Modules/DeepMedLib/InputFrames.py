@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 import SimpleITK as sitk
-import slicer
 import vtk
 from vtk.util import numpy_support
 
+from DeepMedLib.Frames import frameChange
 from DeepMedLib.Geometry import LPS_TO_RAS, ijkToRasFromImage
 from DeepMedLib.SceneBridge import imageFromVolumeNode
-
-IDENTITY_TOLERANCE = 1e-6  # a transform between two frames closer than this to identity is no transform
 
 
 def inputImages(volumeNodes) -> list[sitk.Image]:
@@ -33,36 +31,19 @@ def inputImages(volumeNodes) -> list[sitk.Image]:
     images = [referenceImage]
     for node in volumeNodes[1:]:
         image = imageFromVolumeNode(node)
-        frameChange = _frameChange(node, reference)
-        images.append(image if frameChange is None else _resampleInto(image, referenceImage, frameChange, node))
+        change = frameChange(node, reference)
+        images.append(image if change.isIdentity else _resampleInto(image, referenceImage, node, reference))
     return images
 
 
-def _frameChange(node, reference):
-    """None when ``node`` and ``reference`` share a frame; else, linear: the 4x4 RAS matrix from the node's
-    local frame to the reference's; non-linear: a vtk transform from the reference's frame to the node's
-    (the direction resampling needs)."""
-    source, target = node.GetParentTransformNode(), reference.GetParentTransformNode()
-    if source is target:
-        return None
-    general = vtk.vtkGeneralTransform()
-    slicer.vtkMRMLTransformNode.GetTransformBetweenNodes(source, target, general)
-    linear = vtk.vtkTransform()
-    if slicer.vtkMRMLTransformNode.IsGeneralTransformLinear(general, linear):
-        matrix = np.array([[linear.GetMatrix().GetElement(r, c) for c in range(4)] for r in range(4)])
-        return None if np.abs(matrix - np.eye(4)).max() < IDENTITY_TOLERANCE else matrix
-    inverse = vtk.vtkGeneralTransform()
-    slicer.vtkMRMLTransformNode.GetTransformBetweenNodes(target, source, inverse)
-    return inverse
-
-
-def _resampleInto(image: sitk.Image, referenceImage: sitk.Image, frameChange, node) -> sitk.Image:
+def _resampleInto(image: sitk.Image, referenceImage: sitk.Image, node, reference) -> sitk.Image:
     """``image`` (in ``node``'s frame) resampled linearly onto ``referenceImage``'s grid; outside the image
     its minimum (air in a CT, background in an MR) rather than 0, which is water in a CT."""
-    if isinstance(frameChange, np.ndarray):
-        transform = _affineLps(np.linalg.inv(frameChange))
+    referenceToNode = frameChange(reference, node)  # resampling maps output points to input points
+    if referenceToNode.matrix is not None:
+        transform = _affineLps(referenceToNode.matrix)
     else:
-        transform = _displacementField(referenceImage, frameChange)
+        transform = _displacementField(referenceImage, referenceToNode.transform)
     background = float(sitk.GetArrayViewFromImage(image).min())
     resampled = sitk.Resample(sitk.Cast(image, sitk.sitkFloat32), referenceImage, transform, sitk.sitkLinear,
                               background, sitk.sitkFloat32)

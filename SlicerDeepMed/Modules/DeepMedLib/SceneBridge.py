@@ -14,11 +14,14 @@ segmentation logic converts between two nodes' frames when their transforms diff
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import SimpleITK as sitk
 import slicer
 import slicer.util
 
+from DeepMedLib.Frames import frameChange
 from DeepMedLib.Geometry import (
     copyNodeGeometry,
     gridDifference,
@@ -177,16 +180,38 @@ def labelImageFromSegmentation(segmentationNode, referenceVolume, nameToValue: d
     segmentation = segmentationNode.GetSegmentation()
     shape = slicer.util.arrayFromVolume(referenceVolume).shape
     labelArray = np.zeros(shape, dtype=np.uint16)
-    for index in range(segmentation.GetNumberOfSegments()):
-        segmentId = segmentation.GetNthSegmentID(index)
-        segmentName = segmentation.GetNthSegment(index).GetName()
-        if segmentName not in nameToValue:
-            nameToValue[segmentName] = max(list(nameToValue.values()) + [0]) + 1
-        mask = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, referenceVolume)
-        labelArray[np.asarray(mask) > 0] = nameToValue[segmentName]
+    with _referenceInFrameOf(referenceVolume, segmentationNode) as reference:
+        for index in range(segmentation.GetNumberOfSegments()):
+            segmentId = segmentation.GetNthSegmentID(index)
+            segmentName = segmentation.GetNthSegment(index).GetName()
+            if segmentName not in nameToValue:
+                nameToValue[segmentName] = max(list(nameToValue.values()) + [0]) + 1
+            mask = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, reference)
+            labelArray[np.asarray(mask) > 0] = nameToValue[segmentName]
     image = sitk.GetImageFromArray(labelArray)
     setImageGeometryFromIjkToRas(image, ijkToRasFromNode(referenceVolume))
     return image, nameToValue
+
+
+@contextlib.contextmanager
+def _referenceInFrameOf(referenceVolume, node):
+    """``referenceVolume``'s voxels as a volume in ``node``'s frame: itself when they share a parent transform;
+    when a linear transform links the two frames, a temporary volume with the same voxels and the IJK-to-RAS
+    that puts them at the same place in ``node``'s frame (exact: Slicer's own conversion between frames,
+    ``ExportSegmentsToLabelmapNode``, finds no voxel under nested transforms); else itself (Slicer resamples)."""
+    change = frameChange(referenceVolume, node)
+    if referenceVolume.GetTransformNodeID() == node.GetTransformNodeID() or change.matrix is None:
+        yield referenceVolume
+        return
+    scene = referenceVolume.GetScene()
+    temporary = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", scene.GenerateUniqueName("DeepMedReference"))
+    try:
+        temporary.SetAndObserveImageData(referenceVolume.GetImageData())
+        setNodeIjkToRas(temporary, change.matrix @ ijkToRasFromNode(referenceVolume))
+        temporary.SetAndObserveTransformNodeID(node.GetTransformNodeID())
+        yield temporary
+    finally:
+        scene.RemoveNode(temporary)
 
 
 def labelImageFromLabelmapNode(labelmapNode):

@@ -14,7 +14,7 @@ import vtk
 from conftest import OBLIQUE, make_image
 from mrml.test_transformed_outputs import linear, rotated, segmentWorldPoints, translated, warped
 
-from DeepMedLib import SceneBridge
+from DeepMedLib import InputFrames, SceneBridge
 from DeepMedLib.Geometry import ijkToRasFromImage, ijkToRasFromNode
 from DeepMedLib.InputFrames import inputImages
 
@@ -80,11 +80,19 @@ FRAMES = {  # (first channel's transform, second channel's transform, tolerance)
     "translated-and-rotated": (translated, rotated, 1e-2),
     "rotated-and-none": (rotated, lambda scene: None, 1e-2),
     "rotated-and-warped": (rotated, warped, 0.1),
+    "rotated-and-warped, coarse field": (rotated, warped, 0.5),
 }
 
 
+@pytest.fixture
+def coarseField(request, monkeypatch):
+    """A displacement field on every 3rd voxel (what a large volume gets) for the "coarse field" case."""
+    if "coarse" in request.node.callspec.params["frames"]:
+        monkeypatch.setattr(InputFrames, "MAX_FIELD_POINTS", 30)
+
+
 @pytest.mark.parametrize("frames", FRAMES)
-def test_a_channel_under_another_transform_is_resampled_onto_the_first_channels_grid(scene, frames):
+def test_a_channel_under_another_transform_is_resampled_onto_the_first_channels_grid(scene, frames, coarseField):
     firstTransform, secondTransform, tolerance = FRAMES[frames]
     first = firstChannel(scene, firstTransform(scene))
     secondParent = secondTransform(scene)

@@ -5,6 +5,11 @@ default colour nodes, and the module logics that ``slicer.util`` functions look 
 (``Base/QTCore/qSlicerModuleFactoryManager.cxx``), the application logic knows each logic by its module's
 name ("Volumes", "Colors", ...: the C++ logics look each other up that way) and ``slicer.modules`` by the
 lower-case name.
+
+The frame conversions the DeepMed result placement relies on are slicer-core's real ones, no stand-ins:
+``vtkSlicerVolumesLogic.CreateAndAddLabelVolume`` (copies the volume's parent transform) and
+``vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode`` (converts a label map from its frame
+into the segmentation's); ``Testing/mrml/test_input_frames.py`` pins both down.
 """
 
 import types

@@ -20,6 +20,8 @@ from DeepMedLib.Frames import frameChange
 from DeepMedLib.Geometry import LPS_TO_RAS, ijkToRasFromImage
 from DeepMedLib.SceneBridge import imageFromVolumeNode
 
+MAX_FIELD_POINTS = 2_000_000  # a displacement field at most this large (48 MB) samples a non-linear transform
+
 
 def inputImages(volumeNodes) -> list[sitk.Image]:
     """The volumes as SimpleITK images in the first one's local frame (see the module's docstring)."""
@@ -61,18 +63,26 @@ def _affineLps(referenceToNodeRas: np.ndarray) -> sitk.AffineTransform:
 
 
 def _displacementField(referenceImage: sitk.Image, referenceToNode) -> sitk.DisplacementFieldTransform:
-    """The non-linear map from the reference's frame to the node's, sampled at the reference's voxel centres."""
-    size = referenceImage.GetSize()
-    ijk = np.stack(np.meshgrid(*[np.arange(n, dtype=float) for n in size], indexing="ij"), -1).reshape(-1, 3)
-    ijkToRas = ijkToRasFromImage(referenceImage)
+    """The non-linear map from the reference's frame to the node's, sampled on the reference's grid (every
+    ``step``-th voxel when that grid is large: a displacement field is smooth, SimpleITK interpolates it)."""
+    size = np.array(referenceImage.GetSize())
+    step = 1
+    while np.prod(size // step + 2) > MAX_FIELD_POINTS:
+        step += 1
+    fieldSize = size // step + 2 if step > 1 else size  # the coarse field reaches past the last voxel
+    fieldGrid = sitk.Image([int(n) for n in fieldSize], sitk.sitkUInt8)
+    fieldGrid.SetSpacing([sp * step for sp in referenceImage.GetSpacing()])
+    fieldGrid.SetOrigin(referenceImage.GetOrigin())
+    fieldGrid.SetDirection(referenceImage.GetDirection())
+    ijk = np.stack(np.meshgrid(*[np.arange(n, dtype=float) for n in fieldSize], indexing="ij"), -1).reshape(-1, 3)
+    ijkToRas = ijkToRasFromImage(fieldGrid)
     ras = ijk @ ijkToRas[:3, :3].T + ijkToRas[:3, 3]
     points, moved = vtk.vtkPoints(), vtk.vtkPoints()
     points.SetData(numpy_support.numpy_to_vtk(ras, deep=True))
     referenceToNode.TransformPoints(points, moved)
     displacement = (numpy_support.vtk_to_numpy(moved.GetData()) - ras) @ LPS_TO_RAS  # RAS -> LPS vectors
     # (I, J, K) order -> the (K, J, I) array SimpleITK expects, one 3-vector per voxel
-    field = sitk.GetImageFromArray(displacement.reshape(*size, 3).transpose(2, 1, 0, 3).astype(np.float64),
+    field = sitk.GetImageFromArray(displacement.reshape(*fieldSize, 3).transpose(2, 1, 0, 3).astype(np.float64),
                                    isVector=True)
-    field.CopyInformation(referenceImage)
+    field.CopyInformation(fieldGrid)
     return sitk.DisplacementFieldTransform(field)
-

@@ -9,7 +9,9 @@ Where results go when the input is under a parent transform (a registered scan),
 every output node, and every temporary node its data passes through, is put under the input's parent
 transform *before* its data is written; the data is then written in that local frame as it is. Slicer's
 segmentation logic converts between two nodes' frames when their transforms differ
-(``ImportLabelmapToSegmentationNode``); with both in the input's frame there is nothing to convert.
+(``ImportLabelmapToSegmentationNode``; called with segment IDs, as ``slicer.util.
+updateSegmentBinaryLabelmapFromArray`` does, it applies the transform twice); with both in the input's frame
+there is nothing to convert.
 """
 
 from __future__ import annotations
@@ -197,8 +199,9 @@ def labelImageFromSegmentation(segmentationNode, referenceVolume, nameToValue: d
 def _referenceInFrameOf(referenceVolume, node):
     """``referenceVolume``'s voxels as a volume in ``node``'s frame: itself when they share a parent transform;
     when a linear transform links the two frames, a temporary volume with the same voxels and the IJK-to-RAS
-    that puts them at the same place in ``node``'s frame (exact: Slicer's own conversion between frames,
-    ``ExportSegmentsToLabelmapNode``, finds no voxel under nested transforms); else itself (Slicer resamples)."""
+    that puts them at the same place in ``node``'s frame (exact, no resampling: Slicer's own conversion
+    between frames in ``ExportSegmentsToLabelmapNode`` misses the voxels when both nodes are under different
+    transforms, or the reference under nested ones); else itself (non-linear: Slicer resamples)."""
     change = frameChange(referenceVolume, node)
     if referenceVolume.GetTransformNodeID() == node.GetTransformNodeID() or change.matrix is None:
         yield referenceVolume

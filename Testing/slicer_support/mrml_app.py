@@ -1,7 +1,15 @@
 """A headless Slicer "application" on PyPI slicer-core: a real MRML scene with the module logics.
 
 What ``slicer.app`` would normally set up (``../shared/SLICER_HEADLESS.md``): the application logic with
-default colour nodes, and the module logics that ``slicer.util`` functions look up.
+default colour nodes, and the module logics that ``slicer.util`` functions look up. As in Slicer
+(``Base/QTCore/qSlicerModuleFactoryManager.cxx``), the application logic knows each logic by its module's
+name ("Volumes", "Colors", ...: the C++ logics look each other up that way) and ``slicer.modules`` by the
+lower-case name.
+
+The frame conversions the DeepMed result placement relies on are slicer-core's real ones, no stand-ins:
+``vtkSlicerVolumesLogic.CreateAndAddLabelVolume`` (copies the volume's parent transform) and
+``vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode`` (converts a label map from its frame
+into the segmentation's); ``Testing/mrml/test_input_frames.py`` pins both down.
 """
 
 import types
@@ -9,15 +17,16 @@ import types
 import slicer
 import vtk
 
+#: module name -> logic class (the Colors module's logic is the application's colour logic)
 MODULE_LOGICS = {
-    "volumes": "vtkSlicerVolumesLogic",
-    "segmentations": "vtkSlicerSegmentationsModuleLogic",
-    "subjecthierarchy": "vtkSlicerSubjectHierarchyModuleLogic",
-    "tables": "vtkSlicerTablesLogic",
-    "plots": "vtkSlicerPlotsLogic",
-    "data": "vtkSlicerDataModuleLogic",
-    "transforms": "vtkSlicerTransformLogic",
-    "sequences": "vtkSlicerSequencesLogic",
+    "Volumes": "vtkSlicerVolumesLogic",
+    "Segmentations": "vtkSlicerSegmentationsModuleLogic",
+    "SubjectHierarchy": "vtkSlicerSubjectHierarchyModuleLogic",
+    "Tables": "vtkSlicerTablesLogic",
+    "Plots": "vtkSlicerPlotsLogic",
+    "Data": "vtkSlicerDataModuleLogic",
+    "Transforms": "vtkSlicerTransformLogic",
+    "Sequences": "vtkSlicerSequencesLogic",
 }
 
 
@@ -84,13 +93,16 @@ class HeadlessSlicer:
         self.scene = slicer.vtkMRMLScene()
         self.appLogic = slicer.vtkSlicerApplicationLogic()
         self.appLogic.SetMRMLScene(self.scene)
+        # the app's colour logic is the Colors module's (Modules/Loadable/Colors/qSlicerColorsModule.cxx); its
+        # vtkSlicerColorLogic subclass wants the application's home folder, the MRML base class does not
         colorLogic = self.appLogic.GetColorLogic()
         colorLogic.SetMRMLScene(self.scene)
         colorLogic.AddDefaultColorNodes()
         self.appLogic.SetSliceLogics(vtk.vtkCollection())
         self.appLogic.SetViewLogics(vtk.vtkCollection())
-        self.logics = {}
-        modules = types.SimpleNamespace()
+        self.logics = {"Colors": colorLogic}
+        self.appLogic.SetModuleLogic("Colors", colorLogic)
+        modules = types.SimpleNamespace(colors=types.SimpleNamespace(logic=lambda: colorLogic))
         for name, className in MODULE_LOGICS.items():
             if not hasattr(slicer, className):
                 continue
@@ -99,9 +111,9 @@ class HeadlessSlicer:
             logic.SetMRMLApplicationLogic(self.appLogic)
             self.appLogic.SetModuleLogic(name, logic)
             self.logics[name] = logic
-            setattr(modules, name, types.SimpleNamespace(logic=lambda logic=logic: logic))
-        if "sequences" in self.logics:
-            modules.sequences = SequencesModule(self.logics["sequences"])
+            setattr(modules, name.lower(), types.SimpleNamespace(logic=lambda logic=logic: logic))
+        if "Sequences" in self.logics:
+            modules.sequences = SequencesModule(self.logics["Sequences"])
         self.layoutManager = LayoutManager(self.scene)
         slicer.mrmlScene = self.scene
         slicer.modules = modules

@@ -25,12 +25,12 @@ def _newNode(scene, className: str, name: str, node=None):
 def addVolumeOnOwnGrid(image: sitk.Image, scene, name: str, volumeNode=None, besideNode=None):
     """``image`` as a scalar volume with its own geometry (spacing, origin, direction kept exactly)."""
     volumeNode = _newNode(scene, "vtkMRMLScalarVolumeNode", name, volumeNode)
+    if besideNode is not None:  # the image is in besideNode's local frame
+        placeBeside(volumeNode, besideNode)
     updateVolumeNodeFromImage(volumeNode, image)
     if volumeNode.GetDisplayNode() is None:
         volumeNode.CreateDefaultDisplayNodes()
     setRobustWindowLevel(volumeNode)
-    if besideNode is not None:
-        placeBeside(volumeNode, besideNode)
     return volumeNode
 
 
@@ -82,7 +82,7 @@ def addSequenceFromImages(frames: list[sitk.Image], scene, name: str, sequenceNo
     sequencesLogic = _sequencesLogic()
     if sequencesLogic is not None:  # makes the proxy volume the views show (Slicer does it on the next event)
         sequencesLogic.UpdateProxyNodesFromSequences(browser)
-    if besideNode is not None:
+    if besideNode is not None:  # after the proxy nodes exist: they are what is placed in the frame
         placeBeside(sequenceNode, besideNode)
     return sequenceNode
 
@@ -96,8 +96,22 @@ def sequenceBrowser(sequenceNode):
     return None
 
 
+def browsers(sequenceNode) -> list:
+    """The sequence browser nodes that play ``sequenceNode``."""
+    scene = sequenceNode.GetScene()
+    return [browser for browser in slicer.util.getNodesByClass("vtkMRMLSequenceBrowserNode", scene)
+            if browser.IsSynchronizedSequenceNode(sequenceNode.GetID(), True)]
+
+
+def proxyNodes(sequenceNode) -> list:
+    """The nodes that show ``sequenceNode``'s current frame, one per browser that plays it."""
+    proxies = (browser.GetProxyNode(sequenceNode) for browser in browsers(sequenceNode))
+    return [proxy for proxy in proxies if proxy is not None]
+
+
 def proxyVolume(sequenceNode):
-    """The volume node that shows a sequence's current frame (None before the Sequences logic made it)."""
+    """The volume node that shows a sequence's current frame in its own browser (None before the Sequences
+    logic made it)."""
     browser = sequenceBrowser(sequenceNode)
     return browser.GetProxyNode(sequenceNode) if browser is not None else None
 
@@ -135,6 +149,8 @@ def addOverlappingMasks(masks: sitk.Image, referenceVolume, labels: list[dict], 
     count = masks.GetNumberOfComponentsPerPixel()
     if len(labels) != count:
         raise SceneBridge.SceneBridgeError(f"{name}: {count} mask(s) but {len(labels)} label(s) in the model card")
+    # in the reference's frame, as the temporary label maps below are (CreateAndAddLabelVolume copies the
+    # reference's transform): nothing for ImportLabelmapToSegmentationNode to convert
     segmentationNode = SceneBridge.emptySegmentationNode(referenceVolume, name, segmentationNode)
     segmentation = segmentationNode.GetSegmentation()
     for index, label in enumerate(labels):
@@ -146,5 +162,4 @@ def addOverlappingMasks(masks: sitk.Image, referenceVolume, labels: list[dict], 
         slicer.util.updateSegmentBinaryLabelmapFromArray(array, segmentationNode, segmentId, referenceVolume)
     if showIn3D:
         segmentationNode.CreateClosedSurfaceRepresentation()
-    placeBeside(segmentationNode, referenceVolume)
     return segmentationNode

@@ -2,16 +2,28 @@
 
 Qt-free; works on the real MRML of a running Slicer and on PyPI ``slicer-core``. Outputs always get the
 input volume's IJK-to-RAS matrix exactly, are named uniquely, sit beside the input in the subject
-hierarchy (and under its transform), and never replace a user's node unless it was passed as the output.
+hierarchy, and never replace a user's node unless it was passed as the output.
+
+Where results go when the input is under a parent transform (a registered scan), one rule, in
+:func:`placeInFrameOf`: the worker computes in the input's *local* frame (its IJK-to-RAS, no transform), so
+every output node, and every temporary node its data passes through, is put under the input's parent
+transform *before* its data is written; the data is then written in that local frame as it is. Slicer's
+segmentation logic converts between two nodes' frames when their transforms differ
+(``ImportLabelmapToSegmentationNode``; called with segment IDs, as ``slicer.util.
+updateSegmentBinaryLabelmapFromArray`` does, it applies the transform twice); with both in the input's frame
+there is nothing to convert.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 import SimpleITK as sitk
 import slicer
 import slicer.util
 
+from DeepMedLib.Frames import frameChange
 from DeepMedLib.Geometry import (
     copyNodeGeometry,
     gridDifference,
@@ -62,12 +74,12 @@ def addScalarVolumeFromImage(image: sitk.Image, referenceVolume, name: str, volu
     scene = referenceVolume.GetScene()
     if volumeNode is None:
         volumeNode = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", scene.GenerateUniqueName(name))
+    placeBeside(volumeNode, referenceVolume)
     slicer.util.updateVolumeFromArray(volumeNode, sitk.GetArrayFromImage(image))
     copyNodeGeometry(referenceVolume, volumeNode)
     if volumeNode.GetDisplayNode() is None:
         volumeNode.CreateDefaultDisplayNodes()
     setRobustWindowLevel(volumeNode)
-    placeBeside(volumeNode, referenceVolume)
     return volumeNode
 
 
@@ -109,6 +121,7 @@ def addSegmentationFromLabelImage(labelImage: sitk.Image, referenceVolume, label
     labelmapNode = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", scene.GenerateUniqueName("DeepMedLabelmap"))
     colorTable = _colorTableForLabels(scene, labels)
     try:
+        placeInFrameOf(labelmapNode, referenceVolume)
         slicer.util.updateVolumeFromArray(labelmapNode, sitk.GetArrayFromImage(labelImage).astype(np.int32))
         copyNodeGeometry(referenceVolume, labelmapNode)
         labelmapNode.CreateDefaultDisplayNodes()
@@ -123,17 +136,18 @@ def addSegmentationFromLabelImage(labelImage: sitk.Image, referenceVolume, label
         scene.RemoveNode(colorTable)
     if showIn3D:
         segmentationNode.CreateClosedSurfaceRepresentation()
-    placeBeside(segmentationNode, referenceVolume)
     return segmentationNode
 
 
 def emptySegmentationNode(referenceVolume, name: str, segmentationNode=None):
-    """A new segmentation node (or the user's chosen one, emptied) on the reference's geometry, displayed."""
+    """A new segmentation node (or the user's chosen one, emptied) on the reference's geometry, displayed,
+    beside the reference and in its frame."""
     scene = referenceVolume.GetScene()
     if segmentationNode is None:
         segmentationNode = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", scene.GenerateUniqueName(name))
     else:
         segmentationNode.GetSegmentation().RemoveAllSegments()
+    placeBeside(segmentationNode, referenceVolume)
     if segmentationNode.GetDisplayNode() is None:
         segmentationNode.CreateDefaultDisplayNodes()
     segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolume)
@@ -168,16 +182,39 @@ def labelImageFromSegmentation(segmentationNode, referenceVolume, nameToValue: d
     segmentation = segmentationNode.GetSegmentation()
     shape = slicer.util.arrayFromVolume(referenceVolume).shape
     labelArray = np.zeros(shape, dtype=np.uint16)
-    for index in range(segmentation.GetNumberOfSegments()):
-        segmentId = segmentation.GetNthSegmentID(index)
-        segmentName = segmentation.GetNthSegment(index).GetName()
-        if segmentName not in nameToValue:
-            nameToValue[segmentName] = max(list(nameToValue.values()) + [0]) + 1
-        mask = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, referenceVolume)
-        labelArray[np.asarray(mask) > 0] = nameToValue[segmentName]
+    with _referenceInFrameOf(referenceVolume, segmentationNode) as reference:
+        for index in range(segmentation.GetNumberOfSegments()):
+            segmentId = segmentation.GetNthSegmentID(index)
+            segmentName = segmentation.GetNthSegment(index).GetName()
+            if segmentName not in nameToValue:
+                nameToValue[segmentName] = max(list(nameToValue.values()) + [0]) + 1
+            mask = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, reference)
+            labelArray[np.asarray(mask) > 0] = nameToValue[segmentName]
     image = sitk.GetImageFromArray(labelArray)
     setImageGeometryFromIjkToRas(image, ijkToRasFromNode(referenceVolume))
     return image, nameToValue
+
+
+@contextlib.contextmanager
+def _referenceInFrameOf(referenceVolume, node):
+    """``referenceVolume``'s voxels as a volume in ``node``'s frame: itself when they share a parent transform;
+    when a linear transform links the two frames, a temporary volume with the same voxels and the IJK-to-RAS
+    that puts them at the same place in ``node``'s frame (exact, no resampling: Slicer's own conversion
+    between frames in ``ExportSegmentsToLabelmapNode`` misses the voxels when both nodes are under different
+    transforms, or the reference under nested ones); else itself (non-linear: Slicer resamples)."""
+    change = frameChange(referenceVolume, node)
+    if referenceVolume.GetTransformNodeID() == node.GetTransformNodeID() or change.matrix is None:
+        yield referenceVolume
+        return
+    scene = referenceVolume.GetScene()
+    temporary = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", scene.GenerateUniqueName("DeepMedReference"))
+    try:
+        temporary.SetAndObserveImageData(referenceVolume.GetImageData())
+        setNodeIjkToRas(temporary, change.matrix @ ijkToRasFromNode(referenceVolume))
+        temporary.SetAndObserveTransformNodeID(node.GetTransformNodeID())
+        yield temporary
+    finally:
+        scene.RemoveNode(temporary)
 
 
 def labelImageFromLabelmapNode(labelmapNode):
@@ -194,8 +231,23 @@ def labelImageFromLabelmapNode(labelmapNode):
 
 
 # ---- the scene's organisation ------------------------------------------------------------------------
+def placeInFrameOf(node, referenceNode) -> None:
+    """Put ``node`` under ``referenceNode``'s parent transform (none when it has none), so that data written
+    in the reference's local frame lands where the reference is, whatever transform it is under (linear or
+    not, nested or not). Call it before writing the data. A sequence is not placed in space: the nodes that
+    show it (its browsers' proxy nodes) are."""
+    if node.IsA("vtkMRMLSequenceNode"):
+        from DeepMedLib.ResultNodes import proxyNodes  # ResultNodes imports this module
+
+        for proxy in proxyNodes(node):
+            placeInFrameOf(proxy, referenceNode)
+    elif node.IsA("vtkMRMLTransformableNode"):
+        node.SetAndObserveTransformNodeID(referenceNode.GetTransformNodeID())
+
+
 def placeBeside(node, referenceNode) -> None:
-    """Put ``node`` in the same subject-hierarchy folder and under the same transform as ``referenceNode``."""
+    """Put ``node`` in the same subject-hierarchy folder as ``referenceNode`` and in its frame
+    (:func:`placeInFrameOf`); call it before writing the node's data."""
     scene = referenceNode.GetScene()
     shNode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
     if shNode is not None:
@@ -209,8 +261,7 @@ def placeBeside(node, referenceNode) -> None:
             shNode.CreateItem(parent, node)
         else:
             shNode.SetItemParent(item, parent)
-    if node.IsA("vtkMRMLTransformableNode"):  # tables and sequences are not placed in space
-        node.SetAndObserveTransformNodeID(referenceNode.GetTransformNodeID())
+    placeInFrameOf(node, referenceNode)
 
 
 def segmentNames(segmentationNode) -> list[str]:

@@ -23,7 +23,7 @@ import SimpleITK as sitk
 from deepmed.data.manifest import Case, Dataset
 from deepmed.data.scan import ScanPatterns, scan_folder
 from deepmed.data.split import add_splits
-from DeepMedLib import SceneBridge
+from DeepMedLib import InputFrames, SceneBridge
 from DeepMedLib.BackgroundJob import BackgroundJob
 from DeepMedLib.EngineCommand import EngineRunner
 from DeepMedLib.JobHandle import JobHandle
@@ -120,9 +120,10 @@ class DataLogic:
         training, test = [], []
         for case in cases:
             images = []
-            for channel, volume in enumerate(case.volumes):
+            # every channel in the first one's frame (channels under other parent transforms are resampled)
+            for channel, image in enumerate(InputFrames.inputImages(case.volumes)):
                 path = folder / "imagesTr" / f"{case.id}_{channel:04d}.nii.gz"
-                sitk.WriteImage(SceneBridge.imageFromVolumeNode(volume), str(path), useCompression=True)
+                sitk.WriteImage(image, str(path), useCompression=True)
                 images.append(path)
             label = None
             if case.labelNode is not None:

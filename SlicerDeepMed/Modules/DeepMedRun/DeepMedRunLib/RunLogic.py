@@ -15,7 +15,7 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from DeepMedLib import ModelLibrary, Outputs, SceneBridge
+from DeepMedLib import InputFrames, ModelLibrary, Outputs
 from DeepMedLib.BackgroundJob import BackgroundJob
 from DeepMedLib.EngineCommand import EngineRunner
 from DeepMedLib.JobHandle import JobHandle
@@ -88,10 +88,14 @@ class RunLogic:
         self._checkInputs(model, chosen, inputVolumes, outputNode, condition)
         workDir = Path(tempfile.mkdtemp(prefix="deepmed-segment-"))
         try:
+            # each case's channels in its first channel's frame (others under another transform are resampled)
+            perCase = max(len(model.input_names), 1)
+            images = [image for start in range(0, len(inputVolumes), perCase)
+                      for image in InputFrames.inputImages(inputVolumes[start:start + perCase])]
             inputFiles = []
-            for index, volume in enumerate(inputVolumes):
+            for index, image in enumerate(images):
                 path = workDir / f"input_{index:04d}.nrrd"
-                sitk.WriteImage(SceneBridge.imageFromVolumeNode(volume), str(path), useCompression=False)
+                sitk.WriteImage(image, str(path), useCompression=False)
                 inputFiles.append(path)
         except Exception:
             shutil.rmtree(workDir, ignore_errors=True)

@@ -10,8 +10,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from deepmed.model.card_values import decode
 from deepmed.zoo.bundle_config import BundleConfig, BundleNeedsCode
-from deepmed.zoo.bundle_expr import decode, evaluate
+from deepmed.zoo.bundle_expr import evaluate
 
 CONFIG = {"spatial_size": [96, 96, 64], "highres": False, "sizes": {"small": 32, "large": 96}, "name": "model",
           "bundle_root": ".", "scale": 1.5, "labels": {"background": 0, "liver": 1, "spleen": 2}}

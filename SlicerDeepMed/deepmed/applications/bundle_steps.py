@@ -16,7 +16,7 @@ import ast
 import torch
 
 from deepmed.errors import DeepMedError
-from deepmed.zoo.bundle_expr import decode
+from deepmed.model.card_values import decode
 
 #: The application that runs imported bundles (the importer writes it into the card).
 APPLICATION = "monai_bundle"

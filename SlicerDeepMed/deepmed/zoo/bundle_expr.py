@@ -11,7 +11,7 @@ lambdas, comprehensions, imports) raises :class:`BundleNeedsCode` naming the key
 length, tree depth and size, integer bits, sequence lengths.
 
 Values that are not plain data are tagged dicts the card can hold: ``{"$dtype": "torch.float32"}`` and
-``{"$device": "user"}``; :func:`decode` turns them back into the objects MONAI expects.
+``{"$device": "user"}``; ``deepmed.model.card_values.decode`` turns them back into the objects MONAI expects.
 
 Example:
     >>> evaluate("$[1.5, 1.5, 1.5] if @highres else [3.0] * 3", "pixdim", {"highres": False}.__getitem__)
@@ -26,6 +26,8 @@ import re
 from typing import Callable
 
 from deepmed.errors import DeepMedError
+from deepmed.model.card_values import NUMPY_DTYPES as _NUMPY_DTYPES
+from deepmed.model.card_values import TORCH_DTYPES as _TORCH_DTYPES
 
 MAX_SOURCE = 2000  # characters
 MAX_NODES = 400
@@ -33,10 +35,6 @@ MAX_DEPTH = 40
 MAX_BITS = 4096  # an integer result's size
 MAX_ITEMS = 100_000  # a sequence's length
 
-_TORCH_DTYPES = ("float16", "float32", "float64", "half", "float", "double", "bfloat16", "int8", "int16", "int32",
-                 "int64", "uint8", "bool", "long", "int", "short", "complex64", "complex128")
-_NUMPY_DTYPES = ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
-                 "uint64", "bool_", "complex64", "complex128")
 #: MONAI's monai.utils.CommonKeys (a str enum: its members are these strings)
 COMMON_KEYS = {"IMAGE": "image", "LABEL": "label", "PRED": "pred", "LOSS": "loss", "METADATA": "metadata"}
 
@@ -284,27 +282,3 @@ def evaluate(source: str, key: str, get: Callable[[str], object], where: str = "
         raise BundleNeedsCode(where, key, source, f"{type(exc).__name__}: {str(exc)[:60]}") from None
     except (RecursionError, MemoryError):
         raise BundleNeedsCode(where, key, source, "too deeply nested") from None
-
-
-def decode(value):
-    """Card values -> MONAI's: ``{"$dtype": "torch.float32"}`` -> ``torch.float32``, ``{"$device": ...}`` ->
-    None (the engine places tensors); anything else unchanged (lists and dicts decoded inside)."""
-    if isinstance(value, dict):
-        if set(value) == {"$dtype"}:
-            return _dtype(value["$dtype"])
-        if set(value) == {"$device"}:
-            return None
-        return {k: decode(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [decode(v) for v in value]
-    return value
-
-
-def _dtype(name: str):
-    import numpy
-    import torch
-
-    library, _, dtype = str(name).partition(".")
-    if f"{library}.{dtype}" not in CONSTANTS or library not in ("torch", "numpy"):
-        raise DeepMedError(f"model card: unknown dtype {name!r} (expected torch.<dtype> or numpy.<dtype>)")
-    return getattr(torch if library == "torch" else numpy, dtype)

@@ -15,8 +15,6 @@ from deepmed.errors import DeepMedError
 from deepmed.model.directory import CARD, WEIGHTS
 from deepmed.zoo.checksums import write_sums
 
-ENSEMBLE_PREFIX = "ensemble___"
-
 
 @dataclass
 class TrainedConfiguration:
@@ -29,10 +27,6 @@ class TrainedConfiguration:
     previous: TrainedConfiguration | None = None
     dataset: dict = field(default_factory=dict)
     plans: dict = field(default_factory=dict)
-
-
-def is_ensemble_folder(folder: Path) -> bool:
-    return folder.name.startswith(ENSEMBLE_PREFIX) and len(folder.name.split("___")) >= 4
 
 
 def _sibling(folder: Path, configuration: str, where: str) -> Path:
@@ -131,7 +125,7 @@ def convert(folder: Path, target: Path, where: str, checkpoint: str = "auto") ->
 
     from deepmed.model.weights import ensemble_weights
     from deepmed.nnunet.prediction import MAIN
-    from deepmed.zoo.nnunet_import import card_from_settings
+    from deepmed.zoo.nnunet_import import card_from_settings, is_ensemble_folder
     from deepmed.zoo.schemas import CARD_SCHEMA, check_document
 
     folder = Path(folder)

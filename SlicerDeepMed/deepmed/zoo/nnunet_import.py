@@ -27,15 +27,21 @@ NORMALIZATION = {"CTNormalization": "ct", "ZScoreNormalization": "zscore", "NoNo
                  "RescaleTo01Normalization": "minmax", "RGBTo01Normalization": "scale_range"}
 
 
+ENSEMBLE_PREFIX = "ensemble___"
+
+
 def fold_folders(folder: Path) -> dict[int, Path]:
     return {int(p.name[5:]): p for p in folder.glob("fold_*") if p.is_dir() and re.fullmatch(r"fold_\d+", p.name)}
+
+
+def is_ensemble_folder(folder: Path) -> bool:
+    """An nnU-Net ensemble folder (``ensemble___CONF1___CONF2___FOLDS``, by nnunetv2's naming)."""
+    return folder.name.startswith(ENSEMBLE_PREFIX) and len(folder.name.split("___")) >= 4
 
 
 def is_nnunet_folder(folder: Path) -> bool:
     """A folder that looks like an nnU-Net training output (plans.json, or fold_N folders with checkpoints)."""
     folder = Path(folder)
-    from deepmed.zoo.nnunet_convert import is_ensemble_folder
-
     return folder.is_dir() and ((folder / "plans.json").is_file() or is_ensemble_folder(folder) or
                                 any(f.glob("checkpoint_*.pth") for f in fold_folders(folder).values()))
 
@@ -222,11 +228,3 @@ def _resampling(kwargs: dict) -> dict:
     force = kwargs.get("force_separate_z")
     return {"order": int(kwargs.get("order", 3)), "order_z": int(kwargs.get("order_z", 0)),
             "force_separate_z": None if force is None else bool(force)}
-
-
-def convert_nnunet(folder: Path, target: Path, where: str, checkpoint: str = "auto") -> dict:
-    """Write ``target`` as a deepmed model made from the nnU-Net result folder (a configuration, a cascade) or
-    ensemble folder; returns its card (``deepmed.zoo.nnunet_convert``)."""
-    from deepmed.zoo.nnunet_convert import convert
-
-    return convert(Path(folder), target, where, checkpoint)

@@ -199,7 +199,8 @@ def import_package(source, *, library: Path | None = None, model_id: str | None 
     """Install a package (.zip or folder), a MONAI bundle or an nnU-Net v2 result folder into the library,
     after every check passed. ``bundle_values``: values of a bundle's config keys that hold ``$`` expressions
     (``--set``). ``checkpoint`` (nnU-Net): ``auto`` (final, else best), ``final`` or ``best``."""
-    from deepmed.zoo.nnunet_import import convert_nnunet, is_nnunet_folder
+    from deepmed.zoo.nnunet_convert import convert as convert_nnunet
+    from deepmed.zoo.nnunet_import import is_nnunet_folder
 
     source = Path(source)
     if not source.exists():
@@ -212,7 +213,7 @@ def import_package(source, *, library: Path | None = None, model_id: str | None 
         card = None
         if is_nnunet_folder(source):  # read in place: checkpoints are large and converted, not copied
             package = Path(temporary) / "converted"
-            card = convert_nnunet(source, package, where=str(source), checkpoint=checkpoint)
+            card = convert_nnunet(Path(source), package, str(source), checkpoint)
         elif source.is_dir():
             package = unpacked / "package"
             shutil.copytree(source, package, symlinks=False)

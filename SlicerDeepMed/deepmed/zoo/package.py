@@ -116,6 +116,10 @@ def card_summary(card: dict) -> str:
                                       for i in card["inputs"]),
              f"* Spacing (mm): {card.get('spacing')}; patch (voxels): {card.get('patch_size')}",
              f"* Network: {card.get('network', {}).get('name', '?')}", f"* Licence: {card.get('licence', '?')}"]
+    if card.get("trust_code"):
+        from deepmed.zoo.trusted_bundle import CodeToRun
+
+        lines.append(f"* Trusted code (runs through MONAI): {CodeToRun(**card.get('trusted_code', {})).summary()}")
     if card.get("labels"):
         lines.append("* Labels: " + ", ".join(f"{label['value']}={label['name']}" for label in card["labels"]))
     validation = card.get("validation", {})
@@ -195,10 +199,11 @@ def safe_extract(archive_path: Path, target: Path) -> Path:
 
 def import_package(source, *, library: Path | None = None, model_id: str | None = None,
                    force: bool = False, bundle_values: dict | None = None,
-                   checkpoint: str = "auto") -> InstalledModel:
+                   checkpoint: str = "auto", trust_code: bool = False) -> InstalledModel:
     """Install a package (.zip or folder), a MONAI bundle or an nnU-Net v2 result folder into the library,
     after every check passed. ``bundle_values``: values of a bundle's config keys that hold ``$`` expressions
-    (``--set``). ``checkpoint`` (nnU-Net): ``auto`` (final, else best), ``final`` or ``best``."""
+    (``--set``). ``checkpoint`` (nnU-Net): ``auto`` (final, else best), ``final`` or ``best``. ``trust_code``:
+    a MONAI bundle that needs its own code may run it (``deepmed.zoo.trusted_bundle``)."""
     from deepmed.zoo.nnunet_import import convert_nnunet, is_nnunet_folder
 
     source = Path(source)
@@ -224,7 +229,8 @@ def import_package(source, *, library: Path | None = None, model_id: str | None 
             from deepmed.zoo.bundle import convert_bundle
 
             converted = Path(temporary) / "converted"
-            card = convert_bundle(package, converted, where=str(source), values=bundle_values)
+            card = convert_bundle(package, converted, where=str(source), values=bundle_values,
+                                  trust_code=trust_code)
             package = converted
         elif card is None:
             if bundle_values:

@@ -24,7 +24,8 @@ import torch
 
 from deepmed.cli.main import main as deepmed
 from deepmed.errors import DeepMedError
-from deepmed.zoo.trusted_bundle import code_to_run, convert_with_trust
+from deepmed.zoo.trusted_bundle import code_to_run
+from deepmed.zoo.trusted_card import convert_with_trust
 
 RENAL = Path(__file__).resolve().parents[1] / "data" / "monai_configs" / "renalStructures_CECT_segmentation"
 PHASES = ("12", "22-", "32-")  # the bundle's file names for the artery, vein and excretory phases

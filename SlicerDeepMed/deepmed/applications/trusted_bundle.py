@@ -13,8 +13,10 @@ This runs in the engine's process (``deepmed infer``, started by Slicer as a wor
 
 from __future__ import annotations
 
+import re
+import sys
 import tempfile
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -26,15 +28,94 @@ from deepmed.applications.monai_bundle import MASKS, MonaiBundleApplication, mas
 from deepmed.errors import DeepMedError
 
 APPLICATION = "monai_bundle_trusted"
+BUNDLE_FOLDER = "bundle"  # the bundle's configs/ and scripts/ in a trusted model's directory
+WRITERS = ("SaveImaged", "SaveImage")  # left out: the engine writes the result
+LABEL_KEYS = re.compile(r"label|seg|mask|^gt$", re.IGNORECASE)
+
+
+def is_writer(node) -> bool:
+    """A config entry that instantiates a writing transform."""
+    return isinstance(node, dict) and str(node.get("_target_", "")).rsplit(".", 1)[-1] in WRITERS
+
+
+# ---- the bundle's own pipeline, built by MONAI -------------------------------------------------------------------
+@contextmanager
+def bundle_code(bundle_dir: Path):
+    """``bundle_dir`` first on ``sys.path`` (its ``scripts`` package importable) while the block runs; every
+    bundle calls its package ``scripts``, so one loaded earlier from another folder is forgotten first."""
+    for name in [n for n in sys.modules if n == "scripts" or n.startswith("scripts.")]:
+        origin = getattr(sys.modules[name], "__file__", None) or ""
+        if not Path(origin).resolve().is_relative_to(bundle_dir.resolve()):
+            del sys.modules[name]
+    sys.path.insert(0, str(bundle_dir))
+    try:
+        yield
+    finally:
+        try:
+            sys.path.remove(str(bundle_dir))
+        except ValueError:
+            pass
+
+
+def trusted_parser(bundle_dir: Path, config: Path, values: dict, device):
+    """MONAI's ``ConfigParser`` on the bundle's inference config, with the engine's device, ``bundle_root``
+    at ``bundle_dir``, the inference ``config`` file, the user's ``--set`` values and no writing steps."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(config))
+    parser["bundle_root"] = str(bundle_dir)
+    parser["device"] = device
+    for key, value in values.items():
+        parser[key] = value
+    for key in ("preprocessing", "postprocessing"):
+        raw = parser.get(key)
+        steps = raw.get("transforms") if isinstance(raw, dict) else raw
+        if isinstance(steps, list):
+            kept = [step for step in steps if not is_writer(step)]
+            parser[f"{key}#transforms" if isinstance(raw, dict) else key] = kept
+    return parser
+
+
+def built(parser, key: str, where: str):
+    """``parser.get_parsed_content(key)``; a failure of the bundle's own code in one line naming the key."""
+    try:
+        return parser.get_parsed_content(key)
+    except Exception as exc:  # the bundle's code may raise anything; the user gets one line, not a traceback
+        cause = exc
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        message = str(cause).strip().splitlines()[0][:200] if str(cause).strip() else type(cause).__name__
+        raise DeepMedError(f"{where}: building the bundle's {key} failed: {type(cause).__name__}: {message}") from None
+
+
+def input_keys(preprocessing) -> list[str]:
+    """The entries the bundle's ``LoadImaged`` steps read, less labels (not needed to infer)."""
+    from monai.transforms import LoadImaged
+
+    keys = [k for t in getattr(preprocessing, "transforms", []) if isinstance(t, LoadImaged) for k in t.keys]
+    return [k for k in dict.fromkeys(keys) if not LABEL_KEYS.search(str(k))]
+
+
 
 
 def _check_untouched(model_dir: Path) -> None:
-    from deepmed.zoo.checksums import verify_sums
+    """The files listed in ``SHA256SUMS`` at import (the code the user trusted) unchanged, and no file added
+    under ``bundle/``."""
+    import hashlib
 
-    problems = verify_sums(model_dir)
-    if problems:
+    sums = model_dir / "SHA256SUMS"
+    listed = dict(reversed(line.split("  ", 1)) for line in sums.read_text(encoding="utf-8").splitlines()
+                  if "  " in line) if sums.is_file() else {}
+    present = {p.relative_to(model_dir).as_posix() for p in (model_dir / BUNDLE_FOLDER).rglob("*")
+               if p.is_file() and "__pycache__" not in p.parts}
+    changed = sorted(present - set(listed)) + [name for name, digest in listed.items()
+                                               if not (model_dir / name).is_file() or hashlib.sha256(
+                                                   (model_dir / name).read_bytes()).hexdigest() != digest]
+    if not listed or changed:
+        what = changed[0] if changed else "SHA256SUMS missing"
         raise DeepMedError(f"{model_dir}: a trusted model's files changed since they were trusted at import "
-                           f"({problems[0]}); import the bundle again")
+                           f"({what}); import the bundle again")
 
 
 def _input_files(inputs: list, folder: Path) -> list[str]:
@@ -70,19 +151,17 @@ class TrustedBundleApplication(MonaiBundleApplication):
 
     def inference_parts_in(self, model_dir: Path, card: dict) -> dict:
         """The bundle's network, built by MONAI from ``model_dir/bundle`` (weights loaded after)."""
-        from deepmed.zoo.trusted_bundle import BUNDLE_FOLDER, built, bundle_code, trusted_parser
-
         _check_untouched(model_dir)
         bundle_dir = Path(model_dir) / BUNDLE_FOLDER
         with bundle_code(bundle_dir):
-            parser = trusted_parser(bundle_dir, card["task"].get("values", {}), torch.device("cpu"))
+            task = card["task"]
+            parser = trusted_parser(bundle_dir, Path(model_dir) / task["config"], task.get("values", {}),
+                                    torch.device("cpu"))
             return {"model": built(parser, "network_def", str(model_dir))}
 
     def predict(self, members, inputs, card, device, options):
         from monai.data import decollate_batch, list_data_collate
         from monai.transforms import Invertd
-
-        from deepmed.zoo.trusted_bundle import BUNDLE_FOLDER, built, bundle_code, trusted_parser
 
         task, model_dir = card["task"], Path(options["model_dir"])
         keys, image_key, pred_key = task["input_keys"], task["image_key"], task["pred_key"]
@@ -92,7 +171,7 @@ class TrustedBundleApplication(MonaiBundleApplication):
             reference = sitk.ReadImage(files[0])
             entries = {key: path for key, path in zip(keys, files)} if len(keys) > 1 else \
                 {keys[0]: files[0] if len(files) == 1 else files}
-            parser = trusted_parser(bundle_dir, task.get("values", {}), device)
+            parser = trusted_parser(bundle_dir, model_dir / task["config"], task.get("values", {}), device)
             preprocessing, inferer, postprocessing = (built(parser, key, str(model_dir))
                                                       for key in ("preprocessing", "inferer", "postprocessing"))
             for transform in getattr(preprocessing, "transforms", []):  # label entries are not given

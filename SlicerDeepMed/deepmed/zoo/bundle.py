@@ -348,18 +348,9 @@ def fit_weights(network, weights: dict, name: str, where: str) -> None:
     network.load_state_dict(weights, strict=True)
 
 
-def convert_bundle(bundle: Path, target: Path, where: str, values: dict | None = None,
-                   trust_code: bool = False) -> dict:
+def convert_bundle(bundle: Path, target: Path, where: str, values: dict | None = None) -> dict:
     """Write ``target`` as a deepmed package made from the bundle; returns its card. ``values``: the user's
-    values for config keys holding ``$`` expressions (``--set key=value``). ``trust_code``: a bundle that
-    needs its own code runs it through MONAI (``trusted_bundle``); without it such a bundle is refused."""
-    from deepmed.zoo.trusted_bundle import convert_with_trust
-
-    return convert_with_trust(bundle, target, where, values, trust_code, convert_as_data)
-
-
-def convert_as_data(bundle: Path, target: Path, where: str, values: dict | None = None) -> dict:
-    """The import that runs no bundle code: the pipeline read as data (see the module docstring)."""
+    values for config keys holding ``$`` expressions (``--set key=value``)."""
     from safetensors.torch import save_file
 
     from deepmed.applications import trainable_as

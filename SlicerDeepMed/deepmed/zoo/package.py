@@ -227,10 +227,10 @@ def import_package(source, *, library: Path | None = None, model_id: str | None 
 
         if card is None and is_monai_bundle(package):
             from deepmed.zoo.bundle import convert_bundle
+            from deepmed.zoo.trusted_card import convert_with_trust
 
             converted = Path(temporary) / "converted"
-            card = convert_bundle(package, converted, where=str(source), values=bundle_values,
-                                  trust_code=trust_code)
+            card = convert_with_trust(package, converted, str(source), bundle_values, trust_code, convert_bundle)
             package = converted
         elif card is None:
             if bundle_values:

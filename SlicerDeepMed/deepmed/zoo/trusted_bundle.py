@@ -5,34 +5,30 @@ execute to build its pipeline (preprocessing, network, inferer, postprocessing):
 the ``$`` expressions those parts reach, the classes from outside MONAI/PyTorch they instantiate (typically
 ``scripts.*``) and the bundle's ``scripts/`` files. Nothing is executed to list it (``deepmed zoo inspect``).
 
-``convert_trusted_bundle`` writes a *trusted* model directory: the bundle's ``configs/`` and ``scripts/``
-under ``bundle/``, the weights read with ``torch.load(weights_only=True)`` and stored as safetensors, and a
-card with ``trust_code: true`` and that list. At run time (``applications.trusted_bundle``, in the engine's
-process, never Slicer's) MONAI's ``ConfigParser`` builds the pipeline from ``bundle/``, with ``bundle/`` on
-``sys.path`` only while it does. Writing steps (``SaveImaged``) are left out: the engine writes the result.
+``trusted_card.convert_trusted_bundle`` writes a *trusted* model directory: the bundle's ``configs/`` and
+``scripts/`` under ``bundle/`` (``copy_bundle_code``), the weights read with ``torch.load(weights_only=True)``
+and stored as safetensors, and a card with ``trust_code: true`` and that list. At run time
+(``applications.trusted_bundle``, in the engine's process, never Slicer's) MONAI's ``ConfigParser`` builds the
+pipeline from ``bundle/``, with ``bundle/`` on ``sys.path`` only while it does. Writing steps (``SaveImaged``)
+are left out: the engine writes the result.
 """
 
 from __future__ import annotations
 
 import re
 import shutil
-import sys
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from deepmed.applications.trusted_bundle import BUNDLE_FOLDER, is_writer
 from deepmed.errors import DeepMedError
 from deepmed.zoo.bundle_config import find_inference_config, read_config_file
 
-APPLICATION = "monai_bundle_trusted"
-BUNDLE_FOLDER = "bundle"
 PIPELINE_KEYS = ("preprocessing", "network_def", "inferer", "postprocessing")
 #: config keys the engine sets itself at run time (their own expressions never run)
 ENGINE_KEYS = ("bundle_root", "device")
-WRITERS = ("SaveImaged", "SaveImage")
 #: classes named by these prefixes (or by a bare name, found in MONAI) are the installed libraries' own
 LIBRARY_PREFIXES = ("monai.", "torch.", "numpy.", "np.")
-LABEL_KEYS = re.compile(r"label|seg|mask|^gt$", re.IGNORECASE)
 REFERENCE = re.compile(r"@(\w+(?:(?:#|::)\w*)*)")
 IMPORT = re.compile(r"^\$\s*(import|from)\s")
 
@@ -77,10 +73,6 @@ def _lookup(config, key: str):
     return node
 
 
-def _is_writer(node) -> bool:
-    return isinstance(node, dict) and str(node.get("_target_", "")).rsplit(".", 1)[-1] in WRITERS
-
-
 def _foreign(target: str) -> bool:
     return "." in target and not target.startswith(LIBRARY_PREFIXES)
 
@@ -104,7 +96,7 @@ def code_to_run(config: dict, bundle: Path | None = None) -> CodeToRun:
     pending = list(PIPELINE_KEYS)
 
     def walk(node, key: str):
-        if _is_writer(node):
+        if is_writer(node):
             return
         if isinstance(node, dict):
             target = node.get("_target_")
@@ -147,65 +139,6 @@ def inspect_bundle(bundle: Path, where: str) -> dict:
             **code.as_dict()}
 
 
-# ---- running the bundle's own pipeline -------------------------------------------------------------------
-@contextmanager
-def bundle_code(bundle_dir: Path):
-    """``bundle_dir`` first on ``sys.path`` (its ``scripts`` package importable) while the block runs; every
-    bundle calls its package ``scripts``, so one loaded earlier from another folder is forgotten first."""
-    for name in [n for n in sys.modules if n == "scripts" or n.startswith("scripts.")]:
-        origin = getattr(sys.modules[name], "__file__", None) or ""
-        if not Path(origin).resolve().is_relative_to(bundle_dir.resolve()):
-            del sys.modules[name]
-    sys.path.insert(0, str(bundle_dir))
-    try:
-        yield
-    finally:
-        try:
-            sys.path.remove(str(bundle_dir))
-        except ValueError:
-            pass
-
-
-def trusted_parser(bundle_dir: Path, values: dict, device):
-    """MONAI's ``ConfigParser`` on the bundle's inference config, with the engine's device, ``bundle_root``
-    at ``bundle_dir``, the user's ``--set`` values and no writing steps."""
-    from monai.bundle import ConfigParser
-
-    parser = ConfigParser()
-    parser.read_config(str(find_inference_config(bundle_dir, str(bundle_dir))))
-    parser["bundle_root"] = str(bundle_dir)
-    parser["device"] = device
-    for key, value in values.items():
-        parser[key] = value
-    for key in ("preprocessing", "postprocessing"):
-        raw = parser.get(key)
-        steps = raw.get("transforms") if isinstance(raw, dict) else raw
-        if isinstance(steps, list):
-            kept = [step for step in steps if not _is_writer(step)]
-            parser[f"{key}#transforms" if isinstance(raw, dict) else key] = kept
-    return parser
-
-
-def built(parser, key: str, where: str):
-    """``parser.get_parsed_content(key)``; a failure of the bundle's own code in one line naming the key."""
-    try:
-        return parser.get_parsed_content(key)
-    except Exception as exc:  # the bundle's code may raise anything; the user gets one line, not a traceback
-        cause = exc
-        while cause.__cause__ is not None:
-            cause = cause.__cause__
-        message = str(cause).strip().splitlines()[0][:200] if str(cause).strip() else type(cause).__name__
-        raise DeepMedError(f"{where}: building the bundle's {key} failed: {type(cause).__name__}: {message}") from None
-
-
-def input_keys(preprocessing) -> list[str]:
-    """The entries the bundle's ``LoadImaged`` steps read, less labels (not needed to infer)."""
-    from monai.transforms import LoadImaged
-
-    keys = [k for t in getattr(preprocessing, "transforms", []) if isinstance(t, LoadImaged) for k in t.keys]
-    return [k for k in dict.fromkeys(keys) if not LABEL_KEYS.search(str(k))]
-
-
 def copy_bundle_code(bundle: Path, target: Path) -> None:
     """The bundle's configs and scripts (no weights, no caches) into ``target/bundle``."""
     destination = target / BUNDLE_FOLDER
@@ -214,29 +147,3 @@ def copy_bundle_code(bundle: Path, target: Path) -> None:
     if (bundle / "scripts").is_dir():
         shutil.copytree(bundle / "scripts", destination / "scripts", ignore=ignore, symlinks=False)
 
-
-# ---- import --------------------------------------------------------------------------------------------
-def convert_with_trust(bundle: Path, target: Path, where: str, values: dict | None, trust_code: bool,
-                       as_data) -> dict:
-    """``as_data(bundle, target, where, values)`` (the import that runs no code); when it refuses a bundle
-    that needs code, the trusted import with ``trust_code``, else the refusal saying that ``--trust-code``
-    exists and what it would run."""
-    try:
-        return as_data(bundle, target, where, values)
-    except DeepMedError as refusal:
-        try:
-            config = read_config_file(find_inference_config(bundle, where), where)
-        except DeepMedError:
-            raise refusal from None
-        code = code_to_run(config, bundle) if isinstance(config, dict) else CodeToRun()
-        if not code.needed:
-            raise
-        if not trust_code:
-            raise DeepMedError(f"{refusal}. The bundle's pipeline needs its own code ({code.summary()}); to run "
-                               "it through MONAI, import with --trust-code (see: deepmed zoo inspect BUNDLE --json)"
-                               ) from None
-    from deepmed.zoo.trusted_card import convert_trusted_bundle
-
-    if target.exists():
-        shutil.rmtree(target)
-    return convert_trusted_bundle(bundle, target, where, dict(values or {}))

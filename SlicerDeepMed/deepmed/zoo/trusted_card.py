@@ -9,24 +9,23 @@ The weights are read with ``torch.load(weights_only=True)`` and stored as safete
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+from deepmed.applications.trusted_bundle import (
+    APPLICATION,
+    BUNDLE_FOLDER,
+    built,
+    bundle_code,
+    input_keys,
+    trusted_parser,
+)
 from deepmed.errors import DeepMedError
 from deepmed.model.directory import CARD, CARD_FORMAT, WEIGHTS, label_colour
 from deepmed.zoo.bundle_config import find_inference_config, read_config_file
 from deepmed.zoo.checksums import write_sums
 from deepmed.zoo.schemas import CARD_SCHEMA, check_document
-from deepmed.zoo.trusted_bundle import (
-    APPLICATION,
-    BUNDLE_FOLDER,
-    _lookup,
-    built,
-    bundle_code,
-    code_to_run,
-    copy_bundle_code,
-    input_keys,
-    trusted_parser,
-)
+from deepmed.zoo.trusted_bundle import CodeToRun, _lookup, code_to_run, copy_bundle_code
 
 IMAGE_KEY, PRED_KEY = "image", "pred"  # the entries MONAI's SupervisedEvaluator feeds and fills
 
@@ -82,7 +81,7 @@ def _output_kind(config, metadata: dict) -> str:
         elif "." in target and not target.startswith(("monai.", "torch.")):
             discrete, kind = True, "label_map"
     output = next(iter(metadata.get("network_data_format", {}).get("outputs", {}).values()), {})
-    if not discrete and str(output.get("format", "")).lower() != "segmentation":
+    if not discrete and not str(output.get("format", "")).lower().startswith("segment"):
         raise DeepMedError("the bundle's postprocessing gives no labels (no AsDiscreted, no transform of its own) "
                            "and its metadata does not call the output a segmentation; deepmed imports "
                            "segmentation bundles")
@@ -171,7 +170,8 @@ def convert_trusted_bundle(bundle: Path, target: Path, where: str, values: dict)
     copy_bundle_code(bundle, target)
     bundle_dir = target / BUNDLE_FOLDER
     with bundle_code(bundle_dir):
-        parser = trusted_parser(bundle_dir, values, torch.device("cpu"))
+        config_file = bundle_dir / "configs" / find_inference_config(bundle, where).name
+        parser = trusted_parser(bundle_dir, config_file, values, torch.device("cpu"))
         network = built(parser, "network_def", where)
         if not isinstance(network, torch.nn.Module):
             raise DeepMedError(f"{where}: network_def builds a {type(network).__name__}, not a torch network")
@@ -196,3 +196,28 @@ def convert_trusted_bundle(bundle: Path, target: Path, where: str, values: dict)
         (target / "LICENSE").write_text(f"Licence stated by the bundle: {card['licence']}\n", encoding="utf-8")
     write_sums(target)
     return card
+
+
+# ---- import --------------------------------------------------------------------------------------------
+def convert_with_trust(bundle: Path, target: Path, where: str, values: dict | None, trust_code: bool,
+                       as_data) -> dict:
+    """``as_data(bundle, target, where, values)`` (the import that runs no code); when it refuses a bundle
+    that needs code, the trusted import with ``trust_code``, else the refusal saying that ``--trust-code``
+    exists and what it would run."""
+    try:
+        return as_data(bundle, target, where, values)
+    except DeepMedError as refusal:
+        try:
+            config = read_config_file(find_inference_config(bundle, where), where)
+        except DeepMedError:
+            raise refusal from None
+        code = code_to_run(config, bundle) if isinstance(config, dict) else CodeToRun()
+        if not code.needed:
+            raise
+        if not trust_code:
+            raise DeepMedError(f"{refusal}. The bundle's pipeline needs its own code ({code.summary()}); to run "
+                               "it through MONAI, import with --trust-code (see: deepmed zoo inspect BUNDLE --json)"
+                               ) from None
+    if target.exists():
+        shutil.rmtree(target)
+    return convert_trusted_bundle(bundle, target, where, dict(values or {}))

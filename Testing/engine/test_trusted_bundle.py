@@ -166,3 +166,14 @@ def test_trusted_bundle_gives_monai_s_own_labels_on_the_input_grid(tmp_path, mon
     assert deepmed(["infer", "--model", "renal", *inputs, "-o", str(tmp_path / "again.nii.gz"), "--device", "cpu",
                     "--progress", "none"]) != 0
     assert "changed since they were trusted" in capsys.readouterr().err and not marker.exists()
+
+    # a trusted model is never shared or installed as a package: code runs only after --trust-code here
+    assert deepmed(["zoo", "export", "renal", "-o", str(tmp_path / "renal.zip")]) != 0
+    assert "--trust-code" in capsys.readouterr().err
+    shutil.copytree(model, tmp_path / "copied")
+    (tmp_path / "copied" / "bundle" / "scripts" / "my_transforms.py").write_text(script.read_text())
+    from deepmed.zoo.checksums import write_sums
+
+    write_sums(tmp_path / "copied")  # as a forged package would carry them
+    assert deepmed(["zoo", "import", str(tmp_path / "copied"), "--id", "forged"]) != 0
+    assert "--trust-code" in capsys.readouterr().err and not (tmp_path / "library" / "forged").exists()

@@ -112,8 +112,8 @@ def _check_untouched(model_dir: Path) -> None:
     changed = sorted(present - set(listed)) + [name for name, digest in listed.items()
                                                if not (model_dir / name).is_file() or hashlib.sha256(
                                                    (model_dir / name).read_bytes()).hexdigest() != digest]
-    if not listed or changed:
-        what = changed[0] if changed else "SHA256SUMS missing"
+    if not listed or changed or not present:
+        what = changed[0] if changed else "SHA256SUMS missing" if not listed else f"no {BUNDLE_FOLDER}/ folder"
         raise DeepMedError(f"{model_dir}: a trusted model's files changed since they were trusted at import "
                            f"({what}); import the bundle again")
 

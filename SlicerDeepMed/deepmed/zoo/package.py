@@ -39,6 +39,9 @@ def export_package(model_dir, output, *, model_id: str | None = None, version: s
     """Write ``model_dir`` as a package: ``output`` ending in .zip gives a zip, anything else a folder."""
     model_dir, output = Path(model_dir), Path(output)
     card = dict(read_card(model_dir))
+    if card.get("trust_code"):
+        raise DeepMedError(f"{model_dir}: runs a MONAI bundle's own code (trusted at import); share the bundle itself "
+                           "and import it with --trust-code")
     if output.exists() and not force:
         raise DeepMedError(f"{output}: already exists; pass --force to overwrite it")
     if not output.parent.is_dir():
@@ -236,6 +239,11 @@ def import_package(source, *, library: Path | None = None, model_id: str | None 
             if bundle_values:
                 raise DeepMedError(f"{source}: --set gives values to MONAI bundle configs; this is a deepmed package")
             card = check_package_folder(package, str(source))
+            from deepmed.applications.trusted_bundle import APPLICATION as TRUSTED
+
+            if card.get("trust_code") or card.get("application") == TRUSTED:
+                raise DeepMedError(f"{source}: a model that runs a MONAI bundle's own code is made only by importing "
+                                   "the bundle with --trust-code, not installed from a package")
         model_id = check_model_id(model_id or card.get("id") or source.stem)
         destination = root / model_id
         if destination.exists():

@@ -13,6 +13,7 @@ from deepmed.applications import (  # noqa: F401  (register)
     regression,
     segmentation,
     super_resolution,
+    trusted_bundle,
 )
 from deepmed.applications.base import (
     APPLICATIONS,

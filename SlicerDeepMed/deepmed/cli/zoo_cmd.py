@@ -1,5 +1,6 @@
 """``deepmed zoo list | info ID | pull ID[@VERSION] | remove ID | verify [ID ...] | export MODEL -o X.zip |
-import X.zip | add-catalog SOURCE | catalog-from-bundles BUNDLE... --model-info X``: the model library,
+import X.zip|BUNDLE [--trust-code] |
+inspect BUNDLE | add-catalog SOURCE | catalog-from-bundles BUNDLE... --model-info X``: the model library,
 catalogues (deepmed's own and MONAI's model_info.json) and portable packages."""
 
 from __future__ import annotations
@@ -60,7 +61,13 @@ def add_parser(subparsers) -> None:
     importing.add_argument("--set", dest="bundle_values", action="append", default=[], metavar="KEY=VALUE",
                            help="MONAI bundle: the value of a config key that holds a $ expression, e.g. "
                            "--set 'preprocessing#transforms#3#pixdim=[1.5, 1.5, 1.5]' (repeatable)")
+    importing.add_argument("--trust-code", action="store_true", help="MONAI bundle: if its pipeline needs its own "
+                           "code (scripts/, $ expressions), run it through MONAI (see 'zoo inspect' first)")
     importing.set_defaults(run=run_import)
+    inspect = actions.add_parser("inspect", help="MONAI bundle: the code --trust-code would run (nothing is run)")
+    inspect.add_argument("source", type=Path, help="bundle folder")
+    inspect.add_argument("--json", action="store_true")
+    inspect.set_defaults(run=run_inspect)
     publish = actions.add_parser("publish", help="make a trained model a verified package in the library "
                                  "(and optionally a .zip to share)")
     publish.add_argument("model", help="model directory or library id")
@@ -106,7 +113,8 @@ def _rows(args) -> tuple[list[dict], list[str]]:
         version = card.get("version", "trained here")
         row.update(status="installed" if not available or available == version else f"installed (update {available})",
                    version=version, task=model.application, licence=card.get("licence", "-"),
-                   size=f"{(model.path / 'model.safetensors').stat().st_size / 1e6:.1f} MB")
+                   size=f"{(model.path / 'model.safetensors').stat().st_size / 1e6:.1f} MB",
+                   trusted=bool(card.get("trust_code")))
     return sorted(rows.values(), key=lambda r: r["id"]), warnings
 
 
@@ -241,8 +249,31 @@ def run_import(args) -> int:
     from deepmed.zoo.package import import_package
 
     model = import_package(args.source, library=args.library, model_id=args.model_id, force=args.force,
-                           bundle_values=parse_values(args.bundle_values), checkpoint=args.checkpoint)
+                           bundle_values=parse_values(args.bundle_values), checkpoint=args.checkpoint,
+                           trust_code=args.trust_code)
     _installed_event(args, model)
+    return 0
+
+
+def run_inspect(args) -> int:
+    from deepmed.zoo.bundle import is_monai_bundle
+    from deepmed.zoo.trusted_bundle import inspect_bundle
+
+    if not is_monai_bundle(args.source):
+        raise DeepMedError(f"{args.source}: not a MONAI bundle folder (configs/metadata.json missing)")
+    report = inspect_bundle(args.source, str(args.source))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{report['name']}: {report['summary']}")
+    for item in report["expressions"]:
+        print(f"  expression {item['key']}: {item['code'][:150]}")
+    for item in report["targets"]:
+        print(f"  class      {item['key']}: {item['target']}")
+    for line in report["imports"]:
+        print(f"  import     {line.lstrip('$').strip()}")
+    for name in report["scripts"]:
+        print(f"  file       {name}")
     return 0
 
 

@@ -44,7 +44,8 @@ class Predictor:
         return list(folds)
 
     def _load_member(self, tensors: dict) -> dict:
-        networks = self.app.inference_parts(self.card)
+        built_in = getattr(self.app, "inference_parts_in", None)  # built from the directory (trusted bundles)
+        networks = built_in(self.model_dir, self.card) if built_in else self.app.inference_parts(self.card)
         weights = split_networks(tensors, list(networks))
         for name, network in networks.items():
             try:
@@ -114,6 +115,7 @@ class Predictor:
         self._check_inputs(chosen, inputs, condition)
         options = {"tta_flips": tta_flips, "overlap": overlap, "keep_largest": keep_largest,
                    "probabilities": probabilities, "precision": precision, "model_name": self.model_dir.name,
+                   "model_dir": str(self.model_dir),
                    "folds": self.folds, "mode": chosen["name"], "condition": condition, "steps": steps,
                    "count": count, "seed": seed}
         return self.app.predict(self.members, inputs, self.card, self.device, options)

@@ -39,6 +39,9 @@ def export_package(model_dir, output, *, model_id: str | None = None, version: s
     """Write ``model_dir`` as a package: ``output`` ending in .zip gives a zip, anything else a folder."""
     model_dir, output = Path(model_dir), Path(output)
     card = dict(read_card(model_dir))
+    if card.get("trust_code"):
+        raise DeepMedError(f"{model_dir}: runs a MONAI bundle's own code (trusted at import); share the bundle itself "
+                           "and import it with --trust-code")
     if output.exists() and not force:
         raise DeepMedError(f"{output}: already exists; pass --force to overwrite it")
     if not output.parent.is_dir():
@@ -116,6 +119,10 @@ def card_summary(card: dict) -> str:
                                       for i in card["inputs"]),
              f"* Spacing (mm): {card.get('spacing')}; patch (voxels): {card.get('patch_size')}",
              f"* Network: {card.get('network', {}).get('name', '?')}", f"* Licence: {card.get('licence', '?')}"]
+    if card.get("trust_code"):
+        from deepmed.zoo.trusted_bundle import CodeToRun
+
+        lines.append(f"* Trusted code (runs through MONAI): {CodeToRun(**card.get('trusted_code', {})).summary()}")
     if card.get("labels"):
         lines.append("* Labels: " + ", ".join(f"{label['value']}={label['name']}" for label in card["labels"]))
     validation = card.get("validation", {})
@@ -195,10 +202,11 @@ def safe_extract(archive_path: Path, target: Path) -> Path:
 
 def import_package(source, *, library: Path | None = None, model_id: str | None = None,
                    force: bool = False, bundle_values: dict | None = None,
-                   checkpoint: str = "auto") -> InstalledModel:
+                   checkpoint: str = "auto", trust_code: bool = False) -> InstalledModel:
     """Install a package (.zip or folder), a MONAI bundle or an nnU-Net v2 result folder into the library,
     after every check passed. ``bundle_values``: values of a bundle's config keys that hold ``$`` expressions
-    (``--set``). ``checkpoint`` (nnU-Net): ``auto`` (final, else best), ``final`` or ``best``."""
+    (``--set``). ``checkpoint`` (nnU-Net): ``auto`` (final, else best), ``final`` or ``best``. ``trust_code``:
+    a MONAI bundle that needs its own code may run it (``deepmed.zoo.trusted_bundle``)."""
     from deepmed.zoo.nnunet_convert import convert as convert_nnunet
     from deepmed.zoo.nnunet_import import is_nnunet_folder
 
@@ -223,14 +231,20 @@ def import_package(source, *, library: Path | None = None, model_id: str | None 
 
         if card is None and is_monai_bundle(package):
             from deepmed.zoo.bundle import convert_bundle
+            from deepmed.zoo.trusted_card import convert_with_trust
 
             converted = Path(temporary) / "converted"
-            card = convert_bundle(package, converted, where=str(source), values=bundle_values)
+            card = convert_with_trust(package, converted, str(source), bundle_values, trust_code, convert_bundle)
             package = converted
         elif card is None:
             if bundle_values:
                 raise DeepMedError(f"{source}: --set gives values to MONAI bundle configs; this is a deepmed package")
             card = check_package_folder(package, str(source))
+            from deepmed.applications.trusted_bundle import APPLICATION as TRUSTED
+
+            if card.get("trust_code") or card.get("application") == TRUSTED:
+                raise DeepMedError(f"{source}: a model that runs a MONAI bundle's own code is made only by importing "
+                                   "the bundle with --trust-code, not installed from a package")
         model_id = check_model_id(model_id or card.get("id") or source.stem)
         destination = root / model_id
         if destination.exists():

@@ -86,10 +86,13 @@ def write_cases(folder: Path, cases: list[dict], key: str | None, prefix: str) -
     return entries
 
 
+EXTRA: list[str] = []  # --set: settings beside the defaults (e.g. the old generic batch 2 / lr 0.001, to compare)
+
+
 def fit(manifest: Path, out: Path, app: str, budget: float, seed: int, settings=()) -> tuple[Path, dict]:
     started = time.time()
     model = train(manifest, out, app=app, time_limit=budget, progress="none",
-                  overrides=["training.device=cpu", f"training.seed={seed}", *settings])
+                  overrides=["training.device=cpu", f"training.seed={seed}", *settings, *EXTRA])
     plan = json.loads((model / "plan.json").read_text())
     return model, {"batch_size": plan["schedule"]["batch_size"], "lr": plan["schedule"]["lr"],
                    "train_seconds": round(time.time() - started, 1)}
@@ -280,7 +283,10 @@ def main() -> int:
     parser.add_argument("--budget", type=float, default=120.0, help="training wall time per run (s)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting beside the defaults (to compare other values); none: defaults only")
     args = parser.parse_args()
+    EXTRA.extend(args.settings)
     if not all(path.is_file() for path in (*BRAINS.values(), CT, CT_LABELS)):
         sys.exit(f"the real scans of {SHARED} are missing")
     results = []
@@ -288,7 +294,7 @@ def main() -> int:
         for seed in args.seeds:
             with tempfile.TemporaryDirectory() as tmp:
                 measured = CHECKS[app](Path(tmp), args.budget, seed)
-            result = {"app": app, "seed": seed, "budget_s": args.budget, **measured}
+            result = {"app": app, "seed": seed, "budget_s": args.budget, "settings": args.settings, **measured}
             print(json.dumps(result), flush=True)
             results.append(result)
     if args.out:

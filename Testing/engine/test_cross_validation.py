@@ -42,9 +42,10 @@ def test_a_fold_without_splits_is_an_error_not_ignored(tmp_path, capsys):
     manifest = write_tiny_dataset(tmp_path / "data")
     with pytest.raises(DeepMedError, match="training.fold=1 needs folds in the manifest"):
         train(manifest, tmp_path / "m", overrides=SETTINGS + ["training.fold=1"], progress="none")
-    assert main(["train", "--dataset", str(manifest), "--out", str(tmp_path / "cv"), "--folds", "3"]) == 2
-    assert "deepmed dataset split" in capsys.readouterr().err
-    assert not (tmp_path / "cv").exists()
+    # --folds makes them (test_application_defaults), but not more folds than cases, and nothing is left behind
+    assert main(["train", "--dataset", str(manifest), "--out", str(tmp_path / "cv"), "--folds", "5"]) == 2
+    assert "--folds 5 needs at least 5 training cases" in capsys.readouterr().err
+    assert not (tmp_path / "cv").exists() and not (tmp_path / "data" / "dataset.splits.json").exists()
 
 
 @pytest.fixture(scope="module")

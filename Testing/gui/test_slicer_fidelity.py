@@ -165,6 +165,12 @@ def test_typed_settings_reach_the_worker_as_a_config_file(openPanel, monkeypatch
     monkeypatch.setattr(panel.logic.runner, "jobClass", lambda command, **kwargs: started.append(command) or
                         _NeverStarted(kwargs.get("stopFile")))
     ui.datasetPathLineEdit.typePath(str(writeSyntheticDataset(tmp_path / "boxes")))
+    assert ui.batchSizeSpinBox.text() == "auto" and ui.learningRateSpinBox.text() == "auto"
+    ui.trainButton.click()  # auto: neither is sent, the application plans them
+    config = json.loads(Path(started[-1][started[-1].index("--config") + 1]).read_text())
+    assert "batch_size" not in config.get("training", {}) and "lr" not in config.get("optimizer", {})
+    panel.panel.run = None
+    panel.panel.updateButtons()
     ui.learningRateSpinBox.setValue(0.00005)
     ui.timeBudgetSpinBox.setValue(10)
     ui.extraSettingsLineEdit.setText("training.val_every=2; data.max_patch_voxels=1e5; augmentation.elastic=true")

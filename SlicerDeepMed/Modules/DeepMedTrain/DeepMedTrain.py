@@ -48,8 +48,8 @@ class DeepMedTrainParameterNode:
     patchSize: str = "auto"
     timeBudgetMinutes: Annotated[int, WithinRange(0, 100000)] = 0
     epochs: Annotated[int, WithinRange(1, 100000)] = 50
-    batchSize: Annotated[int, WithinRange(1, 512)] = 2
-    learningRate: Annotated[float, WithinRange(1e-5, 1.0)] = 1e-3
+    batchSize: Annotated[int, WithinRange(0, 512)] = 0  # 0: auto (the application plans it)
+    learningRate: Annotated[float, WithinRange(0.0, 1.0)] = 0.0  # 0: auto
     augmentation: bool = True
     device: Annotated[str, Choice(["auto", "cpu", "cuda", "mps"])] = "auto"
     extraSettings: str = ""

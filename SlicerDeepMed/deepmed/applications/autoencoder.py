@@ -37,6 +37,7 @@ from deepmed.losses import LOSSES, build_loss
 from deepmed.losses.latent import LatentLoss
 from deepmed.networks import build_network
 from deepmed.optim import build_optimizer
+from deepmed.planning.batch import whole_input_defaults
 from deepmed.transforms.preprocessing import oriented
 from deepmed.utils.atomic import atomic_path, write_text_atomic
 
@@ -130,6 +131,13 @@ class AutoencoderApplication(Application):
         return {"channel_names": fingerprint["channel_names"], "input_size": size,
                 "network": {"name": "vae", "args": args}, "loss": loss, "variational": bool(task["variational"]),
                 "beta": float(task["beta"]) if task["variational"] else 0.0}
+
+    def training_defaults(self, plan, fingerprint, device):
+        """Batch-normalised encoder and decoder on small whole images: 16 per step, AdamW at 0.003."""
+        return whole_input_defaults(16, 3e-3, int(np.prod(plan["input_size"])), device,
+                                    "16 whole images per step: the encoder and decoder use batch norm, whose "
+                                    "statistics need many cases, and the inputs are small",
+                                    "AdamW for a small VAE from scratch at 16 images per step")
 
     def prepare_data(self, loaded_train, loaded_val, dataset, plan, config):
         size = plan["input_size"]

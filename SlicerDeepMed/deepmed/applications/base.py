@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from deepmed.planning.batch import TrainingDefaults
 from deepmed.utils.registry import Registry
 
 APPLICATIONS = Registry("application")
@@ -165,6 +166,13 @@ class Application(ABC):
     @abstractmethod
     def plan(self, fingerprint: dict, config: dict, device: str, reasons: dict) -> dict:
         """This application's plan entries (pure); add a one-line reason per decision to ``reasons``."""
+
+    def training_defaults(self, plan: dict, fingerprint: dict, device: str) -> TrainingDefaults:
+        """This application's batch size and learning rate for ``plan`` on ``device`` (used where the
+        configuration says ``auto``; an explicit ``training.batch_size`` / ``optimizer.lr`` wins). Applications
+        override it with what suits their task; this default is the generic AdamW set-up."""
+        return TrainingDefaults(2, 1e-3, "2: the generic default (this application plans no batch size)",
+                                "0.001: the generic AdamW default (this application plans no learning rate)")
 
     @abstractmethod
     def prepare_data(self, loaded_train: list, loaded_val: list, dataset, plan: dict, config: dict) -> PreparedData:

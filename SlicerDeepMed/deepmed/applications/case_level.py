@@ -36,6 +36,7 @@ from deepmed.losses.registry import CASE_LABEL_LOSSES, VALUE_LOSSES, allow_for
 from deepmed.model.directory import label_colour
 from deepmed.networks import NETWORKS, build_network, network_arguments, outputs_vector
 from deepmed.optim import build_optimizer
+from deepmed.planning.batch import whole_input_defaults
 from deepmed.planning.dense import patch_budget
 from deepmed.planning.fingerprint import fingerprint_of_cases
 from deepmed.transforms.augmentation import augmentation_transforms
@@ -46,6 +47,8 @@ from deepmed.utils.choices import suggest
 #: The configuration's default network makes images; these applications then take their own default.
 CONFIG_DEFAULT_NETWORK = "unet"
 DEFAULT_NETWORK = {"cpu": "densenet", "gpu": "densenet121"}
+CASES_PER_STEP = 8  # whole images per training step (at least; classification: 4 per class)
+CASES_PER_CLASS = 4
 
 
 def _one_line(problems: list[str]) -> str:
@@ -121,6 +124,16 @@ class CaseLevelApplication(Application):
 
     def network_choices(self) -> list[str]:
         return [name for name in NETWORKS.names() if outputs_vector(name)]
+
+    batch_why = f"{CASES_PER_STEP} whole images per step: batch norm and a case-level loss need several cases"
+
+    def training_defaults(self, plan, fingerprint, device):
+        """Several whole images per step (batch norm; a case-level loss over two is too noisy), AdamW 0.003."""
+        return whole_input_defaults(self.preferred_batch(plan), 3e-3, int(np.prod(plan["input_size"])), device,
+                                    self.batch_why, "AdamW for a small whole-image network at 8 cases per step")
+
+    def preferred_batch(self, plan: dict) -> int:
+        return CASES_PER_STEP
 
     def _network_name(self, configured: str, device: str, reasons: dict) -> str:
         name = NETWORKS.canonical(configured)
@@ -302,6 +315,13 @@ class ClassificationApplication(CaseLevelApplication):
 
     def out_channels(self, target_plan):
         return len(target_plan["classes"])
+
+    def preferred_batch(self, plan):
+        return max(CASES_PER_STEP, CASES_PER_CLASS * len(plan["classes"]))
+
+    batch_why = (f"{CASES_PER_CLASS} cases of each class per step (at least {CASES_PER_STEP}): with 2 the "
+                 "cross-entropy is too noisy to settle in a short budget (issue 17: balanced accuracy 0.75-0.95 "
+                 "over four runs with 2, 0.95 every time with 8)")
 
     def encode(self, value, plan):
         if isinstance(value, str) and value in plan["classes"]:

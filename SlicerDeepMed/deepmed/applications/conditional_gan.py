@@ -33,6 +33,7 @@ from deepmed.errors import DeepMedError
 from deepmed.evaluation import generation_metrics as measures
 from deepmed.io.image_io import write_image
 from deepmed.networks import build_network
+from deepmed.planning.batch import TrainingDefaults, whole_input_defaults
 
 PERCENTILES = (0.5, 99.5)  # intensity range mapped onto [-1, 1]
 MODE = {"name": "generate", "output_kind": "image", "inputs": "conditions",
@@ -142,6 +143,16 @@ class ConditionalGanApplication(Application):
                                "discriminator": {"name": "adam", "lr": float(task["discriminator_lr"]),
                                                  "betas": [0.5, 0.999]}},
                 "loss": "hinge"}
+
+    def training_defaults(self, plan, fingerprint, device):
+        """Four generated and four real volumes per step; the learning rates are the networks' own (task.*)."""
+        size = int(np.prod(plan["network"]["args"]["image_size"]))
+        defaults = whole_input_defaults(4, plan["optimizers"]["generator"]["lr"], 2 * size, device,
+                                        "four real and four generated volumes per step (the discriminator sees "
+                                        "both)", "")
+        return TrainingDefaults(defaults.batch_size, plan["optimizers"]["generator"]["lr"], defaults.batch_reason,
+                                f"{plan['optimizers']['generator']['lr']:g}: the generator's (task.generator_lr; "
+                                f"the discriminator: task.discriminator_lr); optimizer.lr is not used")
 
     def prepare_data(self, loaded_train, loaded_val, dataset, plan, config) -> PreparedData:
         grid = plan["grid"]

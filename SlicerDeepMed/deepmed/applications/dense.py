@@ -27,6 +27,7 @@ from deepmed.model.transfer import output_dependent_keys
 from deepmed.networks import NETWORKS, build_network
 from deepmed.optim import build_optimizer
 from deepmed.planning import dense as rules
+from deepmed.planning.batch import whole_input_defaults
 from deepmed.planning.fingerprint import fingerprint_of_cases
 from deepmed.planning.network import plan_dense_network
 from deepmed.transforms.augmentation import training_transforms
@@ -86,6 +87,13 @@ class DenseApplication(Application):
         return {"channel_names": channel_names, "spacing": spacing, "patch_size": patch,
                 "normalization": normalization, "sampling": sampling,
                 "network": {"name": net["name"], "args": args}, "loss": loss}
+
+    def training_defaults(self, plan, fingerprint, device):
+        """nnU-Net's two patches per step: the patch, not the batch, takes the memory (the patch is planned to
+        the device's voxel budget); AdamW at 0.001, the usual rate for U-Nets trained from scratch."""
+        return whole_input_defaults(2, 1e-3, int(np.prod(plan["patch_size"])), device,
+                                    "two patches per step (nnU-Net's): the patch, planned to the device, takes "
+                                    "the memory", "AdamW's usual rate for a U-Net from scratch at two patches")
 
     def choose_sampling(self, fingerprint: dict) -> tuple[str, str]:
         return self.default_sampling, f"{self.default_sampling} patches"

@@ -33,6 +33,7 @@ from deepmed.io.image_io import read_channels, read_image, write_image
 from deepmed.losses import allow_for, build_loss
 from deepmed.networks import NETWORKS, build_network
 from deepmed.optim import build_optimizer
+from deepmed.planning.batch import whole_input_defaults
 from deepmed.transforms.resolution import bspline_upsample, check_factor, crop_to_multiple, degrade, fine_grid
 
 NAME = "superres"
@@ -158,6 +159,13 @@ class SuperResolutionApplication(Application):
         loss = self.default_loss if config["loss"]["name"] == "auto" else config["loss"]["name"]
         return {"channel_names": fingerprint["channel_names"], "factor": factor, "patch_size": patch,
                 "network": {"name": name, "args": args}, "loss": loss}
+
+    def training_defaults(self, plan, fingerprint, device):
+        """Small low-resolution patches (at most 24 voxels per axis): four per step; AdamW at 0.002."""
+        high = int(np.prod([p * f for p, f in zip(plan["patch_size"], plan["factor"])]))
+        return whole_input_defaults(4, 2e-3, high, device, "four patch pairs per step: the patches are small "
+                                    "(at most 24 low-resolution voxels per axis)", "AdamW for a residual "
+                                    "sub-pixel network at four patches per step")
 
     def prepare_data(self, loaded_train, loaded_val, dataset, plan, config) -> PreparedData:
         factor = plan["factor"]

@@ -257,7 +257,7 @@ def parse_manifest(data, root: Path, where: str, labels_required: bool = True) -
     if not dataset.training and not problems:
         problems.append(f"{where}: dataset is empty: 'training' lists no cases")
     _check_unique_ids(dataset, where, problems)
-    dataset.splits = _parse_splits(data.get("splits", []), dataset, where, problems)
+    dataset.splits = parse_splits(data.get("splits", []), dataset, where, problems)
     return dataset, problems
 
 
@@ -304,7 +304,7 @@ def _check_unique_ids(dataset: Dataset, where: str, problems: list[str]) -> None
         seen.add(case.id)
 
 
-def _parse_splits(raw, dataset: Dataset, where: str, problems: list[str]) -> list[dict[str, list[str]]]:
+def parse_splits(raw, dataset: Dataset, where: str, problems: list[str]) -> list[dict[str, list[str]]]:
     if not raw:
         return []
     if not isinstance(raw, list) or not all(isinstance(s, dict) for s in raw):

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 
-from deepmed.data.manifest import Dataset
+from deepmed.data.manifest import Dataset, parse_splits
 from deepmed.errors import DeepMedError
+from deepmed.utils.atomic import write_text_atomic
 
 
 def kfold_splits(case_ids: list[str], folds: int, seed: int = 0) -> list[dict[str, list[str]]]:
@@ -48,3 +53,62 @@ def add_splits(dataset: Dataset, *, folds: int | None = None, fractions: tuple[f
     else:
         dataset.splits = kfold_splits(ids, folds or 5, seed)
     return dataset
+
+
+#: Cross-validation folds made for a manifest without ``splits`` are kept beside it in this file (nnU-Net's
+#: ``splits_final.json`` format: a list of {"train": [...], "val": [...]}); the manifest itself is never rewritten.
+SPLITS_SUFFIX = ".splits.json"
+DEFAULT_FOLDS = 5  # nnU-Net's
+
+
+@dataclass(frozen=True)
+class CrossValidationSplits:
+    """The folds a cross-validation uses, where they came from (``made`` or ``saved``) and the file beside the
+    manifest that keeps them (None when the dataset has no file)."""
+
+    splits: list[dict[str, list[str]]]
+    origin: str
+    path: Path | None
+
+    def note(self) -> str:
+        """The one line that says so."""
+        if self.origin == "saved":
+            return f"folds: reusing the {len(self.splits)} splits saved in {self.path}"
+        where = f"saved to {self.path} (reused by the next run; the manifest is unchanged)" if self.path else \
+            "kept in the model directory only (the dataset has no file to save them beside)"
+        return f"folds: the manifest has no splits; made {len(self.splits)} (seeded), {where}"
+
+
+def splits_file(dataset: Dataset) -> Path | None:
+    """``dataset.splits.json`` beside ``dataset.json`` (``cases.splits.json`` beside ``cases.csv``)."""
+    if dataset.source is None:
+        return None
+    source = Path(dataset.source)
+    return source.with_name(source.stem + SPLITS_SUFFIX)
+
+
+def cross_validation_splits(dataset: Dataset, folds: int | None, seed: int = 0) -> CrossValidationSplits:
+    """Folds for a manifest without ``splits``: those saved beside it by an earlier run, or ``folds`` (default 5)
+    new ones, shuffled with ``seed`` and saved beside it. ``folds`` must match a saved file's count."""
+    path = splits_file(dataset)
+    if path is not None and path.is_file():
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DeepMedError(f"{path}: cannot read the saved splits ({exc}); delete it to make new ones") from None
+        problems: list[str] = []
+        splits = parse_splits(raw, dataset, str(path), problems)
+        unused = sorted({c.id for c in dataset.training} - {i for s in splits for i in s.get("val", [])})
+        if unused:
+            problems.append(f"{path}: case(s) {', '.join(unused[:3])} are in no fold's 'val'")
+        if problems or not splits:
+            raise DeepMedError(f"{(problems or [f'{path}: no splits'])[0]}; the dataset changed since the splits "
+                               f"were made: delete {path.name} to make new ones")
+        if folds is not None and folds != len(splits):
+            raise DeepMedError(f"--folds {folds}: {path} holds {len(splits)} splits; pass --folds all (or "
+                               f"{len(splits)}), or delete it to make {folds} new ones")
+        return CrossValidationSplits(splits, "saved", path)
+    splits = kfold_splits([c.id for c in dataset.training], folds or DEFAULT_FOLDS, seed)
+    if path is not None:
+        write_text_atomic(path, json.dumps(splits, indent=2) + "\n")
+    return CrossValidationSplits(splits, "made", path)

@@ -10,12 +10,16 @@ from deepmed.errors import DeepMedError
 
 
 def demo_folder(out, results: tuple[str, ...] = ("model",)) -> Path:
-    """``out`` ready for a demo run: its parent must exist (one-line error otherwise); the ``results`` a
-    previous run left there (the model, predictions, ...) are removed, since the demo owns its folder and
-    re-running starts afresh. Data it generated may stay and be reused."""
+    """``out`` ready for a demo run, created with its parent folders (one-line error when it cannot be); the
+    ``results`` a previous run left there (the model, predictions, ...) are removed, since the demo owns its
+    folder and re-running starts afresh. Data it generated may stay and be reused."""
     out = Path(out)
-    if not out.parent.is_dir():
-        raise DeepMedError(f"{out}: output folder {out.parent} does not exist")
+    if out.exists() and not out.is_dir():
+        raise DeepMedError(f"{out}: exists and is not a folder; choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DeepMedError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
     for name in results:
         if (out / name).exists():
             shutil.rmtree(out / name)

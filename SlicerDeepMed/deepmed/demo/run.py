@@ -21,9 +21,8 @@ DEMO_CONFIG = {
     "app": SegmentationApplication.name,
     "network": {"name": "unet", "args": {"channels": [16, 32, 64, 128], "strides": [2, 2, 2], "num_res_units": 1}},
     "loss": {"name": "dice_ce"},
-    "optimizer": {"name": "adamw", "lr": 0.003, "weight_decay": 1e-5},
     "data": {"patch_size": [48, 48, 32], "samples_per_case": 2},
-    "training": {"epochs": 30, "batch_size": 2, "iterations_per_epoch": 8, "val_every": 5, "seed": 0,
+    "training": {"epochs": 30, "iterations_per_epoch": 8, "val_every": 5, "seed": 0,
                  "device": "cpu"},
     "inference": {"keep_largest": True},
 }

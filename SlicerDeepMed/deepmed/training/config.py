@@ -25,7 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "app": DEFAULT_APPLICATION,
     "network": {"name": "unet", "args": {}},
     "loss": {"name": AUTO, "args": {}},
-    "optimizer": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-5},
+    "optimizer": {"name": "adamw", "lr": AUTO, "weight_decay": 1e-5},  # lr: auto = the application's plan
     "scheduler": {"name": "cosine"},
     "data": {
         "spacing": AUTO,            # [x, y, z] mm, or auto = median spacing of the training cases
@@ -42,7 +42,7 @@ DEFAULTS: dict[str, Any] = {
         "bias_field": False, "contrast": True, "probability": 0.2,
     },
     "training": {
-        "epochs": 50, "batch_size": 2,
+        "epochs": 50, "batch_size": AUTO,  # auto = planned by the application (device, input size, cases)
         "iterations_per_epoch": 0,  # 0 = planned (a fixed number, whatever the number of cases)
         "val_every": 0,             # validate every N epochs; 0 = auto (at most 10% of the time, and at the end)
         "time_limit": 0,            # wall-time budget: seconds or "10m", "1h30m"; 0 = train for the epochs
@@ -58,6 +58,8 @@ DEFAULTS: dict[str, Any] = {
 
 #: Keys that take "auto" or a list of three numbers.
 AUTO_OR_TRIPLE = {"data.spacing", "data.patch_size"}
+#: Keys that take "auto" (the application plans them) or a positive number of this type.
+AUTO_OR_NUMBER = {"training.batch_size": int, "optimizer.lr": float}
 #: Keys whose value is a free-form dict of constructor arguments (``task`` is checked by the application).
 FREE_FORM = {"network.args", "loss.args", "task"}
 CHOICES = {
@@ -129,9 +131,22 @@ def _merge(defaults: dict, user: dict, prefix: str, problems: list[str]) -> dict
             if not ok:
                 problems.append(f"config: '{path}' must be 'auto' or three positive numbers [x, y, z], got {value!r}")
             merged[key] = value
+        elif path in AUTO_OR_NUMBER:
+            merged[key] = _auto_or_number(path, AUTO_OR_NUMBER[path], value, problems)
         else:
             merged[key] = _check_type(path, default, value, problems)
     return merged
+
+
+def _auto_or_number(path: str, kind: type, value: Any, problems: list[str]) -> Any:
+    """'auto' (any case) or a positive int / number; floats are returned as floats."""
+    if isinstance(value, str) and value.strip().lower() == AUTO:
+        return AUTO
+    expected = "an integer" if kind is int else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int,) if kind is int else (int, float)):
+        problems.append(f"config: '{path}' must be auto or {expected}, got {value!r}")
+        return value
+    return float(value) if kind is float else value
 
 
 def _check_type(path: str, default: Any, value: Any, problems: list[str]) -> Any:
@@ -165,7 +180,7 @@ def _check_choices(config: dict, problems: list[str]) -> None:
     for path in ("training.epochs", "training.batch_size", "data.samples_per_case"):
         section, key = path.split(".")
         value = config[section][key]
-        if isinstance(value, int) and value < 1:
+        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
             problems.append(f"config: '{path}' must be at least 1, got {value}")
     for path in ("training.val_every", "training.iterations_per_epoch", "data.max_patch_voxels"):
         section, key = path.split(".")
@@ -188,7 +203,7 @@ def _check_choices(config: dict, problems: list[str]) -> None:
     except DeepMedError as exc:
         problems.append(f"config: 'training.time_limit': {exc}")
     lr = config["optimizer"]["lr"]
-    if isinstance(lr, (int, float)) and lr <= 0:
+    if isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr <= 0:
         problems.append(f"config: 'optimizer.lr' must be positive, got {lr}")
     overlap = config["inference"]["overlap"]
     if isinstance(overlap, (int, float)) and not 0 <= overlap < 1:

@@ -28,7 +28,7 @@ from deepmed.training.checkpoint import find_checkpoint, load_checkpoint
 from deepmed.training.clock import Clock
 from deepmed.training.config import AUTO, dump_config, load_config_file, parse_duration, resolve_config
 from deepmed.training.distributed import init_distributed
-from deepmed.training.planner import PLAN_FILE
+from deepmed.training.planner import PLAN_FILE, resolved_config
 from deepmed.training.planner import plan as make_plan
 from deepmed.training.trainer import Trainer, TrainState
 from deepmed.utils.atomic import write_text_atomic
@@ -162,6 +162,7 @@ def _run(dataset, out, cfg, application, dev, reporter, resume, extend, started_
     fingerprint = application.fingerprint(loaded_train, dataset)
     budget = parse_duration(cfg["training"]["time_limit"])
     plan = make_plan(fingerprint, cfg, dev.type, budget)
+    cfg = resolved_config(cfg, plan)
     for key, value in (shared_plan or {}).items():
         if key not in ("format", "dataset", "reasons", "schedule", "device"):
             plan[key] = value

@@ -10,6 +10,7 @@ import copy
 import json
 
 from deepmed.applications import get_application
+from deepmed.training.config import AUTO
 
 PLAN_FILE = "plan.json"
 PLAN_FORMAT = "deepmed-plan/1"
@@ -26,13 +27,14 @@ def plan(fingerprint: dict, config: dict, device: str = "cpu", budget_s: float |
                     "dataset": {k: fingerprint[k] for k in ("name", "cases", "spacing", "size") if k in fingerprint},
                     "reasons": {}}
     result.update(app.plan(fingerprint, config, device, result["reasons"]))
+    batch_size, lr = _batch_and_lr(app, result, fingerprint, config, device)
     iterations = int(t["iterations_per_epoch"]) or ITERATIONS_PER_EPOCH
     result["schedule"] = {
         "iterations_per_epoch": iterations,
         "epochs": int(t["epochs"]),
         "time_limit_s": float(budget_s) if budget_s else None,
-        "batch_size": int(t["batch_size"]),
-        "lr": float(config["optimizer"]["lr"]),
+        "batch_size": batch_size,
+        "lr": lr,
         "lr_schedule": config["scheduler"]["name"],
         "validate_every": int(t["val_every"]) or "auto",
         "validation_share": VALIDATION_SHARE,
@@ -46,6 +48,32 @@ def plan(fingerprint: dict, config: dict, device: str = "cpu", budget_s: float |
         result["reasons"]["validation"] = (f"validate when it costs at most {VALIDATION_SHARE:.0%} of the time "
                                            "(measured), and at the end")
     return result
+
+
+def _batch_and_lr(app, result: dict, fingerprint: dict, config: dict, device: str) -> tuple[int, float]:
+    """The application's own batch size and learning rate where the configuration says auto (with its
+    reasons), the configuration's where it names them."""
+    batch, lr = config["training"]["batch_size"], config["optimizer"]["lr"]
+    defaults = app.training_defaults(result, fingerprint, device) if AUTO in (batch, lr) else None
+    reasons = result["reasons"]
+    if batch == AUTO:
+        batch, reasons["batch_size"] = defaults.batch_size, f"{app.name}: {defaults.batch_reason}"
+    else:
+        reasons["batch_size"] = f"{batch}: from the configuration (training.batch_size)"
+    if lr == AUTO:
+        lr, reasons["lr"] = defaults.lr, f"{app.name}: {defaults.lr_reason}"
+    else:
+        reasons["lr"] = f"{float(lr):g}: from the configuration (optimizer.lr)"
+    return int(batch), float(lr)
+
+
+def resolved_config(config: dict, result: dict) -> dict:
+    """``config`` with the planned batch size and learning rate in place of ``auto`` (what the optimiser is
+    built from and what ``config.yaml`` keeps, so that a resumed run continues with the same values)."""
+    config = copy.deepcopy(config)
+    config["training"]["batch_size"] = result["schedule"]["batch_size"]
+    config["optimizer"]["lr"] = result["schedule"]["lr"]
+    return config
 
 
 def format_plan(result: dict) -> str:

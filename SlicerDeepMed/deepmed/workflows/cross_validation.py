@@ -5,14 +5,18 @@ post-processing that the out-of-fold results choose, and one ensemble model of a
       model_card.json, model.safetensors   the ensemble: every fold's weights (``fold_<k>.`` prefixes)
       fold_<k>/                             each fold's own model directory (curves, checkpoints, ...)
       cross_validation/                     predictions/, evaluation.csv, summary.json, report.png
+      splits.json                           the folds used (nnU-Net's splits_final.json format)
 
-All folds share one plan, made on all training cases, so that their predictions can be averaged.
+All folds share one plan, made on all training cases, so that their predictions can be averaged. A manifest
+without ``splits`` gets folds made once (seeded by ``training.seed``) and saved beside it as
+``<manifest>.splits.json``; later runs reuse that file, and the manifest itself is never rewritten.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +24,7 @@ import SimpleITK as sitk
 
 from deepmed.applications import get_application
 from deepmed.data.manifest import Dataset
+from deepmed.data.split import cross_validation_splits
 from deepmed.errors import DeepMedError
 from deepmed.evaluation.evaluate import evaluate, format_summary, summarize, write_csv
 from deepmed.inference.predictor import Predictor
@@ -34,6 +39,8 @@ from deepmed.training.driver import train
 from deepmed.training.planner import PLAN_FILE
 from deepmed.training.planner import plan as make_plan
 from deepmed.utils.atomic import write_text_atomic
+
+SPLITS_FILE = "splits.json"  # the folds this cross-validation used (nnU-Net's splits_final.json format)
 
 
 def parse_folds(text, available: int) -> list[int]:
@@ -66,22 +73,35 @@ def train_folds(dataset, out, folds="all", *, app: str | None = None, config=Non
     """
     out = Path(out)
     dataset = dataset if isinstance(dataset, Dataset) else Dataset.load(dataset)
-    where = dataset.source or dataset.name
-    if not dataset.splits:
-        raise DeepMedError(f"{where}: cross-validation needs folds in the manifest's 'splits', so that retraining "
-                           "never reshuffles them; make them once with 'deepmed dataset split DATASET --folds 5'")
-    chosen = parse_folds(folds, len(dataset.splits))
     if out.exists() and any(out.iterdir()):
         raise DeepMedError(f"{out}: already exists and is not empty; choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
     overrides = list(overrides or []) + ([f"app={app}"] if app else []) + \
         ([f"training.device={device}"] if device else [])
+    if not dataset.splits:
+        made = cross_validation_splits(dataset, fold_count(folds), _seed(config, overrides))
+        dataset.splits = made.splits
+        print(made.note(), file=sys.stderr)
+    chosen = parse_folds(folds, len(dataset.splits))
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / SPLITS_FILE, json.dumps(dataset.splits, indent=2) + "\n")
     shared = shared_plan(dataset, config, overrides)
     for fold in chosen:
         train(dataset, out / f"fold_{fold}", config=config, overrides=overrides + [f"training.fold={fold}"],
               epochs=epochs, time_limit=time_limit, progress=progress, shared_plan=shared, init=init,
               init_fold=init_fold, resolve_model=resolve_model)
     return finish_cross_validation(dataset, out, chosen, device or "auto")
+
+
+def fold_count(text) -> int | None:
+    """The number of folds ``--folds`` asks for (``5``), or None (``all``, ``0,2``: whatever the splits hold)."""
+    text = str(text).strip()
+    return int(text) if text.isdigit() else None
+
+
+def _seed(config, overrides: list[str]) -> int:
+    cfg = resolve_config(config if isinstance(config, dict) else (load_config_file(config) if config else {}),
+                         overrides)
+    return int(cfg["training"]["seed"])
 
 
 def shared_plan(dataset: Dataset, config, overrides: list[str]) -> dict:

@@ -229,8 +229,11 @@ class TrainPanel:
     def settings(self) -> dict:
         """Typed engine settings from the widgets, by dotted key (written to the worker's config file)."""
         ui = self.ui
-        settings = {"loss.name": ui.lossComboBox.currentText, "training.batch_size": int(ui.batchSizeSpinBox.value),
-                    "optimizer.lr": float(ui.learningRateSpinBox.value)}
+        settings = {"loss.name": ui.lossComboBox.currentText}
+        if int(ui.batchSizeSpinBox.value) > 0:  # 0 shows "auto": the application plans batch size and lr
+            settings["training.batch_size"] = int(ui.batchSizeSpinBox.value)
+        if float(ui.learningRateSpinBox.value) > 0:
+            settings["optimizer.lr"] = float(ui.learningRateSpinBox.value)
         if ui.networkComboBox.currentText != "auto":
             settings["network.name"] = ui.networkComboBox.currentText
         patch = ui.patchSizeLineEdit.text.strip() or "auto"

@@ -30,8 +30,7 @@ DEMO_CONFIG = {
     "app": "autoencoder",
     "task": {"input_size": INPUT_SIZE, "latent_size": LATENT, "variational": True, "beta": 1e-4,
              "channels": [8, 16, 32]},
-    "optimizer": {"name": "adamw", "lr": 0.003, "weight_decay": 1e-5},
-    "training": {"epochs": 20, "iterations_per_epoch": 50, "batch_size": 16, "val_every": 5, "seed": 0,
+    "training": {"epochs": 20, "iterations_per_epoch": 50, "val_every": 5, "seed": 0,
                  "device": "cpu"},
 }
 

@@ -34,9 +34,9 @@ FOV_MM = 200.0
 #: property the classes differ by: off for classes; values (a ratio of sizes) are unchanged by it.
 DEMO_CONFIG = {
     "network": {"name": "densenet", "args": {}},
-    "optimizer": {"name": "adamw", "lr": 0.003, "weight_decay": 1e-4},
+    "optimizer": {"weight_decay": 1e-4},
     "data": {"max_patch_voxels": 40 ** 3},
-    "training": {"epochs": 30, "batch_size": 8, "iterations_per_epoch": 12, "val_every": 3, "seed": 0,
+    "training": {"epochs": 30, "iterations_per_epoch": 12, "val_every": 3, "seed": 0,
                  "device": "cpu", "val_fraction": 0.2},
     "augmentation": {"probability": 0.3, "elastic": False},
 }

@@ -31,7 +31,7 @@ DEMO_CONFIG = {
     "app": "cgan",
     "task": {"conditions": ["radius", "shift"], "units": ["mm", "mm"], "image_size": 32,
              "generator_channels": 32, "discriminator_channels": 32, "generator_lr": 5e-4},  # the defaults
-    "training": {"epochs": 12, "batch_size": 4, "iterations_per_epoch": 25, "val_every": 4, "seed": 0,
+    "training": {"epochs": 12, "iterations_per_epoch": 25, "val_every": 4, "seed": 0,
                  "device": "cpu", "val_fraction": 0.1},
 }
 

@@ -28,9 +28,9 @@ COMMON = {
     "app": "superres",
     "network": {"name": "subpixel_sr", "args": {"features": 24, "blocks": 3}},
     "loss": {"name": "l1"},
-    "optimizer": {"name": "adamw", "lr": 0.002, "weight_decay": 0.0},
+    "optimizer": {"weight_decay": 0.0},
     "augmentation": {"flip": True},
-    "training": {"batch_size": 4, "iterations_per_epoch": 20, "val_every": 4, "seed": 0, "device": "cpu"},
+    "training": {"iterations_per_epoch": 20, "val_every": 4, "seed": 0, "device": "cpu"},
 }
 
 

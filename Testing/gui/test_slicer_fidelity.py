@@ -108,6 +108,26 @@ def test_entering_the_module_again_keeps_the_chosen_inputs(openPanel, qtHarness,
     assert segment.ui.ttaCheckBox.isChecked() and segment.ui.applyButton.isEnabled()
 
 
+def test_run_inputs_and_output_live_in_the_parameter_node(openPanel, qtHarness, scene):
+    """The chosen volumes and output node are node references of the module's parameter node (saved with the
+    scene), and a parameter node that names others (a scene loaded from a file) sets the selectors."""
+    run = openPanel("DeepMedRun")
+    first, _ = syntheticCase(scene, seed=1, name="first MR")
+    second, _ = syntheticCase(scene, seed=2, name="second MR")
+    run.panel.inputSelectors[0].setCurrentNode(first)
+    output = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "earlier result")
+    run.ui.outputSelector.setCurrentNode(output)
+    node = scene.GetSingletonNode("DeepMedRun", "vtkMRMLScriptedModuleNode")
+    assert node.GetParameter("inputVolumes.len") == "1" and node.GetNodeReference("inputVolumes.0") is first
+    assert node.GetNodeReference("outputNode") is output
+    node.SetNodeReferenceID("inputVolumes.0", second.GetID())  # as a scene read from a file would have it
+    node.SetNodeReferenceID("outputNode", None)
+    run.setParameterNode(None)  # the module widget re-reads its parameter node
+    run.initializeParameterNode()
+    assert run.panel.inputSelectors[0].currentNode() is second
+    assert run.panel.parameterNode.inputVolumes == [second]
+
+
 def test_closing_the_scene_clears_the_scene_cases(openPanel, scene):
     from DeepMedLib import SceneBridge
     from DeepMedLib.SelfTestData import syntheticArrays, syntheticImage

@@ -87,12 +87,42 @@ class _Parameter:
         self.name, self.datatype = name, datatype
         self.type, annotations = _split(datatype)
         self.validators = [a for a in annotations if isinstance(a, Validator)]
+        if typing.get_origin(self.type) is list:
+            (elementType,) = typing.get_args(self.type)
+            self.element = _Parameter(name, elementType, _MISSING)
+            self.default = list(default) if default is not _MISSING else []
+            return
+        self.element = None
         if not (self.type in (int, float, str, bool) or self.type in PATH_TYPES or _isNodeType(self.type)):
             raise Exception(f"Unable to create serializer for member {name} of type {datatype}")
         self.default = default if default is not _MISSING else self._typeDefault()
 
     def _typeDefault(self):
         return None if _isNodeType(self.type) else self.type()
+
+    def isIn(self, node) -> bool:
+        return node.HasParameter(f"{self.name}.len" if self.element is not None else self.name)
+
+    # ListSerializer (serializers.py): the length in "<name>.len", element i as parameter / reference "<name>.i".
+    # Here read() gives a plain list (the real one an ObservedList that writes back on mutation): assign it.
+    def _writeList(self, node, values):
+        old = int(node.GetParameter(f"{self.name}.len") or 0)
+        for index, value in enumerate(values):
+            self.element.name = f"{self.name}.{index}"
+            self.element.write(node, value)
+        for index in range(len(values), old):
+            node.SetParameter(f"{self.name}.{index}", "")
+            node.RemoveNodeReferenceIDs(f"{self.name}.{index}")
+        node.SetParameter(f"{self.name}.len", str(len(values)))
+
+    def _readList(self, node):
+        if not node.HasParameter(f"{self.name}.len"):
+            self._writeList(node, self.default)
+        values = []
+        for index in range(int(node.GetParameter(f"{self.name}.len") or 0)):
+            self.element.name = f"{self.name}.{index}"
+            values.append(self.element.read(node))
+        return values
 
     def validate(self, value):
         if _isNodeType(self.type):
@@ -106,6 +136,11 @@ class _Parameter:
             validator.validate(value)
 
     def write(self, node, value):
+        if self.element is not None:
+            for item in value:
+                self.element.validate(item)
+            self._writeList(node, list(value))
+            return
         self.validate(value)
         if _isNodeType(self.type):
             node.SetParameter(self.name, "")
@@ -116,6 +151,8 @@ class _Parameter:
             node.SetParameter(self.name, str(value))
 
     def read(self, node):
+        if self.element is not None:
+            return self._readList(node)
         if not node.HasParameter(self.name):
             self.write(node, self.default)
         if _isNodeType(self.type):
@@ -278,7 +315,7 @@ def _init(self, parameterNode, prefix=None):
     self.parameterNode = parameterNode
     self._guis, self._guiObservers, self._nextTag, self._updatingGui = {}, {}, 0, False
     for parameter in self.allParameters.values():
-        if not parameterNode.HasParameter(parameter.name):
+        if not parameter.isIn(parameterNode):
             parameter.write(parameterNode, parameter.default)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import slicer
+from slicer import vtkMRMLNode, vtkMRMLScalarVolumeNode
 from DeepMedRunLib.RunLogic import RunLogic
 from slicer.i18n import tr as _
 from slicer.i18n import translate
@@ -39,9 +40,12 @@ class DeepMedRun(ScriptedLoadableModule):
 
 @parameterNodeWrapper
 class DeepMedRunParameterNode:
-    """The panel's options, saved with the scene (the model and inputs are chosen in the panel)."""
+    """The panel's state, saved with the scene. ``model``, ``inputVolumes`` and ``outputNode`` are kept by the
+    panel (its selectors follow the chosen model's card); the options are bound in the .ui."""
 
     model: str = ""
+    inputVolumes: list[vtkMRMLScalarVolumeNode]  # the chosen mode's volumes (case A's channels, then case B's)
+    outputNode: vtkMRMLNode  # the node to replace, None: a new one (its class follows the mode's output kind)
     device: Annotated[str, Choice(["auto", "cpu", "cuda", "mps"])] = "auto"
     testTimeFlips: bool = False
     keepLargest: bool = False

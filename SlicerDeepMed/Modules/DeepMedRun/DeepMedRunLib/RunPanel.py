@@ -26,6 +26,7 @@ class RunPanel:
         self.parameterNode = None
         self.timer = pollTimer(self.poll)
         self.inputs = ModeInputs(ui, scene, onChanged=self.onInputsChanged)
+        ui.outputSelector.currentNodeChanged.connect(self.onOutputChanged)
         configureNodeSelector(ui.outputSelector, scene, [Outputs.nodeClass("label_map")],
                               "Create a new node, or choose one to replace", noneDisplay="Create new")
         self.dependencies = DependencySection(ui, onChanged=self.updateButtons,
@@ -53,9 +54,20 @@ class RunPanel:
 
     # ---- life cycle (DeepMedModuleWidget) -------------------------------------------------------
     def setParameterNode(self, parameterNode):
-        self.parameterNode = parameterNode
+        """A scene's state (e.g. a scene loaded from a file): its model, input volumes and output node."""
+        self.parameterNode = None  # restoring writes nothing back
         if parameterNode is not None and parameterNode.model and parameterNode.model != self.currentId():
             self.refreshModels(selectId=parameterNode.model)
+        if parameterNode is not None:
+            volumes = list(parameterNode.inputVolumes)
+            if len(volumes) == len(self.inputs.selectors) and any(v is not None for v in volumes):
+                for selector, volume in zip(self.inputs.selectors, volumes):
+                    selector.setCurrentNode(volume)
+            if parameterNode.outputNode is not None:
+                self.ui.outputSelector.setCurrentNode(parameterNode.outputNode)
+        self.parameterNode = parameterNode
+        self.onInputsChanged()
+        self.onOutputChanged()
 
     def enter(self):
         """Every time the module is shown: models trained or installed meanwhile appear; the chosen model
@@ -179,7 +191,13 @@ class RunPanel:
         mode = self.inputs.mode()
         if mode is not None:
             self.ui.applyButton.text = Outputs.actionName(mode["output_kind"], mode["inputs"])
+        if self.parameterNode is not None:
+            self.parameterNode.inputVolumes = self.inputs.volumes()
         self.updateButtons()
+
+    def onOutputChanged(self, *args):
+        if self.parameterNode is not None:
+            self.parameterNode.outputNode = self.ui.outputSelector.currentNode()
 
     def updateFoldChoice(self, model):
         """An ensemble of cross-validation folds runs all folds (best) or one of them (faster)."""

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import slicer
-from slicer import vtkMRMLNode, vtkMRMLScalarVolumeNode
 from DeepMedRunLib.RunLogic import RunLogic
+from slicer import vtkMRMLNode, vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper  # noqa: F401

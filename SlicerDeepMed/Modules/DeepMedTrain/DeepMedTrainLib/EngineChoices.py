@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import qt
+from slicer.i18n import tr as _
 
 
 class EngineChoices:
@@ -26,12 +27,13 @@ class EngineChoices:
     # ---- applications ---------------------------------------------------------------------------------
     def requestApplications(self):
         """Ask the engine for its applications; the list fills when it answers."""
-        self.ui.applicationComboBox.toolTip = "Asking the engine for its applications..."
+        self.ui.applicationComboBox.toolTip = _("Asking the engine for its applications...")
         try:
             self.applicationsJob = self.logic.applicationsJob()
         except Exception as exc:  # no engine yet: the Dependencies section says what to install
             self.applicationsJob = None
-            self.ui.applicationComboBox.toolTip = f"Applications from the engine unavailable: {exc}"
+            self.ui.applicationComboBox.toolTip = _("Applications from the engine unavailable: {error}").format(
+                error=exc)
             return
         self.applicationsJob.finished.connect(lambda result, job=self.applicationsJob: self.onApplications(job, result))
         self.timer.start()
@@ -43,8 +45,8 @@ class EngineChoices:
         self.onIdle()
         described = job.outputJson() if result.succeeded else None
         if not isinstance(described, dict) or not described:
-            self.ui.applicationComboBox.toolTip = "The engine did not list its applications: " + (
-                result.errorMessage.splitlines()[0] if result.errorMessage else "no answer")
+            self.ui.applicationComboBox.toolTip = _("The engine did not list its applications: {error}").format(
+                error=result.errorMessage.splitlines()[0] if result.errorMessage else _("no answer"))
             return
         self.descriptions = {str(k): str(v) for k, v in described.items()}
         combo = self.ui.applicationComboBox
@@ -56,7 +58,7 @@ class EngineChoices:
             combo.addItem(name)
             combo.setItemData(combo.count - 1, description, qt.Qt.ToolTipRole)
         combo.blockSignals(False)
-        combo.toolTip = "What the model learns (the engine's applications, plug-ins included)"
+        combo.toolTip = _("What the model learns (the engine's applications, plug-ins included)")
         self.selectApplication(wanted)
 
     def selectApplication(self, name: str):
@@ -84,7 +86,7 @@ class EngineChoices:
             self.lossJob = self.logic.lossChoicesJob(application)
         except Exception as exc:  # no engine: "auto" stays the only choice
             self.lossJob = None
-            self.ui.lossComboBox.toolTip = f"Loss choices from the engine unavailable: {exc}"
+            self.ui.lossComboBox.toolTip = _("Loss choices from the engine unavailable: {error}").format(error=exc)
             return
         self.lossJob.finished.connect(lambda result, job=self.lossJob: self.onLossChoices(job, result))
         self.timer.start()
@@ -97,7 +99,7 @@ class EngineChoices:
         names = job.outputJson() if result.succeeded else None
         if isinstance(names, list) and all(isinstance(n, str) for n in names) and names:
             self.setLossChoices(["auto"] + [n for n in names if n != "auto"])
-            self.ui.lossComboBox.toolTip = "Losses that fit this application (from the engine's registry)"
+            self.ui.lossComboBox.toolTip = _("Losses that fit this application (from the engine's registry)")
 
     def setLossChoices(self, names):
         combo = self.ui.lossComboBox

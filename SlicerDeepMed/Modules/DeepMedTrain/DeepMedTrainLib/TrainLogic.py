@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from slicer.i18n import tr as _
+
 from DeepMedLib import ModelLibrary
 from DeepMedLib.BackgroundJob import BackgroundJob
 from DeepMedLib.EngineCommand import EngineRunner
@@ -68,14 +70,14 @@ class TrainingRun:
             self.epochs, self.iterationsPerEpoch = event["epochs"], event["iterations_per_epoch"]
             self.startEpoch = event.get("start_epoch", 0)
             self.fraction = self.startEpoch / max(self.epochs, 1)
-            self.status = f"training on {event['device']}"
+            self.status = _("training on {device}").format(device=event["device"])
             self.timeLimitSeconds = event.get("time_limit_s") or None
             self.trainingStartedAt = time.time()
         elif kind == "iteration":
             done = event["epoch"] * self.iterationsPerEpoch + event["iteration"] + 1
             self.fraction = done / max(self.epochs * self.iterationsPerEpoch, 1)
             self.etaSeconds, self.lastLoss = event.get("eta_s"), event["loss"]
-            self.status = f"epoch {event['epoch'] + 1}/{self.epochs}"
+            self.status = _("epoch {epoch}/{epochs}").format(epoch=event["epoch"] + 1, epochs=self.epochs)
         elif kind == "epoch":
             self.etaSeconds = event.get("eta_s")
             if self.curves is not None:
@@ -87,7 +89,8 @@ class TrainingRun:
         elif kind == "finished":
             self.fraction, self.etaSeconds, self.status = 1.0, 0, "finished"
         elif kind == "stopped":
-            self.status = f"stopped at epoch {event['epoch'] + 1}; Resume continues from the checkpoint"
+            self.status = _("stopped at epoch {epoch}; Resume continues from the checkpoint").format(
+                epoch=event["epoch"] + 1)
         self.eventReceived.emit(event)
 
     def _onFinished(self, result) -> None:
@@ -99,7 +102,7 @@ class TrainingRun:
         if result.succeeded:
             ModelLibrary.changed.emit(str(self.modelDir))
         elif result.status == "failed":
-            self.status = f"failed: {result.errorMessage}"
+            self.status = _("failed: {error}").format(error=result.errorMessage)
         elif result.status == "cancelled":
             self.status = "cancelled"
         self.finished.emit(result)
@@ -108,17 +111,17 @@ class TrainingRun:
         """One line for the panel: epoch, loss, key metric, ETA."""
         parts = [self.status]
         if self.lastLoss is not None:
-            parts.append(f"loss {self.lastLoss:.4f}")
+            parts.append(_("loss {value}").format(value=f"{self.lastLoss:.4f}"))
         if self.lastMetrics:
             key = self.lastMetrics["key"]
             parts.append(f"{key} {self.lastMetrics[key]:.3f}")
         remaining = self.remainingSeconds()
         if remaining is not None:
             minutes, seconds = divmod(int(remaining), 60)
-            parts.append(f"{minutes}:{seconds:02d} of the time budget left")
+            parts.append(_("{time} of the time budget left").format(time=f"{minutes}:{seconds:02d}"))
         elif self.etaSeconds:
             minutes, seconds = divmod(int(self.etaSeconds), 60)
-            parts.append(f"ETA {minutes}:{seconds:02d}")
+            parts.append(_("ETA {time}").format(time=f"{minutes}:{seconds:02d}"))
         return " | ".join(parts)
 
     def remainingSeconds(self, now: float | None = None):

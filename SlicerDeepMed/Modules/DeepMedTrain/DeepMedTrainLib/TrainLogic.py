@@ -156,18 +156,20 @@ class TrainLogic:
         the same application, instead of random weights.
         """
         if TrainLogic.activeRun is not None and TrainLogic.activeRun.job.running:
-            raise TrainError(f"a training is already running ({TrainLogic.activeRun.modelDir}); stop it first")
+            raise TrainError(_("a training is already running ({model}); stop it first").format(
+                model=TrainLogic.activeRun.modelDir))
         dataset = Path(dataset)
         if not dataset.exists():
-            raise TrainError(f"{dataset}: dataset not found")
+            raise TrainError(_("{dataset}: dataset not found").format(dataset=dataset))
         if resume:
             if outputDir is None or not (Path(outputDir) / "checkpoints" / "last").is_dir():
-                raise TrainError(f"{outputDir}: nothing to resume (no checkpoints/last)")
+                raise TrainError(_("{folder}: nothing to resume (no checkpoints/last)").format(folder=outputDir))
             modelDir = Path(outputDir)
         else:
             modelDir = Path(outputDir) if outputDir else ModelLibrary.new_model_dir(name or dataset.stem)
             if modelDir.exists() and any(modelDir.iterdir()):
-                raise TrainError(f"{modelDir}: already exists and is not empty; choose another name (or Resume)")
+                raise TrainError(_("{folder}: already exists and is not empty; choose another name (or Resume)").format(
+                    folder=modelDir))
         start = startingModel(initModel, application) if initModel and not resume else None
         runFolder = Path(tempfile.mkdtemp(prefix="deepmed-train-"))
         stopFile = runFolder / "stop"
@@ -208,7 +210,8 @@ def startingModel(model, application: str | None):
     engine's default application, which the engine checks)."""
     found = ModelLibrary.findModel(model)  # one line naming the installed models when nothing matches
     if application and found.application != application:
-        raise TrainError(f"{found.id} is a {found.application} model; it cannot start a {application} training")
+        raise TrainError(_("{model} is a {made} model; it cannot start a {application} training").format(
+            model=found.id, made=found.application, application=application))
     return found
 
 
@@ -229,7 +232,7 @@ def trainingConfig(application: str | None = None, epochs: int | None = None, de
         for part in parents:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise TrainError(f"{key}: '{part}' is a value, not a section")
+                raise TrainError(_("{key}: '{part}' is a value, not a section").format(key=key, part=part))
             node = child
         node[leaf] = value
     return config

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from slicer_support import i18n
+
 REPO = Path(__file__).resolve().parents[1]
 MODULES = REPO / "SlicerDeepMed" / "Modules"
 # DeepMedLib and the module files importable, as Slicer's qt-scripted-modules folder makes them
@@ -16,6 +18,8 @@ for _path in (MODULES, MODULES / "DeepMedData", MODULES / "DeepMedTrain", MODULE
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 SHARED_DATA = REPO.parent / "shared" / "data"
+# Slicer's slicer.i18n (the modules' ``_()``), which slicer-core lacks: before any module file is imported
+i18n.install()
 
 OBLIQUE = (0.8660254037844387, -0.5, 0.0, 0.5, 0.8660254037844387, 0.0, 0.0, 0.0, 1.0)  # 30 deg about z
 LEFT_HANDED = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0)

@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from slicer.i18n import tr as _
+
 from DeepMedLib.Signal import Signal
 
 SUCCEEDED, FAILED, STOPPED, CANCELLED = "succeeded", "failed", "stopped", "cancelled"
@@ -69,7 +71,8 @@ class BackgroundJob:
                                             stdin=subprocess.DEVNULL, env=self.env, cwd=self.cwd, text=True,
                                             encoding="utf-8", errors="replace", bufsize=1, **processOptions())
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
-            self._startError = f"{self.name}: could not start the worker ({self.command[0]}): {exc}"
+            self._startError = _("{job}: could not start the worker ({program}): {error}").format(
+                job=self.name, program=self.command[0], error=exc)
             return self
         for stream, kind in ((self.process.stdout, "out"), (self.process.stderr, "err")):
             self._openStreams += 1
@@ -216,9 +219,10 @@ class BackgroundJob:
                 signalName = signal.Signals(-code).name
             except ValueError:
                 signalName = f"signal {-code}"
-            return f"{self.name}: the worker process crashed ({signalName})"
+            return _("{job}: the worker process crashed ({signal})").format(job=self.name, signal=signalName)
         lastLine = next((line for line in reversed(self.log) if line.strip()), "")
-        return f"{self.name}: the worker process ended with exit code {code}" + (f": {lastLine}" if lastLine else "")
+        return _("{job}: the worker process ended with exit code {code}").format(job=self.name, code=code) + (
+            f": {lastLine}" if lastLine else "")
 
 
 def processOptions(platform: str = sys.platform, subprocessModule=subprocess) -> dict:

@@ -16,6 +16,8 @@ import os
 import sys
 import tempfile
 
+from slicer.i18n import tr as _
+
 SUPPORTED_SLICER = "Slicer 5.10 or newer"
 #: import name -> (pip requirement, the oldest Python its wheels support); tested versions, see
 #: requirements/constraints.txt
@@ -33,7 +35,7 @@ ENGINE_PACKAGES = {
 }
 #: the torch the pinned monai needs (monai 1.6.1: ``Requires-Dist: torch>=2.8.0``)
 MINIMUM_TORCH = "2.8"
-MINIMUM_PYTHON = max(minimum for _, minimum in ENGINE_PACKAGES.values())
+MINIMUM_PYTHON = max(minimum for _requirement, minimum in ENGINE_PACKAGES.values())
 #: distributions that must stay at the installed version (Slicer's own, and the PyTorch extension's torch)
 KEEP_INSTALLED = ("numpy", "SimpleITK", "vtk", "torch")
 
@@ -59,8 +61,9 @@ def unsupportedPython(version=None) -> str:
     if version >= MINIMUM_PYTHON:
         return ""
     needed = ".".join(map(str, MINIMUM_PYTHON))
-    return (f"DeepMed needs {SUPPORTED_SLICER} (Python {needed}+); this Slicer runs Python "
-            f"{'.'.join(map(str, version))}. Install a newer Slicer from download.slicer.org.")
+    return _("DeepMed needs {slicer} (Python {needed}+); this Slicer runs Python {version}. Install a newer "
+             "Slicer from download.slicer.org.").format(slicer=SUPPORTED_SLICER, needed=needed,
+                                                         version=".".join(map(str, version)))
 
 
 def requirements(version=None) -> dict[str, str]:
@@ -68,7 +71,7 @@ def requirements(version=None) -> dict[str, str]:
     problem = unsupportedPython(version)
     if problem:
         raise DependencyError(problem)
-    return {name: requirement for name, (requirement, _) in ENGINE_PACKAGES.items()}
+    return {name: requirement for name, (requirement, _minimum) in ENGINE_PACKAGES.items()}
 
 
 def missingPackages(available=None, version=None) -> list[str]:
@@ -98,8 +101,9 @@ def torchTooOld(version=importlib.metadata.version) -> str:
         return ""
     if _versionTuple(installed) >= _versionTuple(MINIMUM_TORCH):
         return ""
-    return (f"PyTorch {installed} is installed; DeepMed needs {MINIMUM_TORCH} or newer: in the PyTorch Utils "
-            "module uninstall it, restart Slicer, then click 'Install dependencies' here.")
+    return _("PyTorch {installed} is installed; DeepMed needs {minimum} or newer: in the PyTorch Utils module "
+             "uninstall it, restart Slicer, then click 'Install dependencies' here.").format(installed=installed,
+                                                                                            minimum=MINIMUM_TORCH)
 
 
 def describeMissing(available=None, version=None, torchVersion=importlib.metadata.version) -> str:
@@ -111,7 +115,8 @@ def describeMissing(available=None, version=None, torchVersion=importlib.metadat
         [r.split("=")[0] for r in missingPackages(available, version)]
     if not missing:
         return ""
-    return f"Missing Python packages: {', '.join(missing)}. Click 'Install dependencies' to install them."
+    return _("Missing Python packages: {packages}. Click 'Install dependencies' to install them.").format(
+        packages=", ".join(missing))
 
 
 def keepInstalledConstraints(version=importlib.metadata.version) -> list[str]:
@@ -145,10 +150,10 @@ def installEngineDependencies(pipInstall, confirm=None, available=None, version=
     tooOld = torchTooOld(installedVersion)
     if tooOld:
         raise DependencyError(tooOld)
-    if confirm is not None and not confirm(f"DeepMed needs these Python packages: {', '.join(missing)}.\n"
-                                           "Install them now? (Slicer's numpy, SimpleITK, vtk and PyTorch stay "
-                                           "as they are)"):
-        raise DependencyError("installation declined: " + ", ".join(missing))
+    if confirm is not None and not confirm(_("DeepMed needs these Python packages: {packages}.\nInstall them now? "
+                                             "(Slicer's numpy, SimpleITK, vtk and PyTorch stay as they are)").format(
+                                               packages=", ".join(missing))):
+        raise DependencyError(_("installation declined: {packages}").format(packages=", ".join(missing)))
     handle, constraintsFile = tempfile.mkstemp(prefix="deepmed-constraints-", suffix=".txt")
     try:
         with os.fdopen(handle, "w") as stream:
@@ -159,7 +164,8 @@ def installEngineDependencies(pipInstall, confirm=None, available=None, version=
     importlib.invalidate_caches()
     stillMissing = missingPackages(available, version)
     if stillMissing:
-        raise DependencyError("still missing after installation: " + ", ".join(stillMissing))
+        raise DependencyError(_("still missing after installation: {packages}").format(
+            packages=", ".join(stillMissing)))
     return missing
 
 
@@ -183,13 +189,14 @@ def installTorch(executeModule=None, pipInstall=None, confirm=None, available=No
         executeModule = executeModule or slicer.util._executePythonModule
         pipInstall = pipInstall or slicer.util.pip_install
     arguments = ["install", f"torch>={MINIMUM_TORCH}"]
-    if confirm is not None and not confirm("PyTorch will be downloaded and installed with light-the-torch "
-                                           f"(ltt {' '.join(arguments)}); this may take some minutes."):
+    if confirm is not None and not confirm(_("PyTorch will be downloaded and installed with light-the-torch "
+                                             "(ltt {arguments}); this may take some minutes.").format(
+                                               arguments=" ".join(arguments))):
         return False
     if not _checker(available)("light_the_torch"):
         pipInstall("light-the-torch>=0.5")
     executeModule("light_the_torch", arguments)
     importlib.invalidate_caches()
     if torchMissing(available):
-        raise DependencyError("PyTorch is still missing after light-the-torch ran; see the Python console")
+        raise DependencyError(_("PyTorch is still missing after light-the-torch ran; see the Python console"))
     return True

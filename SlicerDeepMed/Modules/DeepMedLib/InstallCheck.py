@@ -8,6 +8,8 @@ chosen device) and ``problems`` (``what`` + ``fix``).
 
 from __future__ import annotations
 
+from slicer.i18n import tr as _
+
 from DeepMedLib.EngineCommand import EngineRunner
 from DeepMedLib.JobHandle import JobHandle
 from DeepMedLib.Signal import Signal
@@ -36,11 +38,11 @@ class InstallCheck(JobHandle):
         if isinstance(self.report, dict) and "packages" in self.report:
             text = formatReport(self.report)
         elif result.status == "cancelled":
-            self.report, text = None, "Installation check cancelled."
+            self.report, text = None, _("Installation check cancelled.")
         else:
             self.report = None
-            message = result.errorMessage.splitlines()[0] if result.errorMessage else "no report"
-            text = f"The installation check could not run: {message}"
+            message = result.errorMessage.splitlines()[0] if result.errorMessage else _("no report")
+            text = _("The installation check could not run: {error}").format(error=message)
         self.finished.emit(self.report, text)
 
 
@@ -51,8 +53,9 @@ def _gigabytes(value) -> str:
 def describeDevice(device: dict) -> str:
     kind = device.get("type", "?")
     if kind == "cuda":
-        return (f"CUDA {device.get('index', 0)}: {device.get('name', '?')} ({_gigabytes(device.get('free_memory_gb'))} "
-                f"of {_gigabytes(device.get('total_memory_gb'))} GB free)")
+        return _("CUDA {index}: {name} ({free} of {total} GB free)").format(
+            index=device.get("index", 0), name=device.get("name", "?"), free=_gigabytes(device.get("free_memory_gb")),
+            total=_gigabytes(device.get("total_memory_gb")))
     if kind == "mps":
         return f"Apple MPS ({device.get('name', 'GPU')})"
     return f"CPU ({device['name']})" if device.get("name") else "CPU"
@@ -62,19 +65,24 @@ def formatReport(report: dict) -> str:
     """A short report: versions, devices, the test pass, then each problem with what to do."""
     packages = report.get("packages", {})
     torch = packages.get("torch")
-    torchText = f"torch {torch} ({'CUDA ' + report['torch_cuda'] if report.get('torch_cuda') else 'CPU'} build)" \
-        if torch else "torch missing"
-    lines = [f"Python {report.get('python', '?')}, {torchText}, MONAI {packages.get('monai') or 'missing'}, "
-             f"SimpleITK {packages.get('SimpleITK') or 'missing'}"]
+    missing = _("missing")
+    build = "CUDA " + report["torch_cuda"] if report.get("torch_cuda") else "CPU"
+    torchText = _("torch {version} ({build} build)").format(version=torch, build=build) if torch else \
+        _("torch missing")
+    lines = [f"Python {report.get('python', '?')}, {torchText}, MONAI {packages.get('monai') or missing}, "
+             f"SimpleITK {packages.get('SimpleITK') or missing}"]
     devices = report.get("devices", [])
-    lines.append("Devices: " + ("; ".join(describeDevice(d) for d in devices) if devices else "none found"))
+    lines.append(_("Devices: {devices}").format(
+        devices="; ".join(describeDevice(d) for d in devices) if devices else _("none found")))
     check = report.get("check") or {}
     if check:
-        outcome = f"OK in {check.get('seconds', 0):.2f} s" if check.get("ok") else f"FAILED: {check.get('message', '')}"
-        lines.append(f"Test pass on {check.get('device', '?')} (forward + backward): {outcome}")
+        outcome = _("OK in {seconds} s").format(seconds=f"{check.get('seconds', 0):.2f}") if check.get("ok") else \
+            _("FAILED: {error}").format(error=check.get("message", ""))
+        lines.append(_("Test pass on {device} (forward + backward): {outcome}").format(
+            device=check.get("device", "?"), outcome=outcome))
     problems = report.get("problems", [])
     if problems:
-        lines += [f"Problem: {p.get('what', '')} -> {p.get('fix', '')}" for p in problems]
+        lines += [_("Problem: {what} -> {fix}").format(what=p.get("what", ""), fix=p.get("fix", "")) for p in problems]
     else:
-        lines.append("Everything DeepMed needs is installed and working.")
+        lines.append(_("Everything DeepMed needs is installed and working."))
     return "\n".join(lines)

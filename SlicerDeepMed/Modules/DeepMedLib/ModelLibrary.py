@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from slicer.i18n import tr as _
+
 from deepmed.zoo.library import (
     LIBRARY_VARIABLE,
     InstalledModel,
@@ -22,16 +24,19 @@ from DeepMedLib.EngineCommand import engineCommand, engineEnvironment
 from DeepMedLib.Signal import Signal
 
 changed = Signal("str")
-#: output kind -> how the panel names it
-OUTPUT_WORDS = {"label_map": "segments", "scalar_volume": "predicted image", "image": "image on its own grid",
-                "table": "case-level values (table)", "sequence": "sequence of images"}
+
+
+def outputWords() -> dict[str, str]:
+    """Output kind -> how the panel names it (translated when asked, not at import)."""
+    return {"label_map": _("segments"), "scalar_volume": _("predicted image"), "image": _("image on its own grid"),
+            "table": _("case-level values (table)"), "sequence": _("sequence of images")}
 
 
 def useLibraryFolder(folder, announce: bool = True) -> Path:
     """Make ``folder`` the model library of this Slicer and of the workers it starts (``$DEEPMED_LIBRARY``)."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():
-        raise ValueError(f"{folder}: the model library must be an existing folder")
+        raise ValueError(_("{folder}: the model library must be an existing folder").format(folder=folder))
     os.environ[LIBRARY_VARIABLE] = str(folder)
     if announce:
         changed.emit(str(folder))
@@ -67,32 +72,37 @@ def describe(model: InstalledModel) -> str:
     inputs = card.get("inputs", [])
     images = ", ".join(f"{c.get('name')} ({c.get('modality', '?')})" for c in inputs)
     conditions = ", ".join(c["name"] for c in model.conditions)
-    lines.append("Inputs: " + (images or "no image") + (f"; conditions: {conditions}" if conditions else ""))
+    words = outputWords()
+    lines.append(_("Inputs: {inputs}").format(inputs=images or _("no image"))
+                 + ("; " + _("conditions: {conditions}").format(conditions=conditions) if conditions else ""))
     if model.output_kind == "label_map":
-        lines.append("Labels: " + (", ".join(label["name"] for label in model.labels) or "none"))
+        lines.append(_("Labels: {labels}").format(labels=", ".join(label["name"] for label in model.labels)
+                                                  or _("none")))
     else:
         target = card.get("target", {})
-        what = OUTPUT_WORDS.get(model.output_kind, "predicted image")
-        lines.append(f"Output: {target.get('quantity', what)}" + (f" [{target['unit']}]" if target.get("unit") else ""))
+        what = target.get("quantity", words.get(model.output_kind, words["scalar_volume"]))
+        lines.append(_("Output: {output}").format(output=what) + (f" [{target['unit']}]" if target.get("unit") else ""))
     if len(model.modes) > 1:
-        lines.append("Modes: " + ", ".join(f"{m['name']} ({OUTPUT_WORDS.get(m['output_kind'], m['output_kind'])})"
-                                           for m in model.modes))
+        lines.append(_("Modes: {modes}").format(modes=", ".join(
+            f"{m['name']} ({words.get(m['output_kind'], m['output_kind'])})" for m in model.modes)))
     if card.get("licence") or card.get("version"):
-        lines.append(f"Version {card.get('version', '-')}, licence {card.get('licence', 'not stated')}"
-                     + (", checksums verified at install" if (model.path / "SHA256SUMS").is_file() else ""))
+        lines.append(_("Version {version}, licence {licence}").format(
+            version=card.get("version", "-"), licence=card.get("licence", _("not stated")))
+            + (", " + _("checksums verified at install") if (model.path / "SHA256SUMS").is_file() else ""))
     if model.folds:
-        lines.append(f"{len(model.folds)}-fold ensemble (cross-validation): averages every fold; one fold is "
-                     f"{len(model.folds)}x faster" + _outOfFold(card))
+        lines.append(_("{folds}-fold ensemble (cross-validation): averages every fold; one fold is {folds}x "
+                       "faster").format(folds=len(model.folds)) + _outOfFold(card))
     validation = card.get("validation", {})
     if validation.get("best") is not None:
-        lines.append(f"Validation {validation.get('key_metric')}: {validation['best']:.3f}")
+        lines.append(_("Validation {metric}: {value}").format(metric=validation.get("key_metric"),
+                                                               value=f"{validation['best']:.3f}"))
     return "\n".join(lines)
 
 
 def _outOfFold(card: dict) -> str:
     scores = card.get("cross_validation", {}).get("out_of_fold", {})
     shown = [f"{name} {score['mean']:.2f}" for name, score in scores.items() if score.get("mean") is not None]
-    return f"\nOut-of-fold: {', '.join(shown)}" if shown else ""
+    return "\n" + _("Out-of-fold: {scores}").format(scores=", ".join(shown)) if shown else ""
 
 
 # ---- the zoo, through background workers (downloads and bundle conversion never block Slicer) -----------

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import SimpleITK as sitk
 import slicer
+from slicer.i18n import tr as _
 
 from DeepMedLib import ResultNodes, SceneBridge
 
@@ -27,8 +28,6 @@ NODE_CLASSES = {"label_map": "vtkMRMLSegmentationNode", "overlapping_masks": "vt
                 "sequence": "vtkMRMLSequenceNode"}
 #: output kind -> the file name the worker writes it to
 OUTPUT_FILES = {"table": "output.csv", "overlapping_masks": "output.seg.nrrd"}
-#: output kind -> the verb on the Apply button (inputs that are no images: Generate)
-ACTIONS = {"label_map": "Segment", "overlapping_masks": "Segment"}
 
 
 def nodeClass(kind: str) -> str:
@@ -39,9 +38,10 @@ def nodeClass(kind: str) -> str:
 
 
 def actionName(kind: str, inputs: str = "images") -> str:
+    """The verb on the Apply button: Segment (segmentations), Predict, or Generate (inputs that are no images)."""
     if inputs in ("none", "conditions"):
-        return "Generate"
-    return ACTIONS.get(kind, "Predict")
+        return _("Generate")
+    return _("Segment") if kind in ("label_map", "overlapping_masks") else _("Predict")
 
 
 def outputFileName(kind: str) -> str:

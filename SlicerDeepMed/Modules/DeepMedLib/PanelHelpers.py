@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import qt
 import slicer
+from slicer.i18n import tr as _
 
 from DeepMedLib import Dependencies
 
@@ -69,7 +70,7 @@ class DependencySection:
 
     def update(self) -> None:
         message = Dependencies.describeMissing()
-        self.ui.dependenciesLabel.text = message or "Everything DeepMed needs is installed."
+        self.ui.dependenciesLabel.text = message or _("Everything DeepMed needs is installed.")
         self.ui.installDependenciesButton.visible = bool(message)
         self.ui.installDependenciesButton.enabled = not self.installing and not Dependencies.unsupportedPython()
         self.ui.checkInstallationButton.enabled = (self.check is None and not self.installing
@@ -82,19 +83,19 @@ class DependencySection:
         self.installing = True
         self.update()
         try:
-            with slicer.util.tryWithErrorDisplay("Installing the dependencies failed.", waitCursor=True):
+            with slicer.util.tryWithErrorDisplay(_("Installing the dependencies failed."), waitCursor=True):
                 installed = []
                 if Dependencies.torchMissing():
                     if not Dependencies.installTorch(confirm=slicer.util.confirmOkCancelDisplay):
-                        raise Dependencies.DependencyError("PyTorch was not installed (declined).")
+                        raise Dependencies.DependencyError(_("PyTorch was not installed (declined)."))
                     installed.append("PyTorch")
                 installed += Dependencies.installEngineDependencies(slicer.util.pip_install,
                                                                     confirm=slicer.util.confirmOkCancelDisplay)
                 if installed:
                     # torch is never imported in Slicer's own process and every job starts a new worker
                     # process, so what was just installed is used at once: no restart.
-                    slicer.util.infoDisplay("Installed: " + ", ".join(installed) + ". No restart needed: DeepMed "
-                                            "runs models in new background processes.")
+                    slicer.util.infoDisplay(_("Installed: {packages}. No restart needed: DeepMed runs models in new "
+                                              "background processes.").format(packages=", ".join(installed)))
         finally:
             self.installing = False
             self.update()
@@ -105,10 +106,11 @@ class DependencySection:
         from DeepMedLib.InstallCheck import InstallCheck
 
         try:
-            with slicer.util.tryWithErrorDisplay("Could not check the installation."):
+            with slicer.util.tryWithErrorDisplay(_("Could not check the installation.")):
                 self.check = InstallCheck(self.runner).start(self.device())
                 self.check.finished.connect(self.onCheckFinished)
-                self.ui.installReportLabel.text = f"Checking the installation on {self.device()}..."
+                self.ui.installReportLabel.text = _("Checking the installation on {device}...").format(
+                    device=self.device())
                 self.timer.start()
         finally:
             self.update()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from slicer.i18n import tr as _
+
 CHART_NAME = "DeepMed training"
 
 
@@ -16,8 +18,8 @@ class TrainingCurves:
         self.validationTable = None
         self.chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", scene.GenerateUniqueName(title))
         self.chart.SetTitle(title)
-        self.chart.SetXAxisTitle("epoch")
-        self.chart.SetYAxisTitle("loss / metric")
+        self.chart.SetXAxisTitle(_("epoch"))
+        self.chart.SetYAxisTitle(_("loss / metric"))
         self._series(self.lossTable, "loss", (0.12, 0.47, 0.71))
 
     def _table(self, name: str, columns: list[str]):

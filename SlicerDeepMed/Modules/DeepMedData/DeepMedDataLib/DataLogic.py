@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import SimpleITK as sitk
+from slicer.i18n import tr as _
 
 from deepmed.data.manifest import Case, Dataset
 from deepmed.data.scan import ScanPatterns, scan_folder
@@ -78,9 +79,9 @@ class DataLogic:
         """
         folder = Path(folder)
         if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-            raise DataError(f"{folder}: already exists and is not empty; choose a new folder")
+            raise DataError(_("{folder}: already exists and is not empty; choose a new folder").format(folder=folder))
         if not cases:
-            raise DataError("no cases to export")
+            raise DataError(_("no cases to export"))
         channels = len(cases[0].volumes)
         channelNames = list(channelNames or [f"channel_{i}" for i in range(channels)])
         problems = self.sceneProblems(cases, channelNames)
@@ -105,13 +106,15 @@ class DataLogic:
         problems, seen = [], set()
         for case in cases:
             if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", case.id or ""):
-                problems.append(f"case {case.id!r}: ids may hold letters, digits, '.', '_' and '-'")
+                problems.append(_("case {case}: ids may hold letters, digits, '.', '_' and '-'").format(
+                    case=repr(case.id)))
             if case.id in seen:
-                problems.append(f"case {case.id}: id used twice")
+                problems.append(_("case {case}: id used twice").format(case=case.id))
             seen.add(case.id)
             if len(case.volumes) != len(channelNames) or any(v is None for v in case.volumes):
-                problems.append(f"case {case.id}: expected {len(channelNames)} volume(s) "
-                                f"({', '.join(channelNames)}), got {len([v for v in case.volumes if v is not None])}")
+                problems.append(_("case {case}: expected {count} volume(s) ({channels}), got {got}").format(
+                    case=case.id, count=len(channelNames), channels=", ".join(channelNames),
+                    got=len([v for v in case.volumes if v is not None])))
         return problems
 
     def _writeCases(self, cases, folder: Path, name, channelNames, description) -> Dataset:
@@ -146,8 +149,9 @@ class DataLogic:
         SceneBridge.checkSameGrid(image, reference, what=f"label map {node.GetName()}")
         for labelName, value in names.items():
             if nameToValue.get(labelName, value) != value:
-                raise DataError(f"case {case.id}: label map {node.GetName()} gives '{labelName}' value {value}, "
-                                f"earlier cases gave {nameToValue[labelName]}")
+                raise DataError(_("case {case}: label map {node} gives '{label}' value {value}, earlier cases gave "
+                                  "{earlier}").format(case=case.id, node=node.GetName(), label=labelName, value=value,
+                                                      earlier=nameToValue[labelName]))
             nameToValue[labelName] = value
         return image, nameToValue
 
@@ -168,14 +172,15 @@ class DataLogic:
     def saveManifest(self, dataset: Dataset, path, overwrite: bool = False) -> Path:
         path = Path(path)
         if path.exists() and not overwrite:
-            raise DataError(f"{path}: already exists; choose another file name")
+            raise DataError(_("{path}: already exists; choose another file name").format(path=path))
         return dataset.save(path)
 
     def split(self, manifest, fractions=(0.7, 0.15, 0.15), seed: int = 0) -> dict:
         """Store one train/validation/test split in the manifest; returns it (ids per part)."""
         dataset = Dataset.load(manifest)
         if Path(manifest).suffix.lower() != ".json":
-            raise DataError(f"{manifest}: splits are stored in a JSON manifest; export or save it as .json first")
+            raise DataError(_("{manifest}: splits are stored in a JSON manifest; export or save it as .json "
+                              "first").format(manifest=manifest))
         add_splits(dataset, fractions=tuple(fractions), seed=seed)
         dataset.save(manifest)
         return dataset.splits[0]

@@ -7,12 +7,11 @@ import os
 import re
 
 import slicer
+from slicer.i18n import tr as _
 
 from DeepMedDataLib.DataLogic import SceneCase
 from DeepMedLib import DatasetSelection
 from DeepMedLib.PanelHelpers import clearLayout, configureNodeSelector, pollTimer, setBusy, volumeSelector
-
-COLUMNS = ["Case", "Images", "Label", "Status"]
 
 
 def shortProblem(problem: str) -> str:
@@ -39,10 +38,10 @@ class DataPanel:
         ui.folderPathLineEdit.filters = ctk.ctkPathLineEdit.Dirs
         ui.exportFolderLineEdit.filters = ctk.ctkPathLineEdit.Dirs
         ui.manifestPathLineEdit.filters = ctk.ctkPathLineEdit.Files | ctk.ctkPathLineEdit.Readable
-        ui.manifestPathLineEdit.nameFilters = ["Dataset manifests (*.json *.csv)"]
+        ui.manifestPathLineEdit.nameFilters = [_("Dataset manifests") + " (*.json *.csv)"]
         configureNodeSelector(ui.labelSelector, scene, ["vtkMRMLSegmentationNode", "vtkMRMLLabelMapVolumeNode"],
-                              noneDisplay="(no label: test case)")
-        ui.casesTable.setHorizontalHeaderLabels(COLUMNS)
+                              noneDisplay=_("(no label: test case)"))
+        ui.casesTable.setHorizontalHeaderLabels([_("Case"), _("Images"), _("Label"), _("Status")])
         ui.casesTable.horizontalHeader().stretchLastSection = True
         ui.channelNamesLineEdit.editingFinished.connect(self.buildVolumeSelectors)
         ui.addCaseButton.clicked.connect(self.onAddCase)
@@ -71,7 +70,7 @@ class DataPanel:
             self.sceneCases = []
             self.statuses = {}
             self.refreshTable()
-            self.ui.statusLabel.text = "The scene was closed: its cases were removed."
+            self.ui.statusLabel.text = _("The scene was closed: its cases were removed.")
 
     def cleanup(self):
         """Slicer exits: a running dataset check is cancelled."""
@@ -87,12 +86,13 @@ class DataPanel:
         clearLayout(self.volumesLayout)
         self.volumeSelectors = []
         for channel in self.channelNames():
-            selector = volumeSelector(self.scene, ["vtkMRMLScalarVolumeNode"], f"The {channel} volume of this case")
+            selector = volumeSelector(self.scene, ["vtkMRMLScalarVolumeNode"],
+                                      _("The {channel} volume of this case").format(channel=channel))
             self.volumesLayout.addRow(f"{channel}:", selector)
             self.volumeSelectors.append(selector)
 
     def onAddCase(self):
-        with slicer.util.tryWithErrorDisplay("Could not add the case."):
+        with slicer.util.tryWithErrorDisplay(_("Could not add the case.")):
             volumes = [s.currentNode() for s in self.volumeSelectors]
             caseId = self.ui.caseIdLineEdit.text.strip() or f"case{len(self.sceneCases) + 1:03d}"
             case = SceneCase(caseId, volumes, self.ui.labelSelector.currentNode())
@@ -104,7 +104,7 @@ class DataPanel:
             self.statuses.pop(caseId, None)
             self.ui.caseIdLineEdit.text = ""
             self.refreshTable()
-            self.ui.statusLabel.text = f"{len(self.sceneCases)} case(s) from the scene."
+            self.ui.statusLabel.text = _("{count} case(s) from the scene.").format(count=len(self.sceneCases))
 
     def onRemoveCase(self):
         rows = sorted({index.row() for index in self.ui.casesTable.selectedIndexes()}, reverse=True)
@@ -115,22 +115,23 @@ class DataPanel:
 
     # ---- cases from folders ---------------------------------------------------------------------
     def onScanFolder(self):
-        with slicer.util.tryWithErrorDisplay("Could not scan the folder.", waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("Could not scan the folder."), waitCursor=True):
             patterns = [p.strip() for p in self.ui.imagePatternsLineEdit.text.split(",") if p.strip()]
             names = self.channelNames() if patterns and len(self.channelNames()) == len(patterns) else None
             dataset, warnings = self.logic.scanFolder(self.ui.folderPathLineEdit.currentPath, patterns,
                                                       self.ui.labelPatternLineEdit.text.strip(), names)
             self._useDataset(dataset, None)
-            note = f" {len(warnings)} warning(s): {warnings[0]}" if warnings else ""
-            self.ui.statusLabel.text = (f"Found {len(dataset.training)} case(s) with labels, {len(dataset.test)} "
-                                        f"without.{note}")
+            note = " " + _("{count} warning(s): {warning}").format(count=len(warnings), warning=warnings[0]) \
+                if warnings else ""
+            self.ui.statusLabel.text = _("Found {labelled} case(s) with labels, {unlabelled} without.").format(
+                labelled=len(dataset.training), unlabelled=len(dataset.test)) + note
 
     def onLoadManifest(self):
         try:
-            with slicer.util.tryWithErrorDisplay("Could not load the dataset.", waitCursor=True):
+            with slicer.util.tryWithErrorDisplay(_("Could not load the dataset."), waitCursor=True):
                 path = self.ui.manifestPathLineEdit.currentPath
                 self._useDataset(self.logic.loadManifest(path), path)
-                self.ui.statusLabel.text = f"Loaded {path}: checking every case..."
+                self.ui.statusLabel.text = _("Loaded {path}: checking every case...").format(path=path)
                 self.startCheck(path)
         finally:
             self.updateButtons()
@@ -155,7 +156,7 @@ class DataPanel:
         rows = self.rows()
         table.rowCount = len(rows)
         for row, (caseId, images, label) in enumerate(rows):
-            for column, text in enumerate((caseId, images, label or "(none)", self.statuses.get(caseId, ""))):
+            for column, text in enumerate((caseId, images, label or _("(none)"), self.statuses.get(caseId, ""))):
                 item = qt.QTableWidgetItem(text)
                 item.setToolTip(text)
                 table.setItem(row, column, item)
@@ -172,7 +173,7 @@ class DataPanel:
     def onExport(self):
         ui = self.ui
         try:
-            with slicer.util.tryWithErrorDisplay("Could not export the dataset.", waitCursor=True):
+            with slicer.util.tryWithErrorDisplay(_("Could not export the dataset."), waitCursor=True):
                 folder = ui.exportFolderLineEdit.currentPath
                 name = ui.datasetNameLineEdit.text.strip() or "dataset"
                 if self.folderDataset is not None:
@@ -187,7 +188,8 @@ class DataPanel:
                 if sum(fractions) > 0 and len(self.rows()) >= 3:
                     split = self.logic.split(manifest, [f / sum(fractions) for f in fractions])
                 sizes = ", ".join(f"{part} {len(ids)}" for part, ids in split.items())
-                ui.statusLabel.text = f"Wrote {manifest}" + (f" (split: {sizes})" if sizes else "") + "; checking..."
+                ui.statusLabel.text = (_("Wrote {manifest} (split: {sizes}); checking...") if sizes else
+                                       _("Wrote {manifest}; checking...")).format(manifest=manifest, sizes=sizes)
                 self.startCheck(manifest)
         finally:
             self.updateButtons()
@@ -208,12 +210,13 @@ class DataPanel:
         self.checkRun = None
         self.timer.stop()
         setBusy(self.ui.progressBar, False, 100)
-        self.statuses = {row["id"]: ("OK" if not row["problems"] else shortProblem(row["problems"][0]))
+        self.statuses = {row["id"]: (_("OK") if not row["problems"] else shortProblem(row["problems"][0]))
                          for row in report.get("cases", [])}
         self.refreshTable()
         problems = report.get("problems", [])
         prefix = f"{self.manifestPath}: " if self.manifestPath else ""
-        self.ui.statusLabel.text = prefix + ("all cases OK; ready to train in DeepMed Train." if not problems
-                                             else f"{len(problems)} problem(s): {problems[0]}")
+        self.ui.statusLabel.text = prefix + (_("all cases OK; ready to train in DeepMed Train.") if not problems else
+                                             _("{count} problem(s): {problem}").format(count=len(problems),
+                                                                                       problem=problems[0]))
         if not problems and self.manifestPath:
             DatasetSelection.datasetReady.emit(str(self.manifestPath))

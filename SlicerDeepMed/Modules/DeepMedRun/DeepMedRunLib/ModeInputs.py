@@ -5,6 +5,7 @@ condition (with the trained range) and a seed for a model that takes no image.""
 from __future__ import annotations
 
 import qt
+from slicer.i18n import tr as _
 
 from DeepMedLib import Outputs
 from DeepMedLib.PanelHelpers import clearLayout, configureNodeSelector, volumeSelector
@@ -62,19 +63,21 @@ class ModeInputs:
         mode = self.mode()
         for case in {"images": [""], "pair": ["A ", "B "]}.get(mode["inputs"], []):
             for channel in self.model.input_names:
-                selector = volumeSelector(self.scene, ["vtkMRMLScalarVolumeNode"],
-                                          f"Volume for the {channel} input" + (f" of case {case}" if case else ""))
+                toolTip = (_("Volume for the {channel} input of case {case}") if case else
+                           _("Volume for the {channel} input")).format(channel=channel, case=case.strip())
+                selector = volumeSelector(self.scene, ["vtkMRMLScalarVolumeNode"], toolTip)
                 selector.currentNodeChanged.connect(lambda *args: self.onChanged())
                 self.layout.addRow(f"{case}{channel}:", selector)
                 self.selectors.append(selector)
         if mode["inputs"] == "conditions":
             self.conditionBoxes = [self._conditionBox(condition) for condition in self.model.conditions]
         if mode["inputs"] == "pair":
-            self.stepsBox = self._spinBox("Steps:", 2, 100, 8, "Number of images from case A to case B")
+            self.stepsBox = self._spinBox(_("Steps:"), 2, 100, 8, _("Number of images from case A to case B"))
         if mode["inputs"] in ("none", "conditions"):
-            self.seedBox = self._spinBox("Seed:", 0, 2**31 - 1, 0, "Random seed: the same seed gives the same image")
+            self.seedBox = self._spinBox(_("Seed:"), 0, 2**31 - 1, 0,
+                                         _("Random seed: the same seed gives the same image"))
         configureNodeSelector(self.ui.outputSelector, self.scene, [Outputs.nodeClass(mode["output_kind"])],
-                              noneDisplay="Create new")
+                              noneDisplay=_("Create new"))
         self.ui.keepLargestCheckBox.enabled = mode["output_kind"] == "label_map"  # components of labels only
         self.ui.ttaCheckBox.enabled = mode["output_kind"] in ("label_map", "scalar_volume")  # voxel-wise outputs
 
@@ -110,9 +113,10 @@ class ModeInputs:
         box.value = (low + high) / 2 if bounded else 0.0
         box.singleStep = (high - low) / 20 if bounded and high > low else 0.1
         unit = f" [{condition['unit']}]" if condition.get("unit") else ""
-        box.toolTip = f"{condition['name']}{unit}: the value the generated image should show"
+        box.toolTip = _("{condition}: the value the generated image should show").format(
+            condition=f"{condition['name']}{unit}")
         if bounded:
-            box.toolTip += f" (trained on {low:g} to {high:g})"
+            box.toolTip += " " + _("(trained on {low} to {high})").format(low=f"{low:g}", high=f"{high:g}")
         self.layout.addRow(f"{condition['name']}{unit}:", box)
         return box
 

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 import SimpleITK as sitk
+from slicer.i18n import tr as _
 
 from DeepMedLib import InputFrames, ModelLibrary, Outputs
 from DeepMedLib.BackgroundJob import BackgroundJob
@@ -126,19 +127,21 @@ class RunLogic:
         channels = model.input_names
         expected = {"images": len(channels), "pair": 2 * len(channels)}.get(mode["inputs"], 0)
         if len(inputVolumes) != expected or any(v is None for v in inputVolumes):
-            what = {"images": f"{len(channels)} input volume(s) ({', '.join(channels)})",
-                    "pair": f"two cases of {len(channels)} volume(s) ({', '.join(channels)})"}.get(
-                        mode["inputs"], "no input volume")
-            named = f"model {model.id}" + (f" ({mode['name']})" if len(model.modes) > 1 else "")
-            raise RunError(f"{named} expects {what}, "
-                               f"got {len([v for v in inputVolumes if v is not None])}")
+            what = {"images": _("{count} input volume(s) ({channels})"),
+                    "pair": _("two cases of {count} volume(s) ({channels})")}.get(
+                        mode["inputs"], _("no input volume")).format(count=len(channels), channels=", ".join(channels))
+            named = f"{model.id}" + (f" ({mode['name']})" if len(model.modes) > 1 else "")
+            raise RunError(_("model {model} expects {what}, got {count}").format(
+                model=named, what=what, count=len([v for v in inputVolumes if v is not None])))
         if mode["inputs"] == "conditions":
             names = [c["name"] for c in model.conditions]
             if condition is None or len(condition) != len(names):
-                raise RunError(f"model {model.id} needs {len(names)} condition value(s) ({', '.join(names)}), "
-                                   f"got {0 if condition is None else len(condition)}")
+                raise RunError(_("model {model} needs {count} condition value(s) ({names}), got {got}").format(
+                    model=model.id, count=len(names), names=", ".join(names),
+                    got=0 if condition is None else len(condition)))
         if outputNode is not None:
             wanted = Outputs.nodeClass(mode["output_kind"])
             if not outputNode.IsA(wanted) or outputNode.IsA("vtkMRMLLabelMapVolumeNode"):
-                raise RunError(f"output node {outputNode.GetName()}: a {model.application} model writes a "
-                                   f"{wanted[7:-4]} node, got a {outputNode.GetClassName()[7:-4]} node")
+                raise RunError(_("output node {node}: a {application} model writes a {wanted} node, got a {got} "
+                                 "node").format(node=outputNode.GetName(), application=model.application,
+                                                wanted=wanted[7:-4], got=outputNode.GetClassName()[7:-4]))

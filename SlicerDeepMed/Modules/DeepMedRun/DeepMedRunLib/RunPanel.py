@@ -8,6 +8,7 @@ import os
 
 import qt
 import slicer
+from slicer.i18n import tr as _
 
 from DeepMedLib import ModelLibrary, Outputs
 from DeepMedLib.ModuleWidget import setPreference
@@ -28,7 +29,7 @@ class RunPanel:
         self.inputs = ModeInputs(ui, scene, onChanged=self.onInputsChanged)
         ui.outputSelector.currentNodeChanged.connect(self.onOutputChanged)
         configureNodeSelector(ui.outputSelector, scene, [Outputs.nodeClass("label_map")],
-                              "Create a new node, or choose one to replace", noneDisplay="Create new")
+                              _("Create a new node, or choose one to replace"), noneDisplay=_("Create new"))
         self.dependencies = DependencySection(ui, onChanged=self.updateButtons,
                                               device=lambda: ui.deviceComboBox.currentText, runner=logic.runner)
         self.catalogueRows = []   # catalogue models not installed yet (from 'deepmed zoo list')
@@ -103,13 +104,14 @@ class RunPanel:
         for model in self.models:
             combo.addItem(f"{model.title} ({model.application})")
         for row in self.catalogueRows:
-            combo.addItem(f"{row.get('title', row['id'])}: download {row.get('size', '?')}, {row.get('licence', '?')}")
+            combo.addItem(_("{title}: download {size}, {licence}").format(
+                title=row.get("title", row["id"]), size=row.get("size", "?"), licence=row.get("licence", "?")))
         ids = [m.id for m in self.models] + [row["id"] for row in self.catalogueRows]
         combo.currentIndex = ids.index(current) if current in ids else (0 if ids else -1)
         combo.blockSignals(False)
         if not ids:
-            self.ui.modelDescriptionLabel.text = ("No models yet: train one in DeepMed Train or import a package "
-                                                  f"(library: {ModelLibrary.library_dir()}).")
+            self.ui.modelDescriptionLabel.text = _("No models yet: train one in DeepMed Train or import a package "
+                                                   "(library: {folder}).").format(folder=ModelLibrary.library_dir())
         self.onModelChanged()
 
     def onLibraryPathChanged(self, path):
@@ -127,7 +129,7 @@ class RunPanel:
         """Another library folder: its models are listed, trainings land there, and it is remembered."""
         if not path or os.path.abspath(path) == os.path.abspath(str(ModelLibrary.library_dir())):
             return
-        with slicer.util.tryWithErrorDisplay("Could not use this folder as the model library."):
+        with slicer.util.tryWithErrorDisplay(_("Could not use this folder as the model library.")):
             ModelLibrary.useLibraryFolder(path)
             setPreference("LibraryFolder", path)
 
@@ -165,9 +167,10 @@ class RunPanel:
             self.ui.modelDescriptionLabel.text = (
                 f"{row.get('title', row['id'])} {row.get('version', '')} ({row.get('task', '?')})\n"
                 + (f"{row['description']}\n" if row.get("description") else "")
-                + f"Not installed. Download: {row.get('size', '?')}, licence {row.get('licence', '?')}; "
-                f"the file is checked against the catalogue's {row.get('checksum') or 'sha256'} before it is "
-                "installed.")
+                + _("Not installed. Download: {size}, licence {licence}; the file is checked against the "
+                    "catalogue's {checksum} before it is installed.").format(
+                    size=row.get("size", "?"), licence=row.get("licence", "?"),
+                    checksum=row.get("checksum") or "sha256"))
         self.updateButtons()
 
     # ---- the inputs of the chosen mode (ModeInputs) --------------------------------------------------
@@ -205,9 +208,9 @@ class RunPanel:
         self.ui.foldsComboBox.clear()
         self.ui.foldsComboBox.visible = self.ui.foldsLabel.visible = bool(folds)
         if folds:
-            self.ui.foldsComboBox.addItem(f"ensemble of {len(folds)} folds")
+            self.ui.foldsComboBox.addItem(_("ensemble of {count} folds").format(count=len(folds)))
             for fold in folds:
-                self.ui.foldsComboBox.addItem(f"fold {fold} only (faster)")
+                self.ui.foldsComboBox.addItem(_("fold {fold} only (faster)").format(fold=fold))
 
     def chosenFolds(self):
         model = self.currentModel()
@@ -243,13 +246,15 @@ class RunPanel:
         self.catalogueJob = None
         if not result.succeeded or not events:
             if result.status == "failed":
-                self.ui.statusLabel.text = "Could not list catalogue models: " + result.errorMessage.splitlines()[0]
+                self.ui.statusLabel.text = _("Could not list catalogue models: {error}").format(
+                    error=result.errorMessage.splitlines()[0])
             return
         installed = {m.id for m in ModelLibrary.models()}
         self.catalogueRows = [row for row in events[-1]["models"] if row["id"] not in installed]
         self.refreshModels()
         if events[-1]["warnings"]:
-            self.ui.statusLabel.text = "Some catalogues could not be read (offline?): " + events[-1]["warnings"][0]
+            self.ui.statusLabel.text = _("Some catalogues could not be read (offline?): {warning}").format(
+                warning=events[-1]["warnings"][0])
 
     def onDownload(self):
         row = self.currentCatalogueRow()
@@ -257,59 +262,65 @@ class RunPanel:
             return
         job = ModelLibrary.pullJob(row["id"])
         job.eventReceived.connect(self._onDownloadEvent)
-        self.ui.statusLabel.text = f"Downloading {row['id']} ({row.get('size', '?')})..."
+        self.ui.statusLabel.text = _("Downloading {model} ({size})...").format(model=row["id"],
+                                                                           size=row.get("size", "?"))
         setBusy(self.ui.progressBar, False, 0)
-        self._startZooJob(job, lambda job, result: self._onInstalled(job, result, row["id"], "Download"))
+        self._startZooJob(job, lambda job, result: self._onInstalled(job, result, row["id"], _("Download")))
 
     def _onDownloadEvent(self, event):
         if event["event"] == "download" and event.get("total"):
             self.ui.progressBar.value = int(100 * event["done"] / event["total"])
 
     def onImport(self):
-        path = qt.QFileDialog.getOpenFileName(None, "Import model package", "",
-                                              "Model packages and MONAI bundles (*.zip);;All files (*)")
+        path = qt.QFileDialog.getOpenFileName(None, _("Import model package"), "",
+                                              _("Model packages and MONAI bundles") + " (*.zip);;" + _("All files")
+                                              + " (*)")
         if path:
             self.importPackage(path)
 
     def importPackage(self, path: str):
-        self.ui.statusLabel.text = f"Importing {path}..."
+        self.ui.statusLabel.text = _("Importing {path}...").format(path=path)
         setBusy(self.ui.progressBar, True)
         self._startZooJob(ModelLibrary.importJob(path),
-                          lambda job, result: self._onInstalled(job, result, None, "Import"))
+                          lambda job, result: self._onInstalled(job, result, None, _("Import")))
 
     def _onInstalled(self, job, result, modelId, what):
         setBusy(self.ui.progressBar, False, 100 if result.succeeded else 0)
         if not result.succeeded:
-            self.ui.statusLabel.text = f"{what} failed: " + result.errorMessage.splitlines()[0]
-            slicer.util.errorDisplay(f"{what} failed, nothing was installed:\n{result.errorMessage}")
+            self.ui.statusLabel.text = _("{what} failed: {error}").format(what=what,
+                                                                          error=result.errorMessage.splitlines()[0])
+            slicer.util.errorDisplay(_("{what} failed, nothing was installed:\n{error}").format(
+                what=what, error=result.errorMessage))
             return
         installed = [e for e in job.events if e["event"] == "installed"][-1]
         self.refreshModels(selectId=installed["id"])
-        self.ui.statusLabel.text = f"Installed {installed['id']} {installed['version']}."
+        self.ui.statusLabel.text = _("Installed {model} {version}.").format(model=installed["id"],
+                                                                           version=installed["version"])
 
     def onAddCatalogue(self):
         source = self.ui.catalogueLineEdit.text.strip()
-        self.ui.statusLabel.text = f"Reading the catalogue {source}..."
+        self.ui.statusLabel.text = _("Reading the catalogue {source}...").format(source=source)
         self._startZooJob(ModelLibrary.addCatalogueJob(source), self._onCatalogueAdded)
 
     def _onCatalogueAdded(self, job, result):
         if not result.succeeded:
-            self.ui.statusLabel.text = "Catalogue not added: " + result.errorMessage.splitlines()[0]
-            slicer.util.errorDisplay(f"The catalogue was not added:\n{result.errorMessage}")
+            self.ui.statusLabel.text = _("Catalogue not added: {error}").format(
+                error=result.errorMessage.splitlines()[0])
+            slicer.util.errorDisplay(_("The catalogue was not added:\n{error}").format(error=result.errorMessage))
             return
         self.ui.catalogueLineEdit.text = ""
-        self.ui.statusLabel.text = "Catalogue added; its models are listed above."
+        self.ui.statusLabel.text = _("Catalogue added; its models are listed above.")
         self.readCatalogues()
 
     def onRemove(self):
         model = self.currentModel()
         if model is None or not slicer.util.confirmOkCancelDisplay(
-                f"Remove the model '{model.id}' from your library ({model.path})?"):
+                _("Remove the model '{model}' from your library ({path})?").format(model=model.id, path=model.path)):
             return
         try:
-            with slicer.util.tryWithErrorDisplay("Could not remove the model."):
+            with slicer.util.tryWithErrorDisplay(_("Could not remove the model.")):
                 ModelLibrary.removeModel(model.id)
-                self.ui.statusLabel.text = f"Removed {model.id}."
+                self.ui.statusLabel.text = _("Removed {model}.").format(model=model.id)
         finally:
             self.updateButtons()
 
@@ -324,14 +335,14 @@ class RunPanel:
         self.ui.removeModelButton.enabled = self.currentModel() is not None and not running
         self.ui.addCatalogueButton.enabled = bool(self.ui.catalogueLineEdit.text.strip()) and not self.zooJobs
         if not ready and not running and self.currentModel() is not None:
-            self.ui.applyButton.toolTip = "Select a volume for every input"
+            self.ui.applyButton.toolTip = _("Select a volume for every input")
         else:
-            self.ui.applyButton.toolTip = "Run the model on the input volumes"
+            self.ui.applyButton.toolTip = _("Run the model on the input volumes")
 
     def onApply(self):
         model = self.currentModel()
         try:
-            with slicer.util.tryWithErrorDisplay("Could not start the model.", waitCursor=True):
+            with slicer.util.tryWithErrorDisplay(_("Could not start the model."), waitCursor=True):
                 self.run = self.logic.run(model=model, inputVolumes=self.inputs.volumes(),
                                           device=self.ui.deviceComboBox.currentText,
                                           outputNode=self.ui.outputSelector.currentNode(),
@@ -342,7 +353,8 @@ class RunPanel:
                 self.ui.resultLabel.visible = False
                 self.run.finished.connect(self.onFinished)
                 setBusy(self.ui.progressBar, True)
-                self.ui.statusLabel.text = f"Running {model.title} on {self.ui.deviceComboBox.currentText}..."
+                self.ui.statusLabel.text = _("Running {model} on {device}...").format(
+                    model=model.title, device=self.ui.deviceComboBox.currentText)
                 self.timer.start()
         finally:
             self.updateButtons()
@@ -355,7 +367,7 @@ class RunPanel:
 
     def onCancel(self):
         if self.run is not None:
-            self.ui.statusLabel.text = "Cancelling..."
+            self.ui.statusLabel.text = _("Cancelling...")
             self.run.cancel()
 
     def onFinished(self, outputNode, result):
@@ -365,14 +377,14 @@ class RunPanel:
         setBusy(self.ui.progressBar, False, 100 if result.succeeded else 0)
         if result.succeeded:
             self.lastOutput = outputNode
-            self.ui.statusLabel.text = f"Done: {outputNode.GetName()}"
+            self.ui.statusLabel.text = _("Done: {node}").format(node=outputNode.GetName())
             self._showValues(outputNode)
             self._show(outputNode)
         elif result.status == "cancelled":
-            self.ui.statusLabel.text = "Cancelled; the scene is unchanged."
+            self.ui.statusLabel.text = _("Cancelled; the scene is unchanged.")
         else:
-            self.ui.statusLabel.text = "Failed: " + result.errorMessage.splitlines()[0]
-            slicer.util.errorDisplay(f"The model failed:\n{result.errorMessage}")
+            self.ui.statusLabel.text = _("Failed: {error}").format(error=result.errorMessage.splitlines()[0])
+            slicer.util.errorDisplay(_("The model failed:\n{error}").format(error=result.errorMessage))
         self.updateButtons()
 
     def _showValues(self, outputNode):

@@ -5,14 +5,17 @@ application, ``deepmed list networks|losses --app APP --json``. The parameter no
 from __future__ import annotations
 
 import qt
+from slicer.i18n import tr as _
 
 
 class ApplicationList:
     """One combo box whose items the engine gives per application ("auto" first): the networks or the losses
     that fit it. ``field`` names the parameter node's attribute that keeps the choice."""
 
-    def __init__(self, combo, field: str, what: str, startJob, parameterNode, timer, onIdle):
-        self.combo, self.field, self.what, self.startJob = combo, field, what, startJob
+    def __init__(self, combo, field: str, fitting: str, unavailable: str, startJob, parameterNode, timer, onIdle):
+        """``fitting``/``unavailable``: the combo's tooltips when the engine answered / did not ({error})."""
+        self.combo, self.field, self.startJob = combo, field, startJob
+        self.fitting, self.unavailable = fitting, unavailable
         self.parameterNode, self.timer, self.onIdle = parameterNode, timer, onIdle
         self.job = None
         combo.currentIndexChanged.connect(self.onChanged)
@@ -37,10 +40,10 @@ class ApplicationList:
         names = job.outputJson() if result.succeeded else None
         if isinstance(names, list) and all(isinstance(n, str) for n in names):
             self.setChoices(["auto"] + [n for n in names if n != "auto"])
-            self.combo.toolTip = f"{self.what} that fit this application (from the engine's registry)"
+            self.combo.toolTip = self.fitting
         else:
-            self.combo.toolTip = f"{self.what} from the engine unavailable: " + (
-                result.errorMessage.splitlines()[0] if result.errorMessage else "no answer")
+            self.combo.toolTip = self.unavailable.format(
+                error=result.errorMessage.splitlines()[0] if result.errorMessage else _("no answer"))
 
     def setChoices(self, names):
         node = self.parameterNode()
@@ -72,10 +75,14 @@ class EngineChoices:
         self.onApplication, self.onIdle = onApplication, onIdle
         self.applicationsJob = None   # the engine's answer: which applications it has
         self.descriptions = {}
-        self.networks = ApplicationList(ui.networkComboBox, "network", "Networks", logic.networkChoicesJob,
-                                        parameterNode, timer, onIdle)
-        self.losses = ApplicationList(ui.lossComboBox, "loss", "Losses", logic.lossChoicesJob, parameterNode,
-                                      timer, onIdle)
+        self.networks = ApplicationList(
+            ui.networkComboBox, "network", _("Networks that fit this application (from the engine's registry)"),
+            _("Network choices from the engine unavailable: {error}"), logic.networkChoicesJob, parameterNode,
+            timer, onIdle)
+        self.losses = ApplicationList(
+            ui.lossComboBox, "loss", _("Losses that fit this application (from the engine's registry)"),
+            _("Loss choices from the engine unavailable: {error}"), logic.lossChoicesJob, parameterNode, timer,
+            onIdle)
         ui.applicationComboBox.currentIndexChanged.connect(self.onApplicationChanged)
 
     @property
@@ -92,7 +99,7 @@ class EngineChoices:
     # ---- applications ---------------------------------------------------------------------------------
     def requestApplications(self):
         """Ask the engine for its applications; the list fills when it answers."""
-        self.ui.applicationComboBox.toolTip = "Asking the engine for its applications..."
+        self.ui.applicationComboBox.toolTip = _("Asking the engine for its applications...")
         self.applicationsJob = self.logic.applicationsJob()  # a worker that cannot start ends as a failed job
         self.applicationsJob.finished.connect(lambda result, job=self.applicationsJob: self.onApplications(job, result))
         self.timer.start()
@@ -104,8 +111,8 @@ class EngineChoices:
         self.onIdle()
         described = job.outputJson() if result.succeeded else None
         if not isinstance(described, dict) or not described:
-            self.ui.applicationComboBox.toolTip = "The engine did not list its applications: " + (
-                result.errorMessage.splitlines()[0] if result.errorMessage else "no answer")
+            self.ui.applicationComboBox.toolTip = _("The engine did not list its applications: {error}").format(
+                error=result.errorMessage.splitlines()[0] if result.errorMessage else _("no answer"))
             return
         self.descriptions = {str(k): str(v) for k, v in described.items()}
         combo = self.ui.applicationComboBox
@@ -117,7 +124,7 @@ class EngineChoices:
             combo.addItem(name)
             combo.setItemData(combo.count - 1, description, qt.Qt.ToolTipRole)
         combo.blockSignals(False)
-        combo.toolTip = "What the model learns (the engine's applications, plug-ins included)"
+        combo.toolTip = _("What the model learns (the engine's applications, plug-ins included)")
         self.selectApplication(wanted)
 
     def selectApplication(self, name: str):

@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from slicer.i18n import tr as _
+
 from DeepMedLib import ModelLibrary
 from DeepMedLib.BackgroundJob import BackgroundJob
 from DeepMedLib.EngineCommand import EngineRunner
@@ -57,14 +59,14 @@ class TrainingRun(JobHandle):
             self.epochs, self.iterationsPerEpoch = event["epochs"], event["iterations_per_epoch"]
             self.startEpoch = event.get("start_epoch", 0)
             self.fraction = self.startEpoch / max(self.epochs, 1)
-            self.status = f"training on {event['device']}"
+            self.status = _("training on {device}").format(device=event["device"])
             self.timeLimitSeconds = event.get("time_limit_s") or None
             self.trainingStartedAt = time.time()
         elif kind == "iteration":
             done = event["epoch"] * self.iterationsPerEpoch + event["iteration"] + 1
             self.fraction = done / max(self.epochs * self.iterationsPerEpoch, 1)
             self.etaSeconds, self.lastLoss = event.get("eta_s"), event["loss"]
-            self.status = f"epoch {event['epoch'] + 1}/{self.epochs}"
+            self.status = _("epoch {epoch}/{epochs}").format(epoch=event["epoch"] + 1, epochs=self.epochs)
         elif kind == "epoch":
             self.etaSeconds = event.get("eta_s")
             if self.curves is not None:
@@ -76,7 +78,8 @@ class TrainingRun(JobHandle):
         elif kind == "finished":
             self.fraction, self.etaSeconds, self.status = 1.0, 0, "finished"
         elif kind == "stopped":
-            self.status = f"stopped at epoch {event['epoch'] + 1}; Resume continues from the checkpoint"
+            self.status = _("stopped at epoch {epoch}; Resume continues from the checkpoint").format(
+                epoch=event["epoch"] + 1)
         self.eventReceived.emit(event)
 
     def _onJobFinished(self, result) -> None:
@@ -88,7 +91,7 @@ class TrainingRun(JobHandle):
         if result.succeeded:
             ModelLibrary.changed.emit(str(self.modelDir))
         elif result.status == "failed":
-            self.status = f"failed: {result.errorMessage}"
+            self.status = _("failed: {error}").format(error=result.errorMessage)
         elif result.status == "cancelled":
             self.status = "cancelled"
         self.finished.emit(result)
@@ -97,17 +100,17 @@ class TrainingRun(JobHandle):
         """One line for the panel: epoch, loss, key metric, ETA."""
         parts = [self.status]
         if self.lastLoss is not None:
-            parts.append(f"loss {self.lastLoss:.4f}")
+            parts.append(_("loss {value}").format(value=f"{self.lastLoss:.4f}"))
         if self.lastMetrics:
             key = self.lastMetrics["key"]
             parts.append(f"{key} {self.lastMetrics[key]:.3f}")
         remaining = self.remainingSeconds()
         if remaining is not None:
             minutes, seconds = divmod(int(remaining), 60)
-            parts.append(f"{minutes}:{seconds:02d} of the time budget left")
+            parts.append(_("{time} of the time budget left").format(time=f"{minutes}:{seconds:02d}"))
         elif self.etaSeconds:
             minutes, seconds = divmod(int(self.etaSeconds), 60)
-            parts.append(f"ETA {minutes}:{seconds:02d}")
+            parts.append(_("ETA {time}").format(time=f"{minutes}:{seconds:02d}"))
         return " | ".join(parts)
 
     def remainingSeconds(self, now: float | None = None):
@@ -142,18 +145,20 @@ class TrainLogic:
         the same application, instead of random weights.
         """
         if TrainLogic.activeRun is not None and TrainLogic.activeRun.job.running:
-            raise TrainError(f"a training is already running ({TrainLogic.activeRun.modelDir}); stop it first")
+            raise TrainError(_("a training is already running ({model}); stop it first").format(
+                model=TrainLogic.activeRun.modelDir))
         dataset = Path(dataset)
         if not dataset.exists():
-            raise TrainError(f"{dataset}: dataset not found")
+            raise TrainError(_("{dataset}: dataset not found").format(dataset=dataset))
         if resume:
             if outputDir is None or not (Path(outputDir) / "checkpoints" / "last").is_dir():
-                raise TrainError(f"{outputDir}: nothing to resume (no checkpoints/last)")
+                raise TrainError(_("{folder}: nothing to resume (no checkpoints/last)").format(folder=outputDir))
             modelDir = Path(outputDir)
         else:
             modelDir = Path(outputDir) if outputDir else ModelLibrary.new_model_dir(name or dataset.stem)
             if modelDir.exists() and any(modelDir.iterdir()):
-                raise TrainError(f"{modelDir}: already exists and is not empty; choose another name (or Resume)")
+                raise TrainError(_("{folder}: already exists and is not empty; choose another name (or Resume)").format(
+                    folder=modelDir))
         start = startingModel(initModel, application) if initModel and not resume else None
         runFolder = Path(tempfile.mkdtemp(prefix="deepmed-train-"))
         stopFile = runFolder / "stop"
@@ -200,7 +205,8 @@ def startingModel(model, application: str | None):
     engine's default application, which the engine checks)."""
     found = ModelLibrary.findModel(model)  # one line naming the installed models when nothing matches
     if application and found.application != application:
-        raise TrainError(f"{found.id} is a {found.application} model; it cannot start a {application} training")
+        raise TrainError(_("{model} is a {made} model; it cannot start a {application} training").format(
+            model=found.id, made=found.application, application=application))
     return found
 
 
@@ -221,7 +227,7 @@ def trainingConfig(application: str | None = None, epochs: int | None = None, de
         for part in parents:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise TrainError(f"{key}: '{part}' is a value, not a section")
+                raise TrainError(_("{key}: '{part}' is a value, not a section").format(key=key, part=part))
             node = child
         node[leaf] = value
     return config

@@ -7,6 +7,7 @@ import os
 
 import qt
 import slicer
+from slicer.i18n import tr as _
 
 from DeepMedLib import DatasetSelection, ModelLibrary
 from DeepMedLib.ModuleWidget import preference, setPreference
@@ -45,7 +46,7 @@ class TrainPanel:
         ui.datasetPathLineEdit.filters = ctk.ctkPathLineEdit.Files | ctk.ctkPathLineEdit.Readable
         ui.datasetPathLineEdit.nameFilters = []
         ui.publishZipPathLineEdit.filters = ctk.ctkPathLineEdit.Files | ctk.ctkPathLineEdit.Writable
-        ui.publishZipPathLineEdit.nameFilters = ["Model packages (*.zip)"]
+        ui.publishZipPathLineEdit.nameFilters = [_("Model packages") + " (*.zip)"]
         self.choices = EngineChoices(ui, logic, lambda: self.parameterNode, self.timer,
                                      onApplication=self.onApplicationSelected, onIdle=self._stopTimerWhenIdle)
         ui.initModelComboBox.currentIndexChanged.connect(self.onInitModelChanged)
@@ -122,7 +123,7 @@ class TrainPanel:
         return field.currentPath if field.currentPath.strip() else ""
 
     def onChooseDatasetFolder(self):
-        folder = qt.QFileDialog.getExistingDirectory(None, "Choose a dataset folder (nnU-Net raw layout)",
+        folder = qt.QFileDialog.getExistingDirectory(None, _("Choose a dataset folder (nnU-Net raw layout)"),
                                                      self.datasetPath())
         if folder:
             self.ui.datasetPathLineEdit.currentPath = folder
@@ -158,12 +159,12 @@ class TrainPanel:
 
     def onCheckDataset(self):
         try:
-            with slicer.util.tryWithErrorDisplay("Could not check the dataset.", waitCursor=True):
+            with slicer.util.tryWithErrorDisplay(_("Could not check the dataset."), waitCursor=True):
                 from DeepMedDataLib.DataLogic import DataLogic
 
                 self.checkRun = DataLogic(self.logic.runner).check(self.datasetPath())
                 self.checkRun.job.finished.connect(self.onCheckFinished)
-                self.ui.datasetSummaryLabel.text = "Checking every case..."
+                self.ui.datasetSummaryLabel.text = _("Checking every case...")
                 self.timer.start()
         finally:
             self.updateButtons()
@@ -179,13 +180,15 @@ class TrainPanel:
         """Show the check's outcome and fill data-derived defaults (patch size) from the fingerprint."""
         fingerprint = report.get("fingerprint", {})
         problems = report.get("problems", [])
-        lines = [f"{fingerprint.get('cases', 0)} case(s), {fingerprint.get('training_cases', 0)} with labels"]
+        lines = [_("{cases} case(s), {labelled} with labels").format(cases=fingerprint.get("cases", 0),
+                                                                     labelled=fingerprint.get("training_cases", 0))]
         if "spacing" in fingerprint:
-            lines.append("median spacing " + " x ".join(f"{v:.2f}" for v in fingerprint["spacing"]["median"]) + " mm")
+            lines.append(_("median spacing {spacing} mm").format(
+                spacing=" x ".join(f"{v:.2f}" for v in fingerprint["spacing"]["median"])))
         if problems:
-            lines.append(f"{len(problems)} problem(s); first: {problems[0]}")
+            lines.append(_("{count} problem(s); first: {problem}").format(count=len(problems), problem=problems[0]))
         else:
-            lines.append("no problems found")
+            lines.append(_("no problems found"))
         self.ui.datasetSummaryLabel.text = "\n".join(lines)
         suggested = report.get("suggested", {})
         if suggested.get("patch_size") and self.ui.patchSizeLineEdit.text.strip() in ("", "auto"):
@@ -200,14 +203,14 @@ class TrainPanel:
         self.initModels = ModelLibrary.modelsFor(self.ui.applicationComboBox.currentText)
         combo.blockSignals(True)
         combo.clear()
-        combo.addItem("scratch")
+        combo.addItem(_("scratch"))
         for model in self.initModels:
             combo.addItem(f"{model.title} ({model.id})")
         ids = [model.id for model in self.initModels]
         combo.currentIndex = 1 + ids.index(current.id) if current is not None and current.id in ids else 0
         combo.blockSignals(False)
-        combo.toolTip = ("scratch (random weights), or fine-tune one of your library's models made for "
-                         "this application (its network; a new output head when the labels differ)")
+        combo.toolTip = _("scratch (random weights), or fine-tune one of your library's models made for "
+                          "this application (its network; a new output head when the labels differ)")
         self.onInitModelChanged()
 
     def onInitModelChanged(self, *args):
@@ -215,7 +218,8 @@ class TrainPanel:
         model = self.initModel()
         self.ui.networkComboBox.enabled = model is None
         self.ui.networkComboBox.toolTip = "" if model is None else \
-            f"Fine-tuning keeps the network of {model.id} ({model.card.get('network', {}).get('name', '?')})"
+            _("Fine-tuning keeps the network of {model} ({network})").format(
+                model=model.id, network=model.card.get("network", {}).get("name", "?"))
 
     def initModel(self):
         """The library model the training starts from, or None (scratch)."""
@@ -241,14 +245,16 @@ class TrainPanel:
             settings["data.patch_size"] = "auto" if patch == "auto" else \
                 [int(v) for v in patch.replace("x", ",").split(",")]
         except ValueError:
-            raise ValueError(f"patch size '{patch}': expected auto or three whole numbers, e.g. 96,96,64") from None
+            raise ValueError(_("patch size '{value}': expected auto or three whole numbers, e.g. 96,96,64").format(
+                value=patch)) from None
         if not ui.augmentationCheckBox.checked:
             settings.update({f"augmentation.{name}": False for name in AUGMENTATIONS})
         for assignment in ui.extraSettingsLineEdit.text.split(";"):
             if assignment.strip():
                 key, separator, value = assignment.partition("=")
                 if not separator or not key.strip():
-                    raise ValueError(f"'{assignment.strip()}': expected key=value (as deepmed train --set)")
+                    raise ValueError(_("'{setting}': expected key=value (as deepmed train --set)").format(
+                        setting=assignment.strip()))
                 settings[key.strip()] = parseSettingValue(value)
         return settings
 
@@ -268,16 +274,17 @@ class TrainPanel:
         ui.publishButton.enabled = (self.finishedModelDir is not None and bool(ui.publishLicenceLineEdit.text.strip())
                                     and self.publishJob is None and not running)
         if self.finishedModelDir is None:
-            ui.publishButton.toolTip = "Train a model first"
+            ui.publishButton.toolTip = _("Train a model first")
         elif not ui.publishLicenceLineEdit.text.strip():
-            ui.publishButton.toolTip = "A published model needs a licence"
+            ui.publishButton.toolTip = _("A published model needs a licence")
         else:
-            ui.publishButton.toolTip = f"Publish {self.finishedModelDir.name} as a verified package in your library"
+            ui.publishButton.toolTip = _("Publish {model} as a verified package in your library").format(
+                model=self.finishedModelDir.name)
 
     def onTrain(self, resume: bool = False):
         ui = self.ui
         try:
-            with slicer.util.tryWithErrorDisplay("Could not start the training.", waitCursor=True):
+            with slicer.util.tryWithErrorDisplay(_("Could not start the training."), waitCursor=True):
                 self.run = self.logic.train(
                     self.datasetPath(), name=ui.modelNameLineEdit.text or None,
                     outputDir=self.stoppedModelDir if resume else None, application=ui.applicationComboBox.currentText,
@@ -289,7 +296,7 @@ class TrainPanel:
                 self.run.finished.connect(self.onFinished)
                 self.stoppedModelDir = None
                 setBusy(ui.progressBar, False, 0)
-                ui.statusLabel.text = f"Starting: {self.run.modelDir.name}..."
+                ui.statusLabel.text = _("Starting: {model}...").format(model=self.run.modelDir.name)
                 setPreference("Device", ui.deviceComboBox.currentText)
                 setPreference("LastDataset", self.datasetPath())
                 self.timer.start()
@@ -302,7 +309,7 @@ class TrainPanel:
 
     def onStop(self):
         if self.run is not None:
-            self.ui.statusLabel.text = "Stopping after this step (writing a checkpoint)..."
+            self.ui.statusLabel.text = _("Stopping after this step (writing a checkpoint)...")
             self.run.stop()
 
     def poll(self):
@@ -315,7 +322,8 @@ class TrainPanel:
     def onEvent(self, event: dict):
         self.ui.progressBar.value = round(100 * self.run.fraction)
         eta = self.run.etaSeconds
-        self.ui.progressBar.format = "%p%" + (f"  (ETA {int(eta) // 60}:{int(eta) % 60:02d})" if eta else "")
+        etaText = _("(ETA {time})").format(time=f"{int(eta) // 60}:{int(eta) % 60:02d}") if eta else ""
+        self.ui.progressBar.format = "%p%" + (f"  {etaText}" if eta else "")
         self.ui.statusLabel.text = self.run.summary()
 
     def onFinished(self, result):
@@ -324,7 +332,8 @@ class TrainPanel:
         self._stopTimerWhenIdle()
         if result.succeeded:
             self.ui.progressBar.value = 100
-            self.ui.statusLabel.text = f"Finished: model '{run.modelDir.name}' is in the library ({run.modelDir})."
+            self.ui.statusLabel.text = _("Finished: model '{model}' is in the library ({path}).").format(
+                model=run.modelDir.name, path=run.modelDir)
             self.finishedModelDir = run.modelDir
             if not self.ui.publishTitleLineEdit.text:
                 self.ui.publishTitleLineEdit.text = run.modelDir.name
@@ -332,10 +341,10 @@ class TrainPanel:
             self.stoppedModelDir = run.modelDir
             self.ui.statusLabel.text = run.status
         elif result.status == "cancelled":
-            self.ui.statusLabel.text = "Cancelled."
+            self.ui.statusLabel.text = _("Cancelled.")
         else:
-            self.ui.statusLabel.text = "Failed: " + result.errorMessage.splitlines()[0]
-            slicer.util.errorDisplay(f"Training failed:\n{result.errorMessage}")
+            self.ui.statusLabel.text = _("Failed: {error}").format(error=result.errorMessage.splitlines()[0])
+            slicer.util.errorDisplay(_("Training failed:\n{error}").format(error=result.errorMessage))
         self.updateButtons()
 
     def _stopTimerWhenIdle(self):
@@ -346,16 +355,16 @@ class TrainPanel:
     def onPublish(self):
         ui = self.ui
         try:
-            with slicer.util.tryWithErrorDisplay("Could not publish the model.", waitCursor=True):
+            with slicer.util.tryWithErrorDisplay(_("Could not publish the model."), waitCursor=True):
                 zipPath = ui.publishZipPathLineEdit.currentPath.strip()
                 if zipPath and not zipPath.lower().endswith(".zip"):
-                    raise ValueError(f"{zipPath}: a model package is saved as a .zip file")
+                    raise ValueError(_("{path}: a model package is saved as a .zip file").format(path=zipPath))
                 self.publishJob = ModelLibrary.publishJob(
                     self.finishedModelDir, licence=ui.publishLicenceLineEdit.text.strip(),
                     title=ui.publishTitleLineEdit.text.strip(), version=ui.publishVersionLineEdit.text.strip(),
                     citation=ui.publishCitationLineEdit.text.strip(), zipPath=zipPath)
                 self.publishJob.finished.connect(self.onPublished)
-                ui.statusLabel.text = f"Publishing {self.finishedModelDir.name}..."
+                ui.statusLabel.text = _("Publishing {model}...").format(model=self.finishedModelDir.name)
                 self.timer.start()
         finally:
             self.updateButtons()
@@ -366,11 +375,12 @@ class TrainPanel:
         if result.succeeded:
             installed = [e for e in job.events if e["event"] == "installed"][-1]
             zipPath = self.ui.publishZipPathLineEdit.currentPath.strip()
-            self.ui.statusLabel.text = (f"Published {installed['id']} {installed['version']} in the library"
-                                        + (f" and as {zipPath}" if zipPath else "") + ".")
+            self.ui.statusLabel.text = (_("Published {model} {version} in the library and as {path}.") if zipPath else
+                                        _("Published {model} {version} in the library.")).format(
+                model=installed["id"], version=installed["version"], path=zipPath)
         else:
-            self.ui.statusLabel.text = "Publishing failed: " + result.errorMessage.splitlines()[0]
-            slicer.util.errorDisplay(f"Publishing failed:\n{result.errorMessage}")
+            self.ui.statusLabel.text = _("Publishing failed: {error}").format(error=result.errorMessage.splitlines()[0])
+            slicer.util.errorDisplay(_("Publishing failed:\n{error}").format(error=result.errorMessage))
         self.updateButtons()
 
     def onShowCurves(self):

@@ -21,48 +21,17 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from trusted_bundle_data import PHASES, RENAL, renal_bundle
 
 from deepmed.cli.main import main as deepmed
 from deepmed.errors import DeepMedError
 from deepmed.zoo.trusted_bundle import code_to_run
 from deepmed.zoo.trusted_card import convert_with_trust
 
-RENAL = Path(__file__).resolve().parents[1] / "data" / "monai_configs" / "renalStructures_CECT_segmentation"
-PHASES = ("12", "22-", "32-")  # the bundle's file names for the artery, vein and excretory phases
-
 
 def _forget_scripts():
     for name in [n for n in sys.modules if n == "scripts" or n.startswith("scripts.")]:
         del sys.modules[name]
-
-
-def renal_bundle(folder: Path) -> Path:
-    """The real bundle with random weights where its CheckpointLoader looks, and one case in its data layout."""
-    from monai.networks.nets import SegResNet
-
-    bundle = folder / "renal"
-    shutil.copytree(RENAL, bundle)
-    torch.manual_seed(0)
-    network = SegResNet(in_channels=3, out_channels=6, init_filters=32, upsample_mode="deconv", dropout_prob=0.2,
-                        norm_name="group", blocks_down=[1, 2, 2, 4], blocks_up=[1, 1, 1])
-    with torch.no_grad():  # several labels win somewhere: a meaningful comparison
-        network.conv_final[-1].conv.weight.mul_(2)
-        network.conv_final[-1].conv.bias.copy_(torch.tensor([0.0, -2.0, -1.0, -0.5, -0.2, 0.0]))
-    (bundle / "models").mkdir()
-    torch.save(network.state_dict(), bundle / "models" / "model.pt")
-    case = bundle / "data" / "case0"
-    case.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for index, name in enumerate([*PHASES, "merged"]):
-        array = rng.normal(0, 100, (20, 26, 24)).astype(np.float32)
-        array[4:14, 5:20, 3:12] += 400 + 200 * index
-        array[2:10, 12:24, 14:22] -= 500 - 150 * index
-        image = sitk.GetImageFromArray(array if name != "merged" else np.zeros_like(array, dtype=np.uint8))
-        image.SetSpacing((1.7, 1.5, 2.0))
-        image.SetOrigin((10.0, -20.0, 5.0))
-        image.SetDirection((0, 1, 0, -1, 0, 0, 0, 0, 1))  # not RAS: the bundle reorients and inverts
-        sitk.WriteImage(image, str(case / f"{name}.nii.gz"))
-    return bundle
 
 
 def monai_evaluator_labels(bundle: Path) -> sitk.Image:

@@ -26,3 +26,27 @@ def test_model_dropdown_offers_the_project_catalogue_bundles(qtHarness, openPane
     assert "Not installed" in description and "checked against the catalogue's SHA-1" in description
     assert ui.downloadModelButton.isEnabled() and not ui.applyButton.isEnabled()
     assert panel.panel.currentId() == "spleen_ct_segmentation" and qtHarness.messages == []
+
+
+@pytest.mark.slow
+def test_a_bundle_that_needs_its_own_code_is_imported_only_after_the_user_saw_what_runs(openPanel, qtHarness,
+                                                                                        tmp_path):
+    """The real renalStructures_CECT_segmentation bundle (it needs its scripts/): the import is refused, the panel
+    lists what would run (nothing runs), declining installs nothing, accepting imports it as a trusted model."""
+    from trusted_bundle_data import renal_bundle
+
+    panel = openPanel("DeepMedRun")
+    bundle = renal_bundle(tmp_path)
+    before = panel.ui.modelComboBox.count()
+    qtHarness.confirmAnswer[0] = False
+    panel.panel.importPackage(str(bundle))
+    qtHarness.processEventsUntil(lambda: not panel.panel.zooJobs, timeout=240)
+    kind, text = qtHarness.messages[-1]
+    assert kind == "confirm" and "renal structures" in text
+    assert "scripts/" in text and "Import with its code?" in text
+    assert panel.ui.modelComboBox.count() == before and "not trusted" in panel.ui.statusLabel.text()
+    qtHarness.confirmAnswer[0] = True
+    panel.panel.importPackage(str(bundle))
+    qtHarness.processEventsUntil(lambda: not panel.panel.zooJobs, timeout=240)
+    assert panel.ui.modelComboBox.count() == before + 1, qtHarness.messages
+    assert panel.ui.modelDescriptionLabel.text().startswith("Trusted MONAI bundle")

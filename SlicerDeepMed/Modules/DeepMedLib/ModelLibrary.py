@@ -133,8 +133,14 @@ def pullJob(modelId: str) -> BackgroundJob:
     return _zooJob(f"download of {modelId}", "pull", modelId)
 
 
-def importJob(path) -> BackgroundJob:
-    return _zooJob(f"import of {Path(path).name}", "import", str(path))
+def importJob(path, trustCode: bool = False) -> BackgroundJob:
+    """``deepmed zoo import PATH [--trust-code]`` (the flag only after the user saw what would run)."""
+    return _zooJob(f"import of {Path(path).name}", "import", str(path), *(["--trust-code"] if trustCode else []))
+
+
+def inspectJob(path) -> BackgroundJob:
+    """``deepmed zoo inspect BUNDLE --json``: what a bundle's ``--trust-code`` would run (nothing runs)."""
+    return _zooJob(f"inspection of {Path(path).name}", "inspect", str(path), "--json")
 
 
 def publishJob(modelDir, licence: str, title: str = "", version: str = "1.0.0", citation: str = "",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import zipfile
 from pathlib import Path
 
 from deepmed.errors import DeepMedError
@@ -65,7 +66,7 @@ def add_parser(subparsers) -> None:
                            "code (scripts/, $ expressions), run it through MONAI (see 'zoo inspect' first)")
     importing.set_defaults(run=run_import)
     inspect = actions.add_parser("inspect", help="MONAI bundle: the code --trust-code would run (nothing is run)")
-    inspect.add_argument("source", type=Path, help="bundle folder")
+    inspect.add_argument("source", type=Path, help="bundle folder or .zip")
     inspect.add_argument("--json", action="store_true")
     inspect.set_defaults(run=run_inspect)
     publish = actions.add_parser("publish", help="make a trained model a verified package in the library "
@@ -256,12 +257,20 @@ def run_import(args) -> int:
 
 
 def run_inspect(args) -> int:
+    import tempfile
+
     from deepmed.zoo.bundle import is_monai_bundle
+    from deepmed.zoo.package import safe_extract
     from deepmed.zoo.trusted_bundle import inspect_bundle
 
-    if not is_monai_bundle(args.source):
-        raise DeepMedError(f"{args.source}: not a MONAI bundle folder (configs/metadata.json missing)")
-    report = inspect_bundle(args.source, str(args.source))
+    with tempfile.TemporaryDirectory(prefix="deepmed-inspect-") as scratch:
+        bundle = Path(args.source)
+        if bundle.is_file() and zipfile.is_zipfile(bundle):  # a bundle as the zoo ships it
+            bundle = safe_extract(bundle, Path(scratch))
+        if not is_monai_bundle(bundle):
+            raise DeepMedError(f"{args.source}: not a MONAI bundle (configs/metadata.json missing)")
+        report = inspect_bundle(bundle, str(args.source))
+    report["bundle"] = str(args.source)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0

@@ -13,6 +13,7 @@ from slicer.i18n import tr as _
 from DeepMedLib import ModelLibrary, Outputs
 from DeepMedLib.ModuleWidget import setPreference
 from DeepMedLib.PanelHelpers import DependencySection, configureNodeSelector, pollTimer, setBusy
+from DeepMedRunLib import TrustedImport
 from DeepMedRunLib.ModeInputs import ModeInputs
 
 
@@ -278,11 +279,31 @@ class RunPanel:
         if path:
             self.importPackage(path)
 
-    def importPackage(self, path: str):
+    def importPackage(self, path: str, trustCode: bool = False):
         self.ui.statusLabel.text = _("Importing {path}...").format(path=path)
         setBusy(self.ui.progressBar, True)
-        self._startZooJob(ModelLibrary.importJob(path),
-                          lambda job, result: self._onInstalled(job, result, None, _("Import")))
+        self._startZooJob(ModelLibrary.importJob(path, trustCode=trustCode),
+                          lambda job, result: self._onImported(job, result, path, trustCode))
+
+    def _onImported(self, job, result, path: str, trusted: bool):
+        """A bundle that needs its own code: show what would run (nothing runs to find out), then ask."""
+        if trusted or not TrustedImport.needsTrust(result):
+            self._onInstalled(job, result, None, _("Import"))
+            return
+        self.ui.statusLabel.text = _("The bundle needs its own code; listing it...")
+        self._startZooJob(ModelLibrary.inspectJob(path), lambda job, inspected: self._onInspected(
+            job, inspected, path, result))
+
+    def _onInspected(self, job, inspected, path: str, refused):
+        report = job.outputJson() if inspected.succeeded else None
+        if not isinstance(report, dict) or not report.get("needs_code"):
+            self._onInstalled(job, refused, None, _("Import"))
+            return
+        setBusy(self.ui.progressBar, False, 0)
+        if slicer.util.confirmOkCancelDisplay(TrustedImport.confirmationText(report)):
+            self.importPackage(path, trustCode=True)
+        else:
+            self.ui.statusLabel.text = _("Not imported: the bundle's own code was not trusted.")
 
     def _onInstalled(self, job, result, modelId, what):
         setBusy(self.ui.progressBar, False, 100 if result.succeeded else 0)

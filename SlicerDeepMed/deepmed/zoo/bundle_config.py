@@ -57,6 +57,23 @@ def _key(path: str) -> str:
     return path.replace("::", "#")
 
 
+
+_MISSING = object()
+
+
+def lookup(config, key: str, missing=None):
+    """The entry at ``key`` (``a#b#0``, or MONAI's older ``a::b``) as written, unresolved; ``missing`` when
+    there is none."""
+    node = config
+    for part in _key(key).split("#") if key else []:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.lstrip("-").isdigit() and -len(node) <= int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return missing
+    return node
+
 class BundleConfig:
     """One bundle config; ``get(key)`` gives the entry with every reference resolved to plain data.
 
@@ -86,15 +103,10 @@ class BundleConfig:
 
     def raw(self, key: str, config=None):
         """The entry at ``key`` as written (unresolved)."""
-        node = self.config if config is None else config
-        for part in _key(key).split("#") if key else []:
-            if isinstance(node, dict) and part in node:
-                node = node[part]
-            elif isinstance(node, list) and part.lstrip("-").isdigit() and -len(node) <= int(part) < len(node):
-                node = node[int(part)]
-            else:
-                raise DeepMedError(f"{self.where}: the config has no entry {key!r}")
-        return node
+        found = lookup(self.config if config is None else config, key, missing=_MISSING)
+        if found is _MISSING:
+            raise DeepMedError(f"{self.where}: the config has no entry {key!r}")
+        return found
 
     def get(self, key: str, _seen: tuple[str, ...] = ()):
         """The entry at ``key`` with references and macros resolved; ``$`` expressions refused."""

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from deepmed.applications.trusted_bundle import BUNDLE_FOLDER, is_writer
 from deepmed.errors import DeepMedError
-from deepmed.zoo.bundle_config import find_inference_config, read_config_file
+from deepmed.zoo.bundle_config import find_inference_config, lookup, read_config_file
 
 PIPELINE_KEYS = ("preprocessing", "network_def", "inferer", "postprocessing")
 #: config keys the engine sets itself at run time (their own expressions never run)
@@ -62,15 +62,7 @@ def _key(key: str) -> str:
 
 
 def _lookup(config, key: str):
-    node = config
-    for part in _key(key).split("#") if key else []:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.lstrip("-").isdigit() and -len(node) <= int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return None
-    return node
+    return lookup(config, key)
 
 
 def _foreign(target: str) -> bool:

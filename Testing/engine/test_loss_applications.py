@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from deepmed.applications import get_application
 from deepmed.cli.main import main
 from deepmed.errors import DeepMedError
 from deepmed.losses import LOSSES, losses_for
@@ -67,5 +68,9 @@ def test_list_losses_json(capsys):
     assert len(lines) == len(LOSSES.names()) and lines[0].split()[0] == "cross_entropy"
     assert main(["list", "losses", "--app", "regression"]) == 0
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == losses_for("regression")
-    assert main(["list", "networks", "--app", "regression"]) == 2
-    assert "only 'deepmed list losses'" in capsys.readouterr().err
+    assert main(["list", "networks", "--app", "regression", "--json"]) == 0  # the networks the panel offers
+    assert json.loads(capsys.readouterr().out) == get_application("regression").network_choices()
+    assert main(["list", "networks", "--app", "classification", "--json"]) == 0
+    assert "unet" not in json.loads(capsys.readouterr().out)
+    assert main(["list", "optimizers", "--app", "regression"]) == 2
+    assert "--app" in capsys.readouterr().err

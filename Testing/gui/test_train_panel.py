@@ -94,19 +94,17 @@ def test_bad_settings_are_reported_and_nothing_runs(panel, qtHarness, scene, tmp
 
 
 def test_dropdowns_offer_what_the_engine_registers(panel, qtHarness):
-    """Applications and losses come from the engine (a worker); networks are the registry's dense ones."""
+    """Applications, networks and losses come from the engine (workers)."""
     import json
     import subprocess
     import sys
 
-    from DeepMedTrainLib import TrainPanel
-
-    from deepmed.applications import APPLICATIONS, DEFAULT_APPLICATION
+    from deepmed.applications import APPLICATIONS, DEFAULT_APPLICATION, get_application
     from deepmed.losses import losses_for
-    from deepmed.networks.registry import NETWORKS
     from DeepMedLib.EngineCommand import engineEnvironment
 
-    assert set(TrainPanel.NETWORKS[1:]) <= set(NETWORKS.names()) and TrainPanel.NETWORKS[0] == "auto"
+    networks = [panel.ui.networkComboBox.itemText(i) for i in range(panel.ui.networkComboBox.count())]
+    assert networks == ["auto", *get_application(DEFAULT_APPLICATION).network_choices()]
     combo = panel.ui.applicationComboBox
     items = [combo.itemText(i) for i in range(combo.count())]
     listed = subprocess.run([sys.executable, "-m", "deepmed", "list", "applications", "--json"], env=engineEnvironment(),

@@ -13,7 +13,7 @@ from slicer.i18n import tr as _
 from DeepMedLib import ModelLibrary, Outputs
 from DeepMedLib.ModuleWidget import setPreference
 from DeepMedLib.PanelHelpers import DependencySection, configureNodeSelector, pollTimer, setBusy
-from DeepMedRunLib import TrustedImport
+from DeepMedRunLib import ShowResult, TrustedImport
 from DeepMedRunLib.ModeInputs import ModeInputs
 
 
@@ -400,7 +400,7 @@ class RunPanel:
             self.lastOutput = outputNode
             self.ui.statusLabel.text = _("Done: {node}").format(node=outputNode.GetName())
             self._showValues(outputNode)
-            self._show(outputNode)
+            ShowResult.showResult(outputNode, self.inputSelectors[0].currentNode() if self.inputSelectors else None)
         elif result.status == "cancelled":
             self.ui.statusLabel.text = _("Cancelled; the scene is unchanged.")
         else:
@@ -422,31 +422,3 @@ class RunPanel:
             cells.append(f"{outputNode.GetColumnName(column)}: {text}")
         self.ui.resultLabel.text = ", ".join(cells)
         self.ui.resultLabel.visible = True
-
-    def _show(self, outputNode):
-        """Show the result in the views (in Slicer; nothing to show headless): a volume or segmentation over
-        its input, a table in a layout with a table view, a sequence's current frame with the Sequences
-        toolbar (``showSequenceBrowser``) to play it."""
-        layoutManager = slicer.app.layoutManager()
-        if layoutManager is None:
-            return
-        background = self.inputSelectors[0].currentNode() if self.inputSelectors else None
-        if outputNode.IsA("vtkMRMLTableNode"):
-            # as Slicer's Segment Statistics shows its table: switch to a layout that has a table view first
-            layoutManager.setLayout(slicer.modules.tables.logic().GetLayoutWithTable(layoutManager.layout))
-            slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(outputNode.GetID())
-            slicer.app.applicationLogic().PropagateTableSelection()
-            return
-        if outputNode.IsA("vtkMRMLSequenceNode"):
-            from DeepMedLib import ResultNodes
-
-            browser = ResultNodes.sequenceBrowser(outputNode)
-            if browser is not None:
-                slicer.modules.sequences.showSequenceBrowser(browser)
-            outputNode = ResultNodes.proxyVolume(outputNode) or outputNode
-            background = None
-        if outputNode.IsA("vtkMRMLSegmentationNode"):
-            slicer.util.setSliceViewerLayers(background=background, fit=True)
-        elif outputNode.IsA("vtkMRMLVolumeNode"):
-            slicer.util.setSliceViewerLayers(background=outputNode, foreground=background, foregroundOpacity=0.0,
-                                             fit=True)

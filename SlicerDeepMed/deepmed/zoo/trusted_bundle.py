@@ -61,10 +61,6 @@ def _key(key: str) -> str:
     return key.replace("::", "#")
 
 
-def _lookup(config, key: str):
-    return lookup(config, key)
-
-
 def _foreign(target: str) -> bool:
     return "." in target and not target.startswith(LIBRARY_PREFIXES)
 
@@ -110,7 +106,7 @@ def code_to_run(config: dict, bundle: Path | None = None) -> CodeToRun:
         if key in seen or key in ENGINE_KEYS or any(key.startswith(f"{k}#") for k in seen):
             continue
         seen.add(key)
-        walk(_lookup(config, key), key)
+        walk(lookup(config, key), key)
     code.expressions = list({e["key"]: e for e in code.expressions}.values())
     code.targets = list({t["key"]: t for t in code.targets}.values())
     if bundle is not None and (bundle / "scripts").is_dir():

@@ -23,9 +23,10 @@ from deepmed.applications.trusted_bundle import (
 from deepmed.errors import DeepMedError
 from deepmed.model.directory import CARD, CARD_FORMAT, WEIGHTS, label_colour
 from deepmed.zoo.bundle_config import find_inference_config, read_config_file
+from deepmed.zoo.bundle_config import lookup as _lookup
 from deepmed.zoo.checksums import write_sums
 from deepmed.zoo.schemas import CARD_SCHEMA, check_document
-from deepmed.zoo.trusted_bundle import CodeToRun, _lookup, code_to_run, copy_bundle_code
+from deepmed.zoo.trusted_bundle import CodeToRun, code_to_run, copy_bundle_code
 
 IMAGE_KEY, PRED_KEY = "image", "pred"  # the entries MONAI's SupervisedEvaluator feeds and fills
 

@@ -18,8 +18,8 @@ from deepmed.applications import dense_data
 from deepmed.applications.base import Application, Parts, Prediction, PreparedData, StepContext
 from deepmed.applications.inputs import input_channels
 from deepmed.errors import DeepMedError
-from deepmed.inferers.ongrid import channels_on_input, image_like, keep_largest_component
-from deepmed.inferers.sliding import predict_ensemble, predict_volume
+from deepmed.volume_inference.ongrid import channels_on_input, image_like, keep_largest_component
+from deepmed.volume_inference.sliding import predict_ensemble, predict_volume
 from deepmed.io.image_io import write_image
 from deepmed.losses import build_loss
 from deepmed.model.directory import label_colour

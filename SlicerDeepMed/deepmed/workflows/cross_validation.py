@@ -28,7 +28,7 @@ from deepmed.data.split import cross_validation_splits
 from deepmed.errors import DeepMedError
 from deepmed.evaluation.evaluate import evaluate, format_summary, summarize, write_csv
 from deepmed.inference.predictor import Predictor
-from deepmed.inferers.ongrid import keep_largest_component
+from deepmed.volume_inference.ongrid import keep_largest_component
 from deepmed.io.geometry import align_to_grid
 from deepmed.io.image_io import read_image
 from deepmed.model.device import pick_device

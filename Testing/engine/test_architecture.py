@@ -133,9 +133,9 @@ def test_every_applications_demo_resolves():
     """``deepmed demo --app NAME`` imports ``module:function`` from the application's ``demo``."""
     import importlib
 
-    from deepmed.applications import APPLICATIONS, DEFAULT_APPLICATION, get_application
+    from deepmed.applications import DEFAULT_APPLICATION, get_trainable_application, trainable_application_names
 
-    demos = {name: get_application(name).demo for name in APPLICATIONS.names()}
+    demos = {name: get_trainable_application(name).demo for name in trainable_application_names()}
     assert demos[DEFAULT_APPLICATION], "make demo runs the default application's demo"
     for name, demo in demos.items():
         if demo:

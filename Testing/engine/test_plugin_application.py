@@ -19,7 +19,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from deepmed.applications import APPLICATIONS, Application, Parts, Prediction, PreparedData
+from deepmed.applications import APPLICATIONS, Parts, Prediction, PreparedData, TrainableApplication
 from deepmed.data.case_io import read_case
 from deepmed.errors import DeepMedError
 from deepmed.optim import build_optimizer
@@ -50,7 +50,7 @@ class LevelNet(torch.nn.Module):
 
 
 @APPLICATIONS.register("mean_level", "test plug-in: one value per case from the whole image")
-class MeanLevelApplication(Application):
+class MeanLevelApplication(TrainableApplication):
     name = "mean_level"
     target_kind = "values"
     output_kind = "table"
@@ -102,7 +102,7 @@ class MeanLevelApplication(Application):
         return {"inputs": [{"name": "image", "normalization": "none"}], "labels": [], "target": {"statistics": fitted},
                 "task": {"image_size": plan["image_size"], "width": plan["width"]}}
 
-    def inference_parts(self, card):
+    def inference_parts(self, card, model_dir):
         return {"model": LevelNet(card["task"]["width"])}
 
     def predict(self, members, inputs, card, device, options):

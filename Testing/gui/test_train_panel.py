@@ -99,7 +99,7 @@ def test_dropdowns_offer_what_the_engine_registers(panel, qtHarness):
     import subprocess
     import sys
 
-    from deepmed.applications import APPLICATIONS, DEFAULT_APPLICATION, get_application
+    from deepmed.applications import APPLICATIONS, DEFAULT_APPLICATION, get_application, trainable_application_names
     from deepmed.losses import losses_for
     from DeepMedLib.EngineCommand import engineEnvironment
 
@@ -107,9 +107,10 @@ def test_dropdowns_offer_what_the_engine_registers(panel, qtHarness):
     assert networks == ["auto", *get_application(DEFAULT_APPLICATION).network_choices()]
     combo = panel.ui.applicationComboBox
     items = [combo.itemText(i) for i in range(combo.count())]
-    listed = subprocess.run([sys.executable, "-m", "deepmed", "list", "applications", "--json"], env=engineEnvironment(),
-                            capture_output=True, text=True, encoding="utf-8", check=True).stdout
+    listed = subprocess.run([sys.executable, "-m", "deepmed", "list", "applications", "--trainable", "--json"],
+                            env=engineEnvironment(), capture_output=True, text=True, encoding="utf-8", check=True).stdout
     assert items == list(json.loads(listed)) and set(items) <= set(APPLICATIONS.names())  # plug-ins of tests aside
+    assert set(items) == set(trainable_application_names()) < set(APPLICATIONS.names())  # imported ones only run
     assert combo.currentText() == items[0] == DEFAULT_APPLICATION
     assert combo.itemData(1, 3) == APPLICATIONS.describe()[items[1]]  # the description as tooltip
     combo.setCurrentText("regression")

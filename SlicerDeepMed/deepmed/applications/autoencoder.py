@@ -28,7 +28,7 @@ import SimpleITK as sitk
 import torch
 
 from deepmed.applications import whole_image
-from deepmed.applications.base import APPLICATIONS, Application, Parts, Prediction, PreparedData
+from deepmed.applications.base import APPLICATIONS, Parts, Prediction, PreparedData, TrainableApplication
 from deepmed.applications.inputs import input_channels
 from deepmed.data.case_io import read_case
 from deepmed.errors import DeepMedError
@@ -72,7 +72,7 @@ def latent_names(size: int) -> list[str]:
 
 @APPLICATIONS.register(NAME, "representation learning: (variational) autoencoder; encode, reconstruct, sample, "
                              "interpolate in latent space")
-class AutoencoderApplication(Application):
+class AutoencoderApplication(TrainableApplication):
     name = NAME
     target_kind = "none"
     output_kind = "scalar_volume"
@@ -209,7 +209,7 @@ class AutoencoderApplication(Application):
                          "beta": plan["beta"], "steps": 5, "count": 1, "seed": 0},
         }
 
-    def inference_parts(self, card):
+    def inference_parts(self, card, model_dir):
         args = card["network"]["args"]
         return {"encoder": build_network("vae_encoder", args), "decoder": build_network("vae_decoder", args)}
 

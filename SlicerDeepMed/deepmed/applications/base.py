@@ -1,19 +1,21 @@
-"""The Application interface: everything task-specific, handed to a loop that knows no task.
+"""The application interfaces: everything task-specific, handed to a loop and a predictor that know no task.
 
-An application (a plug-in, registered by name) owns:
+Two kinds of application register by name in ``APPLICATIONS`` (built in, or plug-ins):
 
-* what a case's target is (``target_kind``: a label map, a scalar map, case-level values, an image on its own
-  grid, or none) and its own section of the configuration (``config_defaults``, under ``task:``);
-* planning (:meth:`plan`), data preparation (:meth:`prepare_data`) and random transforms
-  (:meth:`training_transform`);
-* the named parts it trains (:meth:`build_parts`: one or several networks, losses and optimisers);
-* one training step (:meth:`train_step`), the validation of one case (:meth:`validate_case`);
-* the model card fields (:meth:`card_fields`), prediction of one case (:meth:`predict`) and the kind of
-  output it produces (``output_kind``) with how it is written (:meth:`write_prediction`).
+* :class:`RunnableApplication`: what *running* a model needs. It builds the model's networks from its card
+  (:meth:`~RunnableApplication.inference_parts`), predicts one case on the input's grid
+  (:meth:`~RunnableApplication.predict`) and writes the result (:meth:`~RunnableApplication.write_prediction`);
+  ``output_kind`` says what the result is. Imported models (MONAI bundles, nnU-Net) are this kind only.
+* :class:`TrainableApplication` extends it with what *training* needs: what a case's target is
+  (``target_kind``) and its own section of the configuration (``config_defaults``, under ``task:``); planning
+  (:meth:`~TrainableApplication.plan`), data preparation and random transforms; the named parts it trains
+  (:meth:`~TrainableApplication.build_parts`: networks, losses, optimisers); one training step, the validation
+  of one case, and the model card fields (:meth:`~TrainableApplication.card_fields`).
 
-The Trainer keeps only the loop, checkpoints of all parts, progress events, stop/resume and the agreement of
-ranks. See ``docs/applications.md`` for how classification, super-resolution, an autoencoder and a
-conditional GAN fit this interface.
+:func:`get_application` gives either kind (running a model); everything that trains or plans asks
+:func:`get_trainable_application`, which refuses a runnable-only application in one line. The Trainer keeps
+only the loop, checkpoints of all parts, progress events, stop/resume and the agreement of ranks. See
+``docs/applications.md`` for the minimal plug-in of each kind.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from deepmed.errors import DeepMedError
 from deepmed.planning.batch import TrainingDefaults
 from deepmed.utils.registry import Registry
 
@@ -124,31 +127,59 @@ class Prediction:
     frames: list | None = None    # a series of images (output kind ``sequence``)
 
 
-class Application(ABC):
-    """One kind of task. Subclasses set the attributes and implement the methods below.
+class RunnableApplication(ABC):
+    """What running a model needs: its networks from the card, one case predicted, the result written.
 
     Attributes:
-        name: registry name, stored in the model card.
+        name: registry name, stored in the model card (``application``).
+        output_kind: one of ``OUTPUT_KINDS`` (a card's own ``output_kind`` wins).
+        output_suffix: file ending of a written prediction (``.nii.gz``, ``.csv``; batch inference names files
+            with it).
+        instead: for a runnable-only application, what a user who asked to train it can do instead (the
+            refusal of :func:`get_trainable_application` says it).
+    """
+
+    name: str
+    output_kind: str
+    output_suffix: str = ".nii.gz"
+    instead: str = "train one of the trainable applications (deepmed list applications --trainable)"
+
+    @abstractmethod
+    def inference_parts(self, card: dict, model_dir: Path) -> dict[str, torch.nn.Module]:
+        """The model's networks, built from its card (or, for an application that keeps its code in the model
+        directory, from ``model_dir``); their weights, from ``model.safetensors``, are loaded after."""
+
+    @abstractmethod
+    def predict(self, members: list[dict[str, torch.nn.Module]], inputs: list, card: dict, device: torch.device,
+                options: dict) -> Prediction:
+        """Predict one case from its input images (SimpleITK, one per channel), on the input's exact grid (or
+        the grid the card declares). ``members``: the networks of each model of the ensemble (one per
+        cross-validation fold; one for a single model), to be averaged."""
+
+    @abstractmethod
+    def write_prediction(self, prediction: Prediction, path: Path) -> Path:
+        """Write ``prediction`` (image or table) to ``path``; returns the path written."""
+
+
+class TrainableApplication(RunnableApplication):
+    """An application deepmed trains: the runnable part plus planning, data, parts, step and validation.
+
+    Attributes:
         target_kind: one of ``TARGET_KINDS``.
-        output_kind: one of ``OUTPUT_KINDS``.
         key_metric: validation metric that selects the best model; ``higher_is_better`` says which way.
         default_loss: loss used when the config says ``auto`` (the loss registry lists the fitting ones).
         config_defaults: this application's own settings (the ``task:`` section of the configuration).
         inference_networks: the parts saved in ``model.safetensors`` for inference.
-        output_suffix: file ending of a written prediction (``.nii.gz``, ``.csv``).
+        demo: ``deepmed demo --app NAME``: "module:function" called as function(out_dir, epochs, progress) ->
+            exit code; it makes the demo data, trains, infers and prints the metric against a baseline.
     """
 
-    name: str
     target_kind: str
-    output_kind: str
     key_metric: str
     higher_is_better: bool
     default_loss: str
     config_defaults: dict = {}
     inference_networks: tuple[str, ...] = ("model",)
-    output_suffix: str = ".nii.gz"  # file ending of a written prediction (batch inference names files with it)
-    #: ``deepmed demo --app NAME``: "module:function" called as function(out_dir, epochs, progress) -> exit code;
-    #: it makes the demo data, trains, infers and prints the metric against the application's baseline.
     demo: str = ""
 
     # ---- before training -------------------------------------------------------------------------
@@ -216,29 +247,39 @@ class Application(ABC):
         Classification overrides it for metrics over cases (AUC, balanced accuracy)."""
         return {k: float(np.mean([m[k] for m in per_case])) for k in per_case[0]}
 
-    # ---- the model and inference ---------------------------------------------------------------------
-    @abstractmethod
-    def card_fields(self, plan: dict, fitted: dict, dataset, config: dict) -> dict:
-        """What inference needs in ``model_card.json`` besides the common fields (inputs, labels, ...)."""
-
-    @abstractmethod
-    def inference_parts(self, card: dict) -> dict[str, torch.nn.Module]:
-        """The networks named in ``inference_networks``, built from the card (weights loaded after)."""
-
-    @abstractmethod
-    def predict(self, members: list[dict[str, torch.nn.Module]], inputs: list, card: dict, device: torch.device,
-                options: dict) -> Prediction:
-        """Predict one case from its input images (SimpleITK, one per channel). ``members``: the networks of
-        each model of the ensemble (one per cross-validation fold; one for a single model), to be averaged."""
-
-    @abstractmethod
-    def write_prediction(self, prediction: Prediction, path: Path) -> Path:
-        """Write ``prediction`` (image or table) to ``path``; returns the path written."""
-
     def metric_names(self) -> tuple[str, ...]:
         """Prefixes of the validation metrics drawn in ``curves.png``."""
         return (self.key_metric,)
 
+    # ---- the model card ------------------------------------------------------------------------------
+    @abstractmethod
+    def card_fields(self, plan: dict, fitted: dict, dataset, config: dict) -> dict:
+        """What inference needs in ``model_card.json`` besides the common fields (inputs, labels, ...)."""
 
-def get_application(name: str) -> Application:
-    return APPLICATIONS.get(name)()
+
+#: The trainable interface's name before the split (plug-ins written for it keep working).
+Application = TrainableApplication
+
+
+def get_application(name: str) -> RunnableApplication:
+    """The application registered as ``name`` (either kind): what running a model asks for."""
+    application = APPLICATIONS.get(name)()
+    if not isinstance(application, RunnableApplication):
+        raise DeepMedError(f"application '{name}': registered as a {type(application).__name__}, expected a "
+                           "RunnableApplication or TrainableApplication subclass")
+    return application
+
+
+def get_trainable_application(name: str) -> TrainableApplication:
+    """The application ``name`` for training or planning; a runnable-only one is refused in one line that
+    says what the user can do instead."""
+    application = get_application(name)
+    if not isinstance(application, TrainableApplication):
+        raise DeepMedError(f"application '{application.name}' runs imported models and is not trained by deepmed: "
+                           f"{application.instead}")
+    return application
+
+
+def trainable_application_names() -> list[str]:
+    """The registered applications deepmed trains (what ``app:`` of a training configuration may name)."""
+    return [name for name in APPLICATIONS.names() if isinstance(APPLICATIONS.get(name)(), TrainableApplication)]

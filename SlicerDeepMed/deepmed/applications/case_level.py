@@ -25,7 +25,7 @@ import torch
 from monai import transforms as mt
 
 from deepmed.applications import dense_data
-from deepmed.applications.base import APPLICATIONS, Application, Parts, Prediction, PreparedData
+from deepmed.applications.base import APPLICATIONS, Parts, Prediction, PreparedData, TrainableApplication
 from deepmed.applications.case_level_data import case_input, physical_extent, plan_input_grid, to_input_grid
 from deepmed.applications.inputs import input_channels
 from deepmed.data.case_io import read_case
@@ -62,7 +62,7 @@ def _unknown_class(value, classes: list[str]) -> str:
     return f"class {value!r} is not a declared class ({', '.join(classes)})" + (f"; {hint}" if hint else "")
 
 
-class CaseLevelApplication(Application):
+class CaseLevelApplication(TrainableApplication):
     """Whole image in, one row of values out. Subclasses say what the target is (hooks at the bottom)."""
 
     target_kind = "values"
@@ -211,7 +211,7 @@ class CaseLevelApplication(Application):
             **self.target_card_fields(plan, fitted["target_stats"], config),
         }
 
-    def inference_parts(self, card):
+    def inference_parts(self, card, model_dir):
         return {"model": build_network(card["network"]["name"], card["network"]["args"])}
 
     def predict(self, members, inputs, card, device, options):

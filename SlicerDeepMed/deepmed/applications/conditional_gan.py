@@ -27,7 +27,7 @@ import SimpleITK as sitk
 import torch
 
 from deepmed.applications import fixed_grid
-from deepmed.applications.base import APPLICATIONS, Application, Parts, Prediction, PreparedData, StepContext
+from deepmed.applications.base import APPLICATIONS, Parts, Prediction, PreparedData, StepContext, TrainableApplication
 from deepmed.data.case_io import read_case
 from deepmed.errors import DeepMedError
 from deepmed.evaluation import generation_metrics as measures
@@ -61,7 +61,7 @@ def unscale(values, low, high):
 
 
 @APPLICATIONS.register("cgan", "conditional GAN: a volume generated from condition values (--condition)")
-class ConditionalGanApplication(Application):
+class ConditionalGanApplication(TrainableApplication):
     name = "cgan"
     target_kind = "image"
     output_kind = "image"
@@ -246,7 +246,7 @@ class ConditionalGanApplication(Application):
                 "settings": {"channels": plan["channel_names"], "intensity": fitted["intensity"],
                              "threshold": fitted["threshold"]}}
 
-    def inference_parts(self, card):
+    def inference_parts(self, card, model_dir):
         return {"generator": build_network(card["network"]["name"], card["network"]["args"])}
 
     def predict(self, members, inputs, card, device, options):

@@ -18,7 +18,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from deepmed.applications.base import APPLICATIONS, Application, Prediction
+from deepmed.applications.base import APPLICATIONS, Prediction, RunnableApplication
 from deepmed.applications.bundle_steps import APPLICATION, build_inferer, build_transform
 from deepmed.applications.dense import DenseApplication
 from deepmed.errors import DeepMedError
@@ -55,24 +55,16 @@ def as_loaded(channels: list[sitk.Image], ensure_channel_first: bool):
 
 
 @APPLICATIONS.register(APPLICATION, "an imported MONAI bundle: its own transforms, inferer and postprocessing")
-class MonaiBundleApplication(Application):
+class MonaiBundleApplication(RunnableApplication):
+    """Runs an imported MONAI bundle; it is fine-tuned, if at all, as the application its card's
+    ``trainable_as`` names (``training.init``)."""
+
     name = APPLICATION
-    target_kind = "none"
     output_kind = "label_map"
-    key_metric = "none"
-    higher_is_better = True
-    default_loss = "none"
+    instead = ("fine-tune the imported model with an application its card's trainable_as names "
+               "(deepmed train --app segmentation --init MODEL_OR_ID ...)")
 
-    # ---- training: a bundle is imported, not trained here ------------------------------------------------
-    def _not_trainable(self, *args, **kwargs):
-        raise DeepMedError("monai_bundle models are imported MONAI bundles: they run, they are not trained by "
-                           "deepmed (train a segmentation model instead)")
-
-    load_cases = fingerprint = plan = prepare_data = training_transform = _not_trainable
-    build_parts = train_step = validate_case = card_fields = _not_trainable
-
-    # ---- inference -----------------------------------------------------------------------------------------
-    def inference_parts(self, card):
+    def inference_parts(self, card, model_dir):
         return {"model": build_network(card["network"]["name"], card["network"]["args"])}
 
     def predict(self, members, inputs, card, device, options):

@@ -1,6 +1,6 @@
 """nnU-Net v2 models imported with ``deepmed zoo import NNUNET_RESULT_FOLDER``: prediction exactly as nnU-Net's
 ``nnUNetPredictor`` makes it (its preprocessing, Gaussian sliding window, mirroring, fold ensemble and export),
-written on the input's exact grid. Such models are imported, not trained here."""
+written on the input's exact grid. Such models are imported and run: the application is runnable only."""
 
 from __future__ import annotations
 
@@ -8,60 +8,25 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from deepmed.applications.base import APPLICATIONS, Application, Prediction
+from deepmed.applications.base import APPLICATIONS, Prediction, RunnableApplication
 from deepmed.applications.inputs import input_channels
 from deepmed.errors import DeepMedError
-from deepmed.volume_inference.ongrid import image_like, keep_largest_component
 from deepmed.io.image_io import write_image
-
-NOT_TRAINED_HERE = "nnU-Net models are imported (deepmed zoo import NNUNET_RESULT_FOLDER), not trained by deepmed"
-
+from deepmed.volume_inference.ongrid import image_like, keep_largest_component
 
 NAME = "nnunet"  # the application of imported nnU-Net v2 models (the importer writes it into the card)
 
 
 @APPLICATIONS.register(NAME, "nnU-Net v2 segmentation models (imported; nnU-Net's own inference)")
-class NnUNetApplication(Application):
+class NnUNetApplication(RunnableApplication):
+    """Runs imported nnU-Net models; training them is nnU-Net's own business."""
+
     name = NAME
-    target_kind = "label_map"
     output_kind = "label_map"
-    key_metric = "mean_dice"
-    higher_is_better = True
-    default_loss = "dice_ce"
+    instead = ("train it with nnU-Net and import the result folder (deepmed zoo import NNUNET_RESULT_FOLDER), or "
+               "train a segmentation model here (deepmed train --app segmentation)")
 
-    # ---- training is nnU-Net's own business ------------------------------------------------------------
-    def check_dataset(self, dataset):
-        raise DeepMedError(NOT_TRAINED_HERE)
-
-    def load_cases(self, cases):
-        raise DeepMedError(NOT_TRAINED_HERE)
-
-    def fingerprint(self, loaded, dataset):
-        raise DeepMedError(NOT_TRAINED_HERE)
-
-    def plan(self, fingerprint, config, device, reasons):
-        raise DeepMedError(NOT_TRAINED_HERE)
-
-    def prepare_data(self, loaded_train, loaded_val, dataset, plan, config):
-        raise DeepMedError(NOT_TRAINED_HERE)
-
-    def training_transform(self, plan, config):
-        raise DeepMedError(NOT_TRAINED_HERE)
-
-    def build_parts(self, plan, config, fitted):
-        raise DeepMedError(NOT_TRAINED_HERE)
-
-    def train_step(self, parts, batch, step):
-        raise DeepMedError(NOT_TRAINED_HERE)
-
-    def validate_case(self, parts, item, plan, fitted, device):
-        raise DeepMedError(NOT_TRAINED_HERE)
-
-    def card_fields(self, plan, fitted, dataset, config):
-        raise DeepMedError(NOT_TRAINED_HERE)
-
-    # ---- inference ---------------------------------------------------------------------------------------
-    def inference_parts(self, card):
+    def inference_parts(self, card, model_dir):
         from deepmed.nnunet.network import inference_network
         from deepmed.nnunet.prediction import network_args
 

@@ -9,9 +9,9 @@ import torch
 from deepmed.applications.base import APPLICATIONS
 from deepmed.applications.dense import DenseApplication
 from deepmed.errors import DeepMedError
-from deepmed.volume_inference.ongrid import image_like, running_argmax
 from deepmed.losses.registry import VOXEL_LABEL_LOSSES, allow_for
 from deepmed.planning.dense import label_sampling
+from deepmed.volume_inference.ongrid import image_like, running_argmax
 
 
 def label_values(labels: dict[str, int]) -> list[int]:

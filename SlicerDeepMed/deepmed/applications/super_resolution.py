@@ -25,7 +25,7 @@ import SimpleITK as sitk
 import torch
 from monai.inferers import sliding_window_inference
 
-from deepmed.applications.base import APPLICATIONS, Application, Parts, Prediction, PreparedData
+from deepmed.applications.base import APPLICATIONS, Parts, Prediction, PreparedData, TrainableApplication
 from deepmed.errors import DeepMedError
 from deepmed.evaluation.regression_metrics import regression_metrics
 from deepmed.io.geometry import grid_differences
@@ -91,7 +91,7 @@ class CorrespondingPatches:
 
 
 @APPLICATIONS.register(NAME, "super-resolution: the input refined by an integer factor per axis (own, finer grid)")
-class SuperResolutionApplication(Application):
+class SuperResolutionApplication(TrainableApplication):
     name = NAME
     target_kind = "image"
     output_kind = "image"
@@ -240,7 +240,7 @@ class SuperResolutionApplication(Application):
                                       "and direction, spacing divided by the factor (a float volume)"}],
         }
 
-    def inference_parts(self, card):
+    def inference_parts(self, card, model_dir):
         return {"model": build_network(card["network"]["name"], card["network"]["args"])}
 
     def predict(self, members, inputs, card, device, options):

@@ -146,10 +146,7 @@ def _apply_postprocessing(postprocessing, batch: dict, output: dict) -> dict:
 class TrustedBundleApplication(MonaiBundleApplication):
     name = APPLICATION
 
-    def inference_parts(self, card):
-        raise DeepMedError("a trusted MONAI bundle is built from its model directory (Predictor does this)")
-
-    def inference_parts_in(self, model_dir: Path, card: dict) -> dict:
+    def inference_parts(self, card, model_dir):
         """The bundle's network, built by MONAI from ``model_dir/bundle`` (weights loaded after)."""
         _check_untouched(model_dir)
         bundle_dir = Path(model_dir) / BUNDLE_FOLDER

@@ -20,10 +20,10 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import importlib
 
-    from deepmed.applications import DEFAULT_APPLICATION, get_application
+    from deepmed.applications import DEFAULT_APPLICATION, get_trainable_application
     from deepmed.errors import DeepMedError
 
-    app = get_application(args.app or DEFAULT_APPLICATION)
+    app = get_trainable_application(args.app or DEFAULT_APPLICATION)
     if not app.demo:
         raise DeepMedError(f"application '{app.name}' has no demo")
     module_name, function = app.demo.split(":")

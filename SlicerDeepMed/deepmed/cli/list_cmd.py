@@ -21,6 +21,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("what", choices=sorted(REGISTRIES))
     parser.add_argument("--app", help="losses and networks only: those that fit this application (segmentation, "
                                       "classification, ...)")
+    parser.add_argument("--trainable", action="store_true",
+                        help="applications only: those deepmed trains (not the ones that only run imported models)")
     parser.add_argument("--json", action="store_true",
                         help="print JSON: {name: description}, or with --app a list of names")
     parser.set_defaults(run=run)
@@ -36,21 +38,26 @@ def run(args: argparse.Namespace) -> int:
         if args.what not in ("losses", "networks"):
             raise DeepMedError(f"--app: only 'deepmed list losses|networks' take an application, "
                                f"not 'list {args.what}'")
-        from deepmed.applications import APPLICATIONS, get_application
+        from deepmed.applications import APPLICATIONS, get_trainable_application
         from deepmed.losses import losses_for
 
-        application = APPLICATIONS.canonical(args.app)
+        application = get_trainable_application(args.app)  # losses and networks are for training
         if args.what == "losses":
-            names = losses_for(application)
+            names = losses_for(APPLICATIONS.canonical(args.app))
         else:
-            names = get_application(application).network_choices()
+            names = application.network_choices()
         if args.json:
             print(json.dumps(names))
             return 0
         described = {name: described[name] for name in names}
+    if args.trainable and args.what != "applications":
+        raise DeepMedError(f"--trainable: only 'deepmed list applications' takes it, not 'list {args.what}'")
     if args.what == "applications":  # the engine's default application first (what a panel preselects)
+        from deepmed.applications import trainable_application_names
         from deepmed.training.config import DEFAULTS
 
+        if args.trainable:
+            described = {name: described[name] for name in trainable_application_names()}
         default = DEFAULTS["app"]
         described = {default: described[default], **{k: v for k, v in described.items() if k != default}}
     if args.json:

@@ -20,7 +20,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from deepmed.applications import get_application
+    from deepmed.applications import get_trainable_application
     from deepmed.data.manifest import Dataset
     from deepmed.model.device import pick_device
     from deepmed.training.config import load_config_file, parse_duration, resolve_config
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         if value is not None:
             overrides.append(f"{key}={value}")
     cfg = resolve_config(load_config_file(args.config) if args.config else {}, overrides)
-    app = get_application(cfg["app"])
+    app = get_trainable_application(cfg["app"])
     dataset = Dataset.load(args.dataset)
     app.check_dataset(dataset)
     train_cases, _ = split(dataset, cfg)

@@ -44,8 +44,7 @@ class Predictor:
         return list(folds)
 
     def _load_member(self, tensors: dict) -> dict:
-        built_in = getattr(self.app, "inference_parts_in", None)  # built from the directory (trusted bundles)
-        networks = built_in(self.model_dir, self.card) if built_in else self.app.inference_parts(self.card)
+        networks = self.app.inference_parts(self.card, self.model_dir)
         weights = split_networks(tensors, list(networks))
         for name, network in networks.items():
             try:

@@ -212,11 +212,15 @@ def _check_choices(config: dict, problems: list[str]) -> None:
 
 def _check_task(config: dict, problems: list[str]) -> None:
     """The ``task`` section against the application's own defaults (its part of the schema)."""
-    from deepmed.applications import APPLICATIONS, get_application
+    from deepmed.applications import APPLICATIONS, get_trainable_application
 
     if not isinstance(config["app"], str) or config["app"] not in APPLICATIONS:
         return
-    defaults = get_application(config["app"]).config_defaults
+    try:
+        defaults = get_trainable_application(config["app"]).config_defaults
+    except DeepMedError as exc:  # an application that only runs (imported models)
+        problems.append(f"config: 'app': {exc}")
+        return
     config["task"] = _merge(defaults, config.get("task") or {}, "task.", problems)
 
 

@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from deepmed import __version__
-from deepmed.applications import get_application
+from deepmed.applications import get_trainable_application
 from deepmed.data.manifest import Dataset
 from deepmed.errors import DeepMedError, DeepMedInterrupted
 from deepmed.model.device import pick_device
@@ -135,7 +135,7 @@ def _prepare_and_run(dataset, out, app, config, overrides, epochs, device, resum
     for key in ("init", "init_fold"):
         if start[key] is not None:
             cfg["training"][key] = str(start[key]) if key == "init" else int(start[key])
-    application = get_application(cfg["app"])
+    application = get_trainable_application(cfg["app"])
     dataset = dataset if isinstance(dataset, Dataset) else Dataset.load(dataset)
     application.check_dataset(dataset)
     kind = cfg["training"]["device"] if cfg["training"]["device"] != AUTO else \

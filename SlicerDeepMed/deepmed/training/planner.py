@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import json
 
-from deepmed.applications import get_application
+from deepmed.applications import get_trainable_application
 from deepmed.training.config import AUTO
 
 PLAN_FILE = "plan.json"
@@ -21,7 +21,7 @@ VALIDATION_SHARE = 0.1  # at most this share of the wall time goes to validation
 def plan(fingerprint: dict, config: dict, device: str = "cpu", budget_s: float | None = None) -> dict:
     """The training plan for ``config`` (a resolved configuration) on a dataset with ``fingerprint``."""
     config = copy.deepcopy(config)
-    app = get_application(config["app"])
+    app = get_trainable_application(config["app"])
     t = config["training"]
     result: dict = {"format": PLAN_FORMAT, "application": app.name, "device": device,
                     "dataset": {k: fingerprint[k] for k in ("name", "cases", "spacing", "size") if k in fingerprint},

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from deepmed.applications import get_application
+from deepmed.applications import get_trainable_application
 from deepmed.data.manifest import Dataset
 from deepmed.data.split import cross_validation_splits
 from deepmed.errors import DeepMedError
@@ -108,7 +108,7 @@ def shared_plan(dataset: Dataset, config, overrides: list[str]) -> dict:
     """One plan for every fold, made on all training cases."""
     cfg = resolve_config(config if isinstance(config, dict) else (load_config_file(config) if config else {}),
                          overrides)
-    application = get_application(cfg["app"])
+    application = get_trainable_application(cfg["app"])
     application.check_dataset(dataset)
     fingerprint = application.fingerprint(application.load_cases(dataset.training), dataset)
     return make_plan(fingerprint, cfg, pick_device(cfg["training"]["device"]).type)

@@ -1,6 +1,7 @@
 """The Train panel's application, network and loss choices, asked from the engine in workers (no torch in
-Slicer): ``deepmed list applications --json`` (plug-ins included, the default first) and, for the chosen
-application, ``deepmed list networks|losses --app APP --json``. The parameter node keeps the choices."""
+Slicer): ``deepmed list applications --trainable --json`` (the applications it trains, plug-ins included, the
+default first) and, for the chosen application, ``deepmed list networks|losses --app APP --json``. The
+parameter node keeps the choices."""
 
 from __future__ import annotations
 
@@ -124,7 +125,7 @@ class EngineChoices:
             combo.addItem(name)
             combo.setItemData(combo.count - 1, description, qt.Qt.ToolTipRole)
         combo.blockSignals(False)
-        combo.toolTip = _("What the model learns (the engine's applications, plug-ins included)")
+        combo.toolTip = _("What the model learns (the engine's trainable applications, plug-ins included)")
         self.selectApplication(wanted)
 
     def selectApplication(self, name: str):

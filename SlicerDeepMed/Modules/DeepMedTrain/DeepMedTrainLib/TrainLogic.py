@@ -184,9 +184,9 @@ class TrainLogic:
         return run
 
     def applicationsJob(self) -> BackgroundJob:
-        """``deepmed list applications --json`` in a worker: {name: description} of every application the
-        engine has, plug-ins included; read with ``job.outputJson()``."""
-        return self.runner.start("application list", "list", "applications", "--json")
+        """``deepmed list applications --trainable --json`` in a worker: {name: description} of every
+        application the engine trains, plug-ins included; read with ``job.outputJson()``."""
+        return self.runner.start("application list", "list", "applications", "--trainable", "--json")
 
     def networkChoicesJob(self, application: str) -> BackgroundJob:
         """``deepmed list networks --app APPLICATION --json`` in a worker: the networks a user may choose for

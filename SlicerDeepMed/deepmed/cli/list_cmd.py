@@ -1,4 +1,4 @@
-"""``deepmed list networks|losses|... [--app APP] [--json]``: what the registries hold."""
+"""``deepmed list networks|losses|applications|... [--app APP] [--trainable] [--json]``: what the registries hold."""
 
 from __future__ import annotations
 
@@ -52,17 +52,20 @@ def run(args: argparse.Namespace) -> int:
         described = {name: described[name] for name in names}
     if args.trainable and args.what != "applications":
         raise DeepMedError(f"--trainable: only 'deepmed list applications' takes it, not 'list {args.what}'")
+    runs_only: set[str] = set()
     if args.what == "applications":  # the engine's default application first (what a panel preselects)
         from deepmed.applications import trainable_application_names
         from deepmed.training.config import DEFAULTS
 
+        trainable = trainable_application_names()
+        runs_only = set(described) - set(trainable)
         if args.trainable:
-            described = {name: described[name] for name in trainable_application_names()}
+            described = {name: described[name] for name in trainable}
         default = DEFAULTS["app"]
         described = {default: described[default], **{k: v for k, v in described.items() if k != default}}
     if args.json:
         print(json.dumps(described, indent=1))
         return 0
     for name, description in described.items():
-        print(f"{name:28s} {description}")
+        print(f"{name:28s} {description}" + (" [runs imported models; not trained here]" if name in runs_only else ""))
     return 0

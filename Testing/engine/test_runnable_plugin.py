@@ -33,6 +33,7 @@ from deepmed.errors import DeepMedError
 from deepmed.io.image_io import write_image
 from deepmed.model.directory import CARD, CARD_FORMAT, WEIGHTS
 from deepmed.model.weights import save_weights
+from deepmed.zoo.schemas import CARD_SCHEMA, schema_problems
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN = "voxel_affine"
@@ -63,8 +64,9 @@ class VoxelAffineApplication(RunnableApplication):
 
 def _model(folder: Path) -> Path:
     folder.mkdir()
-    card = {"format": CARD_FORMAT, "application": PLUGIN, "name": "affine", "output_kind": "scalar_volume",
-            "inputs": [{"name": "image"}], "labels": []}
+    card = {"format": CARD_FORMAT, "application": PLUGIN, "title": "affine", "output_kind": "scalar_volume",
+            "inputs": [{"name": "image", "normalization": "none"}], "labels": []}
+    assert not schema_problems(card, CARD_SCHEMA)  # what an importer must write
     (folder / CARD).write_text(json.dumps(card))
     save_weights({"weight": torch.full((1, 1, 1, 1, 1), 2.0), "bias": torch.ones(1)}, folder / WEIGHTS)
     return folder

@@ -1,6 +1,7 @@
 """Applications from outside the engine: Python entry points of the group ``deepmed.applications`` (what an
 installed package declares) and the modules named in ``$DEEPMED_PLUGINS`` (comma-separated; for a checkout).
-Importing the module registers its application(s) with ``@APPLICATIONS.register``."""
+Importing the module registers its application(s) with ``@APPLICATIONS.register``: a ``TrainableApplication``
+(deepmed trains and runs it) or a ``RunnableApplication`` (deepmed only runs its models); see docs/applications.md."""
 
 from __future__ import annotations
 

@@ -75,13 +75,22 @@ def test_readme_fits_a_screen_and_links_every_docs_page():
     assert unlinked == []
 
 
+def heading_anchors(markdown: str) -> set[str]:
+    """GitHub's anchors: a heading lower-cased, punctuation dropped, spaces made dashes."""
+    headings = re.findall(r"^#+ (.+)$", re.sub(r"```.*?```", "", markdown, flags=re.DOTALL), re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-") for heading in headings}
+
+
 @pytest.mark.parametrize("page", ["README.md", "CHANGELOG.md", *(f"docs/{p.name}" for p in sorted((REPO / "docs").glob("*.md")))])
-def test_relative_links_lead_to_files_in_the_repository(page):
+def test_relative_links_lead_to_files_and_headings_in_the_repository(page):
     path = REPO / page
     broken = []
     for target in LINK.findall(path.read_text(encoding="utf-8")):
-        if re.match(r"[a-z]+:", target) or target.startswith("#"):
+        if re.match(r"[a-z]+:", target):
             continue
-        if not (path.parent / target.split("#", 1)[0]).exists():
+        file_part, _, anchor = target.partition("#")
+        linked = (path.parent / file_part) if file_part else path
+        anchors = heading_anchors(linked.read_text(encoding="utf-8")) if linked.suffix == ".md" and linked.is_file() else None
+        if not linked.exists() or (anchor and anchors is not None and anchor not in anchors):
             broken.append(target)
-    assert broken == [], f"{page}: links to missing files"
+    assert broken == [], f"{page}: links to missing files or headings"

@@ -18,8 +18,6 @@ from deepmed.applications import dense_data
 from deepmed.applications.base import Application, Parts, Prediction, PreparedData, StepContext
 from deepmed.applications.inputs import input_channels
 from deepmed.errors import DeepMedError
-from deepmed.volume_inference.ongrid import channels_on_input, image_like, keep_largest_component
-from deepmed.volume_inference.sliding import predict_ensemble, predict_volume
 from deepmed.io.image_io import write_image
 from deepmed.losses import build_loss
 from deepmed.model.directory import label_colour
@@ -32,6 +30,8 @@ from deepmed.planning.fingerprint import fingerprint_of_cases
 from deepmed.planning.network import plan_dense_network
 from deepmed.transforms.augmentation import training_transforms
 from deepmed.transforms.preprocessing import normalize_image, to_working_grid
+from deepmed.volume_inference.ongrid import channels_on_input, image_like, keep_largest_component
+from deepmed.volume_inference.sliding import predict_ensemble, predict_volume
 
 #: the registered networks that map an image to an image of the same extent (voxel-wise outputs)
 DENSE_NETWORKS = ("unet", "basic_unet", "segresnet", "dynunet", "highresnet", "swin_unetr", "unetr")

@@ -9,9 +9,9 @@ import torch
 from deepmed.applications.base import APPLICATIONS
 from deepmed.applications.dense import DenseApplication
 from deepmed.errors import DeepMedError
-from deepmed.volume_inference.ongrid import image_like, running_argmax
 from deepmed.losses.registry import VOXEL_LABEL_LOSSES, allow_for
 from deepmed.planning.dense import label_sampling
+from deepmed.volume_inference.ongrid import image_like, running_argmax
 
 
 def label_values(labels: dict[str, int]) -> list[int]:
@@ -29,7 +29,7 @@ class SegmentationApplication(DenseApplication):
     default_sampling = "foreground"
     key_metric = "mean_dice"
     higher_is_better = True
-    demo = "deepmed.demo.run:main_demo"  # make demo: synthetic MR-like cohort, organ + lesion, held-out Dice
+    demo = "deepmed.applications.demos.segmentation:main_demo"  # make demo: MR-like organ + lesion, held-out Dice
 
     def check_dataset(self, dataset):
         if not dataset.labels:

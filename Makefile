@@ -35,8 +35,7 @@ benchmark-accuracy: venv   # engine defaults vs. a plain MONAI script at equal w
 BUNDLES ?= ../shared/data/monai-bundles
 model-catalog: venv   # the catalogue's MONAI Model Zoo entries, made again from the bundles that import and run
 	$(PY) -m deepmed zoo catalog-from-bundles $(wildcard $(BUNDLES)/*/) --model-info $(BUNDLES)/model_info.json \
-		--run-check --into Resources/ModelCatalog.json
-	cp Resources/ModelCatalog.json SlicerDeepMed/deepmed/zoo/catalog.json
+		--run-check --into SlicerDeepMed/deepmed/zoo/catalog.json
 
 # A developer checkout in a real Slicer: the engine (editable, no dependencies: the panels install them) and the
 # modules' shared DeepMedLib on Slicer's Python path, through one .pth file; then add the three module folders

@@ -23,8 +23,8 @@ import numpy as np
 
 USER_ENV = dict(os.environ)  # before deepmed is imported (it sets OMP_WAIT_POLICY): the plain script's own
 
-from deepmed.demo.ct_cohort import CT_LABELS, write_ct_cohort  # noqa: E402  (after USER_ENV)
 from deepmed.evaluation.evaluate import evaluate  # noqa: E402
+from deepmed.phantoms.ct_cohort import CT_LABELS, write_ct_cohort  # noqa: E402  (after USER_ENV)
 
 HERE = Path(__file__).resolve().parent
 CLASSES = [name for name, value in CT_LABELS.items() if value]

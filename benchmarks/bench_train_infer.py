@@ -23,8 +23,8 @@ from monai.inferers import sliding_window_inference
 from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 
-from deepmed.demo.synthetic import write_cohort
 from deepmed.inference.predictor import Predictor
+from deepmed.phantoms.synthetic import write_cohort
 from deepmed.training.driver import train
 
 PATCH = [48, 48, 32]

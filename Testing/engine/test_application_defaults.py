@@ -14,13 +14,13 @@ from test_case_level import write_cubes
 from test_training import TINY, write_tiny_dataset
 
 from deepmed.applications import get_application
+from deepmed.applications.demos import demo_folder
 from deepmed.applications.demos.autoencoder import sphere_image
 from deepmed.applications.demos.conditional_gan import write_spheres
 from deepmed.applications.demos.super_resolution import phantom
 from deepmed.cli.main import main
 from deepmed.data.manifest import Dataset
 from deepmed.data.split import cross_validation_splits
-from deepmed.demo import demo_folder
 from deepmed.errors import DeepMedError
 from deepmed.planning.batch import STEP_VOXELS
 from deepmed.training.config import resolve_config
@@ -117,7 +117,7 @@ def test_a_trained_model_keeps_the_planned_values_in_its_config(tmp_path):
     assert plan["reasons"]["batch_size"].startswith("segmentation: ")
 
 
-@pytest.mark.parametrize("module, name", [("deepmed.demo.run", "DEMO_CONFIG"),
+@pytest.mark.parametrize("module, name", [("deepmed.applications.demos.segmentation", "DEMO_CONFIG"),
                                           ("deepmed.applications.demos.case_level", "DEMO_CONFIG"),
                                           ("deepmed.applications.demos.autoencoder", "DEMO_CONFIG"),
                                           ("deepmed.applications.demos.conditional_gan", "DEMO_CONFIG"),

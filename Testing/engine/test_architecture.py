@@ -1,5 +1,6 @@
-"""The engine's layering: no import cycles between its packages (lazy imports inside functions count too),
-training / inference / zoo independent of each other, and no application named outside applications/."""
+"""The engine's layering: no import cycle between its packages or its modules (imports inside functions count
+as much as those at the top: a lazy import is still a dependency), with no exemption for entry points;
+training / inference / zoo independent of each other; no application named outside applications/."""
 
 from __future__ import annotations
 
@@ -8,16 +9,19 @@ import re
 from pathlib import Path
 
 ENGINE = Path(__file__).resolve().parents[2] / "SlicerDeepMed" / "deepmed"
-#: Packages at the top of the layering: they may import anything (they wire the engine together). The
-#: applications' demos live with their applications but sit on top: they train, predict and evaluate.
-ENTRY_POINTS = {"cli", "demo", "applications.demos", "__init__", "__main__"}
 
 
 def _package(module: str) -> str:
-    parts = module.split(".")
-    if parts[1:3] == ["applications", "demos"]:
-        return "applications.demos"
-    return parts[1] if len(parts) > 1 else "__init__"
+    """The package (folder) a module belongs to, below ``deepmed``: ``deepmed.applications.demos.segmentation``
+    -> ``applications.demos``; modules directly in ``deepmed`` (``__init__``, ``__main__``, ``errors``, ...)
+    are their own node."""
+    parts = module.split(".")[1:]
+    if not parts or (len(parts) == 1 and not (ENGINE / parts[0]).is_dir()
+                     and not (ENGINE / f"{parts[0]}.py").is_file()):
+        return "__init__"  # ``deepmed`` itself, or a name it defines (``from deepmed import __version__``)
+    if ENGINE.joinpath(*parts).is_dir():  # the package itself (its __init__)
+        return ".".join(parts)
+    return ".".join(parts[:-1]) if len(parts) > 1 else parts[0]
 
 
 def _imports(path: Path) -> set[str]:
@@ -83,13 +87,26 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 def test_no_import_cycles_between_engine_packages():
-    graph = {k: v for k, v in package_graph().items() if k not in ENTRY_POINTS}
+    graph = package_graph()
     assert _cycle(graph) is None, f"import cycle: {' -> '.join(_cycle(graph))}"
 
 
 def test_no_import_cycles_between_engine_modules():
     graph = module_graph()
     assert _cycle(graph) is None, f"import cycle: {' -> '.join(_cycle(graph))}"
+
+
+def test_imports_inside_functions_count(tmp_path):
+    source = tmp_path / "lazy.py"
+    source.write_text("def f():\n    from deepmed.cli.main import main\n    import deepmed.zoo.library\n")
+    assert _imports(source) == {"deepmed.cli.main", "deepmed.zoo.library"}
+    assert {_package(m) for m in _imports(source)} == {"cli", "zoo"}
+
+
+def test_only_the_entry_module_imports_the_cli():
+    """The CLI parses and calls the engine; nothing in the engine (demos included) calls the CLI back."""
+    importers = {source for source, targets in package_graph().items() if "cli" in targets}
+    assert importers <= {"__main__"}, importers
 
 
 def test_cycle_finder_finds_a_cycle():

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import SimpleITK as sitk
 
-from deepmed.demo.ct_cohort import CT_LABELS, make_ct_case, write_ct_cohort
+from deepmed.phantoms.ct_cohort import CT_LABELS, make_ct_case, write_ct_cohort
 
 
 def test_ct_case_is_anisotropic_with_three_classes_in_hounsfield_units():

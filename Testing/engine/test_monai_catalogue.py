@@ -201,7 +201,7 @@ def test_bad_downloads_with_the_right_sha1_install_nothing(case, message, spleen
 
 # ---- the project's catalogue ------------------------------------------------------------------------------
 def test_project_catalogue_lists_shared_bundles_that_import_as_the_tool_makes_them():
-    """The MONAI entries of Resources/ModelCatalog.json are what ``deepmed zoo catalog-from-bundles`` makes from the
+    """The MONAI entries of deepmed/zoo/catalog.json are what ``deepmed zoo catalog-from-bundles`` makes from the
     real bundle configs and model_info.json (each imported again here, with random weights): none typed by hand, none
     that the importer refuses. (``make model-catalog`` also runs each network once and leaves out the bundles that
     cannot run, e.g. SwinUNETR without einops; that forward pass is too slow for this test.)"""

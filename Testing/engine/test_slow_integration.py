@@ -16,7 +16,7 @@ from deepmed.training.driver import train
 
 @pytest.mark.slow
 def test_demo_reaches_meaningful_held_out_dice(tmp_path, shared_data):
-    from deepmed.demo.run import run_demo
+    from deepmed.applications.demos.segmentation import run_demo
 
     summary = run_demo(tmp_path / "demo", progress="none", log=lambda m: None)
     assert summary["mean_dice"] >= 0.85

@@ -131,7 +131,7 @@ def test_the_plan_is_pure_and_chooses_class_balanced_patches_for_a_small_class()
 @pytest.mark.slow
 def test_a_three_minute_command_line_run_ends_within_ten_seconds_of_three_minutes(tmp_path):
     """The done-when check of the time budget: whole-process wall time 180 s +- 10 s, and a usable model."""
-    from deepmed.demo.synthetic import write_cohort
+    from deepmed.phantoms.synthetic import write_cohort
 
     manifest = write_cohort(tmp_path / "data", n_cases=10, seed=3)
     started = time.time()

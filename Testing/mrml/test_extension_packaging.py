@@ -31,6 +31,7 @@ def test_top_level_cmake_declares_the_extension():
             [re.search(r'EXTENSION_ICONURL "([^"]+)"', text).group(1)]:
         assert (REPO / url.split("/main/", 1)[1]).is_file(), f"{url}: file not in the repository"
     assert "SlicerDeepMed/deepmed/*.py" in text  # the engine ships beside the modules
+    assert "SlicerDeepMed/deepmed/*.json" in text  # with its schemas and catalogue (the one copy, in the package)
 
 
 def test_supported_slicer_versions_are_stated_and_enforced():

@@ -29,7 +29,7 @@ class SegmentationApplication(DenseApplication):
     default_sampling = "foreground"
     key_metric = "mean_dice"
     higher_is_better = True
-    demo = "deepmed.demo.run:main_demo"  # make demo: synthetic MR-like cohort, organ + lesion, held-out Dice
+    demo = "deepmed.applications.demos.segmentation:main_demo"  # make demo: MR-like organ + lesion, held-out Dice
 
     def check_dataset(self, dataset):
         if not dataset.labels:

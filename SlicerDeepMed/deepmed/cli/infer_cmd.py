@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 from deepmed.errors import DeepMedError
@@ -39,87 +38,52 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-def _batch_jobs(args, suffix: str) -> list[tuple[str, list[Path], Path]]:
-    from deepmed.data.manifest import Dataset, case_id_from_path
-    from deepmed.io.image_io import is_image_file
-
-    source = args.inputs[0]
-    if source.is_dir() and not (source / "dataset.json").exists() and not (source / "imagesTr").exists():
-        files = [f for f in sorted(source.iterdir()) if is_image_file(f)]
-        cases = [(case_id_from_path(f.name), [f]) for f in files]
-    else:
-        dataset = Dataset.load(source)
-        cases = [(c.id, c.images) for c in dataset.test or dataset.training]
-    if not cases:
-        raise DeepMedError(f"{source}: no images to process")
-    if args.output.exists() and not args.output.is_dir():
-        raise DeepMedError(f"{args.output}: batch output must be a folder")
-    if not args.output.parent.is_dir():
-        raise DeepMedError(f"{args.output}: output folder {args.output.parent} does not exist")
-    args.output.mkdir(exist_ok=True)
-    return [(cid, imgs, args.output / f"{cid}{suffix}") for cid, imgs in cases]
-
-
 def run(args: argparse.Namespace) -> int:
+    from deepmed.inference.batch import CaseJob, ExtraOutputs
     from deepmed.inference.predictor import Predictor
-    from deepmed.io.image_io import write_image
     from deepmed.progress import make_reporter
-    from deepmed.utils.atomic import check_output_folder
     from deepmed.utils.tables import format_value
     from deepmed.zoo.library import resolve_model
 
     batch = len(args.inputs) == 1 and ((args.inputs[0].is_dir() and not _is_dicom(args.inputs[0]))
                                        or args.inputs[0].suffix.lower() in (".json", ".csv"))
-    folds = _parse_folds(args.folds) if args.folds else None
-    condition = _parse_condition(args.condition) if args.condition else None
-    predictor = Predictor(resolve_model(args.model), args.device, expected_app=args.app, folds=folds)
-    predictor.mode(args.mode)  # an unknown mode is refused before any work
-    jobs = _batch_jobs(args, predictor.app.output_suffix) if batch else [("case", args.inputs, args.output)]
-    for _, _, output in jobs:
-        check_output_folder(output)
-        if output.exists() and not args.force:
-            raise DeepMedError(f"{output}: already exists; pass --force to overwrite it")
+    options = _options(args)
+    predictor = Predictor(resolve_model(args.model), args.device, expected_app=args.app,
+                          folds=_parse_folds(args.folds) if args.folds else None)
     reporter = make_reporter(args.progress)
-    skipped, rows = [], []
-    for index, (case_id, inputs, output) in enumerate(jobs):
-        started = time.perf_counter()
-        try:
-            result = predictor.predict(inputs, tta_flips=args.tta, overlap=args.overlap,
-                                       keep_largest=args.keep_largest,
-                                       probabilities=bool(args.probabilities or args.uncertainty),
-                                       mode=args.mode, condition=condition, steps=args.steps, count=args.count,
-                                       seed=args.seed)
-        except DeepMedError as exc:
-            if not batch:
-                raise
-            skipped.append(f"{case_id}: {exc}")  # one unreadable case does not end a batch
-            reporter.emit("inference", case=case_id, index=index, total=len(jobs), output=None, skipped=str(exc),
-                          seconds=round(time.perf_counter() - started, 2))
-            continue
-        predictor.write(result, output)
-        if result.values:
-            rows.append({"case": case_id, **result.values})
-            if not batch:
-                print("\n".join(f"{key}: {format_value(value)}" for key, value in result.values.items()))
-        if args.probabilities and result.probabilities is not None:
-            write_image(result.probabilities, _extra_path(args.probabilities, case_id, batch))
-        if args.uncertainty and result.uncertainty is not None:
-            write_image(result.uncertainty, _extra_path(args.uncertainty, case_id, batch))
-        reporter.emit("inference", case=case_id, index=index, total=len(jobs), output=str(output),
-                      seconds=round(time.perf_counter() - started, 2))
+    if batch:
+        result = predictor.predict_many(args.inputs[0], options, output=args.output, force=args.force,
+                                        extras=ExtraOutputs(args.probabilities, args.uncertainty),
+                                        emit=reporter.emit)
+    else:
+        job = CaseJob("case", tuple(args.inputs), args.output)
+        result = predictor.predict_many([job], options, force=args.force, keep_going=False, emit=reporter.emit,
+                                        extras=_single_extras(args))
     reporter.close()
-    if batch and rows:
-        _write_table(rows, args.output / "results.csv")
-    for note in skipped:
-        print(f"deepmed: skipped {note}", file=sys.stderr)
-    if skipped and len(skipped) == len(jobs):
-        raise DeepMedError(f"no case could be processed ({len(jobs)} skipped)")
+    for outcome in result.skipped:
+        print(f"deepmed: skipped {outcome.case_id}: {outcome.skipped}", file=sys.stderr)
+    if not batch and result.outcomes[0].values:
+        print("\n".join(f"{key}: {format_value(value)}" for key, value in result.outcomes[0].values.items()))
     if args.progress == "tqdm":
-        done = len(jobs) - len(skipped)
-        note = f", {len(skipped)} skipped" if skipped else ""
-        summary = f"written {done} of {len(jobs)} case(s) to {args.output}{note}"
-        print(f"written {args.output}" if not batch else summary, file=sys.stderr)
+        note = f", {len(result.skipped)} skipped" if result.skipped else ""
+        summary = f"written {len(result.done)} of {len(result.outcomes)} case(s) to {args.output}{note}"
+        print(summary if batch else f"written {args.output}", file=sys.stderr)
     return 0
+
+
+def _options(args: argparse.Namespace):
+    from deepmed.inference.options import InferenceOptions
+
+    condition = _parse_condition(args.condition) if args.condition else None
+    return InferenceOptions(tta_flips=args.tta, overlap=args.overlap, keep_largest=args.keep_largest,
+                            mode=args.mode, condition=condition, steps=args.steps, count=args.count, seed=args.seed)
+
+
+def _single_extras(args: argparse.Namespace):
+    """One case: the maps go to the files named (the batch form takes folders)."""
+    from deepmed.inference.batch import ExtraOutputs
+
+    return ExtraOutputs(args.probabilities, args.uncertainty, files=True)
 
 
 def _parse_folds(text: str) -> list[int]:
@@ -136,22 +100,7 @@ def _parse_condition(text: str) -> list[float]:
         raise DeepMedError(f"--condition: expected numbers like 0.3,1.2, got {text!r}") from None
 
 
-def _write_table(rows: list[dict], path: Path) -> Path:
-    """One row per case (the case-level results of a batch), written atomically."""
-    from deepmed.utils.atomic import write_text_atomic
-    from deepmed.utils.tables import rows_to_csv
-
-    return write_text_atomic(path, rows_to_csv(rows))
-
-
 def _is_dicom(path: Path) -> bool:
     from deepmed.data.scan import _looks_like_dicom_folder
 
     return path.is_dir() and _looks_like_dicom_folder(path)
-
-
-def _extra_path(base: Path, case_id: str, batch: bool) -> Path:
-    if not batch:
-        return base
-    base.mkdir(exist_ok=True)
-    return base / f"{case_id}.nii.gz"

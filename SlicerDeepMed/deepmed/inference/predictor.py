@@ -7,11 +7,13 @@ from pathlib import Path
 
 from deepmed.applications import Prediction, get_application
 from deepmed.errors import DeepMedError
+from deepmed.inference.batch import DEFAULT_OPTIONS, BatchResult, CaseJob, cases_in, check_outputs, predict_many
+from deepmed.inference.options import InferenceOptions
 from deepmed.model.device import pick_device
 from deepmed.model.directory import WEIGHTS, read_card
 from deepmed.model.weights import fold_weights, load_weights, split_networks
 
-__all__ = ["Prediction", "Predictor"]
+__all__ = ["CaseJob", "InferenceOptions", "Prediction", "Predictor"]
 
 
 class Predictor:
@@ -118,6 +120,21 @@ class Predictor:
                    "folds": self.folds, "mode": chosen["name"], "condition": condition, "steps": steps,
                    "count": count, "seed": seed}
         return self.app.predict(self.members, inputs, self.card, self.device, options)
+
+    def predict_many(self, jobs, options: InferenceOptions = DEFAULT_OPTIONS, *, output: Path | None = None,
+                     force: bool = False, **batch_options) -> BatchResult:
+        """Predict and write a batch. ``jobs``: CaseJob values, or a folder / manifest whose cases go to the
+        folder ``output`` (with ``results.csv`` for case-level values). Existing results are refused unless
+        ``force``, before any work. Other options: see :func:`deepmed.inference.batch.predict_many`."""
+        if isinstance(jobs, (str, os.PathLike)):
+            if output is None:
+                raise DeepMedError(f"{jobs}: batch inference needs an output folder")
+            jobs = cases_in(Path(jobs), Path(output), self.app.output_suffix)
+            batch_options.setdefault("table_folder", Path(output))
+        jobs = list(jobs)
+        self.mode(options.mode)  # an unknown mode is refused before any work
+        check_outputs(jobs, force)
+        return predict_many(self, jobs, options, **batch_options)
 
     def write(self, prediction: Prediction, path: Path) -> Path:
         return self.app.write_prediction(prediction, Path(path))

@@ -1,4 +1,4 @@
-"""JSON Schemas of model cards and catalogues (published copies in the repository's Resources/Schemas/)."""
+"""JSON Schemas of model cards and catalogues: the one copy, shipped in the package (zoo/schemas/)."""
 
 from __future__ import annotations
 

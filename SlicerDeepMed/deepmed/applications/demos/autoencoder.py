@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from deepmed.demo import demo_folder
+from deepmed.applications.demos import demo_folder
 
 LATENT = 8
 INPUT_SIZE = [24, 24, 24]

@@ -22,9 +22,8 @@ import SimpleITK as sitk
 from scipy.ndimage import gaussian_filter
 from scipy.spatial.transform import Rotation
 
-from deepmed.demo import demo_folder
-from deepmed.demo.synthetic import random_direction
-from deepmed.errors import DeepMedError
+from deepmed.applications.demos import demo_folder
+from deepmed.phantoms.synthetic import random_direction
 
 CLASSES = {"round": (1.02, 1.17), "long": (1.21, 1.38)}
 LONG_SHARE = 0.6
@@ -109,9 +108,9 @@ def write_cohort(folder: Path, n_cases: int, n_test: int, seed: int = 0, voxels:
 def run_demo(app: str, out: Path, *, epochs: int | None = None, progress="tqdm", n_cases: int = 120,
              n_test: int = 40, log=print) -> dict:
     """Generate (once), train, infer the held-out cases, evaluate against the baseline; returns the numbers."""
-    from deepmed.cli.main import main as cli
     from deepmed.data.manifest import Dataset
     from deepmed.evaluation.table_evaluation import evaluate_table, format_table_summary, write_outputs
+    from deepmed.inference.predictor import Predictor
     from deepmed.training.driver import train
 
     out = demo_folder(out, ("model", "predictions"))
@@ -128,11 +127,8 @@ def run_demo(app: str, out: Path, *, epochs: int | None = None, progress="tqdm",
     log(f"[2/4] training {app} ({config['network']['name']}) on the CPU")
     model = train(manifest, out / "model", config=config, progress=progress)
     trained = time.time()
-    log("[3/4] deepmed infer on the held-out cases")
-    code = cli(["infer", "--model", str(model), str(manifest), "-o", str(out / "predictions"), "--device", "cpu",
-                "--progress", "none"])
-    if code != 0:
-        raise DeepMedError(f"deepmed infer failed (exit code {code})")
+    log("[3/4] predicting the held-out cases")
+    Predictor(model, "cpu").predict_many(manifest, output=out / "predictions")
     log("[4/4] evaluating against the manifest's values")
     result = evaluate_table(manifest, out / "predictions" / "results.csv")
     write_outputs(result, out / "metrics.csv")

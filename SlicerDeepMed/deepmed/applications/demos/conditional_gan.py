@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from deepmed.demo import demo_folder
+from deepmed.applications.demos import demo_folder
 
 RADIUS = (6.0, 16.0)
 SHIFT = (-12.0, 12.0)

@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from deepmed.demo import demo_folder
-from deepmed.demo.run import shared_scan
+from deepmed.applications.demos import demo_folder, shared_scan
 from deepmed.transforms.resolution import crop_to_multiple, degrade
 
 SYNTHETIC = {"factor": [2, 2, 2], "size": 48, "train": 10, "test": 4, "patch": [16, 16, 16], "epochs": 12}

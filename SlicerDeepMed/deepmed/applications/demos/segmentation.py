@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import time
@@ -11,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from deepmed.applications.demos import demo_folder, shared_scan
 from deepmed.applications.segmentation import SegmentationApplication
 from deepmed.data.manifest import Dataset
 from deepmed.data.split import add_splits
-from deepmed.demo import demo_folder
-from deepmed.demo.synthetic import write_cohort
+from deepmed.phantoms.synthetic import write_cohort
 
 DEMO_CONFIG = {
     "app": SegmentationApplication.name,
@@ -26,18 +25,6 @@ DEMO_CONFIG = {
                  "device": "cpu"},
     "inference": {"keep_largest": True},
 }
-
-
-def shared_scan() -> Path | None:
-    """A real scan from ../shared/data (DEEPMED_SHARED_DATA overrides), to show the model copes with real data."""
-    roots = [Path(os.environ["DEEPMED_SHARED_DATA"])] if "DEEPMED_SHARED_DATA" in os.environ else []
-    here = Path(__file__).resolve()
-    roots += [parent / "shared" / "data" for parent in here.parents[:6]]
-    for root in roots:
-        candidate = root / "pyradiomics" / "brain1_image.nrrd"
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def overlay_png(image: sitk.Image, reference: sitk.Image, prediction: sitk.Image, path: Path, title: str) -> Path:

@@ -1,0 +1,155 @@
+"""Batch inference: the cases of a folder or a manifest, one prediction each, a per-case summary and, for
+case-level outputs, one ``results.csv``. The CLI, the demos and the Python API all call this through
+:meth:`deepmed.inference.predictor.Predictor.predict_many`; one unreadable case does not end a batch."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deepmed.errors import DeepMedError
+from deepmed.inference.options import InferenceOptions
+
+
+@dataclass(frozen=True)
+class CaseJob:
+    """One case of a batch: its id, its input files (one per channel) and where its result goes."""
+
+    case_id: str
+    inputs: tuple[Path, ...]
+    output: Path
+
+
+@dataclass(frozen=True)
+class CaseOutcome:
+    """What happened to one case: its output (None when skipped, with the reason) and the time it took."""
+
+    case_id: str
+    output: Path | None
+    seconds: float
+    values: dict = field(default_factory=dict)
+    skipped: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """The outcome of every case, in order, and the case-level table when the model gives values."""
+
+    outcomes: tuple[CaseOutcome, ...]
+    table: Path | None = None
+
+    @property
+    def done(self) -> list[CaseOutcome]:
+        return [o for o in self.outcomes if o.skipped is None]
+
+    @property
+    def skipped(self) -> list[CaseOutcome]:
+        return [o for o in self.outcomes if o.skipped is not None]
+
+
+@dataclass(frozen=True)
+class ExtraOutputs:
+    """Where the optional per-case maps go: folders (``CASE.nii.gz`` in each), or, with ``files``, the files
+    themselves (a single case); None: not written."""
+
+    probabilities: Path | None = None
+    uncertainty: Path | None = None
+    files: bool = False
+
+    def path(self, base: Path, case_id: str) -> Path:
+        if self.files:
+            return Path(base)
+        Path(base).mkdir(exist_ok=True)
+        return Path(base) / f"{case_id}.nii.gz"
+
+
+RESULTS_TABLE = "results.csv"
+DEFAULT_OPTIONS = InferenceOptions()
+NO_EXTRAS = ExtraOutputs()
+
+
+def cases_in(source: Path, output: Path, suffix: str) -> list[CaseJob]:
+    """The jobs for ``source`` (a folder of images, or a manifest / nnU-Net-style folder: its test cases, else
+    its training cases), each written to ``output/CASE{suffix}``; ``output`` is created (not its parents)."""
+    from deepmed.data.manifest import Dataset, case_id_from_path
+    from deepmed.io.image_io import is_image_file
+
+    source = Path(source)
+    if source.is_dir() and not (source / "dataset.json").exists() and not (source / "imagesTr").exists():
+        cases = [(case_id_from_path(f.name), [f]) for f in sorted(source.iterdir()) if is_image_file(f)]
+    else:
+        dataset = Dataset.load(source)
+        cases = [(c.id, c.images) for c in dataset.test or dataset.training]
+    if not cases:
+        raise DeepMedError(f"{source}: no images to process")
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise DeepMedError(f"{output}: batch output must be a folder")
+    if not output.parent.is_dir():
+        raise DeepMedError(f"{output}: output folder {output.parent} does not exist")
+    output.mkdir(exist_ok=True)
+    return [CaseJob(case_id, tuple(Path(p) for p in images), output / f"{case_id}{suffix}")
+            for case_id, images in cases]
+
+
+def check_outputs(jobs: Sequence[CaseJob], force: bool) -> None:
+    """Refuse, before any work, to overwrite a result unless ``force``."""
+    from deepmed.utils.atomic import check_output_folder
+
+    for job in jobs:
+        check_output_folder(job.output)
+        if job.output.exists() and not force:
+            raise DeepMedError(f"{job.output}: already exists; pass --force to overwrite it")
+
+
+Emit = Callable[..., None]
+
+
+def predict_many(predictor, jobs: Sequence[CaseJob], options: InferenceOptions = DEFAULT_OPTIONS, *,
+                 extras: ExtraOutputs = NO_EXTRAS, table_folder: Path | None = None,
+                 emit: Emit | None = None, keep_going: bool = True) -> BatchResult:
+    """Predict and write every job with ``predictor`` in turn (one case in memory at a time). A case that
+    fails with a DeepMedError is skipped with its reason; all cases skipped is an error. ``emit(event,
+    **fields)`` receives one ``inference`` event per case (progress). Case-level values of all cases go to
+    ``table_folder/results.csv`` when given. ``keep_going=False``: the first failure is raised."""
+    from deepmed.io.image_io import write_image
+
+    wants_maps = extras.probabilities is not None or extras.uncertainty is not None
+    run_options = options if not wants_maps else options.with_probabilities()
+    outcomes: list[CaseOutcome] = []
+    for index, job in enumerate(jobs):
+        started = time.perf_counter()
+        try:
+            result = predictor.predict(list(job.inputs), **run_options.as_kwargs())
+        except DeepMedError as exc:
+            if not keep_going:
+                raise
+            outcome = CaseOutcome(job.case_id, None, round(time.perf_counter() - started, 2), skipped=str(exc))
+        else:
+            predictor.write(result, job.output)
+            for folder, image in ((extras.probabilities, result.probabilities),
+                                  (extras.uncertainty, result.uncertainty)):
+                if folder is not None and image is not None:
+                    write_image(image, extras.path(folder, job.case_id))
+            outcome = CaseOutcome(job.case_id, job.output, round(time.perf_counter() - started, 2),
+                                  dict(result.values or {}))
+        outcomes.append(outcome)
+        if emit is not None:
+            emit("inference", case=job.case_id, index=index, total=len(jobs),
+                 output=None if outcome.output is None else str(outcome.output), seconds=outcome.seconds,
+                 **({"skipped": outcome.skipped} if outcome.skipped else {}))
+    if outcomes and all(o.skipped for o in outcomes):
+        raise DeepMedError(f"no case could be processed ({len(outcomes)} skipped; first: {outcomes[0].skipped})")
+    table = _write_table(outcomes, Path(table_folder) / RESULTS_TABLE) if table_folder is not None else None
+    return BatchResult(tuple(outcomes), table)
+
+
+def _write_table(outcomes: Sequence[CaseOutcome], path: Path) -> Path | None:
+    """One row per case with values (the case-level results of a batch), written atomically; None if none."""
+    from deepmed.utils.atomic import write_text_atomic
+    from deepmed.utils.tables import rows_to_csv
+
+    rows = [{"case": o.case_id, **o.values} for o in outcomes if o.values]
+    return write_text_atomic(path, rows_to_csv(rows)) if rows else None

@@ -49,5 +49,5 @@ def test_the_minimal_runnable_plug_in_shown_is_the_tested_one():
     assert len(TrainableApplication.__abstractmethods__) == 12 and "implements the twelve" in text
     for line in shown.splitlines():
         body = line.split("#")[0].strip()
-        if body.startswith(("def ", "return", "output", "array", "mean", "with", "image")):
+        if body.startswith(("def ", "return", "output", "array", "networks", "mean", "with", "image")):
             assert body in tested, body

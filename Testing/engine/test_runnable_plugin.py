@@ -52,8 +52,9 @@ class VoxelAffineApplication(RunnableApplication):
     def predict(self, members, inputs, card, device, options):
         image = inputs[0] if isinstance(inputs[0], sitk.Image) else sitk.ReadImage(str(inputs[0]), sitk.sitkFloat32)
         array = torch.from_numpy(sitk.GetArrayFromImage(image).astype(np.float32))[None, None].to(device)
+        networks = [member["model"] for member in members]  # one per fold: averaged
         with torch.no_grad():
-            mean = sum(member["model"](array) for member in members) / len(members)
+            mean = sum(network(array) for network in networks) / len(networks)
         output = sitk.GetImageFromArray(mean[0, 0].cpu().numpy())
         output.CopyInformation(image)
         return Prediction(output)

@@ -157,9 +157,9 @@ class AutoencoderApplication(Application):
         return lambda item: item  # whole images; the variational code's noise is the augmentation
 
     def build_parts(self, plan, config, fitted):
-        args = plan["network"]["args"]
+        args = plan.network.plain_args()
         encoder, decoder = build_network("vae_encoder", args), build_network("vae_decoder", args)
-        loss = build_loss(plan["loss"], 0, {"beta": plan["beta"], **config["loss"]["args"]})
+        loss = build_loss(plan.loss, 0, {"beta": plan["beta"], **config["loss"]["args"]})
         parameters = list(encoder.parameters()) + list(decoder.parameters())
         return Parts({"encoder": encoder, "decoder": decoder}, {"autoencoder": build_optimizer(config, parameters)},
                      {"main": loss})
@@ -202,7 +202,7 @@ class AutoencoderApplication(Application):
             "inputs": [{"name": name, "modality": name, "normalization": "zscore", "statistics": stats}
                        for name, stats in zip(plan["channel_names"], fitted["statistics"])],
             "labels": [],
-            "network": dict(plan["network"]),
+            "network": plan.network.to_json(),
             "modes": modes,
             "output_grid": fitted["output_grid"],
             "settings": {"input_size": plan["input_size"], "variational": plan["variational"],

@@ -181,8 +181,8 @@ class CaseLevelApplication(Application):
 
     # ---- parts and steps -------------------------------------------------------------------------------
     def build_parts(self, plan, config, fitted):
-        model = build_network(plan["network"]["name"], plan["network"]["args"])
-        loss = build_loss(plan["loss"], plan["network"]["args"]["out_channels"], config["loss"]["args"])
+        model = build_network(plan.network.name, plan.network.plain_args())
+        loss = build_loss(plan.loss, plan.network.args["out_channels"], config["loss"]["args"])
         return Parts({"model": model}, {"model": build_optimizer(config, model.parameters())}, {"main": loss})
 
     def train_step(self, parts, batch, step):
@@ -207,7 +207,7 @@ class CaseLevelApplication(Application):
             "spacing": plan["spacing"],
             "patch_size": plan["input_size"],  # the whole image's input grid (x, y, z voxels), centred per case
             "orientation": "LPS",
-            "network": dict(plan["network"]),
+            "network": plan.network.to_json(),
             **self.target_card_fields(plan, fitted["target_stats"], config),
         }
 

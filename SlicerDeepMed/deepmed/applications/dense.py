@@ -120,24 +120,24 @@ class DenseApplication(Application):
         labels = dict(labels)
         encode = lambda target: self.encode_target(target, target_stats, labels)  # noqa: E731
         for cases in (train, val):
-            dense_data.finalize_cases(cases, encode, methods, norm_stats, plan["sampling"] == "weighted",
+            dense_data.finalize_cases(cases, encode, methods, norm_stats, plan.sampling == "weighted",
                                       self.discrete_target)
         return PreparedData(train, val, {"norm_stats": norm_stats, "target_stats": target_stats, "labels": labels})
 
     def training_transform(self, plan, config):
-        n_out = plan["network"]["args"]["out_channels"]
-        return training_transforms(config, list(reversed(plan["patch_size"])), plan["sampling"], n_out,
+        n_out = plan.network.args["out_channels"]
+        return training_transforms(config, list(reversed(plan["patch_size"])), plan.sampling, n_out,
                                    self.discrete_target)
 
     # ---- parts and steps -------------------------------------------------------------------------------
     def build_parts(self, plan, config, fitted):
-        model = build_network(plan["network"]["name"], plan["network"]["args"])
-        loss = build_loss(plan["loss"], plan["network"]["args"]["out_channels"], config["loss"]["args"])
+        model = build_network(plan.network.name, plan.network.plain_args())
+        loss = build_loss(plan.loss, plan.network.args["out_channels"], config["loss"]["args"])
         return Parts({"model": model}, {"model": build_optimizer(config, model.parameters())}, {"main": loss})
 
     def output_heads(self, plan):
-        network = plan["network"]
-        return {"model": output_dependent_keys(lambda args: build_network(network["name"], args), network["args"])}
+        network = plan.network
+        return {"model": output_dependent_keys(lambda args: build_network(network.name, args), network.plain_args())}
 
     def train_step(self, parts: Parts, batch: dict, step: StepContext) -> dict[str, float]:
         image, target = step.to_device(batch["image"], batch["label"])
@@ -174,7 +174,7 @@ class DenseApplication(Application):
             "spacing": plan["spacing"],
             "orientation": "LPS",
             "patch_size": plan["patch_size"],
-            "network": dict(plan["network"]),
+            "network": plan.network.to_json(),
             "inference": dict(config["inference"]),
         }
 

@@ -203,8 +203,8 @@ class SuperResolutionApplication(Application):
 
     # ---- parts and steps ---------------------------------------------------------------------------
     def build_parts(self, plan, config, fitted):
-        model = build_network(plan["network"]["name"], plan["network"]["args"])
-        loss = build_loss(plan["loss"], 1, config["loss"]["args"])
+        model = build_network(plan.network.name, plan.network.plain_args())
+        loss = build_loss(plan.loss, 1, config["loss"]["args"])
         return Parts({"model": model}, {"model": build_optimizer(config, model.parameters())}, {"main": loss})
 
     def train_step(self, parts, batch, step):
@@ -230,7 +230,7 @@ class SuperResolutionApplication(Application):
                         "assumptions": "one low-resolution image; z-scored on its own mean and standard deviation"}],
             "labels": [],
             "patch_size": plan["patch_size"],
-            "network": dict(plan["network"]),
+            "network": plan.network.to_json(),
             "inference": {"overlap": float(config["inference"]["overlap"]),
                           "sw_batch_size": int(config["inference"]["sw_batch_size"])},
             "settings": {"factor": factor, "window": [INFERENCE_WINDOW * p for p in plan["patch_size"]],

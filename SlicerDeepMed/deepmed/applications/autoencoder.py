@@ -38,6 +38,7 @@ from deepmed.losses.latent import LatentLoss
 from deepmed.networks import build_network
 from deepmed.optim import build_optimizer
 from deepmed.planning.batch import whole_input_defaults
+from deepmed.planning.settings import ComponentSettings
 from deepmed.transforms.preprocessing import oriented
 from deepmed.utils.atomic import atomic_path, write_text_atomic
 
@@ -125,9 +126,9 @@ class AutoencoderApplication(Application):
         args = {"spatial_dims": 3, "in_shape": [len(fingerprint["channel_names"]), *reversed(size)],
                 "out_channels": len(fingerprint["channel_names"]), "latent_size": int(task["latent_size"]),
                 "channels": channels, "strides": [2] * len(channels), "norm": "batch", "use_sigmoid": False,
-                **config["network"]["args"]}
+                **ComponentSettings.network(config).args}
         reasons["network"] = "MONAI VarAutoEncoder cut into encoder and decoder (two networks)"
-        loss = self.default_loss if config["loss"]["name"] == "auto" else config["loss"]["name"]
+        loss = ComponentSettings.loss(config).chosen(self.default_loss)
         return {"channel_names": fingerprint["channel_names"], "input_size": size,
                 "network": {"name": "vae", "args": args}, "loss": loss, "variational": bool(task["variational"]),
                 "beta": float(task["beta"]) if task["variational"] else 0.0}
@@ -159,7 +160,7 @@ class AutoencoderApplication(Application):
     def build_parts(self, plan, config, fitted):
         args = plan.network.plain_args()
         encoder, decoder = build_network("vae_encoder", args), build_network("vae_decoder", args)
-        loss = build_loss(plan.loss, 0, {"beta": plan["beta"], **config["loss"]["args"]})
+        loss = build_loss(plan.loss, 0, {"beta": plan["beta"], **ComponentSettings.loss(config).args})
         parameters = list(encoder.parameters()) + list(decoder.parameters())
         return Parts({"encoder": encoder, "decoder": decoder}, {"autoencoder": build_optimizer(config, parameters)},
                      {"main": loss})

@@ -18,8 +18,6 @@ from deepmed.applications import dense_data
 from deepmed.applications.base import Application, Parts, Prediction, PreparedData, StepContext
 from deepmed.applications.inputs import input_channels
 from deepmed.errors import DeepMedError
-from deepmed.volume_inference.ongrid import channels_on_input, image_like, keep_largest_component
-from deepmed.volume_inference.sliding import predict_ensemble, predict_volume
 from deepmed.io.image_io import write_image
 from deepmed.losses import build_loss
 from deepmed.model.directory import label_colour
@@ -30,8 +28,11 @@ from deepmed.planning import dense as rules
 from deepmed.planning.batch import whole_input_defaults
 from deepmed.planning.fingerprint import fingerprint_of_cases
 from deepmed.planning.network import plan_dense_network
+from deepmed.planning.settings import ComponentSettings, DataSettings, is_auto
 from deepmed.transforms.augmentation import training_transforms
 from deepmed.transforms.preprocessing import normalize_image, to_working_grid
+from deepmed.volume_inference.ongrid import channels_on_input, image_like, keep_largest_component
+from deepmed.volume_inference.sliding import predict_ensemble, predict_volume
 
 #: the registered networks that map an image to an image of the same extent (voxel-wise outputs)
 DENSE_NETWORKS = ("unet", "basic_unet", "segresnet", "dynunet", "highresnet", "swin_unetr", "unetr")
@@ -56,37 +57,37 @@ class DenseApplication(Application):
         return list(DENSE_NETWORKS)
 
     def plan(self, fingerprint, config, device, reasons):
-        data = config["data"]
-        if data["spacing"] == "auto":
+        data = DataSettings.from_config(config)
+        if data.spacing_planned:
             spacing, reasons["spacing"] = rules.target_spacing(fingerprint)
         else:
-            spacing, reasons["spacing"] = [float(s) for s in data["spacing"]], "from the configuration"
-        if data["patch_size"] == "auto":
-            budget = rules.patch_budget(data["max_patch_voxels"], device)
+            spacing, reasons["spacing"] = [float(s) for s in data.spacing], "from the configuration"
+        if data.patch_planned:
+            budget = rules.patch_budget(data.max_patch_voxels, device)
             patch, reasons["patch_size"] = rules.patch_size(fingerprint, spacing, budget)
         else:
-            patch, reasons["patch_size"] = [int(p) for p in data["patch_size"]], "from the configuration"
+            patch, reasons["patch_size"] = [int(p) for p in data.patch_size], "from the configuration"
         channel_names = fingerprint["channel_names"]
-        normalization = dense_data.normalization_methods(data["normalization"], channel_names)
+        normalization = dense_data.normalization_methods(data.normalization, channel_names)
         reasons["normalization"] = "CT windowing for CT channels, foreground z-score otherwise" \
-            if data["normalization"] == "auto" else "from the configuration"
-        if data["sampling"] != "auto":
-            sampling, reasons["sampling"] = data["sampling"], "from the configuration"
+            if is_auto(data.normalization) else "from the configuration"
+        if not is_auto(data.sampling):
+            sampling, reasons["sampling"] = data.sampling, "from the configuration"
         else:
             sampling, reasons["sampling"] = self.choose_sampling(fingerprint)
-        net = config["network"]
-        network = plan_dense_network(NETWORKS.canonical(net["name"]), len(channel_names),
+        net = ComponentSettings.network(config)
+        network = plan_dense_network(NETWORKS.canonical(net.name), len(channel_names),
                                      self.out_channels(fingerprint["labels"]), patch, spacing,
-                                     {**self.network_defaults(net["name"]), **net["args"]},
-                                     patch_from_config=data["patch_size"] != "auto")
+                                     {**self.network_defaults(net.name), **net.args},
+                                     patch_from_config=not data.patch_planned)
         if network.patch_size != patch:
             reasons["patch_size"] += f"; {network.reasons[0]}"
         patch, args = network.patch_size, network.args
         reasons["network"] = "; ".join(network.reasons)
-        loss = self.default_loss if config["loss"]["name"] == "auto" else config["loss"]["name"]
+        loss = ComponentSettings.loss(config).chosen(self.default_loss)
         return {"channel_names": channel_names, "spacing": spacing, "patch_size": patch,
                 "normalization": normalization, "sampling": sampling,
-                "network": {"name": net["name"], "args": args}, "loss": loss}
+                "network": {"name": net.name, "args": args}, "loss": loss}
 
     def training_defaults(self, plan, fingerprint, device):
         """nnU-Net's two patches per step: the patch, not the batch, takes the memory (the patch is planned to
@@ -132,7 +133,7 @@ class DenseApplication(Application):
     # ---- parts and steps -------------------------------------------------------------------------------
     def build_parts(self, plan, config, fitted):
         model = build_network(plan.network.name, plan.network.plain_args())
-        loss = build_loss(plan.loss, plan.network.args["out_channels"], config["loss"]["args"])
+        loss = build_loss(plan.loss, plan.network.args["out_channels"], ComponentSettings.loss(config).args)
         return Parts({"model": model}, {"model": build_optimizer(config, model.parameters())}, {"main": loss})
 
     def output_heads(self, plan):

@@ -56,3 +56,50 @@ class OptimizerSettings:
 
 def is_auto(value: Any) -> bool:
     return isinstance(value, str) and value.lower() == AUTO
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """``data:`` of a resolved configuration (``auto``: planned from the fingerprint)."""
+
+    spacing: list | str
+    patch_size: list | str
+    max_patch_voxels: int
+    normalization: str
+    sampling: str
+    foreground_ratio: float
+    samples_per_case: int
+    num_workers: int
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> DataSettings:
+        section = config["data"]
+        return cls(**{name: section[name] for name in cls.__dataclass_fields__})
+
+    @property
+    def spacing_planned(self) -> bool:
+        return is_auto(self.spacing)
+
+    @property
+    def patch_planned(self) -> bool:
+        return is_auto(self.patch_size)
+
+
+@dataclass(frozen=True)
+class ComponentSettings:
+    """``network:`` or ``loss:`` of a resolved configuration: a registered name (or ``auto``) and arguments."""
+
+    name: str
+    args: Mapping[str, Any]
+
+    @classmethod
+    def network(cls, config: Mapping) -> ComponentSettings:
+        return cls(config["network"]["name"], dict(config["network"]["args"]))
+
+    @classmethod
+    def loss(cls, config: Mapping) -> ComponentSettings:
+        return cls(config["loss"]["name"], dict(config["loss"]["args"]))
+
+    def chosen(self, default: str) -> str:
+        """The configured name, or ``default`` (the application's) where the configuration says auto."""
+        return default if is_auto(self.name) else self.name

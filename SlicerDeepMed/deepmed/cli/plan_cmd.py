@@ -22,12 +22,13 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from deepmed.model.device import pick_device
     from deepmed.planning.plan import format_plan
+    from deepmed.planning.settings import TrainingSettings
     from deepmed.training.prepare import prepare_run, run_config
 
     cfg = run_config(args.config, args.overrides, {key: value for key, value in (
         ("app", args.app), ("training.device", args.device), ("training.time_limit", args.time_limit))
         if value is not None})
-    device = args.device or pick_device(cfg["training"]["device"]).type
+    device = args.device or pick_device(TrainingSettings.from_config(cfg).device).type
     plan = prepare_run(args.dataset, cfg, device, load_validation=False).plan
     print(json.dumps(plan.to_json(), indent=2) if args.json else format_plan(plan))
     return 0

@@ -52,7 +52,7 @@ def run_config(config: Any, overrides=(), values: dict | None = None) -> dict:
 
 def application_for(config: dict) -> Application:
     """The application a configuration names: the one place a training run gets its application."""
-    return get_application(config["app"])
+    return get_application(str(config["app"]))
 
 
 def split(dataset: Dataset, cfg: dict) -> tuple[list, list]:

@@ -29,7 +29,7 @@ from deepmed.model.directory import WEIGHTS
 from deepmed.model.weights import merge_networks, save_weights
 from deepmed.optim import set_learning_rate
 from deepmed.planning.plan import Plan
-from deepmed.planning.settings import TrainingSettings
+from deepmed.planning.settings import DataSettings, TrainingSettings
 from deepmed.progress import Reporter
 from deepmed.training.checkpoint import restore_rng_state, rng_state, save_checkpoint
 from deepmed.training.clock import Clock
@@ -169,7 +169,7 @@ class Trainer:
             sampler = torch.utils.data.RandomSampler(range(len(self.data.train)), replacement=True,
                                                      num_samples=draws, generator=generator)
         loader = DataLoader(MonaiDataset(self.data.train, self.transform), batch_size=self.batch_size,
-                            sampler=sampler, num_workers=self.cfg["data"]["num_workers"],
+                            sampler=sampler, num_workers=DataSettings.from_config(self.cfg).num_workers,
                             collate_fn=list_data_collate)
         skip = self.state.iteration
         for iteration, batch in enumerate(loader):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from deepmed.model.device import pick_device
 from deepmed.model.directory import CONFIG, WEIGHTS, read_card, write_card
 from deepmed.model.weights import ensemble_weights, load_weights, save_weights
 from deepmed.planning.plan import PLAN_FILE, Plan
+from deepmed.planning.settings import TrainingSettings
 from deepmed.training.driver import train
 from deepmed.training.prepare import prepare_run, run_config
 from deepmed.training.request import TrainRequest
@@ -80,15 +82,16 @@ def train_folds(dataset, out=None, folds="all", **options) -> Path:
                 if value is not None}
     cfg = run_config(request.config, request.overrides, settings)
     if not dataset.splits:
-        made = cross_validation_splits(dataset, fold_count(folds), int(cfg["training"]["seed"]))
+        made = cross_validation_splits(dataset, fold_count(folds), TrainingSettings.from_config(cfg).seed)
         dataset.splits = made.splits
         print(made.note(), file=sys.stderr)
     chosen = parse_folds(folds, len(dataset.splits))
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / SPLITS_FILE, json.dumps(dataset.splits, indent=2) + "\n")
     shared = shared_plan(dataset, cfg)
-    for fold in chosen:
-        train(replace(request, dataset=dataset, out=out / f"fold_{fold}", fold=fold, shared_plan=shared))
+    for fold in chosen:  # the time limit is per fold: each counts from its own start
+        train(replace(request, dataset=dataset, out=out / f"fold_{fold}", fold=fold, shared_plan=shared,
+                      started_at=time.time()))
     return finish_cross_validation(dataset, out, chosen, request.device or "auto")
 
 
@@ -100,7 +103,7 @@ def fold_count(text) -> int | None:
 
 def shared_plan(dataset: Dataset, cfg: dict) -> Plan:
     """One plan for every fold, made on all training cases (``cfg``: the resolved configuration)."""
-    return prepare_run(dataset, cfg, pick_device(cfg["training"]["device"]).type, all_cases=True).plan
+    return prepare_run(dataset, cfg, pick_device(TrainingSettings.from_config(cfg).device).type, all_cases=True).plan
 
 
 def finish_cross_validation(dataset: Dataset, out: Path, folds: list[int], device: str) -> Path:

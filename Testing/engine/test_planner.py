@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -66,6 +67,7 @@ def test_a_plan_refuses_edits_and_changes_are_new_values():
     for mapping in (plan.reasons, plan.specific, plan.dataset, plan.network.args):
         with pytest.raises(TypeError):
             mapping["anything"] = 1
+    assert pickle.loads(pickle.dumps(plan)) == plan == copy.deepcopy(plan)  # data-loader workers (spawn)
     tuned = plan.with_init({"model": "m"}, loaded_tensors=3)
     assert plan.init is None and dict(tuned.init) == {"model": "m", "loaded_tensors": 3}
     told = plan.with_reasons(lr_peak="why")

@@ -17,7 +17,6 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from deepmed.errors import DeepMedError
@@ -31,9 +30,21 @@ GENERIC_KEYS = ("format", "application", "device", "dataset", "reasons", "schedu
 OWN_PER_RUN = ("format", "dataset", "reasons", "schedule", "device")
 
 
-def _frozen(mapping: Mapping | None) -> Mapping:
+class FrozenDict(dict):
+    """A dict that refuses edits; still JSON-serialisable, picklable (data-loader workers) and copyable."""
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("a plan is frozen: make a new one (dataclasses.replace, Plan.with_*), do not edit it")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse
+
+    def __reduce__(self):
+        return FrozenDict, (dict(self),)
+
+
+def _frozen(mapping: Mapping | None) -> FrozenDict:
     """A read-only copy (the top level refuses edits; nested values are copies no one else holds)."""
-    return MappingProxyType(copy.deepcopy(dict(mapping or {})))
+    return FrozenDict(copy.deepcopy(dict(mapping or {})))
 
 
 def _plain(value: Any) -> Any:

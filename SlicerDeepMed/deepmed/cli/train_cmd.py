@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
                                overrides=tuple(args.overrides), device=args.device, time_limit=args.time_limit,
                                epochs=args.epochs, progress=args.progress, init=args.init, init_fold=args.init_fold,
                                resolve_model=resolve_model, stop_file=args.stop_file, started_at=started_at)
-        out = train_folds(request, args.folds)
+        out = train_folds(request, folds=args.folds)
         if args.progress == "tqdm":
             summary = out / "cross_validation" / "summary.txt"
             print(summary.read_text() if summary.is_file() else "", end="")

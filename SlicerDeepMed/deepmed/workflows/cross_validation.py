@@ -73,6 +73,8 @@ def train_folds(dataset, out=None, folds="all", **options) -> Path:
     the fields of ``TrainRequest`` as keywords. Its ``time_limit`` is per fold; its ``init`` (fine-tuning)
     starts every fold from the same model.
     """
+    if isinstance(dataset, TrainRequest) and (out is not None or options):
+        raise TypeError("train_folds(request, folds=...): the request holds the output and the options")
     request = dataset if isinstance(dataset, TrainRequest) else TrainRequest(dataset=dataset, out=out, **options)
     out = request.out
     dataset = request.dataset if isinstance(request.dataset, Dataset) else Dataset.load(request.dataset)

@@ -192,7 +192,7 @@ class AutoencoderApplication(Application):
         modes = [{"name": "reconstruct", "output_kind": "scalar_volume", "inputs": "images",
                   "description": "the image decoded from its code, on the input's grid"},
                  {"name": "encode", "output_kind": "table", "inputs": "images",
-                  "description": f"the latent vector ({plan['network']['args']['latent_size']} values) of an image"},
+                  "description": f"the latent vector ({plan.network.args['latent_size']} values) of an image"},
                  {"name": "sample", "output_kind": "sequence", "inputs": "none",
                   "description": "--count images decoded from random codes (--seed), on the model's grid"},
                  {"name": "interpolate", "output_kind": "sequence", "inputs": "pair",

@@ -69,6 +69,8 @@ class Trainer:
         self.app, self.parts, self.data, self.transform = app, parts, data, transform
         self.plan, self.cfg, self.device, self.reporter = plan, config, device, reporter
         self.model_dir, self.dist, self.extend = Path(model_dir), dist, extend
+        if not isinstance(plan, Plan):  # a plan.json's content
+            plan = self.plan = Plan.from_json(plan, "Trainer(plan=...)")
         schedule, self.settings = plan.schedule, TrainingSettings.from_config(config)
         self.iterations = schedule.iterations_per_epoch
         self.batch_size, self.seed = schedule.batch_size, self.settings.seed

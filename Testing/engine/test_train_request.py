@@ -74,3 +74,17 @@ def test_the_stop_file_is_a_parameter_not_an_environment_variable(tmp_path, monk
     stop_file.touch()
     assert request.requested
     assert str(TrainRequest(dataset="d", out="m", stop_file="rel/stop").stop_file) == os.path.abspath("rel/stop")
+
+
+def test_the_command_line_hands_its_start_time_and_stop_file_to_the_run(tmp_path, monkeypatch):
+    import deepmed.training.driver as driver
+    from deepmed.cli import main as cli
+
+    seen = []
+    monkeypatch.setattr(driver, "train", lambda request: seen.append(request) or request.out)
+    monkeypatch.delenv("DEEPMED_STOP_FILE", raising=False)
+    assert cli.main(["train", "--dataset", str(tmp_path / "d.json"), "--out", str(tmp_path / "m"), "--epochs", "3",
+                     "--stop-file", str(tmp_path / "stop"), "--progress", "none"]) == 0
+    request = seen[0]
+    assert request.started_at == cli.STARTED_AT and request.stop_file == tmp_path / "stop"
+    assert request.epochs == 3 and "DEEPMED_STOP_FILE" not in os.environ

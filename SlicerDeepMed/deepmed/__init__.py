@@ -35,6 +35,7 @@ _LAZY = {
     "scan_folder": "deepmed.data.scan",
     "evaluate": "deepmed.evaluation.evaluate",
     "train": "deepmed.training.api",
+    "TrainRequest": "deepmed.training.request",
     "infer": "deepmed.inference.api",
 }
 

@@ -114,13 +114,14 @@ def test_a_tiny_classifier_learns_the_separable_set(classifier, cubes):
 def test_class_balanced_sampling_weights_each_class_equally(cubes):
     from deepmed.applications import get_application
     from deepmed.data.manifest import Dataset
+    from deepmed.planning.planner import make_plan
     from deepmed.training.config import resolve_config
 
     app = get_application("classification")
     dataset = Dataset.load(cubes / "classification.json")
     config = resolve_config({"app": "classification"}, ["data.patch_size=[16,16,16]"])
     loaded = app.load_cases(dataset.training)
-    plan = app.plan(app.fingerprint(loaded, dataset), config, "cpu", {})
+    plan = make_plan(app, app.fingerprint(loaded, dataset), config, "cpu")
     data = app.prepare_data(loaded, [], dataset, plan, config)
     by_class = {}
     for item, weight in zip(data.train, data.sample_weights):

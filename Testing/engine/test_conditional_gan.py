@@ -46,13 +46,14 @@ def _cli(*args) -> subprocess.CompletedProcess:
 
 
 def test_one_step_trains_both_networks(spheres):
+    from deepmed.planning.planner import make_plan
     from deepmed.training.config import resolve_config
 
     app = get_application("cgan")
     config = resolve_config({}, TINY)
     dataset = Dataset.load(spheres)
     loaded = app.load_cases(dataset.training[:4])
-    plan = {"schedule": {}, **app.plan(app.fingerprint(loaded, dataset), config, "cpu", {})}
+    plan = make_plan(app, app.fingerprint(loaded, dataset), config, "cpu")
     data = app.prepare_data(loaded, [], dataset, plan, config)
     parts = app.build_parts(plan, config, data.fitted)
     assert set(parts.networks) == set(parts.optimizers) == {"generator", "discriminator"}

@@ -14,11 +14,12 @@ import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from deepmed.applications import get_application
 from deepmed.errors import DeepMedError
 from deepmed.networks import build_network, network_arguments
 from deepmed.planning.network import RULES, plan_dense_network, pooling_plan
+from deepmed.planning.planner import make_plan
 from deepmed.training.config import resolve_config
-from deepmed.training.planner import plan
 
 DENSE_NETWORKS = sorted(RULES)
 BRAIN = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "pyradiomics"
@@ -115,7 +116,7 @@ def test_every_planned_voxel_wise_network_trains_a_step_or_is_refused_in_one_lin
                             [f"data.patch_size={json.dumps(patch)}" if patch != "auto" else "data.patch_size=auto",
                              "data.max_patch_voxels=8192"])
     try:
-        result = plan(fingerprint, config, "cpu")
+        result = make_plan(get_application(app), fingerprint, config, "cpu")
     except DeepMedError as error:  # the one-line refusal, only for a configured patch
         assert patch != "auto" and "\n" not in str(error) and "data.patch_size" in str(error)
         event(f"refused {network}")
@@ -124,12 +125,12 @@ def test_every_planned_voxel_wise_network_trains_a_step_or_is_refused_in_one_lin
     if patch != "auto":
         assert result["patch_size"] == patch  # a configured patch is kept when valid
     zyx = list(reversed(result["patch_size"]))
-    model = build_network(result["network"]["name"], result["network"]["args"])
+    model = build_network(result.network.name, result.network.plain_args())
     output = model(torch.randn(2, channels, *zyx))
     output = output[0] if isinstance(output, (list, tuple)) else output
-    assert output.shape == (2, result["network"]["args"]["out_channels"], *zyx)
+    assert output.shape == (2, result.network.args["out_channels"], *zyx)
     output.float().mean().backward()
-    assert result["reasons"]["network"]
+    assert result.reasons["network"]
 
 
 @pytest.mark.slow

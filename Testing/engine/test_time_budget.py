@@ -12,13 +12,14 @@ import pytest
 import SimpleITK as sitk
 from test_training import TINY, write_tiny_dataset
 
+from deepmed.applications import get_application
 from deepmed.cli.main import main
 from deepmed.errors import DeepMedError
 from deepmed.inference.predictor import Predictor
 from deepmed.planning.dense import target_spacing
+from deepmed.planning.planner import make_plan
 from deepmed.training.config import parse_duration, resolve_config
 from deepmed.training.driver import train
-from deepmed.training.planner import plan
 
 NET = [s for s in TINY if "iterations_per_epoch" not in s and "val_every" not in s]
 
@@ -119,13 +120,14 @@ def test_the_plan_is_pure_and_chooses_class_balanced_patches_for_a_small_class()
     labels = {"background": 0, "organ": 1, "lesion": 2}
     fp = _fingerprint([[1.0, 1.0, 2.0]] * 4, [[96, 96, 48]] * 4, labels,
                       {"background": 0.9, "organ": 0.098, "lesion": 0.002})
-    first, second = plan(fp, config, "cpu", 600), plan(fp, config, "cpu", 600)
+    app = get_application("segmentation")
+    first, second = make_plan(app, fp, config, "cpu", 600), make_plan(app, fp, config, "cpu", 600)
     assert first == second
-    assert first["sampling"] == "class_balanced" and "lesion" in first["reasons"]["sampling"]
+    assert first.sampling == "class_balanced" and "lesion" in first.reasons["sampling"]
     assert np.prod(first["patch_size"]) <= 48 ** 3
-    assert np.prod(plan(fp, config, "cuda")["patch_size"]) > 48 ** 3  # a GPU gets a bigger patch
+    assert np.prod(make_plan(app, fp, config, "cuda")["patch_size"]) > 48 ** 3  # a GPU gets a bigger patch
     balanced = dict(fp, label_fractions={"background": 0.5, "organ": 0.3, "lesion": 0.2})
-    assert plan(balanced, config, "cpu")["sampling"] == "foreground"
+    assert make_plan(app, balanced, config, "cpu").sampling == "foreground"
 
 
 @pytest.mark.slow

@@ -38,6 +38,7 @@ from deepmed.losses.latent import LatentLoss
 from deepmed.networks import build_network
 from deepmed.optim import build_optimizer
 from deepmed.planning.batch import whole_input_defaults
+from deepmed.planning.settings import ComponentSettings
 from deepmed.transforms.preprocessing import oriented
 from deepmed.utils.atomic import atomic_path, write_text_atomic
 
@@ -125,9 +126,9 @@ class AutoencoderApplication(TrainableApplication):
         args = {"spatial_dims": 3, "in_shape": [len(fingerprint["channel_names"]), *reversed(size)],
                 "out_channels": len(fingerprint["channel_names"]), "latent_size": int(task["latent_size"]),
                 "channels": channels, "strides": [2] * len(channels), "norm": "batch", "use_sigmoid": False,
-                **config["network"]["args"]}
+                **ComponentSettings.network(config).args}
         reasons["network"] = "MONAI VarAutoEncoder cut into encoder and decoder (two networks)"
-        loss = self.default_loss if config["loss"]["name"] == "auto" else config["loss"]["name"]
+        loss = ComponentSettings.loss(config).chosen(self.default_loss)
         return {"channel_names": fingerprint["channel_names"], "input_size": size,
                 "network": {"name": "vae", "args": args}, "loss": loss, "variational": bool(task["variational"]),
                 "beta": float(task["beta"]) if task["variational"] else 0.0}
@@ -157,9 +158,9 @@ class AutoencoderApplication(TrainableApplication):
         return lambda item: item  # whole images; the variational code's noise is the augmentation
 
     def build_parts(self, plan, config, fitted):
-        args = plan["network"]["args"]
+        args = plan.network.plain_args()
         encoder, decoder = build_network("vae_encoder", args), build_network("vae_decoder", args)
-        loss = build_loss(plan["loss"], 0, {"beta": plan["beta"], **config["loss"]["args"]})
+        loss = build_loss(plan.loss, 0, {"beta": plan["beta"], **ComponentSettings.loss(config).args})
         parameters = list(encoder.parameters()) + list(decoder.parameters())
         return Parts({"encoder": encoder, "decoder": decoder}, {"autoencoder": build_optimizer(config, parameters)},
                      {"main": loss})
@@ -191,7 +192,7 @@ class AutoencoderApplication(TrainableApplication):
         modes = [{"name": "reconstruct", "output_kind": "scalar_volume", "inputs": "images",
                   "description": "the image decoded from its code, on the input's grid"},
                  {"name": "encode", "output_kind": "table", "inputs": "images",
-                  "description": f"the latent vector ({plan['network']['args']['latent_size']} values) of an image"},
+                  "description": f"the latent vector ({plan.network.args['latent_size']} values) of an image"},
                  {"name": "sample", "output_kind": "sequence", "inputs": "none",
                   "description": "--count images decoded from random codes (--seed), on the model's grid"},
                  {"name": "interpolate", "output_kind": "sequence", "inputs": "pair",
@@ -202,7 +203,7 @@ class AutoencoderApplication(TrainableApplication):
             "inputs": [{"name": name, "modality": name, "normalization": "zscore", "statistics": stats}
                        for name, stats in zip(plan["channel_names"], fitted["statistics"])],
             "labels": [],
-            "network": dict(plan["network"]),
+            "network": plan.network.to_json(),
             "modes": modes,
             "output_grid": fitted["output_grid"],
             "settings": {"input_size": plan["input_size"], "variational": plan["variational"],

@@ -39,6 +39,7 @@ from deepmed.optim import build_optimizer
 from deepmed.planning.batch import whole_input_defaults
 from deepmed.planning.dense import patch_budget
 from deepmed.planning.fingerprint import fingerprint_of_cases
+from deepmed.planning.settings import ComponentSettings, DataSettings, is_auto
 from deepmed.transforms.augmentation import augmentation_transforms
 from deepmed.transforms.preprocessing import normalize_image
 from deepmed.utils.atomic import write_text_atomic
@@ -94,31 +95,31 @@ class CaseLevelApplication(TrainableApplication):
         return result
 
     def plan(self, fingerprint, config, device, reasons):
-        data = config["data"]
+        data = DataSettings.from_config(config)
         extent = fingerprint["extent_mm"]["median"]
-        spacing, size, reason = plan_input_grid([extent], patch_budget(data["max_patch_voxels"], device))
-        if data["spacing"] != "auto" and data["patch_size"] != "auto":
-            spacing, size, reason = [float(s) for s in data["spacing"]], [int(n) for n in data["patch_size"]], \
+        spacing, size, reason = plan_input_grid([extent], patch_budget(data.max_patch_voxels, device))
+        if not data.spacing_planned and not data.patch_planned:
+            spacing, size, reason = [float(s) for s in data.spacing], [int(n) for n in data.patch_size], \
                 "from the configuration"
-        elif data["patch_size"] != "auto":
-            size = [int(n) for n in data["patch_size"]]
+        elif not data.patch_planned:
+            size = [int(n) for n in data.patch_size]
             spacing = [max(e / n for e, n in zip(extent, size))] * 3
             reason = f"input size from the configuration, spacing to cover the median extent ({spacing[0]:.2f} mm)"
-        elif data["spacing"] != "auto":
-            spacing = [float(s) for s in data["spacing"]]
+        elif not data.spacing_planned:
+            spacing = [float(s) for s in data.spacing]
             size = [max(16, int(np.ceil(e / s / 8)) * 8) for e, s in zip(extent, spacing)]
             reason = "spacing from the configuration, size to cover the median extent"
         reasons["input_size"] = reason
         channel_names = fingerprint["channel_names"]
-        normalization = dense_data.normalization_methods(data["normalization"], channel_names)
+        normalization = dense_data.normalization_methods(data.normalization, channel_names)
         reasons["normalization"] = "CT windowing for CT channels, foreground z-score per image otherwise" \
-            if data["normalization"] == "auto" else "from the configuration"
+            if is_auto(data.normalization) else "from the configuration"
         target = self.plan_target(fingerprint, config, reasons)
-        name = self._network_name(config["network"]["name"], device, reasons)
+        net = ComponentSettings.network(config)
+        name = self._network_name(net.name, device, reasons)
         args = network_arguments(name, len(channel_names), self.out_channels(target), list(reversed(size)),
-                                 list(reversed(spacing)), config["network"]["args"] if name ==
-                                 NETWORKS.canonical(config["network"]["name"]) else {})
-        loss = self.default_loss if config["loss"]["name"] == "auto" else config["loss"]["name"]
+                                 list(reversed(spacing)), net.args if name == NETWORKS.canonical(net.name) else {})
+        loss = ComponentSettings.loss(config).chosen(self.default_loss)
         return {"channel_names": channel_names, "spacing": spacing, "input_size": size,
                 "normalization": normalization, "network": {"name": name, "args": args}, "loss": loss, **target}
 
@@ -181,8 +182,8 @@ class CaseLevelApplication(TrainableApplication):
 
     # ---- parts and steps -------------------------------------------------------------------------------
     def build_parts(self, plan, config, fitted):
-        model = build_network(plan["network"]["name"], plan["network"]["args"])
-        loss = build_loss(plan["loss"], plan["network"]["args"]["out_channels"], config["loss"]["args"])
+        model = build_network(plan.network.name, plan.network.plain_args())
+        loss = build_loss(plan.loss, plan.network.args["out_channels"], ComponentSettings.loss(config).args)
         return Parts({"model": model}, {"model": build_optimizer(config, model.parameters())}, {"main": loss})
 
     def train_step(self, parts, batch, step):
@@ -207,7 +208,7 @@ class CaseLevelApplication(TrainableApplication):
             "spacing": plan["spacing"],
             "patch_size": plan["input_size"],  # the whole image's input grid (x, y, z voxels), centred per case
             "orientation": "LPS",
-            "network": dict(plan["network"]),
+            "network": plan.network.to_json(),
             **self.target_card_fields(plan, fitted["target_stats"], config),
         }
 

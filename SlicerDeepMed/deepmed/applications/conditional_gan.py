@@ -146,7 +146,7 @@ class ConditionalGanApplication(TrainableApplication):
 
     def training_defaults(self, plan, fingerprint, device):
         """Four generated and four real volumes per step; the learning rates are the networks' own (task.*)."""
-        size = int(np.prod(plan["network"]["args"]["image_size"]))
+        size = int(np.prod(plan.network.args["image_size"]))
         defaults = whole_input_defaults(4, plan["optimizers"]["generator"]["lr"], 2 * size, device,
                                         "four real and four generated volumes per step (the discriminator sees "
                                         "both)", "")
@@ -188,7 +188,7 @@ class ConditionalGanApplication(TrainableApplication):
 
     def build_parts(self, plan, config, fitted):
         task = config["task"]
-        generator = build_network(plan["network"]["name"], plan["network"]["args"])
+        generator = build_network(plan.network.name, plan.network.plain_args())
         discriminator = build_network(plan["discriminator"]["name"], plan["discriminator"]["args"])
         self.loss_weights = {"auxiliary": float(task["auxiliary_weight"]),
                              "reconstruction": float(task["reconstruction_weight"])}
@@ -242,7 +242,7 @@ class ConditionalGanApplication(TrainableApplication):
     # ---- the card and inference ---------------------------------------------------------------------
     def card_fields(self, plan, fitted, dataset, config):
         return {"inputs": [], "modes": [dict(MODE)], "conditions": fitted["conditions"],
-                "output_grid": fitted["grid"], "orientation": "LPS", "network": dict(plan["network"]),
+                "output_grid": fitted["grid"], "orientation": "LPS", "network": plan.network.to_json(),
                 "settings": {"channels": plan["channel_names"], "intensity": fitted["intensity"],
                              "threshold": fitted["threshold"]}}
 

@@ -28,6 +28,7 @@ from deepmed.planning import dense as rules
 from deepmed.planning.batch import whole_input_defaults
 from deepmed.planning.fingerprint import fingerprint_of_cases
 from deepmed.planning.network import plan_dense_network
+from deepmed.planning.settings import ComponentSettings, DataSettings, is_auto
 from deepmed.transforms.augmentation import training_transforms
 from deepmed.transforms.preprocessing import normalize_image, to_working_grid
 from deepmed.volume_inference.ongrid import channels_on_input, image_like, keep_largest_component
@@ -56,37 +57,37 @@ class DenseApplication(TrainableApplication):
         return list(DENSE_NETWORKS)
 
     def plan(self, fingerprint, config, device, reasons):
-        data = config["data"]
-        if data["spacing"] == "auto":
+        data = DataSettings.from_config(config)
+        if data.spacing_planned:
             spacing, reasons["spacing"] = rules.target_spacing(fingerprint)
         else:
-            spacing, reasons["spacing"] = [float(s) for s in data["spacing"]], "from the configuration"
-        if data["patch_size"] == "auto":
-            budget = rules.patch_budget(data["max_patch_voxels"], device)
+            spacing, reasons["spacing"] = [float(s) for s in data.spacing], "from the configuration"
+        if data.patch_planned:
+            budget = rules.patch_budget(data.max_patch_voxels, device)
             patch, reasons["patch_size"] = rules.patch_size(fingerprint, spacing, budget)
         else:
-            patch, reasons["patch_size"] = [int(p) for p in data["patch_size"]], "from the configuration"
+            patch, reasons["patch_size"] = [int(p) for p in data.patch_size], "from the configuration"
         channel_names = fingerprint["channel_names"]
-        normalization = dense_data.normalization_methods(data["normalization"], channel_names)
+        normalization = dense_data.normalization_methods(data.normalization, channel_names)
         reasons["normalization"] = "CT windowing for CT channels, foreground z-score otherwise" \
-            if data["normalization"] == "auto" else "from the configuration"
-        if data["sampling"] != "auto":
-            sampling, reasons["sampling"] = data["sampling"], "from the configuration"
+            if is_auto(data.normalization) else "from the configuration"
+        if not is_auto(data.sampling):
+            sampling, reasons["sampling"] = data.sampling, "from the configuration"
         else:
             sampling, reasons["sampling"] = self.choose_sampling(fingerprint)
-        net = config["network"]
-        network = plan_dense_network(NETWORKS.canonical(net["name"]), len(channel_names),
+        net = ComponentSettings.network(config)
+        network = plan_dense_network(NETWORKS.canonical(net.name), len(channel_names),
                                      self.out_channels(fingerprint["labels"]), patch, spacing,
-                                     {**self.network_defaults(net["name"]), **net["args"]},
-                                     patch_from_config=data["patch_size"] != "auto")
+                                     {**self.network_defaults(net.name), **net.args},
+                                     patch_from_config=not data.patch_planned)
         if network.patch_size != patch:
             reasons["patch_size"] += f"; {network.reasons[0]}"
         patch, args = network.patch_size, network.args
         reasons["network"] = "; ".join(network.reasons)
-        loss = self.default_loss if config["loss"]["name"] == "auto" else config["loss"]["name"]
+        loss = ComponentSettings.loss(config).chosen(self.default_loss)
         return {"channel_names": channel_names, "spacing": spacing, "patch_size": patch,
                 "normalization": normalization, "sampling": sampling,
-                "network": {"name": net["name"], "args": args}, "loss": loss}
+                "network": {"name": net.name, "args": args}, "loss": loss}
 
     def training_defaults(self, plan, fingerprint, device):
         """nnU-Net's two patches per step: the patch, not the batch, takes the memory (the patch is planned to
@@ -120,24 +121,24 @@ class DenseApplication(TrainableApplication):
         labels = dict(labels)
         encode = lambda target: self.encode_target(target, target_stats, labels)  # noqa: E731
         for cases in (train, val):
-            dense_data.finalize_cases(cases, encode, methods, norm_stats, plan["sampling"] == "weighted",
+            dense_data.finalize_cases(cases, encode, methods, norm_stats, plan.sampling == "weighted",
                                       self.discrete_target)
         return PreparedData(train, val, {"norm_stats": norm_stats, "target_stats": target_stats, "labels": labels})
 
     def training_transform(self, plan, config):
-        n_out = plan["network"]["args"]["out_channels"]
-        return training_transforms(config, list(reversed(plan["patch_size"])), plan["sampling"], n_out,
+        n_out = plan.network.args["out_channels"]
+        return training_transforms(config, list(reversed(plan["patch_size"])), plan.sampling, n_out,
                                    self.discrete_target)
 
     # ---- parts and steps -------------------------------------------------------------------------------
     def build_parts(self, plan, config, fitted):
-        model = build_network(plan["network"]["name"], plan["network"]["args"])
-        loss = build_loss(plan["loss"], plan["network"]["args"]["out_channels"], config["loss"]["args"])
+        model = build_network(plan.network.name, plan.network.plain_args())
+        loss = build_loss(plan.loss, plan.network.args["out_channels"], ComponentSettings.loss(config).args)
         return Parts({"model": model}, {"model": build_optimizer(config, model.parameters())}, {"main": loss})
 
     def output_heads(self, plan):
-        network = plan["network"]
-        return {"model": output_dependent_keys(lambda args: build_network(network["name"], args), network["args"])}
+        network = plan.network
+        return {"model": output_dependent_keys(lambda args: build_network(network.name, args), network.plain_args())}
 
     def train_step(self, parts: Parts, batch: dict, step: StepContext) -> dict[str, float]:
         image, target = step.to_device(batch["image"], batch["label"])
@@ -174,7 +175,7 @@ class DenseApplication(TrainableApplication):
             "spacing": plan["spacing"],
             "orientation": "LPS",
             "patch_size": plan["patch_size"],
-            "network": dict(plan["network"]),
+            "network": plan.network.to_json(),
             "inference": dict(config["inference"]),
         }
 

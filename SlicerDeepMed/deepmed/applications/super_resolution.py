@@ -34,6 +34,7 @@ from deepmed.losses import allow_for, build_loss
 from deepmed.networks import NETWORKS, build_network
 from deepmed.optim import build_optimizer
 from deepmed.planning.batch import whole_input_defaults
+from deepmed.planning.settings import ComponentSettings, DataSettings
 from deepmed.transforms.resolution import bspline_upsample, check_factor, crop_to_multiple, degrade, fine_grid
 
 NAME = "superres"
@@ -140,23 +141,24 @@ class SuperResolutionApplication(TrainableApplication):
         factor = check_factor(config["task"]["factor"], "task.factor")
         reasons["factor"] = "task.factor (along each image's index axes)"
         coarse = [max(1, int(n) // f) for n, f in zip(fingerprint["size"], factor)]
-        if config["data"]["patch_size"] == "auto":
+        data = DataSettings.from_config(config)
+        if data.patch_planned:
             patch = [min(MAX_AUTO_PATCH, n) for n in coarse]
             reasons["patch_size"] = (f"low-resolution voxels: the median low-resolution size {coarse}, at most "
                                      f"{MAX_AUTO_PATCH} per axis")
         else:
-            patch = [int(p) for p in config["data"]["patch_size"]]
+            patch = [int(p) for p in data.patch_size]
             reasons["patch_size"] = "from the configuration (low-resolution voxels)"
-        net = config["network"]
-        name = NETWORKS.canonical(net["name"])
-        args = dict(net["args"])
+        net = ComponentSettings.network(config)
+        name = NETWORKS.canonical(net.name)
+        args = dict(net.args)
         if not NETWORKS.metadata(name).get("upsamples"):
             reasons["network"] = (f"network '{name}' keeps the input grid; an upsampling network is needed: "
                                   f"{UPSAMPLER} (sub-pixel convolution, residual over trilinear)")
             name, args = UPSAMPLER, {}
         args = {"spatial_dims": 3, "in_channels": 1, "out_channels": 1, "features": 32, "blocks": 4, **args,
                 "scale_factor": list(reversed(factor))}
-        loss = self.default_loss if config["loss"]["name"] == "auto" else config["loss"]["name"]
+        loss = ComponentSettings.loss(config).chosen(self.default_loss)
         return {"channel_names": fingerprint["channel_names"], "factor": factor, "patch_size": patch,
                 "network": {"name": name, "args": args}, "loss": loss}
 
@@ -203,8 +205,8 @@ class SuperResolutionApplication(TrainableApplication):
 
     # ---- parts and steps ---------------------------------------------------------------------------
     def build_parts(self, plan, config, fitted):
-        model = build_network(plan["network"]["name"], plan["network"]["args"])
-        loss = build_loss(plan["loss"], 1, config["loss"]["args"])
+        model = build_network(plan.network.name, plan.network.plain_args())
+        loss = build_loss(plan.loss, 1, ComponentSettings.loss(config).args)
         return Parts({"model": model}, {"model": build_optimizer(config, model.parameters())}, {"main": loss})
 
     def train_step(self, parts, batch, step):
@@ -230,7 +232,7 @@ class SuperResolutionApplication(TrainableApplication):
                         "assumptions": "one low-resolution image; z-scored on its own mean and standard deviation"}],
             "labels": [],
             "patch_size": plan["patch_size"],
-            "network": dict(plan["network"]),
+            "network": plan.network.to_json(),
             "inference": {"overlap": float(config["inference"]["overlap"]),
                           "sw_batch_size": int(config["inference"]["sw_batch_size"])},
             "settings": {"factor": factor, "window": [INFERENCE_WINDOW * p for p in plan["patch_size"]],

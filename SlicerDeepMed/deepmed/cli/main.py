@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.started_at = STARTED_AT  # the commands that keep time (train) count from here
     try:
         return int(args.run(args) or 0)
     except DeepMedInterrupted as exc:

@@ -20,24 +20,15 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from deepmed.applications import get_trainable_application
-    from deepmed.data.manifest import Dataset
     from deepmed.model.device import pick_device
-    from deepmed.training.config import load_config_file, parse_duration, resolve_config
-    from deepmed.training.driver import split
-    from deepmed.training.planner import format_plan, plan
+    from deepmed.planning.plan import format_plan
+    from deepmed.planning.settings import TrainingSettings
+    from deepmed.training.prepare import prepare_run, run_config
 
-    overrides = list(args.overrides)
-    for key, value in (("app", args.app), ("training.device", args.device), ("training.time_limit", args.time_limit)):
-        if value is not None:
-            overrides.append(f"{key}={value}")
-    cfg = resolve_config(load_config_file(args.config) if args.config else {}, overrides)
-    app = get_trainable_application(cfg["app"])
-    dataset = Dataset.load(args.dataset)
-    app.check_dataset(dataset)
-    train_cases, _ = split(dataset, cfg)
-    fingerprint = app.fingerprint(app.load_cases(train_cases), dataset)
-    device = pick_device(cfg["training"]["device"]).type if not args.device else args.device
-    result = plan(fingerprint, cfg, device, parse_duration(cfg["training"]["time_limit"]))
-    print(json.dumps(result, indent=2) if args.json else format_plan(result))
+    cfg = run_config(args.config, args.overrides, {key: value for key, value in (
+        ("app", args.app), ("training.device", args.device), ("training.time_limit", args.time_limit))
+        if value is not None})
+    device = args.device or pick_device(TrainingSettings.from_config(cfg).device).type
+    plan = prepare_run(args.dataset, cfg, device, load_validation=False).plan
+    print(json.dumps(plan.to_json(), indent=2) if args.json else format_plan(plan))
     return 0

@@ -36,37 +36,33 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
     from deepmed.training.driver import train
-    from deepmed.training.stop import STOP_FILE_VARIABLE
+    from deepmed.training.request import TrainRequest
     from deepmed.zoo.library import resolve_model
 
-    if args.stop_file is not None:
-        os.environ[STOP_FILE_VARIABLE] = str(args.stop_file.absolute())
-
-    from deepmed.cli.main import STARTED_AT
-
+    started_at = getattr(args, "started_at", None)  # set by deepmed.cli.main: when the process started
     if args.folds is not None:
         from deepmed.errors import DeepMedError
         from deepmed.workflows.cross_validation import train_folds
 
         if args.resume or args.extend:
             raise DeepMedError("--folds trains every fold anew: it cannot be combined with --resume or --extend")
-        out = train_folds(args.dataset, args.out, args.folds, app=args.app, config=args.config,
-                          overrides=args.overrides, device=args.device, time_limit=args.time_limit,
-                          epochs=args.epochs, progress=args.progress, init=args.init, init_fold=args.init_fold,
-                          resolve_model=resolve_model)
+        request = TrainRequest(dataset=args.dataset, out=args.out, app=args.app, config=args.config,
+                               overrides=tuple(args.overrides), device=args.device, time_limit=args.time_limit,
+                               epochs=args.epochs, progress=args.progress, init=args.init, init_fold=args.init_fold,
+                               resolve_model=resolve_model, stop_file=args.stop_file, started_at=started_at)
+        out = train_folds(request, folds=args.folds)
         if args.progress == "tqdm":
             summary = out / "cross_validation" / "summary.txt"
             print(summary.read_text() if summary.is_file() else "", end="")
             print(f"{len(args.folds.split(',')) if ',' in args.folds else 'all'} fold(s) and their ensemble "
                   f"written to {out} (out-of-fold report: {out / 'cross_validation'})")
         return 0
-    out = train(args.dataset, args.out, app=args.app, config=args.config, overrides=args.overrides,
-                epochs=args.epochs, device=args.device, resume=args.resume, time_limit=args.time_limit,
-                extend=args.extend, started_at=STARTED_AT, progress=args.progress, init=args.init,
-                init_fold=args.init_fold, resolve_model=resolve_model)
+    out = train(TrainRequest(dataset=args.dataset, out=args.out, app=args.app, config=args.config,
+                             overrides=tuple(args.overrides), epochs=args.epochs, device=args.device,
+                             resume=args.resume, time_limit=args.time_limit, extend=args.extend,
+                             started_at=started_at, stop_file=args.stop_file, progress=args.progress,
+                             init=args.init, init_fold=args.init_fold, resolve_model=resolve_model))
     if args.progress == "tqdm":
         print(f"model written to {out}")
     return 0

@@ -1,7 +1,7 @@
 """Fine-tuning: a training that starts from another model's weights instead of a random initialisation.
 
     source = read_init_model(model_dir, fold=None)      # card + weights (safetensors) + their sha256
-    adopt_network(plan, source)                         # the plan builds the source's network
+    plan = adopt_network(plan, source)                  # a plan that builds the source's network
     ... the application builds its parts from the plan ...
     report = transfer_weights(networks, source, heads, targets_differ)
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -23,6 +23,7 @@ import torch
 from deepmed.errors import DeepMedError
 from deepmed.model.directory import WEIGHTS, read_card
 from deepmed.model.weights import MAIN, fold_weights, load_weights, split_networks
+from deepmed.planning.plan import NetworkChoice, Plan
 
 #: How many tensor names an error or a log line shows before "... and N more".
 SHOWN_KEYS = 6
@@ -85,39 +86,37 @@ def _in_channels(network: dict) -> int | None:
     return network.get("args", {}).get("in_channels")
 
 
-def adopt_network(plan: dict, source: InitSource, lr_factor: float = 1.0, accepts=None) -> None:
-    """Make ``plan`` build the source's network (name and arguments) with the plan's own output channels,
-    and start its learning-rate schedule at ``lr_factor`` of the configured rate (``schedule.lr_peak``): the
-    full rate of a training from scratch throws much of a trained network away in its first steps.
+def adopt_network(plan: Plan, source: InitSource, lr_factor: float = 1.0, accepts=None) -> Plan:
+    """``plan`` building the source's network (name and arguments) with the plan's own output channels, its
+    learning-rate schedule starting at ``lr_factor`` of the configured rate (``schedule.lr_peak``): the full
+    rate of a training from scratch throws much of a trained network away in its first steps. A new plan.
 
     The source must be a model the plan's application ``accepts`` (a callable on the source's card; default:
     a model of the same application) with the same number of input channels.
     """
     where = source.path
-    accepted = accepts(source.card) if accepts is not None else source.card.get("application") == plan["application"]
+    accepted = accepts(source.card) if accepts is not None else source.card.get("application") == plan.application
     if not accepted:
         raise DeepMedError(f"{where}: init model is a {source.card.get('application')} model, this training is "
-                           f"{plan['application']}")
-    theirs, ours = source.card.get("network"), plan.get("network")
-    if not isinstance(theirs, dict) or not isinstance(ours, dict) or "name" not in theirs:
+                           f"{plan.application}")
+    theirs, ours = source.card.get("network"), plan.network
+    if not isinstance(theirs, dict) or ours is None or "name" not in theirs:
         raise DeepMedError(f"{where}: init model's card names no network to start from")
-    expected, got = _in_channels(theirs), _in_channels(ours)
+    expected, got = _in_channels(theirs), ours.args.get("in_channels")
     if expected != got:
         raise DeepMedError(f"{where}: init model expects {expected} input channel(s), this dataset has {got}")
     args = dict(theirs.get("args", {}))
-    if "out_channels" in ours.get("args", {}):
-        args["out_channels"] = ours["args"]["out_channels"]
-    plan["network"] = {"name": theirs["name"], "args": args}
-    plan["init"] = source.record()
-    plan["reasons"]["network"] = (f"from the init model {source.model_id}: fine-tuning keeps its architecture "
-                                  f"({theirs['name']}); output channels for this dataset's targets")
-    plan["schedule"]["lr_peak"] = float(lr_factor)
-    plan["reasons"]["lr_peak"] = (f"fine-tuning: the schedule starts at {lr_factor:g} x optimizer.lr "
-                                  "(training.init_lr_factor)")
-    plan["reasons"]["init"] = (f"fine-tuning from {source.model_id}"
-                               + (f" (fold {source.fold})" if source.fold is not None else "")
-                               + ": its weights, except an output head for other targets; normalisation "
-                               "statistics fitted on this dataset")
+    if "out_channels" in ours.args:
+        args["out_channels"] = ours.args["out_channels"]
+    adopted = replace(plan, network=NetworkChoice(theirs["name"], args), init=source.record(),
+                      schedule=replace(plan.schedule, lr_peak=float(lr_factor)))
+    return adopted.with_reasons(
+        network=(f"from the init model {source.model_id}: fine-tuning keeps its architecture "
+                 f"({theirs['name']}); output channels for this dataset's targets"),
+        lr_peak=f"fine-tuning: the schedule starts at {lr_factor:g} x optimizer.lr (training.init_lr_factor)",
+        init=(f"fine-tuning from {source.model_id}" + (f" (fold {source.fold})" if source.fold is not None else "")
+              + ": its weights, except an output head for other targets; normalisation statistics fitted on "
+              "this dataset"))
 
 
 def targets_differ(old_card: dict, new_card: dict) -> bool:

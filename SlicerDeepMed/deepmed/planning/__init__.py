@@ -1,2 +1,3 @@
-"""Planning rules made from a dataset fingerprint (spacing, patch size, sampling), used by the applications'
-``plan``; ``deepmed.training.planner.plan`` assembles them into the saved plan."""
+"""Planning: the rules made from a dataset fingerprint (spacing, patch size, sampling, network, batch size) that
+the applications' ``plan`` uses, and the ``Plan`` itself (``plan.py``), made by ``planner.make_plan`` and saved as
+``plan.json``."""

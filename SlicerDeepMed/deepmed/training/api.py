@@ -1,5 +1,6 @@
-"""Python API: ``deepmed.train(dataset, out, ...)``."""
+"""Python API: ``deepmed.train(dataset, out, ...)`` or ``deepmed.train(TrainRequest(...))``."""
 
 from deepmed.training.driver import train
+from deepmed.training.request import TrainRequest
 
-__all__ = ["train"]
+__all__ = ["TrainRequest", "train"]

@@ -16,10 +16,9 @@ import yaml
 
 from deepmed.applications import DEFAULT_APPLICATION
 from deepmed.errors import DeepMedError
+from deepmed.utils.auto import AUTO
 from deepmed.utils.choices import choice_error, suggest
 from deepmed.utils.yaml12 import load_yaml
-
-AUTO = "auto"
 
 DEFAULTS: dict[str, Any] = {
     "app": DEFAULT_APPLICATION,
@@ -94,6 +93,11 @@ def apply_override(config: dict, assignment: str, problems: list[str]) -> None:
         problems.append(f"--set {assignment}: expected key=value, e.g. training.epochs=10")
         return
     key, value = assignment.split("=", 1)
+    set_value(config, key, parse_value(value), problems)
+
+
+def set_value(config: dict, key: str, value: Any, problems: list[str]) -> None:
+    """Set the dotted ``key`` (``training.epochs``) of a user configuration to a typed value."""
     node = config
     parts = key.strip().split(".")
     for part in parts[:-1]:
@@ -101,7 +105,7 @@ def apply_override(config: dict, assignment: str, problems: list[str]) -> None:
         if not isinstance(node, dict):
             problems.append(f"--set {key}: '{part}' is not a section")
             return
-    node[parts[-1]] = parse_value(value)
+    node[parts[-1]] = value
 
 
 def _merge(defaults: dict, user: dict, prefix: str, problems: list[str]) -> dict:
@@ -283,12 +287,17 @@ def load_config_file(path: str | os.PathLike) -> dict:
     return data
 
 
-def resolve_config(user: dict | None = None, overrides: list[str] | None = None) -> dict:
-    """Defaults <- user config <- ``--set`` overrides, validated; every problem listed in one DeepMedError."""
+def resolve_config(user: dict | None = None, overrides: list[str] | None = None,
+                   values: dict[str, Any] | None = None) -> dict:
+    """Defaults <- user config <- ``--set`` overrides <- ``values`` (typed settings by dotted key, e.g.
+    ``{"training.epochs": 3}``: what options like ``--epochs`` set, never turned into text), validated;
+    every problem listed in one DeepMedError."""
     problems: list[str] = []
     user = copy.deepcopy(user or {})
     for assignment in overrides or []:
         apply_override(user, assignment, problems)
+    for key, value in (values or {}).items():
+        set_value(user, key, value, problems)
     config = _merge(DEFAULTS, user, "", problems)
     _check_choices(config, problems)
     _check_task(config, problems)

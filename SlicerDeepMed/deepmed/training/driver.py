@@ -1,62 +1,37 @@
-"""The training driver: plan -> build -> run.
+"""The training driver: request -> prepared run (plan) -> build -> train.
 
-    dataset -> application.load_cases -> fingerprint -> plan (saved as plan.json)
-            -> application.prepare_data / build_parts -> Trainer.fit -> model directory
+    TrainRequest -> prepare_run (config -> application -> fingerprint -> plan, saved as plan.json)
+                 -> application.prepare_data / build_parts -> Trainer.fit -> model directory
 """
 
 from __future__ import annotations
 
 import datetime
 import json
-import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 
 from deepmed import __version__
-from deepmed.applications import get_trainable_application
-from deepmed.data.manifest import Dataset
 from deepmed.errors import DeepMedError, DeepMedInterrupted
 from deepmed.model.device import pick_device
 from deepmed.model.directory import CARD, CARD_FORMAT, CONFIG, write_card, write_curves, write_metrics_csv
-from deepmed.model.transfer import adopt_network, read_init_model, targets_differ, transfer_weights
+from deepmed.model.transfer import InitSource, adopt_network, read_init_model, targets_differ, transfer_weights
 from deepmed.model.weights import split_networks
+from deepmed.planning.plan import PLAN_FILE, Plan
+from deepmed.planning.settings import TrainingSettings
 from deepmed.progress import make_reporter
 from deepmed.training.checkpoint import find_checkpoint, load_checkpoint
 from deepmed.training.clock import Clock
-from deepmed.training.config import AUTO, dump_config, load_config_file, parse_duration, resolve_config
+from deepmed.training.config import dump_config
 from deepmed.training.distributed import init_distributed
-from deepmed.training.planner import PLAN_FILE, resolved_config
-from deepmed.training.planner import plan as make_plan
+from deepmed.training.prepare import PreparedRun, prepare_run, run_config
+from deepmed.training.request import TrainRequest
 from deepmed.training.trainer import Trainer, TrainState
 from deepmed.utils.atomic import write_text_atomic
-
-
-def _load_user_config(config) -> dict:
-    if config is None:
-        return {}
-    if isinstance(config, dict):
-        return config
-    return load_config_file(config)
-
-
-def split(dataset: Dataset, cfg: dict) -> tuple[list, list]:
-    """Training and validation cases of the configured fold (a random share when the dataset has no splits)."""
-    fold = cfg["training"]["fold"]
-    if fold is not None and not dataset.splits:
-        raise DeepMedError(f"{dataset.source or dataset.name}: training.fold={fold} needs folds in the manifest's "
-                           "'splits'; make them once with 'deepmed dataset split DATASET --folds 5'")
-    train, val, _ = dataset.split_cases(fold or 0)
-    if not dataset.splits and cfg["training"]["val_fraction"] > 0 and len(train) >= 2:
-        order = np.random.default_rng(cfg["training"]["seed"]).permutation(len(train))
-        n_val = max(1, round(cfg["training"]["val_fraction"] * len(train)))
-        val = [train[i] for i in sorted(order[:n_val])]
-        train = [train[i] for i in sorted(order[n_val:])]
-    if not train:
-        raise DeepMedError("no training cases (check the dataset's splits)")
-    return train, val
+from deepmed.utils.auto import AUTO
 
 
 def _check_out_dir(out: Path, continuing: str | None) -> None:
@@ -70,35 +45,16 @@ def _check_out_dir(out: Path, continuing: str | None) -> None:
                            "or choose another --out")
 
 
-def train(dataset, out, *, app: str | None = None, config=None, overrides: list[str] | None = None,
-          epochs: int | None = None, device: str | None = None, resume: bool = False, time_limit=None,
-          extend=None, started_at: float | None = None, progress="tqdm", shared_plan: dict | None = None,
-          init=None, init_fold: int | None = None, resolve_model=None) -> Path:
+def train(dataset, out=None, **options) -> Path:
     """Train a model and write its model directory; returns the directory.
 
-    Args:
-        dataset: a Dataset or a path (manifest, CSV, nnU-Net folder).
-        out: model directory to create (or to continue with ``resume=True`` / ``extend``).
-        app: an application name (``deepmed list applications``; default from the config, else segmentation).
-        config: YAML/JSON path or dict; ``overrides``: ``["training.epochs=10", ...]``.
-        epochs, device: shortcuts for ``training.epochs`` / ``training.device``.
-        time_limit: train to this wall-time budget (seconds or ``"10m"``, ``"1h30m"``), ending on time.
-        resume: continue a stopped run from ``out/checkpoints/last`` with the saved configuration.
-        extend: continue a finished model for this much more time (a fresh, lower learning-rate schedule).
-        started_at: when the run began (``time.time()``); the time budget counts from there (default: now).
-        progress: ``tqdm``, ``jsonl``, ``none``, or a callable receiving each event as a dict.
-        shared_plan: plan entries that replace this run's own (the cross-validation folds share one plan).
-        init: fine-tune: start from this model's weights (``training.init``: a model directory, or a library id
-            when ``resolve_model`` turns ids into directories); ``init_fold``: the fold of an ensemble.
-            Not with ``resume`` / ``extend``, which continue from the checkpoint.
+    ``train(TrainRequest(...))``, or ``train(dataset, out, app=..., epochs=..., ...)`` with the fields of
+    ``TrainRequest`` as keywords (see there).
     """
-    started_at = time.time() if started_at is None else started_at
-    out = Path(out)
-    reporter = make_reporter(progress)
+    request = dataset if isinstance(dataset, TrainRequest) else TrainRequest(dataset=dataset, out=out, **options)
+    reporter = make_reporter(request.progress)
     try:
-        return _prepare_and_run(dataset, out, app, config, list(overrides or []), epochs, device, resume,
-                                time_limit, extend, started_at, reporter, shared_plan,
-                                {"init": init, "init_fold": init_fold, "resolve": resolve_model})
+        return _prepare_and_run(request, reporter)
     except DeepMedInterrupted:
         raise  # the trainer already reported "stopped"
     except DeepMedError as exc:
@@ -111,84 +67,82 @@ def train(dataset, out, *, app: str | None = None, config=None, overrides: list[
         reporter.close()
 
 
-def _prepare_and_run(dataset, out, app, config, overrides, epochs, device, resume, time_limit, extend, started_at,
-                     reporter, shared_plan, start) -> Path:
-    if resume and extend:
-        raise DeepMedError("--resume continues a stopped run, --extend a finished one: choose one")
-    continuing = "resume" if resume else ("extend" if extend else None)
-    if continuing and (start["init"] is not None or start["init_fold"] is not None):
+def _prepare_and_run(request: TrainRequest, reporter) -> Path:
+    out, continuing = request.out, request.continuing
+    if continuing and (request.init is not None or request.init_fold is not None):
         raise DeepMedError(f"--init starts a training from another model; --{continuing} continues {out} from its "
                            "checkpoint (its init was applied when it started): drop --init")
     _check_out_dir(out, continuing)
     if continuing:
         user = yaml.safe_load((out / CONFIG).read_text()) if (out / CONFIG).is_file() else {}
         saved_app = user.get("app")
-        if app is not None and saved_app is not None and app != saved_app:
-            raise DeepMedError(f"{out}: holds a {saved_app} model, cannot {continuing} it as {app}")
+        if request.app is not None and saved_app is not None and request.app != saved_app:
+            raise DeepMedError(f"{out}: holds a {saved_app} model, cannot {continuing} it as {request.app}")
     else:
-        user = _load_user_config(config)
-    for key, value in (("app", app), ("training.epochs", epochs), ("training.device", device),
-                       ("training.time_limit", extend or time_limit)):
-        if value is not None:
-            overrides.append(f"{key}={value}")
-    cfg = resolve_config(user, overrides)
-    for key in ("init", "init_fold"):
-        if start[key] is not None:
-            cfg["training"][key] = str(start[key]) if key == "init" else int(start[key])
-    application = get_trainable_application(cfg["app"])
-    dataset = dataset if isinstance(dataset, Dataset) else Dataset.load(dataset)
-    application.check_dataset(dataset)
-    kind = cfg["training"]["device"] if cfg["training"]["device"] != AUTO else \
-        ("cuda" if torch.cuda.is_available() else "cpu")
+        user = request.config
+    cfg = run_config(user, request.overrides, request.typed_settings())
+    training = TrainingSettings.from_config(cfg)
+    kind = training.device if training.device != AUTO else ("cuda" if torch.cuda.is_available() else "cpu")
     dist = init_distributed(kind)
     try:
-        dev = pick_device(cfg["training"]["device"])
+        dev = pick_device(training.device)
         if dist is not None and dev.type == "cuda":
             dev = torch.device("cuda", dist.local_rank)
+        prepared = prepare_run(request.dataset, cfg, dev.type)
         out.mkdir(exist_ok=True)
-        return _run(dataset, out, cfg, application, dev, reporter, resume, bool(extend), started_at, dist, shared_plan,
-                    start["resolve"])
+        return _run(request, prepared, RunContext(dev, reporter, dist))
     finally:
         if dist is not None:
             dist.close()
 
 
-def _run(dataset, out, cfg, application, dev, reporter, resume, extend, started_at, dist, shared_plan,
-         resolve_model) -> Path:
-    is_main = dist is None or dist.is_main
-    train_cases, val_cases = split(dataset, cfg)
-    loaded_train = application.load_cases(train_cases)
-    loaded_val = application.load_cases(val_cases)
-    fingerprint = application.fingerprint(loaded_train, dataset)
-    budget = parse_duration(cfg["training"]["time_limit"])
-    plan = make_plan(fingerprint, cfg, dev.type, budget)
-    cfg = resolved_config(cfg, plan)
-    for key, value in (shared_plan or {}).items():
-        if key not in ("format", "dataset", "reasons", "schedule", "device"):
-            plan[key] = value
-            plan["reasons"][key] = "shared by every fold of the cross-validation (planned on all training cases)"
-    source = None
-    if resume or extend:
-        _restore_init(out, plan)
-    elif cfg["training"]["init"]:
-        where = (resolve_model or _model_directory)(cfg["training"]["init"])
-        source = read_init_model(where, cfg["training"]["init_fold"])
-        adopt_network(plan, source, cfg["training"]["init_lr_factor"], accepts=application.accepts_init)
-    data = application.prepare_data(loaded_train, loaded_val, dataset, plan, cfg)
-    torch.manual_seed(cfg["training"]["seed"])
+@dataclass(frozen=True)
+class RunContext:
+    """Where a prepared run trains: its device, its progress reporter and its ranks (None: one process)."""
+
+    device: torch.device
+    reporter: object
+    dist: object = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.dist is None or self.dist.is_main
+
+
+def _start_plan(request: TrainRequest, prepared: PreparedRun) -> tuple[Plan, InitSource | None]:
+    """The plan this run trains with: shared by the folds, restored from the run it continues, or adopting
+    the init model's network (each a new value); and the init model to load weights from."""
+    plan = prepared.plan if request.shared_plan is None else prepared.plan.with_shared(request.shared_plan)
+    training = TrainingSettings.from_config(prepared.config)
+    if request.continuing:
+        return _restored_init(request.out, plan), None
+    if not training.init:
+        return plan, None
+    where = (request.resolve_model or _model_directory)(training.init)
+    source = read_init_model(where, training.init_fold)
+    return adopt_network(plan, source, training.init_lr_factor, accepts=prepared.application.accepts_init), source
+
+
+def _run(request: TrainRequest, prepared: PreparedRun, context: RunContext) -> Path:
+    out, cfg, application, reporter = request.out, prepared.config, prepared.application, context.reporter
+    extend = bool(request.extend)
+    plan, source = _start_plan(request, prepared)
+    data = application.prepare_data(prepared.loaded_train, prepared.loaded_val, prepared.dataset, plan, cfg)
+    torch.manual_seed(TrainingSettings.from_config(cfg).seed)
     parts = application.build_parts(plan, cfg, data.fitted)
-    card = build_card(cfg, plan, application, dataset, data, len(train_cases), len(val_cases))
+    card = build_card(cfg, plan, application, prepared.dataset, data, len(prepared.train_cases),
+                      len(prepared.val_cases))
     if source is not None:
         report = transfer_weights(parts.networks, source, application.output_heads(plan),
                                   targets_differ(source.card, card))
-        plan["init"].update(loaded_tensors=report.loaded, reinitialized=report.reinitialized)
-        if is_main:
+        plan = plan.with_init(plan.init, loaded_tensors=report.loaded, reinitialized=report.reinitialized)
+        if context.is_main:
             reporter.emit("initialized", model=source.model_id, path=str(source.path), fold=source.fold,
                           loaded_tensors=report.loaded, reinitialized=report.reinitialized)
-    if plan.get("init"):
-        card["training"]["initialized_from"] = dict(plan["init"])
+    if plan.init:
+        card["training"]["initialized_from"] = dict(plan.init)
     resume_state = None
-    if resume or extend:
+    if request.continuing:
         weights, resume_state = load_checkpoint(out / "checkpoints" / "last", "cpu")
         for name, state in split_networks(weights, list(parts.networks)).items():
             parts.networks[name].load_state_dict(state)
@@ -196,15 +150,15 @@ def _run(dataset, out, cfg, application, dev, reporter, resume, extend, started_
             resume_state = _extension_state(resume_state)
     if resume_state is not None and (out / CARD).is_file():  # a run stopped before its first epoch has no weights
         card["created"] = json.loads((out / CARD).read_text(encoding="utf-8")).get("created", card["created"])
-    if is_main:
+    if context.is_main:
         write_text_atomic(out / CONFIG, dump_config(cfg))
-        write_text_atomic(out / PLAN_FILE, json.dumps(plan, indent=2) + "\n")
+        plan.save(out / PLAN_FILE)
         write_card(out, card)
     seconds_before = 0.0 if (extend or resume_state is None) else resume_state["trainer"].get("seconds", 0.0)
-    clock = Clock(started_at, plan["schedule"]["time_limit_s"], budget_before=seconds_before)
+    clock = Clock(request.started_at, plan.schedule.time_limit_s, budget_before=seconds_before)
     trainer = Trainer(app=application, parts=parts, data=data, transform=application.training_transform(plan, cfg),
-                      plan=plan, config=cfg, device=dev, reporter=reporter, model_dir=out, dist=dist, clock=clock,
-                      extend=extend)
+                      plan=plan, config=cfg, device=context.device, reporter=reporter, model_dir=out,
+                      dist=context.dist, clock=clock, extend=extend, stop_file=request.stop_file)
     reporter.watch_output(trainer.stop)  # stdout closed (the GUI went away): stop with a checkpoint
 
     def after_epoch(state: TrainState):
@@ -220,7 +174,7 @@ def _run(dataset, out, cfg, application, dev, reporter, resume, extend, started_
 
     trainer.after_epoch_written = after_epoch
     state = trainer.fit(resume_state)
-    if is_main:
+    if context.is_main:
         write_curves(out, state.history, application.metric_names(), application.key_metric)
     return out
 
@@ -233,16 +187,18 @@ def _model_directory(model) -> Path:
     return path
 
 
-def _restore_init(out: Path, plan: dict) -> None:
+def _restored_init(out: Path, plan: Plan) -> Plan:
     """A fine-tuned run continues with the network it started with (from its saved plan), without re-reading
     the init model (which may have been removed since) and without applying its weights again."""
     saved_path = out / PLAN_FILE
-    saved = json.loads(saved_path.read_text(encoding="utf-8")) if saved_path.is_file() else {}
-    if saved.get("init"):
-        plan["network"], plan["init"] = saved["network"], saved["init"]
-        plan["schedule"]["lr_peak"] = saved.get("schedule", {}).get("lr_peak", 1.0)
-        for key in ("network", "init", "lr_peak"):
-            plan["reasons"][key] = saved.get("reasons", {}).get(key, "as when this run started")
+    if not saved_path.is_file():
+        return plan
+    saved = Plan.load(saved_path)
+    if not saved.init:
+        return plan
+    kept = {key: saved.reasons.get(key, "as when this run started") for key in ("network", "init", "lr_peak")}
+    return replace(plan, network=saved.network, init=saved.init,
+                   schedule=replace(plan.schedule, lr_peak=saved.schedule.lr_peak)).with_reasons(**kept)
 
 
 def _extension_state(state: dict) -> dict:
@@ -253,7 +209,8 @@ def _extension_state(state: dict) -> dict:
     return state
 
 
-def build_card(cfg, plan, app, dataset, data, n_train, n_val) -> dict:
+def build_card(cfg: dict, plan: Plan, app, dataset, data, n_train: int, n_val: int) -> dict:
+    training = TrainingSettings.from_config(cfg)
     return {
         "format": CARD_FORMAT,
         "application": app.name,
@@ -263,8 +220,8 @@ def build_card(cfg, plan, app, dataset, data, n_train, n_val) -> dict:
         "description": f"{app.name} model trained on {dataset.name}",
         **app.card_fields(plan, data.fitted, dataset, cfg),
         "training": {"dataset": dataset.name, "train_cases": n_train, "validation_cases": n_val,
-                     "epochs": cfg["training"]["epochs"], "time_limit_s": plan["schedule"]["time_limit_s"],
-                     "seed": cfg["training"]["seed"], "loss": plan.get("loss"), "sampling": plan.get("sampling"),
+                     "epochs": training.epochs, "time_limit_s": plan.schedule.time_limit_s,
+                     "seed": training.seed, "loss": plan.loss, "sampling": plan.sampling,
                      "epochs_completed": 0},
         "validation": {},
     }

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 from pathlib import Path
 
-#: Environment variable naming a file whose appearance asks a running training to stop (with checkpoint).
-STOP_FILE_VARIABLE = "DEEPMED_STOP_FILE"
-
 
 class StopRequest:
-    """Set by SIGINT/SIGTERM, by a caller (e.g. a GUI thread), or by the file named in ``$DEEPMED_STOP_FILE``
-    appearing (how the Slicer panels ask a worker process to stop on every platform): finish the step,
+    """Set by SIGINT/SIGTERM, by a caller (e.g. a GUI thread), or by ``stop_file`` appearing (``deepmed train
+    --stop-file``: how the Slicer panels ask a worker process to stop on every platform): finish the step,
     checkpoint, stop."""
 
-    def __init__(self):
+    def __init__(self, stop_file: Path | None = None):
         self._requested = False
         self._previous: dict = {}
-        stop_file = os.environ.get(STOP_FILE_VARIABLE)
         self.stop_file = Path(stop_file) if stop_file else None
 
     def __call__(self, signum=None, frame=None):

@@ -28,6 +28,8 @@ from deepmed.errors import DeepMedInterrupted
 from deepmed.model.directory import WEIGHTS
 from deepmed.model.weights import merge_networks, save_weights
 from deepmed.optim import set_learning_rate
+from deepmed.planning.plan import Plan
+from deepmed.planning.settings import DataSettings, TrainingSettings
 from deepmed.progress import Reporter
 from deepmed.training.checkpoint import restore_rng_state, rng_state, save_checkpoint
 from deepmed.training.clock import Clock
@@ -61,22 +63,24 @@ class TrainState:
 class Trainer:
     """Runs epochs of ``app.train_step`` with validation at the planned cadence, to epochs or to a time budget."""
 
-    def __init__(self, *, app: Application, parts: Parts, data: PreparedData, transform, plan: dict, config: dict,
+    def __init__(self, *, app: Application, parts: Parts, data: PreparedData, transform, plan: Plan, config: dict,
                  device: torch.device, reporter: Reporter, model_dir: Path, dist=None, clock: Clock | None = None,
-                 extend: bool = False):
+                 extend: bool = False, stop_file: Path | None = None):
         self.app, self.parts, self.data, self.transform = app, parts, data, transform
         self.plan, self.cfg, self.device, self.reporter = plan, config, device, reporter
         self.model_dir, self.dist, self.extend = Path(model_dir), dist, extend
-        schedule = plan["schedule"]
-        self.iterations = schedule["iterations_per_epoch"]
-        self.batch_size, self.seed = schedule["batch_size"], config["training"]["seed"]
-        self.clock = clock or Clock(None, schedule.get("time_limit_s"))
+        if not isinstance(plan, Plan):  # a plan.json's content
+            plan = self.plan = Plan.from_json(plan, "Trainer(plan=...)")
+        schedule, self.settings = plan.schedule, TrainingSettings.from_config(config)
+        self.iterations = schedule.iterations_per_epoch
+        self.batch_size, self.seed = schedule.batch_size, self.settings.seed
+        self.clock = clock or Clock(None, schedule.time_limit_s)
         self.timed = self.clock.limit_s is not None
-        self.max_epochs = schedule["epochs"]
-        self.validate_every = schedule["validate_every"]
-        self.step = StepContext(device, config["training"]["amp"] != "off")
+        self.max_epochs = schedule.epochs
+        self.validate_every = schedule.validate_every
+        self.step = StepContext(device, self.settings.amp_enabled)
         self.state = TrainState()
-        self.stop = StopRequest()
+        self.stop = StopRequest(stop_file)
         self.after_epoch_written = lambda state: None  # the driver writes metrics.csv / the card / curves here
         self._resume_rng: dict | None = None
         self._epoch_start = 0.0
@@ -167,7 +171,7 @@ class Trainer:
             sampler = torch.utils.data.RandomSampler(range(len(self.data.train)), replacement=True,
                                                      num_samples=draws, generator=generator)
         loader = DataLoader(MonaiDataset(self.data.train, self.transform), batch_size=self.batch_size,
-                            sampler=sampler, num_workers=self.cfg["data"]["num_workers"],
+                            sampler=sampler, num_workers=DataSettings.from_config(self.cfg).num_workers,
                             collate_fn=list_data_collate)
         skip = self.state.iteration
         for iteration, batch in enumerate(loader):
@@ -220,7 +224,7 @@ class Trainer:
         if self.validate_every != "auto":
             wanted = last or (epoch + 1) % int(self.validate_every) == 0
         else:  # validation costs at most the planned share of the time; the first one measures it
-            share = self.plan["schedule"]["validation_share"]
+            share = self.plan.schedule.validation_share
             wanted = last or self._last_validated < 0 or \
                 self.clock.validation_s <= share * (self._since_validation_s + self.clock.validation_s)
             # a time budget ending within the next epoch validates at its end anyway: one validation fewer
@@ -291,7 +295,7 @@ class Trainer:
         return better
 
     def should_stop_early(self) -> bool:
-        patience = self.cfg["training"]["early_stopping"]
+        patience = self.settings.early_stopping
         return bool(patience) and self.state.epochs_without_improvement >= patience
 
     # ---- learning rate -----------------------------------------------------------------------------
@@ -303,9 +307,9 @@ class Trainer:
         return (self.state.epoch * self.iterations + self.state.iteration) / max(1, total)
 
     def set_learning_rate(self, progress: float) -> None:
-        peak = (EXTEND_LR_FACTOR if self.extend else 1.0) * self.plan["schedule"].get("lr_peak", 1.0)
+        peak = (EXTEND_LR_FACTOR if self.extend else 1.0) * self.plan.schedule.lr_peak
         for optimizer in self.parts.optimizers.values():
-            set_learning_rate(optimizer, self.plan["schedule"]["lr_schedule"], progress, peak)
+            set_learning_rate(optimizer, self.plan.schedule.lr_schedule, progress, peak)
 
     @property
     def learning_rate(self) -> float:

@@ -17,12 +17,13 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from deepmed.applications import get_trainable_application
 from deepmed.data.manifest import Dataset
 from deepmed.data.split import cross_validation_splits
 from deepmed.errors import DeepMedError
@@ -33,10 +34,11 @@ from deepmed.io.image_io import read_image
 from deepmed.model.device import pick_device
 from deepmed.model.directory import CONFIG, WEIGHTS, read_card, write_card
 from deepmed.model.weights import ensemble_weights, load_weights, save_weights
-from deepmed.training.config import load_config_file, resolve_config
+from deepmed.planning.plan import PLAN_FILE, Plan
+from deepmed.planning.settings import TrainingSettings
 from deepmed.training.driver import train
-from deepmed.training.planner import PLAN_FILE
-from deepmed.training.planner import plan as make_plan
+from deepmed.training.prepare import prepare_run, run_config
+from deepmed.training.request import TrainRequest
 from deepmed.utils.atomic import write_text_atomic
 from deepmed.volume_inference.ongrid import keep_largest_component
 
@@ -64,32 +66,35 @@ def parse_folds(text, available: int) -> list[int]:
     return folds
 
 
-def train_folds(dataset, out, folds="all", *, app: str | None = None, config=None, overrides=None,
-                device: str | None = None, time_limit=None, epochs: int | None = None, progress="tqdm",
-                init=None, init_fold: int | None = None, resolve_model=None) -> Path:
+def train_folds(dataset, out=None, folds="all", **options) -> Path:
     """Train ``folds`` (of the manifest's splits) into ``out/fold_<k>``, then evaluate and ensemble them.
 
-    ``time_limit`` is per fold; ``init`` (fine-tuning) starts every fold from the same model.
+    ``train_folds(TrainRequest(...), folds=...)``, or ``train_folds(dataset, out, folds, app=..., ...)`` with
+    the fields of ``TrainRequest`` as keywords. Its ``time_limit`` is per fold; its ``init`` (fine-tuning)
+    starts every fold from the same model.
     """
-    out = Path(out)
-    dataset = dataset if isinstance(dataset, Dataset) else Dataset.load(dataset)
+    if isinstance(dataset, TrainRequest) and (out is not None or options):
+        raise TypeError("train_folds(request, folds=...): the request holds the output and the options")
+    request = dataset if isinstance(dataset, TrainRequest) else TrainRequest(dataset=dataset, out=out, **options)
+    out = request.out
+    dataset = request.dataset if isinstance(request.dataset, Dataset) else Dataset.load(request.dataset)
     if out.exists() and any(out.iterdir()):
         raise DeepMedError(f"{out}: already exists and is not empty; choose another --out")
-    overrides = list(overrides or []) + ([f"app={app}"] if app else []) + \
-        ([f"training.device={device}"] if device else [])
+    settings = {key: value for key, value in (("app", request.app), ("training.device", request.device))
+                if value is not None}
+    cfg = run_config(request.config, request.overrides, settings)
     if not dataset.splits:
-        made = cross_validation_splits(dataset, fold_count(folds), _seed(config, overrides))
+        made = cross_validation_splits(dataset, fold_count(folds), TrainingSettings.from_config(cfg).seed)
         dataset.splits = made.splits
         print(made.note(), file=sys.stderr)
     chosen = parse_folds(folds, len(dataset.splits))
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / SPLITS_FILE, json.dumps(dataset.splits, indent=2) + "\n")
-    shared = shared_plan(dataset, config, overrides)
-    for fold in chosen:
-        train(dataset, out / f"fold_{fold}", config=config, overrides=overrides + [f"training.fold={fold}"],
-              epochs=epochs, time_limit=time_limit, progress=progress, shared_plan=shared, init=init,
-              init_fold=init_fold, resolve_model=resolve_model)
-    return finish_cross_validation(dataset, out, chosen, device or "auto")
+    shared = shared_plan(dataset, cfg)
+    for fold in chosen:  # the time limit is per fold: each counts from its own start
+        train(replace(request, dataset=dataset, out=out / f"fold_{fold}", fold=fold, shared_plan=shared,
+                      started_at=time.time()))
+    return finish_cross_validation(dataset, out, chosen, request.device or "auto")
 
 
 def fold_count(text) -> int | None:
@@ -98,20 +103,9 @@ def fold_count(text) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def _seed(config, overrides: list[str]) -> int:
-    cfg = resolve_config(config if isinstance(config, dict) else (load_config_file(config) if config else {}),
-                         overrides)
-    return int(cfg["training"]["seed"])
-
-
-def shared_plan(dataset: Dataset, config, overrides: list[str]) -> dict:
-    """One plan for every fold, made on all training cases."""
-    cfg = resolve_config(config if isinstance(config, dict) else (load_config_file(config) if config else {}),
-                         overrides)
-    application = get_trainable_application(cfg["app"])
-    application.check_dataset(dataset)
-    fingerprint = application.fingerprint(application.load_cases(dataset.training), dataset)
-    return make_plan(fingerprint, cfg, pick_device(cfg["training"]["device"]).type)
+def shared_plan(dataset: Dataset, cfg: dict) -> Plan:
+    """One plan for every fold, made on all training cases (``cfg``: the resolved configuration)."""
+    return prepare_run(dataset, cfg, pick_device(TrainingSettings.from_config(cfg).device).type, all_cases=True).plan
 
 
 def finish_cross_validation(dataset: Dataset, out: Path, folds: list[int], device: str) -> Path:

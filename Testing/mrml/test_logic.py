@@ -16,9 +16,16 @@ from DeepMedRunLib.RunLogic import RunError, RunLogic
 from DeepMedTrainLib.TrainLogic import TrainError, TrainLogic
 
 from deepmed.errors import DeepMedError
+from deepmed.io import grid_differences
 from DeepMedLib import ModelLibrary, SceneBridge
 from DeepMedLib.Geometry import ijkToRasFromNode
-from DeepMedLib.SelfTestData import TINY_SETTINGS, syntheticCase, writeSyntheticDataset
+from DeepMedLib.SelfTestData import (
+    TINY_SETTINGS,
+    syntheticArrays,
+    syntheticCase,
+    syntheticImage,
+    writeSyntheticDataset,
+)
 from slicer_support.mrml_app import HeadlessSlicer
 
 pytestmark = pytest.mark.slow
@@ -182,6 +189,21 @@ def test_module_self_test_runs(library, slicerApp, monkeypatch):
     test = DeepMedRun.DeepMedRunTest()
     test.setUp()
     test.test_segment_synthetic_volume()
+    # what the self-test leaves in the scene: the synthetic volume and its segmentation, on the volume's grid
+    scene = slicer.mrmlScene
+    assert scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 1
+    volume = scene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+    segmentation = scene.GetFirstNodeByClass("vtkMRMLSegmentationNode")
+    assert SceneBridge.segmentNames(segmentation) == ["box", "core"]
+    assert segmentation.GetNodeReference(segmentation.GetReferenceImageGeometryReferenceRole()) is volume
+    labelImage, _ = SceneBridge.labelImageFromSegmentation(segmentation, volume, {"box": 1, "core": 2})
+    image, truth = syntheticArrays(7)  # the case the self-test segments
+    assert grid_differences(SceneBridge.imageFromVolumeNode(volume), syntheticImage(image)) == []
+    assert grid_differences(labelImage, syntheticImage(image)) == []
+    predicted = sitk.GetArrayFromImage(labelImage)
+    assert predicted.shape == truth.shape
+    assert 2 * ((predicted > 0) & (truth > 0)).sum() / ((predicted > 0).sum() + (truth > 0).sum()) > 0.5
+    assert set(np.unique(predicted)) <= {0, 1, 2}
 
 
 @pytest.mark.parametrize("moduleName, testName", [("DeepMedData", "test_export_scene_cases"),

@@ -189,7 +189,8 @@ def test_a_stop_file_appearing_stops_the_training(build, fake_time, tmp_path):
     with pytest.raises(DeepMedInterrupted):
         trainer.fit()
     assert app.steps == 4
-    assert load_checkpoint(tmp_path / "model" / "checkpoints" / "last")[1]["trainer"]["epoch"] == 1
+    saved = load_checkpoint(tmp_path / "model" / "checkpoints" / "last")[1]["trainer"]
+    assert (saved["epoch"], saved["iteration"]) == (1, 1)  # taken at the stop, mid-epoch
 
 
 # ---- resume -------------------------------------------------------------------------------------------

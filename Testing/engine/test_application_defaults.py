@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import yaml
+from naming import naming
 from test_case_level import write_cubes
 from test_training import TINY, write_tiny_dataset
 
@@ -132,7 +133,7 @@ def test_a_demo_folder_is_created_with_its_parents(tmp_path):
     out = demo_folder(tmp_path / "a" / "b")
     assert out.is_dir()
     (tmp_path / "file").write_text("x")
-    with pytest.raises(DeepMedError, match="file: exists and is not a folder"):
+    with pytest.raises(DeepMedError, match=naming(str(tmp_path / "file"))):
         demo_folder(tmp_path / "file")
 
 
@@ -145,12 +146,12 @@ def test_folds_are_made_beside_the_manifest_reused_and_checked(tmp_path):
     assert json.loads(made.path.read_text()) == made.splits and manifest.read_text() == original
     again = cross_validation_splits(Dataset.load(manifest), None, seed=7)  # --folds all: the saved ones
     assert again.origin == "saved" and again.splits == made.splits and "reusing" in again.note()
-    with pytest.raises(DeepMedError, match="--folds 5: .*dataset.splits.json holds 3 splits"):
+    with pytest.raises(DeepMedError, match=naming("--folds 5", "dataset.splits.json", "3")):
         cross_validation_splits(Dataset.load(manifest), 5)
     data = json.loads(original)
     data["training"] = data["training"][:5] + [dict(data["training"][5], id="new")]
     manifest.write_text(json.dumps(data))
-    with pytest.raises(DeepMedError, match="dataset.splits.json.*(c5|new)"):
+    with pytest.raises(DeepMedError, match=naming("dataset.splits.json", "new")):
         cross_validation_splits(Dataset.load(manifest), None)
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from naming import names
 from test_training import TINY, write_tiny_dataset
 
 from deepmed.cli.main import main
@@ -20,19 +21,17 @@ def test_config_problems_all_at_once_with_suggestions():
                        ["loss.name=dise", "data.patch_size=[16,16]"])
     lines = str(info.value).splitlines()
     text = "\n".join(lines)
-    assert "unknown key 'netwrok'; did you mean 'network'?" in text
-    assert "'training.epochs' must be an integer, got 'ten'" in text
-    assert "unknown key 'training.batchsize'; did you mean 'batch_size'?" in text
-    assert "'data.patch_size' must be 'auto' or three positive numbers" in text
-    assert "unknown loss.name 'dise': did you mean 'dice'?" in text
+    for tokens in [("'netwrok'", "'network'"), ("'training.epochs'", "'ten'"),
+                   ("'training.batchsize'", "'batch_size'"), ("'data.patch_size'", "[16, 16]"),
+                   ("loss.name", "'dise'", "'dice'")]:
+        assert any(names(line, *tokens) for line in lines), (tokens, text)  # key and suggestion on one line
     assert len(lines) == 5
     with pytest.raises(DeepMedError) as info:
         resolve_config({}, ["network.name=unte", "loss.name=dise", "data.sampling=foregrund", "optimizer.lr=-1"])
-    text = str(info.value)
-    assert "unknown network.name 'unte': did you mean 'unet'?" in text
-    assert "unknown loss.name 'dise': did you mean 'dice'?" in text
-    assert "unknown data.sampling 'foregrund': did you mean 'foreground'?" in text
-    assert "'optimizer.lr' must be positive" in text
+    lines = str(info.value).splitlines()
+    for tokens in [("network.name", "'unte'", "'unet'"), ("loss.name", "'dise'", "'dice'"),
+                   ("data.sampling", "'foregrund'", "'foreground'"), ("'optimizer.lr'", "-1")]:
+        assert any(names(line, *tokens) for line in lines), (tokens, lines)
 
 
 def test_resolved_config_keeps_defaults_and_overrides():
@@ -69,17 +68,17 @@ def test_infer_bad_inputs(tiny_model, tmp_path, capsys):
     manifest, model_dir = tiny_model
     image = manifest.parent / "c0.nii.gz"
     cases = [
-        (["--model", model_dir, image, image, "-o", tmp_path / "o.nii.gz"], "expects 1 input channel(s) (MR), got 2"),
-        (["--model", tmp_path, image, "-o", tmp_path / "o.nii.gz"], "not a deepmed model directory"),
-        (["--model", model_dir, image, "-o", tmp_path / "nowhere" / "o.nii.gz"], "output folder"),
+        (["--model", model_dir, image, image, "-o", tmp_path / "o.nii.gz"], ("(MR)", "got 2")),
+        (["--model", tmp_path, image, "-o", tmp_path / "o.nii.gz"], (str(tmp_path), "model_card.json")),
+        (["--model", model_dir, image, "-o", tmp_path / "nowhere" / "o.nii.gz"], (str(tmp_path / "nowhere"),)),
         (["--model", model_dir, "--app", "regression", image, "-o", tmp_path / "o.nii.gz"],
-         "is a segmentation model, expected a regression model"),
-        (["--model", model_dir, tmp_path / "missing.nii.gz", "-o", tmp_path / "o.nii.gz"], "file not found"),
+         ("segmentation", "regression")),
+        (["--model", model_dir, tmp_path / "missing.nii.gz", "-o", tmp_path / "o.nii.gz"], ("missing.nii.gz",)),
     ]
     for args, message in cases:
         assert main(["infer", *map(str, args), "--progress", "none"]) == 2
         err = capsys.readouterr().err
-        assert message in err and err.count("\n") == 1, err
+        assert names(err, *message) and err.count("\n") == 1, err
     assert list(tmp_path.iterdir()) == []
 
 
@@ -92,26 +91,26 @@ def test_missing_weights_and_existing_outputs(tiny_model, tmp_path, capsys):
     (broken / "model.safetensors").unlink()
     image = manifest.parent / "c0.nii.gz"
     assert main(["infer", "--model", str(broken), str(image), "-o", str(tmp_path / "o.nii.gz")]) == 2
-    assert "model.safetensors missing" in capsys.readouterr().err
+    assert names(capsys.readouterr().err, str(broken), "model.safetensors")
     existing = tmp_path / "keep.nii.gz"
     existing.write_bytes(b"user data")
     assert main(["infer", "--model", str(model_dir), str(image), "-o", str(existing)]) == 2
-    assert "already exists; pass --force" in capsys.readouterr().err
+    assert names(capsys.readouterr().err, str(existing), "--force")
     assert existing.read_bytes() == b"user data"
 
 
 def test_resume_needs_a_checkpoint_and_matching_app(tiny_model, tmp_path, capsys):
     manifest, model_dir = tiny_model
     assert main(["train", "--dataset", str(manifest), "--out", str(tmp_path / "new"), "--resume"]) == 2
-    assert "no checkpoint to resume from" in capsys.readouterr().err
+    assert names(capsys.readouterr().err, str(tmp_path / "new"), "checkpoint")
     assert main(["train", "--dataset", str(manifest), "--out", str(model_dir), "--resume", "--app", "regression"]) == 2
-    assert "holds a segmentation model, cannot resume it as regression" in capsys.readouterr().err
+    assert names(capsys.readouterr().err, str(model_dir), "segmentation", "regression")
 
 
 def test_segmentation_needs_labels(tmp_path, capsys):
     manifest = write_tiny_dataset(tmp_path / "data", regression=True)
     assert main(["train", "--dataset", str(manifest), "--out", str(tmp_path / "m"), "--progress", "none"]) == 2
-    assert "segmentation needs 'labels'" in capsys.readouterr().err
+    assert names(capsys.readouterr().err, "segmentation", "'labels'")
     data = json.loads(manifest.read_text())
     assert data["labels"] == {}
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from naming import naming
 
 from deepmed.model.card_values import decode
 from deepmed.zoo.bundle_config import BundleConfig, BundleNeedsCode
@@ -170,5 +171,5 @@ def test_aliases_naming_tensors_the_file_lacks_are_refused(tmp_path):
 
     path = tmp_path / "model.safetensors"
     save_file({"a": torch.zeros(2)}, str(path), metadata={"aliases": '{"b": "missing"}'})
-    with pytest.raises(DeepMedError, match="model.safetensors: its 'aliases' metadata names tensors"):
+    with pytest.raises(DeepMedError, match=naming("model.safetensors", "'aliases'")):
         load_weights(path)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from conftest import OBLIQUE, make_image
+from naming import naming
 
 from deepmed.applications.case_level_data import physical_extent, plan_input_grid, to_input_grid
 from deepmed.cli.main import main
@@ -227,9 +228,8 @@ def test_an_auc_is_left_out_for_a_class_the_reference_lacks():
 
 # ---- bad input ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("app, value, message", [
-    ("classification", "lareg", r"case c03: class 'lareg' is not a declared class \(small, large\); "
-                                r"did you mean 'large'\?"),
-    ("case_regression", "old", r"case c03: value 'old' is not a number"),
+    ("classification", "lareg", ("c03", "'lareg'", "small, large", "'large'")),
+    ("case_regression", "old", ("c03", "'old'")),
 ])
 def test_a_bad_case_value_is_one_line_naming_the_case(cubes, tmp_path, app, value, message, capsys):
     manifest = json.loads((cubes / f"{app}.json").read_text())
@@ -237,7 +237,7 @@ def test_a_bad_case_value_is_one_line_naming_the_case(cubes, tmp_path, app, valu
     manifest["training"][5]["value"] = value
     path = cubes / f"bad_{app}.json"
     path.write_text(json.dumps(manifest))
-    with pytest.raises(DeepMedError, match=message + r" \(and 1 more case\(s\)\)$"):
+    with pytest.raises(DeepMedError, match=naming(*message, "1 more")):
         train(path, tmp_path / "m", app=app, overrides=TINY, progress="none")
     assert main(["train", "--dataset", str(path), "--app", app, "--out", str(tmp_path / "m2")]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
@@ -249,13 +249,12 @@ def test_classes_must_be_declared_and_networks_must_give_one_output_per_case(cub
     manifest["labels"] = {}
     path = cubes / "undeclared.json"
     path.write_text(json.dumps(manifest))
-    with pytest.raises(DeepMedError, match=r"at least two classes, declared by task.classes"):
+    with pytest.raises(DeepMedError, match=naming("task.classes")):
         train(path, tmp_path / "m", app="classification", overrides=TINY, progress="none")
-    with pytest.raises(DeepMedError, match=r"case c00: class 'small' is not a declared class \(big, little\)"):
+    with pytest.raises(DeepMedError, match=naming("c00", "'small'", "big, little")):
         train(path, tmp_path / "m", app="classification", overrides=[*TINY, "task.classes=[big, little]"],
               progress="none")
-    with pytest.raises(DeepMedError, match=r"network 'segresnet' maps an image to an image; classification needs "
-                                           r"a network with one output per case: densenet, densenet121"):
+    with pytest.raises(DeepMedError, match=naming("'segresnet'", "densenet, densenet121")):
         train(cubes / "classification.json", tmp_path / "m", app="classification",
               overrides=[*TINY, "network.name=segresnet"], progress="none")
 

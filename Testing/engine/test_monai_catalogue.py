@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from conftest import OBLIQUE, SHARED_DATA, make_image
+from naming import names
 
 from deepmed.cli.main import main
 from deepmed.errors import DeepMedError
@@ -111,17 +112,17 @@ def test_model_info_is_read_as_a_catalogue_newest_version_first():
 
 
 @pytest.mark.parametrize("document, message", [
-    ({"spleen-0.5.9": {"checksum": "a" * 40, "source": "x.zip"}}, "key 'spleen-0.5.9': expected '<bundle>_v<version>'"),
-    ({"spleen_v0.5.9": {"checksum": "a" * 39, "source": "x.zip"}}, "checksum should be a SHA-1 (40 hex digits)"),
-    ({"spleen_v0.5.9": {"checksum": "a" * 40, "source": ""}}, "source should be the URL of the bundle zip"),
-    ({"models": []}, "not a model catalogue"),
+    ({"spleen-0.5.9": {"checksum": "a" * 40, "source": "x.zip"}}, ("'spleen-0.5.9'", "<bundle>_v<version>")),
+    ({"spleen_v0.5.9": {"checksum": "a" * 39, "source": "x.zip"}}, ("checksum", "SHA-1")),
+    ({"spleen_v0.5.9": {"checksum": "a" * 40, "source": ""}}, ("source", "URL")),
+    ({"models": []}, ("catalogue",)),
 ])
 def test_malformed_model_info_is_refused_in_one_line(document, message, tmp_path):
     path = tmp_path / "model_info.json"
     path.write_text(json.dumps(document))
     with pytest.raises(DeepMedError) as raised:
         load_catalog(str(path))
-    assert message in str(raised.value) and str(path) in str(raised.value) and "\n" not in str(raised.value)
+    assert names(str(raised.value), *message, str(path)) and "\n" not in str(raised.value)
 
 
 # ---- pulling a bundle over HTTP ---------------------------------------------------------------------------
@@ -178,9 +179,9 @@ def _traversal(archive: Path, target: Path):
 
 
 @pytest.mark.parametrize("case, message", [
-    ("bigger than the limit", "more than the 1000 expected"),
-    ("not a zip", "not a readable zip file"),
-    ("path traversal", "unsafe path in archive: '../escaped.txt'"),
+    ("bigger than the limit", ("1000",)),
+    ("not a zip", ("zip",)),
+    ("path traversal", ("'../escaped.txt'",)),
 ])
 def test_bad_downloads_with_the_right_sha1_install_nothing(case, message, spleen_zip, httpServer, library, tmp_path,
                                                            monkeypatch):
@@ -195,7 +196,7 @@ def test_bad_downloads_with_the_right_sha1_install_nothing(case, message, spleen
     url = serve(httpServer, target)
     with pytest.raises(DeepMedError) as raised:
         pull_model(SPLEEN, catalogs=[url], progress=False)
-    assert message in str(raised.value) and "\n" not in str(raised.value)
+    assert names(str(raised.value), *message) and "\n" not in str(raised.value)
     assert nothing_installed(library) and not (library.parent / "escaped.txt").exists()
 
 

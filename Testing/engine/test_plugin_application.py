@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from naming import naming
 
 from deepmed.applications import APPLICATIONS, Parts, Prediction, PreparedData, TrainableApplication
 from deepmed.data.case_io import read_case
@@ -174,14 +175,15 @@ def test_the_predictor_runs_it_and_the_output_is_the_applications(trained, tmp_p
 
 def test_its_config_section_is_checked(tmp_path):
     manifest = _write_dataset(tmp_path, 4)
-    with pytest.raises(DeepMedError, match=r"unknown key 'task.widht'.*did you mean 'width'"):
+    with pytest.raises(DeepMedError, match=naming("'task.widht'", "'width'")):
         train(manifest, tmp_path / "m", app="mean_level", overrides=SETTINGS + ["task.widht=6"], progress="none")
 
 
 def test_the_command_line_finds_it_as_a_plug_in(trained, tmp_path):
     manifest, model, _ = trained
     env = {**os.environ, "DEEPMED_PLUGINS": "test_plugin_application",
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), str(REPO / "SlicerDeepMed")])}
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), str(Path(__file__).parents[1]),
+                                          str(REPO / "SlicerDeepMed")])}
     listed = subprocess.run([sys.executable, "-m", "deepmed", "list", "applications", "--trainable"], env=env,
                             capture_output=True, text=True, check=True).stdout
     assert "mean_level" in listed  # a trainable plug-in: the Train panel offers it
@@ -220,11 +222,11 @@ def test_modes_from_the_card_check_their_inputs(trained, tmp_path):
     predictor = Predictor(copy, "cpu")
     image = manifest.parent / "c1.nii.gz"
     assert predictor.predict(image).values["value"] == predictor.predict([image], mode="predict").values["value"]
-    with pytest.raises(DeepMedError, match="has no mode 'encode' \\(modes: predict, generate\\)"):
+    with pytest.raises(DeepMedError, match=naming("'encode'", "predict, generate")):
         predictor.predict([image], mode="encode")
-    with pytest.raises(DeepMedError, match="mode 'generate' takes no input image"):
+    with pytest.raises(DeepMedError, match=naming("'generate'")):
         predictor.predict([image], mode="generate", condition=[1.0, 2.0])
-    with pytest.raises(DeepMedError, match=r"needs 2 condition value\(s\) \(size, position\), got 1 value"):
+    with pytest.raises(DeepMedError, match=naming("size, position", "got 1")):
         predictor.predict([], mode="generate", condition=[1.0])
-    with pytest.raises(DeepMedError, match=r"expects 1 input channel\(s\)"):
+    with pytest.raises(DeepMedError, match=naming("1 input channel", "got 2")):
         predictor.predict([image, image])

@@ -12,6 +12,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 from conftest import make_image
+from naming import names, naming
 from safetensors.torch import load_file
 
 from deepmed.errors import DeepMedError, DeepMedInterrupted
@@ -23,8 +24,9 @@ TINY = ["data.patch_size=[16,16,16]", "network.args.channels=[8,16,32]", "networ
         "training.iterations_per_epoch=2", "training.val_every=1", "training.device=cpu"]
 
 
-def write_tiny_dataset(folder, n=4, regression=False):
-    """Bright boxes in noise (segmentation) or a smooth transform of the image (regression)."""
+def write_tiny_dataset(folder, n=4, regression=False, held_out=()):
+    """Bright boxes in noise (segmentation) or a smooth transform of the image (regression); the cases
+    ``held_out`` (indices) are written but left out of the manifest, for scoring on unseen data."""
     folder.mkdir(exist_ok=True)
     entries = []
     for i in range(n):
@@ -41,7 +43,8 @@ def write_tiny_dataset(folder, n=4, regression=False):
             target = sitk.GetImageFromArray(label)
         target.CopyInformation(img)
         sitk.WriteImage(target, str(folder / f"c{i}_target.nii.gz"))
-        entries.append({"id": f"c{i}", "image": f"c{i}.nii.gz", "label": f"c{i}_target.nii.gz"})
+        if i not in held_out:
+            entries.append({"id": f"c{i}", "image": f"c{i}.nii.gz", "label": f"c{i}_target.nii.gz"})
     manifest = {"name": "tiny", "channel_names": {"0": "MR"}, "training": entries,
                 "labels": {} if regression else {"background": 0, "box": 1, "core": 2}}
     (folder / "dataset.json").write_text(json.dumps(manifest))
@@ -81,16 +84,17 @@ def test_segmentation_model_directory(trained_segmentation):
 
 
 def test_segmentation_learns_and_writes_on_input_grid(tmp_path):
-    manifest = write_tiny_dataset(tmp_path / "data")
+    manifest = write_tiny_dataset(tmp_path / "data", n=5, held_out={2})  # c2: never seen in training
     model_dir = train(manifest, tmp_path / "model", overrides=TINY + ["training.epochs=25", "optimizer.lr=0.01",
                                                                     "training.val_every=25"], progress="none")
-    image = sitk.ReadImage(str(tmp_path / "data" / "c1.nii.gz"))
+    assert "c2" not in (tmp_path / "data" / "dataset.json").read_text()
+    image = sitk.ReadImage(str(tmp_path / "data" / "c2.nii.gz"))
     output = Predictor(model_dir, "cpu").predict(image).output
     assert grid_differences(output, image) == []
-    reference = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "data" / "c1_target.nii.gz")))
+    reference = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "data" / "c2_target.nii.gz")))
     predicted = sitk.GetArrayFromImage(output)
     dice = 2 * np.sum((predicted > 0) & (reference > 0)) / (np.sum(predicted > 0) + np.sum(reference > 0))
-    assert dice > 0.8
+    assert dice > 0.9  # 0.99 measured (CPU, seeded)
 
 
 def test_regression_end_to_end(tmp_path):
@@ -104,7 +108,7 @@ def test_regression_end_to_end(tmp_path):
     output = Predictor(model_dir, "cpu").predict(image).output
     assert output.GetPixelID() == sitk.sitkFloat32
     assert grid_differences(output, image) == []
-    with pytest.raises(DeepMedError, match="is a regression model, expected a segmentation model"):
+    with pytest.raises(DeepMedError, match=naming("regression", "segmentation")):
         Predictor(model_dir, "cpu", expected_app="segmentation")
 
 
@@ -121,7 +125,7 @@ def test_resume_reaches_the_same_weights(tmp_path):
         if event["event"] == "iteration" and event["epoch"] == 2 and event["iteration"] == 0:
             signal.raise_signal(signal.SIGINT)
 
-    with pytest.raises(DeepMedInterrupted, match="stopped at epoch 3, iteration 1"):
+    with pytest.raises(DeepMedInterrupted, match=naming("epoch 3", "iteration 1")):
         train(manifest, tmp_path / "resumed", overrides=settings + ["training.epochs=4"], progress=stop_mid_epoch)
     state = torch.load(tmp_path / "resumed" / "checkpoints" / "last" / "state.pt", weights_only=True)
     assert (state["trainer"]["epoch"], state["trainer"]["iteration"]) == (2, 1)
@@ -213,4 +217,4 @@ def test_jsonl_protocol_from_the_command_line(tmp_path):
     result = subprocess.run(command[:-len(TINY) * 2], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert json.loads(result.stdout.splitlines()[-1])["event"] == "error"
-    assert "already holds a model" in result.stderr
+    assert names(result.stderr, "--resume") and result.stderr.count("\n") == 1

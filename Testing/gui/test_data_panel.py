@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from conftest import OBLIQUE, saveScreenshot
+from naming import names
 
 from DeepMedLib import SceneBridge
 from DeepMedLib.SelfTestData import syntheticArrays, syntheticCase, syntheticImage, writeSyntheticDataset
@@ -77,7 +78,7 @@ def test_export_never_overwrites_and_duplicate_ids_are_refused(panel, qtHarness,
     (existing / "notes.txt").write_text("mine")
     ui.exportFolderLineEdit.typePath(str(existing))
     ui.exportButton.click()
-    assert "already exists and is not empty" in qtHarness.messages[-1][1]
+    assert names(qtHarness.messages[-1][1], str(existing))
     assert sorted(p.name for p in existing.iterdir()) == ["notes.txt"]
 
 

@@ -190,7 +190,7 @@ def test_import_package_button_installs_and_bad_packages_say_why(panel, qtHarnes
     panel.panel.importPackage(str(broken))
     qtHarness.processEventsUntil(lambda: not panel.panel.zooJobs, timeout=60)
     kind, text = qtHarness.messages[-1]
-    assert kind == "error" and "nothing was installed" in text and "broken.zip" in text
+    assert kind == "error" and "broken.zip" in text
     assert sorted(p.name for p in library.iterdir() if not p.name.startswith(".")) == ["boxes", "shared"]
 
 

@@ -74,7 +74,7 @@ def test_train_panel_texts_are_translated_and_it_still_checks_and_refuses(contex
     ui.trainButton.click()
     kind, text = qtHarness.messages[-1]
     assert kind == "error" and text.startswith("⟦Could not start the training.⟧")
-    assert "⟦'training.batch_size': expected key=value (as deepmed train --set)⟧" in text
+    assert "⟦'training.batch_size'" in text  # the key, in a message translated whole
     assert panel.panel.run is None and ui.trainButton.isEnabled()
     assert {"DeepMedTrainLib.TrainPanel", "DeepMedTrainLib.EngineChoices", "DeepMedLib.PanelHelpers"} <= contexts
 
@@ -94,7 +94,7 @@ def test_data_panel_texts_are_translated_and_cases_still_add_and_remove(contexts
     ui.addCaseButton.click()
     kind, text = qtHarness.messages[-1]
     assert kind == "error" and text.startswith("⟦Could not add the case.⟧")
-    assert "⟦case 'bad id': ids may hold letters, digits, '.', '_' and '-'⟧" in text
+    assert "⟦case 'bad id'" in text  # the id, in a message translated whole
     ui.caseIdLineEdit.setText("p1")
     ui.addCaseButton.click()
     assert ui.statusLabel.text() == "⟦1 case(s) from the scene.⟧"

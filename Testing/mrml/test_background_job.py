@@ -8,6 +8,7 @@ import types
 from pathlib import Path
 
 import pytest
+from naming import names, naming
 
 from DeepMedLib import Dependencies
 from DeepMedLib.BackgroundJob import CANCELLED, FAILED, STOPPED, SUCCEEDED, BackgroundJob
@@ -54,7 +55,7 @@ def test_engine_user_error_becomes_the_message(tmp_path):
                                       tmp_path / "out.nii.gz"), env=engineEnvironment(), name="inference").start()
     result = job.wait(timeout=120)
     assert result.status == FAILED and result.returnCode == 2
-    assert "nope: no such model directory" in result.errorMessage
+    assert names(result.errorMessage, str(tmp_path / "nope"))
     assert "Traceback" not in result.errorMessage
 
 
@@ -62,7 +63,7 @@ def test_a_crashing_worker_is_reported_not_fatal():
     job = pythonJob("import os; os.abort()", name="training")
     result = job.wait(timeout=60)
     assert result.status == FAILED
-    assert result.errorMessage == "training: the worker process crashed (SIGABRT)"
+    assert names(result.errorMessage, "training", "SIGABRT") and "\n" not in result.errorMessage
 
 
 def test_a_worker_that_cannot_start_ends_as_a_failed_job_not_an_exception(tmp_path):
@@ -228,7 +229,7 @@ def test_an_unsupported_python_is_told_in_one_line_before_pip_runs():
     assert message == ("DeepMed needs Slicer 5.10 or newer (Python 3.11+); this Slicer runs Python 3.9. Install a "
                        "newer Slicer from download.slicer.org.")
     assert Dependencies.describeMissing(lambda name: False, version=(3, 9)) == message
-    with pytest.raises(Dependencies.DependencyError, match="needs Slicer 5.10 or newer"):
+    with pytest.raises(Dependencies.DependencyError, match=naming("5.10")):
         Dependencies.installEngineDependencies(calls.append, available=lambda name: False, version=(3, 9))
     assert calls == [] and Dependencies.unsupportedPython((3, 12)) == ""
 
@@ -245,7 +246,7 @@ def test_an_old_torch_is_never_replaced_by_pip():
 
     import importlib.metadata
 
-    assert "PyTorch 2.4.1+cu121 is installed; DeepMed needs 2.8 or newer" in Dependencies.torchTooOld(version)
+    assert names(Dependencies.torchTooOld(version), "2.4.1+cu121", "2.8")
     with pytest.raises(Dependencies.DependencyError, match="PyTorch Utils module"):
         Dependencies.installEngineDependencies(calls.append, available=lambda name: name != "monai",
                                                installedVersion=version)

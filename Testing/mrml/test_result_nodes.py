@@ -6,6 +6,7 @@ import numpy as np
 import SimpleITK as sitk
 import slicer.util
 from conftest import OBLIQUE, make_image
+from naming import naming
 
 from DeepMedLib import Outputs, ResultNodes, SceneBridge
 from DeepMedLib.Geometry import ijkToRasFromImage, ijkToRasFromNode
@@ -68,7 +69,7 @@ def test_a_4d_image_becomes_a_browsable_sequence_with_each_frames_geometry(scene
 def test_an_unknown_output_kind_is_a_clear_error():
     import pytest
 
-    with pytest.raises(ValueError, match="cannot show a model output of kind 'hologram'"):
+    with pytest.raises(ValueError, match=naming("'hologram'")):
         Outputs.nodeClass("hologram")
 
 

@@ -8,15 +8,19 @@ validation are included. Training ends when the next iteration plus a final vali
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 END_MARGIN_S = 4.0  # writing the card, curves and the last checkpoint, and leaving the process
 
 
 class Clock:
-    """Wall-clock bookkeeping of one run. ``limit_s`` None: no time budget (epochs decide)."""
+    """Wall-clock bookkeeping of one run. ``limit_s`` None: no time budget (epochs decide).
+    ``now``: the time source (``time.time``; tests pass a fake one)."""
 
-    def __init__(self, started_at: float | None, limit_s: float | None, budget_before: float = 0.0):
-        self.started_at = started_at if started_at is not None else time.time()
+    def __init__(self, started_at: float | None, limit_s: float | None, budget_before: float = 0.0,
+                 now: Callable[[], float] = time.time):
+        self.now = now
+        self.started_at = started_at if started_at is not None else now()
         self.limit_s = float(limit_s) if limit_s else None
         self.budget_before = budget_before     # what those runs' time already spent of the budget
         self.iteration_s = 0.0                 # running mean of one iteration
@@ -26,7 +30,7 @@ class Clock:
 
     # ---- measurements ------------------------------------------------------------------------------
     def start_training(self) -> None:
-        self.train_started = time.time()
+        self.train_started = self.now()
 
     def record_iteration(self, seconds: float) -> None:
         self._iterations += 1
@@ -51,7 +55,7 @@ class Clock:
         if self.deadline is None:
             return False
         reserve = self.iteration_s + (self.validation_s if with_final_validation else 0.0)
-        return time.time() + reserve >= self.deadline
+        return self.now() + reserve >= self.deadline
 
     def time_progress(self) -> float:
         """Share of the training time spent, in [0, 1] (the learning-rate schedule's clock)."""
@@ -59,10 +63,10 @@ class Clock:
             return 0.0
         reserve = self.validation_s
         total = max(1e-6, self.deadline - reserve - self.train_started) + self.budget_before
-        return min(1.0, (time.time() - self.train_started + self.budget_before) / total)
+        return min(1.0, (self.now() - self.train_started + self.budget_before) / total)
 
     def remaining_s(self) -> float | None:
-        return None if self.deadline is None else max(0.0, self.deadline - time.time())
+        return None if self.deadline is None else max(0.0, self.deadline - self.now())
 
     def elapsed_s(self) -> float:
-        return time.time() - self.started_at
+        return self.now() - self.started_at

@@ -16,6 +16,7 @@ from deepmed.model.weights import split_networks
 from deepmed.progress import make_reporter
 from deepmed.training.checkpoint import load_checkpoint
 from deepmed.training.clock import END_MARGIN_S, Clock
+from deepmed.training.config import resolve_config
 from deepmed.training.trainer import Trainer
 
 
@@ -84,20 +85,22 @@ def build(tmp_path, fake_time):
     Trainer's constructor, plan and configuration)."""
 
     def make(app, *, epochs=4, iterations=3, validate_every=1, validation_share=0.1, time_limit_s=None,
-             val_cases=2, net_seed=0, events=None, folder="model"):
+             val_cases=2, net_seed=0, events=None, folder="model", stop_file=None):
         (tmp_path / folder).mkdir(exist_ok=True)
         torch.manual_seed(net_seed)
         net = torch.nn.Linear(4, 1)
         parts = Parts({"model": net}, {"model": torch.optim.Adam(net.parameters(), lr=0.05)})
         data = PreparedData(train=_items(8, 1), val=_items(val_cases, 2))
-        plan = {"schedule": {"iterations_per_epoch": iterations, "batch_size": 2, "epochs": epochs,
+        plan = {"application": "tiny", "device": "cpu", "schedule": {"iterations_per_epoch": iterations, "batch_size": 2, "lr": 0.05, "epochs": epochs,
                              "time_limit_s": time_limit_s, "validate_every": validate_every,
                              "validation_share": validation_share, "lr_schedule": "poly", "lr_peak": 1.0}}
-        config = {"training": {"seed": 7, "amp": "off", "early_stopping": 0}, "data": {"num_workers": 0}}
+        config = resolve_config({"training": {"seed": 7, "amp": "off", "early_stopping": 0},
+                                 "data": {"num_workers": 0}})
         reporter = make_reporter((events if events is not None else []).append)
         clock = Clock(fake_time.time(), time_limit_s, now=fake_time.time)
         return Trainer(app=app, parts=parts, data=data, transform=None, plan=plan, config=config,
-                       device=torch.device("cpu"), reporter=reporter, model_dir=tmp_path / folder, clock=clock)
+                       device=torch.device("cpu"), reporter=reporter, model_dir=tmp_path / folder, clock=clock,
+                       stop_file=stop_file)
 
     return make
 
@@ -182,9 +185,8 @@ def test_a_stop_request_ends_after_the_current_step_with_a_checkpoint(build, fak
 
 def test_a_stop_file_appearing_stops_the_training(build, fake_time, tmp_path):
     app = TinyApp(fake_time)
-    trainer = build(app, epochs=4, iterations=3)
     stop_file = tmp_path / "stop"
-    trainer.stop.stop_file = stop_file
+    trainer = build(app, epochs=4, iterations=3, stop_file=stop_file)  # a parameter, not the environment
     app.after_step = lambda steps: stop_file.touch() if steps == 4 else None
     with pytest.raises(DeepMedInterrupted):
         trainer.fit()

@@ -216,7 +216,7 @@ def build_card(cfg: dict, plan: Plan, app, dataset, data, n_train: int, n_val: i
         "application": app.name,
         "output_kind": app.output_kind,
         "engine_version": __version__,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "description": f"{app.name} model trained on {dataset.name}",
         **app.card_fields(plan, data.fitted, dataset, cfg),
         "training": {"dataset": dataset.name, "train_cases": n_train, "validation_cases": n_val,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import ast
 import operator
 import re
-from typing import Callable
+from collections.abc import Callable
 
 from deepmed.errors import DeepMedError
 from deepmed.model.card_values import NUMPY_DTYPES as _NUMPY_DTYPES

@@ -27,7 +27,7 @@ def origin_record(entry: CatalogEntry, url: str, archive: Path) -> dict:
     """What ``ORIGIN.json`` says about a download: the catalogue, the URL, the checksums verified and the sha256."""
     record = {"id": entry.id, "version": entry.version, "format": entry.format, "catalog": entry.catalog, "url": url,
               "archive_sha256": sha256_of(archive), "archive_bytes": archive.stat().st_size,
-              "installed": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+              "installed": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
     if entry.sha1:
         record["publisher_sha1"] = entry.sha1
     return record

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from slicer.i18n import tr as _
 
+from deepmed.errors import DeepMedError
+from deepmed.model.card import ModelCard
 from deepmed.zoo.library import (
     LIBRARY_VARIABLE,
     InstalledModel,
@@ -50,57 +52,60 @@ def models(library: Path | None = None) -> list[InstalledModel]:
 def modelsFor(application: str, library: Path | None = None) -> list[InstalledModel]:
     """The installed models a training of ``application`` can start from (fine-tuning): those made for it
     and those whose card says they can (``trainable_as``, e.g. an imported MONAI bundle's segmenter)."""
-    return [model for model in installed_models(library)
-            if model.application == application or application in model.card.get("trainable_as", [])]
+    return [model for model in installed_models(library) if model.card.accepts_training_of(application)]
 
 
-def findModel(model) -> InstalledModel:
+def findModel(model, library: Path | None = None) -> InstalledModel:
     """An InstalledModel from a library id, a model directory or an InstalledModel."""
     if isinstance(model, InstalledModel):
         return model
-    path = resolve_model(str(model))  # names the installed models when nothing matches
+    path = resolve_model(str(model), library)  # names the installed models when nothing matches
     found = read_installed(path)
     if found is None:
-        raise ValueError(f"{path}: not a finished deepmed model (model_card.json or model.safetensors missing)")
-    return found
+        try:
+            ModelCard.read(path)  # says what is wrong: card missing or invalid, weights missing
+        except DeepMedError as error:
+            raise ValueError(str(error)) from None
+    return found or read_installed(path)
 
 
 def describe(model: InstalledModel) -> str:
     """A few lines for the panel: what the model does, its inputs and its outputs."""
     card = model.card
-    lines = [card.get("description") or model.id]
-    inputs = card.get("inputs", [])
-    images = ", ".join(f"{c.get('name')} ({c.get('modality', '?')})" for c in inputs)
-    conditions = ", ".join(c["name"] for c in model.conditions)
+    lines = [card.description or model.id]
+    images = ", ".join(f"{c.name} ({c.modality or '?'})" for c in card.inputs)
+    conditions = ", ".join(c.name for c in model.conditions)
     words = outputWords()
     lines.append(_("Inputs: {inputs}").format(inputs=images or _("no image"))
                  + ("; " + _("conditions: {conditions}").format(conditions=conditions) if conditions else ""))
     if model.output_kind == "label_map":
-        lines.append(_("Labels: {labels}").format(labels=", ".join(label["name"] for label in model.labels)
+        lines.append(_("Labels: {labels}").format(labels=", ".join(label.name for label in model.labels)
                                                   or _("none")))
     else:
-        target = card.get("target", {})
-        what = target.get("quantity", words.get(model.output_kind, words["scalar_volume"]))
-        lines.append(_("Output: {output}").format(output=what) + (f" [{target['unit']}]" if target.get("unit") else ""))
+        target = card.target
+        what = (target.quantity if target is not None else None) or words.get(model.output_kind,
+                                                                               words["scalar_volume"])
+        unit = target.unit if target is not None else None
+        lines.append(_("Output: {output}").format(output=what) + (f" [{unit}]" if unit else ""))
     if len(model.modes) > 1:
         lines.append(_("Modes: {modes}").format(modes=", ".join(
-            f"{m['name']} ({words.get(m['output_kind'], m['output_kind'])})" for m in model.modes)))
-    if card.get("licence") or card.get("version"):
+            f"{m.name} ({words.get(m.output_kind, m.output_kind)})" for m in model.modes)))
+    if card.licence or card.version:
         lines.append(_("Version {version}, licence {licence}").format(
-            version=card.get("version", "-"), licence=card.get("licence", _("not stated")))
+            version=card.version or "-", licence=card.licence or _("not stated"))
             + (", " + _("checksums verified at install") if (model.path / "SHA256SUMS").is_file() else ""))
     if model.folds:
         lines.append(_("{folds}-fold ensemble (cross-validation): averages every fold; one fold is {folds}x "
                        "faster").format(folds=len(model.folds)) + _outOfFold(card))
-    validation = card.get("validation", {})
+    validation = card.validation
     if validation.get("best") is not None:
         lines.append(_("Validation {metric}: {value}").format(metric=validation.get("key_metric"),
                                                                value=f"{validation['best']:.3f}"))
     return "\n".join(lines)
 
 
-def _outOfFold(card: dict) -> str:
-    scores = card.get("cross_validation", {}).get("out_of_fold", {})
+def _outOfFold(card: ModelCard) -> str:
+    scores = card.cross_validation.get("out_of_fold", {})
     shown = [f"{name} {score['mean']:.2f}" for name, score in scores.items() if score.get("mean") is not None]
     return "\n" + _("Out-of-fold: {scores}").format(scores=", ".join(shown)) if shown else ""
 

@@ -163,7 +163,7 @@ class RunPanel:
         if model is not None:
             self.ui.modelDescriptionLabel.text = ModelLibrary.describe(model)
             mode = self.inputs.mode()
-            self.ui.applyButton.text = Outputs.actionName(mode["output_kind"], mode["inputs"])
+            self.ui.applyButton.text = Outputs.actionName(mode.output_kind, mode.inputs)
         elif row is not None:
             self.ui.modelDescriptionLabel.text = (
                 f"{row.get('title', row['id'])} {row.get('version', '')} ({row.get('task', '?')})\n"
@@ -194,7 +194,7 @@ class RunPanel:
     def onInputsChanged(self):
         mode = self.inputs.mode()
         if mode is not None:
-            self.ui.applyButton.text = Outputs.actionName(mode["output_kind"], mode["inputs"])
+            self.ui.applyButton.text = Outputs.actionName(mode.output_kind, mode.inputs)
         if self.parameterNode is not None:
             self.parameterNode.inputVolumes = self.inputs.volumes()
         self.updateButtons()

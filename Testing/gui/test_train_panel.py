@@ -142,7 +142,7 @@ def test_publish_makes_the_trained_model_a_verified_package(panel, qtHarness, tm
     assert qtHarness.messages == [], qtHarness.messages
     assert ui.statusLabel.text().startswith("Published published-boxes 0.3.0 in the library and as ")
     model = read_installed(Path(os.environ["DEEPMED_LIBRARY"]) / "published-boxes")
-    assert model.card["licence"] == "CC-BY-4.0" and model.card["version"] == "0.3.0"
+    assert model.card.licence == "CC-BY-4.0" and model.card.version == "0.3.0"
     assert verify_installed(model) == [] and (model.path / "SHA256SUMS").is_file()
     assert (tmp_path / "published-boxes.zip").is_file()
     assert json.loads((model.path / "model_card.json").read_text())["title"] == "published-boxes"

@@ -9,9 +9,9 @@ import torch
 from deepmed.applications.base import APPLICATIONS
 from deepmed.applications.dense import DenseApplication
 from deepmed.errors import DeepMedError
-from deepmed.volume_inference.ongrid import image_like, running_argmax
 from deepmed.losses.registry import VOXEL_LABEL_LOSSES, allow_for
 from deepmed.planning.dense import label_sampling
+from deepmed.volume_inference.ongrid import image_like, running_argmax
 
 
 def label_values(labels: dict[str, int]) -> list[int]:
@@ -42,8 +42,8 @@ class SegmentationApplication(DenseApplication):
         SwinUNETR, ...): its weights start the training, with this application's own preprocessing."""
         from deepmed.networks import NETWORKS
 
-        segmenter = card.get("output_kind") in ("label_map", "overlapping_masks")
-        return super().accepts_init(card) or (segmenter and card.get("network", {}).get("name") in NETWORKS)
+        segmenter = card.kind in ("label_map", "overlapping_masks")
+        return super().accepts_init(card) or (segmenter and card.network is not None and card.network.name in NETWORKS)
 
     def choose_sampling(self, fingerprint):
         return label_sampling(fingerprint)

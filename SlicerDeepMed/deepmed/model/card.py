@@ -22,8 +22,6 @@ CARD = "model_card.json"
 WEIGHTS = "model.safetensors"
 CARD_FORMAT = "deepmed-model/1"
 
-MODE_INPUTS = ("images", "none", "pair", "conditions")
-
 __all__ = ["CARD", "CARD_FORMAT", "WEIGHTS", "Condition", "InputChannel", "Label", "Mode", "ModelCard", "Network",
            "Target", "check_inputs"]
 
@@ -373,7 +371,7 @@ def check_inputs(card: ModelCard, mode: Mode, inputs: int, condition, where: str
 def check_schema(document, where: str) -> None:
     """DeepMedError when ``document`` fails the model-card schema: the file, the first key path, expected vs
     got (and how many other problems)."""
-    from deepmed.zoo.schemas import CARD_SCHEMA, schema_problems
+    from deepmed.utils.json_schema import CARD_SCHEMA, schema_problems
 
     if not isinstance(document, dict):
         raise DeepMedError(f"{where}: expected a JSON object (a model card), got {type(document).__name__}")

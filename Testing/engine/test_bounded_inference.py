@@ -17,9 +17,9 @@ import torch
 from test_training import trained_segmentation  # noqa: F401  (a fixture shared with test_training)
 
 from deepmed.inference.predictor import Predictor
+from deepmed.transforms.preprocessing import normalize_image, to_working_grid
 from deepmed.volume_inference import sliding
 from deepmed.volume_inference.ongrid import back_to_input, running_argmax
-from deepmed.transforms.preprocessing import normalize_image, to_working_grid
 
 
 def plain_labels(predictor: Predictor, image: sitk.Image) -> np.ndarray:

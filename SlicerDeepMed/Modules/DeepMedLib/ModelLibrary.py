@@ -1,26 +1,21 @@
-"""The models the panels can offer: the per-user library of the engine (read as JSON, no torch here).
+"""The models the panels can offer: the per-user library of the engine (cards read as ``ModelCard``, no torch).
 
-``changed`` fires when a training finishes or a model is added/removed, so every panel refreshes its list.
+The library folder is this Slicer's choice (:func:`useLibraryFolder`, remembered between sessions), passed
+explicitly to the engine functions and the workers the panels start (``--library``); the process environment
+is left alone. ``changed`` fires when a training finishes or a model is added/removed, so every panel
+refreshes its list.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from slicer.i18n import tr as _
 
 from deepmed.errors import DeepMedError
 from deepmed.model.card import ModelCard
-from deepmed.zoo.library import (
-    LIBRARY_VARIABLE,
-    InstalledModel,
-    installed_models,
-    library_dir,
-    new_model_dir,
-    read_installed,
-    resolve_model,
-)
+from deepmed.zoo.library import InstalledModel, installed_models, library_dir, read_installed, resolve_model
+from deepmed.zoo.library import new_model_dir as engine_new_model_dir
 from DeepMedLib.BackgroundJob import BackgroundJob
 from DeepMedLib.EngineCommand import engineCommand, engineEnvironment
 from DeepMedLib.Signal import Signal
@@ -34,32 +29,48 @@ def outputWords() -> dict[str, str]:
             "table": _("case-level values (table)"), "sequence": _("sequence of images")}
 
 
+_chosenFolder: Path | None = None  # this Slicer's library; None: the engine's default (``library_dir()``)
+
+
 def useLibraryFolder(folder, announce: bool = True) -> Path:
-    """Make ``folder`` the model library of this Slicer and of the workers it starts (``$DEEPMED_LIBRARY``)."""
+    """Make ``folder`` the model library of the panels and of the workers they start (given as ``--library``)."""
+    global _chosenFolder
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise ValueError(_("{folder}: the model library must be an existing folder").format(folder=folder))
-    os.environ[LIBRARY_VARIABLE] = str(folder)
+    _chosenFolder = folder
     if announce:
         changed.emit(str(folder))
     return folder
 
 
+def libraryFolder() -> Path:
+    """The library the panels use: the folder chosen in Slicer, else the engine's default."""
+    return _chosenFolder if _chosenFolder is not None else library_dir()
+
+
 def models(library: Path | None = None) -> list[InstalledModel]:
-    return installed_models(library)
+    return installed_models(library or libraryFolder())
+
+
+def new_model_dir(name: str, library: Path | None = None) -> Path:
+    """A fresh folder in the library for a model called ``name`` (the folder is created when missing)."""
+    root = Path(library or libraryFolder())
+    root.mkdir(parents=True, exist_ok=True)
+    return engine_new_model_dir(name, root)
 
 
 def modelsFor(application: str, library: Path | None = None) -> list[InstalledModel]:
     """The installed models a training of ``application`` can start from (fine-tuning): those made for it
     and those whose card says they can (``trainable_as``, e.g. an imported MONAI bundle's segmenter)."""
-    return [model for model in installed_models(library) if model.card.accepts_training_of(application)]
+    return [model for model in models(library) if model.card.accepts_training_of(application)]
 
 
 def findModel(model, library: Path | None = None) -> InstalledModel:
     """An InstalledModel from a library id, a model directory or an InstalledModel."""
     if isinstance(model, InstalledModel):
         return model
-    path = resolve_model(str(model), library)  # names the installed models when nothing matches
+    path = resolve_model(str(model), library or libraryFolder())  # names the installed models when nothing matches
     found = read_installed(path)
     if found is None:
         try:
@@ -112,7 +123,8 @@ def _outOfFold(card: ModelCard) -> str:
 
 # ---- the zoo, through background workers (downloads and bundle conversion never block Slicer) -----------
 def _zooJob(name: str, *arguments) -> BackgroundJob:
-    job = BackgroundJob(engineCommand("zoo", "--progress", "jsonl", *arguments), env=engineEnvironment(), name=name)
+    command = engineCommand("zoo", "--progress", "jsonl", "--library", libraryFolder(), *arguments)
+    job = BackgroundJob(command, env=engineEnvironment(), name=name)
     job.finished.connect(lambda result: _announce(job, result))
     return job.start()
 
@@ -160,10 +172,10 @@ def publishJob(modelDir, licence: str, title: str = "", version: str = "1.0.0", 
 def removeModel(modelId: str) -> None:
     from deepmed.zoo.package import remove_model
 
-    path = remove_model(modelId)
+    path = remove_model(modelId, libraryFolder())
     changed.emit(str(path))
 
 
 __all__ = ["InstalledModel", "addCatalogueJob", "catalogueJob", "changed", "describe", "findModel", "importJob",
-           "library_dir", "models", "modelsFor", "new_model_dir", "publishJob", "pullJob", "removeModel",
+           "libraryFolder", "models", "modelsFor", "new_model_dir", "publishJob", "pullJob", "removeModel",
            "useLibraryFolder"]

@@ -11,8 +11,8 @@ import SimpleITK as sitk
 from deepmed.applications.base import APPLICATIONS, Application, Prediction
 from deepmed.applications.inputs import input_channels
 from deepmed.errors import DeepMedError
-from deepmed.volume_inference.ongrid import image_like, keep_largest_component
 from deepmed.io.image_io import write_image
+from deepmed.volume_inference.ongrid import image_like, keep_largest_component
 
 NOT_TRAINED_HERE = "nnU-Net models are imported (deepmed zoo import NNUNET_RESULT_FOLDER), not trained by deepmed"
 

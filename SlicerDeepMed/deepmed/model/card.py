@@ -378,4 +378,4 @@ def check_schema(document, where: str) -> None:
     problems = schema_problems(document, CARD_SCHEMA)
     if problems:
         more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
-        raise DeepMedError(f"{where}: model card {problems[0]}{more}")
+        raise DeepMedError(f"{where}: model card fails its schema {problems[0]}{more}")

@@ -28,7 +28,6 @@ from deepmed.data.split import cross_validation_splits
 from deepmed.errors import DeepMedError
 from deepmed.evaluation.evaluate import evaluate, format_summary, summarize, write_csv
 from deepmed.inference.predictor import Predictor
-from deepmed.volume_inference.ongrid import keep_largest_component
 from deepmed.io.geometry import align_to_grid
 from deepmed.io.image_io import read_image
 from deepmed.model.card import ModelCard
@@ -40,6 +39,7 @@ from deepmed.training.driver import train
 from deepmed.training.planner import PLAN_FILE
 from deepmed.training.planner import plan as make_plan
 from deepmed.utils.atomic import write_text_atomic
+from deepmed.volume_inference.ongrid import keep_largest_component
 
 SPLITS_FILE = "splits.json"  # the folds this cross-validation used (nnU-Net's splits_final.json format)
 

@@ -46,7 +46,7 @@ class RunPanel:
         ui.cancelButton.clicked.connect(self.onCancel)
         ModelLibrary.changed.connect(self.onLibraryChanged)
         ui.libraryPathLineEdit.filters = ctk.ctkPathLineEdit.Dirs
-        ui.libraryPathLineEdit.currentPath = str(ModelLibrary.library_dir())
+        ui.libraryPathLineEdit.currentPath = str(ModelLibrary.libraryFolder())
         # Without name filters CTK's validator is ".+": currentPathChanged comes with every key typed. A typed
         # folder counts once confirmed (Enter or leaving the field); Browse and the history count at once.
         ui.libraryPathLineEdit.currentPathChanged.connect(self.onLibraryPathChanged)
@@ -112,7 +112,7 @@ class RunPanel:
         combo.blockSignals(False)
         if not ids:
             self.ui.modelDescriptionLabel.text = _("No models yet: train one in DeepMed Train or import a package "
-                                                   "(library: {folder}).").format(folder=ModelLibrary.library_dir())
+                                                   "(library: {folder}).").format(folder=ModelLibrary.libraryFolder())
         self.onModelChanged()
 
     def onLibraryPathChanged(self, path):
@@ -128,7 +128,7 @@ class RunPanel:
 
     def onLibraryFolderChosen(self, path):
         """Another library folder: its models are listed, trainings land there, and it is remembered."""
-        if not path or os.path.abspath(path) == os.path.abspath(str(ModelLibrary.library_dir())):
+        if not path or os.path.abspath(path) == os.path.abspath(str(ModelLibrary.libraryFolder())):
             return
         with slicer.util.tryWithErrorDisplay(_("Could not use this folder as the model library.")):
             ModelLibrary.useLibraryFolder(path)

@@ -151,6 +151,7 @@ def qtHarness(slicerApp, tinyModelLibrary, monkeypatch, tmp_path):
     yield qt_harness
     qt_harness.modules.exitApplication()
     app.processEvents()
+    ModelLibrary.useLibraryFolder(None)  # the next test starts from the default, as a new Slicer would
 
 
 @pytest.fixture

@@ -33,8 +33,12 @@ _chosenFolder: Path | None = None  # this Slicer's library; None: the engine's d
 
 
 def useLibraryFolder(folder, announce: bool = True) -> Path:
-    """Make ``folder`` the model library of the panels and of the workers they start (given as ``--library``)."""
+    """Make ``folder`` the model library of the panels and of the workers they start (given as ``--library``);
+    None: back to the engine's default (``$DEEPMED_LIBRARY`` or the per-user folder)."""
     global _chosenFolder
+    if folder is None:
+        _chosenFolder = None
+        return libraryFolder()
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise ValueError(_("{folder}: the model library must be an existing folder").format(folder=folder))

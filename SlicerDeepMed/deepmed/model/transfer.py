@@ -130,7 +130,7 @@ def targets_differ(old_card: ModelCard, new_card: ModelCard | dict) -> bool:
     def labels(card: ModelCard):
         return [(label.value, label.name) for label in card.labels]
 
-    return labels(old_card) != labels(new_card) or old_card.output_kind != new_card.output_kind
+    return labels(old_card) != labels(new_card) or old_card.kind != new_card.kind
 
 
 def transfer_weights(networks: dict[str, torch.nn.Module], source: InitSource, heads: dict[str, set[str]],

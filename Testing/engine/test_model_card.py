@@ -180,3 +180,15 @@ def test_the_card_and_what_the_gui_imports_of_the_engine_need_no_torch():
                             env={"PYTHONPATH": str(ENGINE), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [] and "deepmed.model.card" in modules
+
+
+def test_zoo_verify_names_a_library_model_whose_card_fails_its_schema(tmp_path, capsys):
+    from deepmed.cli.main import main
+
+    for name, document in (("good", demo_document()), ("bad", {**demo_document(), "orientation": "SAR"})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / CARD).write_text(json.dumps(document))
+        (tmp_path / name / WEIGHTS).write_bytes(b"")
+    assert main(["zoo", "--library", str(tmp_path), "verify", "bad"]) == 2
+    output = capsys.readouterr().out
+    assert output.startswith("bad: 1 problem(s)") and "orientation" in output and str(tmp_path / "bad" / CARD) in output

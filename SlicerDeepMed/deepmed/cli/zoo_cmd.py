@@ -214,16 +214,19 @@ def run_remove(args) -> int:
 
 
 def run_verify(args) -> int:
-    from deepmed.zoo.library import installed_models
+    from deepmed.zoo.library import installed_models, unusable_models
     from deepmed.zoo.package import verify_installed
 
-    models = installed_models(args.library)
+    models, unusable = installed_models(args.library), unusable_models(args.library)
     if args.model_ids:
-        unknown = sorted(set(args.model_ids) - {m.id for m in models})
+        unknown = sorted(set(args.model_ids) - {m.id for m in models} - {model_id for model_id, _ in unusable})
         if unknown:
             raise DeepMedError(f"not installed: {', '.join(unknown)}")
         models = [m for m in models if m.id in args.model_ids]
-    failed = 0
+        unusable = [(model_id, why) for model_id, why in unusable if model_id in args.model_ids]
+    for model_id, why in unusable:
+        print(f"{model_id}: 1 problem(s)\n  problem: {why}")
+    failed = len(unusable)
     for model in models:
         problems = verify_installed(model)
         checksums = "checksums OK" if (model.path / "SHA256SUMS").is_file() else "no checksums (trained here)"

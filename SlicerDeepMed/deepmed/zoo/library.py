@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deepmed.errors import DeepMedError
-from deepmed.model.card import Condition, Label, Mode, ModelCard
+from deepmed.model.card import CARD, Condition, Label, Mode, ModelCard
 
 LIBRARY_VARIABLE = "DEEPMED_LIBRARY"
 MODEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -117,6 +117,22 @@ def installed_models(library: Path | None = None) -> list[InstalledModel]:
         return []
     models = (read_installed(p) for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith("."))
     return [m for m in models if m is not None]
+
+
+def unusable_models(library: Path | None = None) -> list[tuple[str, str]]:
+    """Library folders whose model card cannot be used (it fails its schema, or the weights are missing), as
+    (id, the one-line reason): ``installed_models`` skips them, ``deepmed zoo verify`` names them."""
+    root = Path(library) if library is not None else library_dir()
+    if not root.is_dir():
+        return []
+    found = []
+    for path in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if (path / CARD).is_file():
+            try:
+                ModelCard.read(path)
+            except DeepMedError as error:
+                found.append((path.name, str(error)))
+    return found
 
 
 def resolve_model(model: str | os.PathLike, library: Path | None = None) -> Path:

@@ -127,16 +127,22 @@ def nnunetReference(tmp_path_factory):
 
 @pytest.fixture
 def qtHarness(slicerApp, tinyModelLibrary, monkeypatch, tmp_path):
-    """PySide6 offscreen + Slicer stand-ins, a real scene, DEEPMED_LIBRARY pointing at a copy of the library."""
+    """PySide6 offscreen + Slicer stand-ins, a real scene, the panels' library folder a copy of the library
+    (``qtHarness.library``). ``$DEEPMED_LIBRARY`` names another, empty folder: the panels pass their folder to
+    the engine and its workers explicitly, so a path that fell back on the environment would find no model."""
     import shutil
 
     from slicer_support import qt_harness
 
     library = tmp_path / "library"
     shutil.copytree(tinyModelLibrary[0], library)
-    monkeypatch.setenv("DEEPMED_LIBRARY", str(library))
+    monkeypatch.setenv("DEEPMED_LIBRARY", str(tmp_path / "not-the-panels-library"))
     monkeypatch.setenv("DEEPMED_CATALOGS", "")  # no shipped catalogue: model lists stay what each test makes
     app = qt_harness.install()
+    from DeepMedLib import ModelLibrary
+
+    ModelLibrary.useLibraryFolder(library, announce=False)
+    qt_harness.library = library
     qt_harness.isolateSettings(tmp_path / "settings")
     for recorded in (qt_harness.messages, qt_harness.uncaught, qt_harness.fileDialogAnswers,
                      qt_harness.fileDialogCalls):
@@ -145,6 +151,7 @@ def qtHarness(slicerApp, tinyModelLibrary, monkeypatch, tmp_path):
     yield qt_harness
     qt_harness.modules.exitApplication()
     app.processEvents()
+    ModelLibrary.useLibraryFolder(None)  # the next test starts from the default, as a new Slicer would
 
 
 @pytest.fixture

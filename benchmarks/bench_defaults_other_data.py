@@ -235,8 +235,8 @@ def autoencoder(folder: Path, budget: float, seed: int) -> dict:
     train_arrays = arrays([c.images[0] for c in dataset.training])
     test_arrays = arrays([folder / e["image"] for e in test_entries])
     reconstructions = np.stack([model_grid_reconstruction(predictor.networks, a, card) for a in test_arrays])
-    data_range = max(entry["statistics"]["range"] for entry in card["inputs"])
-    latent = card["network"]["args"]["latent_size"]
+    data_range = max(channel.statistics["range"] for channel in card.inputs)
+    latent = card.network.args["latent_size"]
     result = compare_with_pca(train_arrays, test_arrays, reconstructions, latent, data_range)
     return {**info, "mse": result["model"]["mse"], "baseline_pca_mse": result["pca"]["mse"],
             "psnr": result["model"]["psnr"], "baseline_pca_psnr": result["pca"]["psnr"], "latent": latent}

@@ -107,7 +107,7 @@ def test_sample_count_and_seed(trained):
     _, model, _ = trained
     predictor = Predictor(model, "cpu")
     frames = predictor.predict([], mode="sample", count=3, seed=7).frames
-    grid = grid_of(predictor.card["output_grid"])
+    grid = grid_of(predictor.card.output_grid)
     assert len(frames) == 3 and all(_same_grid(f, grid) for f in frames)
     again = predictor.predict([], mode="sample", count=3, seed=7).frames
     other = predictor.predict([], mode="sample", count=3, seed=8).frames
@@ -241,8 +241,8 @@ def test_a_plain_autoencoder_offers_no_sampling(tmp_path, trained):
     config["training"]["epochs"] = 1
     model = train(folder / "spheres.csv", tmp_path / "plain", config=config, progress="none")
     predictor = Predictor(model, "cpu")
-    assert [m["name"] for m in predictor.modes] == ["reconstruct", "encode", "interpolate"]
-    assert predictor.card["settings"]["beta"] == 0.0
+    assert [m.name for m in predictor.modes] == ["reconstruct", "encode", "interpolate"]
+    assert predictor.card.settings["beta"] == 0.0
     with pytest.raises(DeepMedError, match="has no mode 'sample'"):
         predictor.predict([], mode="sample")
 

@@ -25,13 +25,13 @@ from deepmed.volume_inference.ongrid import back_to_input, running_argmax
 def plain_labels(predictor: Predictor, image: sitk.Image) -> np.ndarray:
     """The pre-streaming path: the whole activation in float32, every class resampled and stacked, argmax."""
     card = predictor.card
-    array, _, grid = to_working_grid([sitk.Cast(image, sitk.sitkFloat32)], None, card["spacing"])
-    stats = [e["statistics"] for e in card["inputs"]]
-    tensor = torch.from_numpy(normalize_image(array, [e["normalization"] for e in card["inputs"]], stats))[None]
-    activation = sliding.predict_volume(predictor.networks["model"], tensor, list(reversed(card["patch_size"])),
+    array, _, grid = to_working_grid([sitk.Cast(image, sitk.sitkFloat32)], None, list(card.spacing))
+    stats = [e.statistics for e in card.inputs]
+    tensor = torch.from_numpy(normalize_image(array, [e.normalization for e in card.inputs], stats))[None]
+    activation = sliding.predict_volume(predictor.networks["model"], tensor, list(reversed(card.patch_size)),
                                         activation=predictor.app.activation, precision="float32")[0].numpy()
     stacked = np.stack([back_to_input(a, grid, image) for a in activation])
-    values = np.asarray(sorted(e["value"] for e in card["labels"]))
+    values = np.asarray(sorted(label.value for label in card.labels))
     return values[np.argmax(stacked, axis=0)]
 
 

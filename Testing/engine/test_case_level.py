@@ -276,7 +276,7 @@ def test_export_and_import_as_a_package(classifier, cubes, tmp_path):
     installed = import_package(package, library=tmp_path / "library")
     original = Predictor(model, "cpu").predict(cubes / "c05.nii.gz").values
     again = Predictor(installed.path, "cpu").predict(cubes / "c05.nii.gz").values
-    assert again == original and installed.card["labels"][1]["name"] == "large"
+    assert again == original and installed.card.labels[1].name == "large"
 
 
 @pytest.mark.parametrize("name", ["densenet", "densenet121", "resnet10", "resnet18", "efficientnet_b0"])

@@ -101,7 +101,7 @@ def test_the_card_declares_the_conditions_the_grid_and_the_mode(model):
 
 def test_generation_lies_on_the_cards_grid_and_follows_the_seed(model):
     predictor = Predictor(model, "cpu")
-    grid = predictor.card["output_grid"]
+    grid = predictor.card.output_grid
     image = predictor.predict([], condition=[10, 0], seed=3).output
     assert list(image.GetSize()) == grid["size"]
     assert image.GetSpacing() == pytest.approx(grid["spacing"]) and image.GetOrigin() == pytest.approx(grid["origin"])
@@ -179,6 +179,6 @@ def test_a_short_training_generates_spheres_that_follow_the_conditions(tmp_path)
         progress="none")
     predictor = Predictor(model, "cpu")
     measured = measure_generation(predictor, [6, 8.5, 11, 13.5, 16], [-12, -6, 0, 6, 12], [0],
-                                  predictor.card["settings"]["threshold"])
+                                  predictor.card.settings["threshold"])
     print(f"r radius {measured['r_radius']:.3f}, r shift {measured['r_shift']:.3f}")
     assert measured["r_radius"] >= 0.8 and measured["r_shift"] >= 0.8, measured

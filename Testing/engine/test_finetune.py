@@ -220,7 +220,7 @@ def test_an_imported_monai_bundle_starts_a_segmentation_training(tmp_path, monke
     bundle = import_package(copy_bundle("spleen_ct_segmentation", tmp_path))
     from DeepMedLib import ModelLibrary
 
-    assert bundle.card["trainable_as"] == [DEFAULT_APPLICATION]  # what the Train panel's "Start from" reads
+    assert bundle.card.trainable_as == (DEFAULT_APPLICATION,)  # what the Train panel's "Start from" reads
     assert [m.id for m in ModelLibrary.modelsFor(DEFAULT_APPLICATION)] == [bundle.id]
     manifest = write_boxes(tmp_path / "boxes", range(4))
     settings = ["data.patch_size=[32,32,32]", "training.iterations_per_epoch=1", "training.epochs=1",

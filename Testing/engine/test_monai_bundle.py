@@ -103,7 +103,7 @@ def test_bundle_imports_and_segments_like_the_monai_pipeline(tmp_path, monkeypat
     monkeypatch.setenv("DEEPMED_LIBRARY", str(tmp_path / "library"))
     bundle = write_bundle(tmp_path / "toy_spleen_ct")
     installed = import_package(bundle)
-    card = installed.card
+    card = installed.card.to_dict()  # the document written
     assert installed.id == "toy_spleen_ct" and card["version"] == "0.2.1" and card["licence"] == "Apache-2.0"
     assert card["orientation"] == "RAS" and card["array_axes"] == "xyz" and card["spacing"] == [1.5, 1.5, 2.0]
     assert [label["name"] for label in card["labels"]] == ["background", "spleen", "lesion"]
@@ -188,7 +188,7 @@ def test_checkpoint_loader_path_load_dict_and_module_prefix(tmp_path, monkeypatc
 
     bundle = write_bundle(tmp_path / "b", weights=b"not weights", edit=loader)
     (bundle / "models" / "best_metric_model.pt").write_bytes(pickle_free_weights(NETWORK))
-    assert import_package(bundle).card["network"]["name"] == "unet"
+    assert import_package(bundle).card.network.name == "unet"
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -311,8 +311,8 @@ def test_transforms_given_as_references_to_lists_read_as_the_lists(tmp_path, mon
         config["loading"], config["intensity"] = transforms[:2], transforms[2:]
         config["preprocessing"]["transforms"] = "$@loading + @intensity"
 
-    plain = import_package(write_bundle(tmp_path / "a")).card["task"]
-    joined = import_package(write_bundle(tmp_path / "b", edit=split)).card["task"]
+    plain = import_package(write_bundle(tmp_path / "a")).card.task
+    joined = import_package(write_bundle(tmp_path / "b", edit=split)).card.task
     assert joined["preprocessing"] == plain["preprocessing"] and len(plain["preprocessing"]) == 4
 
     def not_a_list(config):

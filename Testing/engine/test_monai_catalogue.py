@@ -137,7 +137,7 @@ def test_pull_verifies_sha1_records_sha256_and_the_bundle_segments(spleen_zip, h
                                                                                      "SHA-1")]
     assert main(["zoo", "--progress", "none", "pull", SPLEEN]) == 0
     installed = read_installed(library / SPLEEN)
-    assert installed is not None and installed.card["version"] == "0.5.9"
+    assert installed is not None and installed.card.version == "0.5.9"
     origin = json.loads((installed.path / ORIGIN).read_text())
     assert origin["archive_sha256"] == sha256_of(spleen_zip) and origin["publisher_sha1"] == sha1_of(spleen_zip)
     assert origin["url"].endswith(spleen_zip.name) and origin["archive_bytes"] == spleen_zip.stat().st_size

@@ -63,7 +63,7 @@ def _import(source: Path, library: Path):
 @pytest.mark.slow
 def test_2d_configuration_with_mirroring_matches_nnunet_predictor(reference, tmp_path):
     model = _import(_folders(reference)["2d"], tmp_path / "library")
-    assert model.card["task"]["patch_size"] == [96, 96] and model.card["task"]["mirror_axes"] == [0, 1]
+    assert model.card.task["patch_size"] == [96, 96] and model.card.task["mirror_axes"] == [0, 1]
     ours = _infer(model.path, reference / "scan_0000.nii.gz", tmp_path / "seg.nii.gz")
     assert _agreement(ours, reference / "predictions" / "2d.nii.gz") >= 0.999
     assert len(np.unique(sitk.GetArrayFromImage(ours))) == 3  # not a degenerate network
@@ -73,9 +73,9 @@ def test_2d_configuration_with_mirroring_matches_nnunet_predictor(reference, tmp
 def test_cascade_finds_its_lowres_stage_and_matches_nnunet(reference, tmp_path):
     folders = _folders(reference)
     model = _import(folders["3d_cascade_fullres"], tmp_path / "library")
-    task = model.card["task"]
+    task = model.card.task
     assert task["configuration"] == "3d_cascade_fullres" and task["previous_stage"]["configuration"] == "3d_lowres"
-    assert task["foreground_labels"] == [1, 2] and model.card["network"]["args"]["input_channels"] == 3
+    assert task["foreground_labels"] == [1, 2] and model.card.network.args["input_channels"] == 3
     scan = reference / "scan_0000.nii.gz"
     ours = _infer(model.path, scan, tmp_path / "cascade.nii.gz", "--no-tta")
     assert _agreement(ours, reference / "predictions" / "cascade" / "scan.nii.gz") >= 0.999
@@ -87,10 +87,10 @@ def test_cascade_finds_its_lowres_stage_and_matches_nnunet(reference, tmp_path):
 @pytest.mark.slow
 def test_ensemble_folder_with_postprocessing_matches_nnunet_ensemble(reference, tmp_path):
     model = _import(_folders(reference)["ensemble"], tmp_path / "library")
-    task = model.card["task"]
+    task = model.card.task
     assert [m["configuration"] for m in task["ensemble"]] == ["2d", "3d_cascade_fullres"]
     assert task["postprocessing"] == [{"keep_largest_component_of": [1, 2], "background": 0}]
-    assert model.card["folds"] == [0, 1] and "ensemble" in (model.path / "README.md").read_text()
+    assert model.card.folds == (0, 1) and "ensemble" in (model.path / "README.md").read_text()
     ours = _infer(model.path, reference / "scan_0000.nii.gz", tmp_path / "ensemble.nii.gz", "--no-tta")
     assert _agreement(ours, reference / "predictions" / "ensemble_pp.nii.gz") >= 0.999
 

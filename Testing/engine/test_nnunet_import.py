@@ -42,7 +42,7 @@ def imported(nnunetReference, tmp_path_factory):
 
 @pytest.mark.slow
 def test_import_records_the_plans_and_keeps_both_folds(imported):
-    card = imported.card
+    card = imported.card.to_dict()  # the document written
     assert card["application"] == "nnunet" and card["folds"] == [0, 1]
     assert [(label["value"], label["name"]) for label in card["labels"]] == [(0, "background"), (1, "brain"),
                                                                              (2, "bright")]

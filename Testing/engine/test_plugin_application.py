@@ -104,15 +104,15 @@ class MeanLevelApplication(TrainableApplication):
                 "task": {"image_size": plan["image_size"], "width": plan["width"]}}
 
     def inference_parts(self, card, model_dir):
-        return {"model": LevelNet(card["task"]["width"])}
+        return {"model": LevelNet(card.task["width"])}
 
     def predict(self, members, inputs, card, device, options):
         image = inputs[0] if isinstance(inputs, list) else inputs
         image = image if isinstance(image, sitk.Image) else sitk.ReadImage(str(image), sitk.sitkFloat32)
-        array = torch.from_numpy(_resample(image, card["task"]["image_size"]))[None, None].to(device)
+        array = torch.from_numpy(_resample(image, card.task["image_size"]))[None, None].to(device)
         with torch.no_grad():
             scaled = members[0]["model"](array).item()
-        stats = card["target"]["statistics"]
+        stats = card.target.statistics
         return Prediction(values={"value": scaled * stats["std"] + stats["mean"]})
 
     def write_prediction(self, prediction, path):

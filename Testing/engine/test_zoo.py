@@ -241,4 +241,4 @@ def test_the_shipped_catalogue_entry_is_the_committed_demo_package(tmp_path):
         assert entry.urls[0].endswith(f"/main/Resources/Models/{local.name}")
         assert local.stat().st_size == entry.size and sha256_of(local) == entry.sha256
         installed = import_package(local, library=tmp_path / "library", model_id=entry.id)
-        assert installed.card["version"] == entry.version and verify_installed(installed) == []
+        assert installed.card.version == entry.version and verify_installed(installed) == []

@@ -3,7 +3,6 @@ an interpolation between two volumes (a browsable sequence node), through the re
 real model trained by Testing/engine/test_autoencoder's recipe (PySide6 offscreen, real scene)."""
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -38,10 +37,10 @@ def autoencoderModel(tmp_path_factory):
 
 
 @pytest.fixture
-def panel(openPanel, autoencoderModel):
+def panel(openPanel, autoencoderModel, qtHarness):
     from DeepMedLib import ModelLibrary
 
-    library = Path(os.environ["DEEPMED_LIBRARY"])
+    library = qtHarness.library
     shutil.copytree(autoencoderModel, library / "spheres")
     opened = openPanel("DeepMedRun")
     ModelLibrary.changed.emit(str(library / "spheres"))

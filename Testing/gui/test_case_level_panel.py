@@ -29,14 +29,13 @@ def cubeClassifier(tmp_path_factory):
 
 def test_a_classifier_writes_its_class_and_probabilities_beside_the_input(openPanel, cubeClassifier, qtHarness,
                                                                          scene):
-    import os
 
     import slicer
 
     from DeepMedLib import ModelLibrary, SceneBridge
 
     folder, model = cubeClassifier
-    library = Path(os.environ["DEEPMED_LIBRARY"])
+    library = qtHarness.library
     shutil.copytree(model, library / "cube-size")
     opened = openPanel("DeepMedRun")
     ModelLibrary.changed.emit(str(library / "cube-size"))

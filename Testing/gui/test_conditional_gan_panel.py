@@ -28,12 +28,11 @@ def ganModel(tmp_path_factory):
 
 
 @pytest.fixture
-def panel(openPanel, ganModel):
-    import os
+def panel(openPanel, ganModel, qtHarness):
 
     from DeepMedLib import ModelLibrary
 
-    library = Path(os.environ["DEEPMED_LIBRARY"])
+    library = qtHarness.library
     shutil.copytree(ganModel, library / "spheres-cgan")
     opened = openPanel("DeepMedRun")
     ModelLibrary.changed.emit(str(library / "spheres-cgan"))

@@ -68,13 +68,11 @@ def test_existing_output_chosen_by_the_user_is_replaced_and_others_never(panel, 
 
 
 def test_a_failing_model_shows_its_error_and_the_library_refreshes(panel, qtHarness, scene, tmp_path):
-    import os
     import shutil
-    from pathlib import Path
 
     from DeepMedLib import ModelLibrary
 
-    library = Path(os.environ["DEEPMED_LIBRARY"])
+    library = qtHarness.library
     shutil.copytree(library / "boxes", library / "broken")
     (library / "broken" / "model.safetensors").write_bytes(b"garbage")
     ModelLibrary.changed.emit(str(library / "broken"))  # what a finished training does
@@ -127,14 +125,12 @@ def test_missing_dependencies_are_named_and_installed_on_request(qtHarness, scen
 def test_catalogue_model_downloads_with_progress_then_segments_and_can_be_removed(panel, qtHarness, scene,
                                                                                 httpServer, tmp_path, monkeypatch):
     import json
-    import os
-    from pathlib import Path
 
     from deepmed.zoo.checksums import sha256_of
     from deepmed.zoo.package import export_package
 
     folder, base = httpServer
-    library = Path(os.environ["DEEPMED_LIBRARY"])
+    library = qtHarness.library
     package = export_package(library / "boxes", folder / "liver-2.0.0.zip", model_id="liver", version="2.0.0",
                              title="Liver boxes", licence="CC-BY-4.0")
     entry = {"id": "liver", "version": "2.0.0", "title": "Liver boxes", "description": "test", "task": "segmentation",
@@ -174,12 +170,10 @@ def test_catalogue_model_downloads_with_progress_then_segments_and_can_be_remove
 
 
 def test_import_package_button_installs_and_bad_packages_say_why(panel, qtHarness, tmp_path, monkeypatch):
-    import os
-    from pathlib import Path
 
     from deepmed.zoo.package import export_package
 
-    library = Path(os.environ["DEEPMED_LIBRARY"])
+    library = qtHarness.library
     package = export_package(library / "boxes", tmp_path / "shared-model.zip", model_id="shared", licence="MIT")
     qtHarness.fileDialogAnswers.append(str(package))
     panel.ui.importModelButton.click()
@@ -196,8 +190,6 @@ def test_import_package_button_installs_and_bad_packages_say_why(panel, qtHarnes
 
 def test_a_fold_ensemble_runs_whole_or_one_fold(panel, qtHarness, scene, tmp_path):
     """A cross-validation model says so in its description and offers the ensemble or a single fold."""
-    import os
-    from pathlib import Path
 
     from deepmed.data.manifest import Dataset
     from deepmed.data.split import add_splits
@@ -209,7 +201,7 @@ def test_a_fold_ensemble_runs_whole_or_one_fold(panel, qtHarness, scene, tmp_pat
     dataset = add_splits(Dataset.load(manifest), folds=3)
     dataset.save(manifest)
     overrides = [f"{key}={value}".replace(" ", "") for key, value in TINY_SETTINGS.items()]
-    target = Path(os.environ["DEEPMED_LIBRARY"]) / "boxes-cv"
+    target = qtHarness.library / "boxes-cv"
     train_folds(manifest, target, "all", overrides=overrides, epochs=2, device="cpu", progress="none")
     ModelLibrary.changed.emit(str(target))
     ui = panel.ui
@@ -235,49 +227,53 @@ def test_a_fold_ensemble_runs_whole_or_one_fold(panel, qtHarness, scene, tmp_pat
 
 def test_the_library_folder_is_chosen_in_the_panel_and_remembered(panel, qtHarness, tmp_path):
     """Another folder lists its models (none here), trainings and downloads go there, and next time Slicer
-    starts with it (a user preference in QSettings)."""
+    starts with it (a user preference in QSettings); the process environment is left alone."""
     import os
 
+    from DeepMedLib import ModelLibrary
     from DeepMedLib.ModuleWidget import preference, useRememberedLibrary
 
     ui = panel.ui
-    first = os.environ["DEEPMED_LIBRARY"]
+    first, environment = str(qtHarness.library), os.environ["DEEPMED_LIBRARY"]
     assert ui.libraryPathLineEdit.currentPath == first and ui.modelComboBox.count() == 1
     other = tmp_path / "my models"
     other.mkdir()
     ui.libraryPathLineEdit.typePath(str(other))  # key by key: "/", "/t", ... are valid input for CTK (".+")
-    assert qtHarness.messages == [] and os.environ["DEEPMED_LIBRARY"] == first and preference("LibraryFolder") == ""
+    assert qtHarness.messages == [] and str(ModelLibrary.libraryFolder()) == first and preference("LibraryFolder") == ""
     ui.libraryPathLineEdit.pressEnter()
     assert qtHarness.messages == []
-    assert os.environ["DEEPMED_LIBRARY"] == str(other) and preference("LibraryFolder") == str(other)
+    assert ModelLibrary.libraryFolder() == other and preference("LibraryFolder") == str(other)
+    assert os.environ["DEEPMED_LIBRARY"] == environment  # not set for the whole process
     assert ui.modelComboBox.count() == 0 and "No models yet" in ui.modelDescriptionLabel.text()
-    os.environ["DEEPMED_LIBRARY"] = first  # a new Slicer session: the preference is applied at setup
+    panel.panel.readCatalogues()
+    assert panel.panel.catalogueJob.command[-3:] == ["--library", str(other), "list"]  # workers are told
+    qtHarness.processEventsUntil(lambda: not panel.panel.zooJobs, timeout=60)
+    ModelLibrary.useLibraryFolder(first, announce=False)  # a new Slicer session: the preference is applied at setup
     useRememberedLibrary()
-    assert os.environ["DEEPMED_LIBRARY"] == str(other)
+    assert ModelLibrary.libraryFolder() == other
 
 
 def test_the_library_folder_field_takes_a_typed_path_once_confirmed_and_browse_at_once(panel, qtHarness, tmp_path):
     """Typing never raises a dialog nor rescans per key; a wrong folder confirmed says so once."""
-    import os
+    from DeepMedLib import ModelLibrary
 
     ui = panel.ui
-    first = os.environ["DEEPMED_LIBRARY"]
+    first = ModelLibrary.libraryFolder()
     ui.libraryPathLineEdit.typePath(str(tmp_path / "missing"))
-    assert qtHarness.messages == [] and os.environ["DEEPMED_LIBRARY"] == first
+    assert qtHarness.messages == [] and ModelLibrary.libraryFolder() == first
     ui.libraryPathLineEdit.pressEnter()
     assert len(qtHarness.messages) == 1 and "missing" in qtHarness.messages[0][1]
-    assert os.environ["DEEPMED_LIBRARY"] == first
+    assert ModelLibrary.libraryFolder() == first
     chosen = tmp_path / "browsed"
     chosen.mkdir()
     qtHarness.fileDialogAnswers.append(str(chosen))
     ui.libraryPathLineEdit.browse()
-    assert os.environ["DEEPMED_LIBRARY"] == str(chosen) and ui.libraryPathLineEdit.currentPath == str(chosen)
+    assert ModelLibrary.libraryFolder() == chosen and ui.libraryPathLineEdit.currentPath == str(chosen)
 
 
 @pytest.mark.slow
 def test_an_imported_nnunet_model_segments_into_the_scene(panel, qtHarness, scene, nnunetReference):
     """An nnU-Net v2 result folder (made by nnunetv2) imported into the library segments a real scan."""
-    import os
     from pathlib import Path
 
     import SimpleITK as sitk
@@ -287,7 +283,7 @@ def test_an_imported_nnunet_model_segments_into_the_scene(panel, qtHarness, scen
     from DeepMedLib.SceneBridge import updateVolumeNodeFromImage
 
     model = import_package(Path((nnunetReference / "result_folder.txt").read_text()),
-                           library=Path(os.environ["DEEPMED_LIBRARY"]))
+                           library=qtHarness.library)
     ModelLibrary.changed.emit(str(model.path))
     ui = panel.ui
     texts = [ui.modelComboBox.itemText(i) for i in range(ui.modelComboBox.count())]

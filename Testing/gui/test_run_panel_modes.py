@@ -33,12 +33,12 @@ def levelModel(tmp_path_factory):
 
 
 @pytest.fixture
-def panel(openPanel, levelModel, monkeypatch):
+def panel(openPanel, levelModel, monkeypatch, qtHarness):
     from DeepMedLib import ModelLibrary
 
     monkeypatch.setenv("DEEPMED_PLUGINS", "test_plugin_application")  # the worker finds the plug-in
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ENGINE_TESTS), os.environ.get("PYTHONPATH", "")]))
-    library = Path(os.environ["DEEPMED_LIBRARY"])
+    library = qtHarness.library
     shutil.copytree(levelModel, library / "levels")
     opened = openPanel("DeepMedRun")
     ModelLibrary.changed.emit(str(library / "levels"))
@@ -76,7 +76,7 @@ def _withModes(levelsDir: Path) -> None:
 def test_the_cards_modes_decide_the_inputs_and_the_command(panel, qtHarness, scene, monkeypatch):
     from DeepMedLib import ModelLibrary
 
-    library = Path(os.environ["DEEPMED_LIBRARY"])
+    library = qtHarness.library
     _withModes(library / "levels")
     ModelLibrary.changed.emit(str(library / "levels"))
     ui = panel.ui

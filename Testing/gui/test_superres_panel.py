@@ -2,7 +2,6 @@
 on its own, finer grid beside the input (PySide6 offscreen, real scene, real worker process, a tiny real model
 trained by Testing/engine/test_super_resolution's recipe)."""
 
-import os
 import shutil
 from pathlib import Path
 
@@ -32,10 +31,10 @@ def upsamplerModel(tmp_path_factory):
 
 
 @pytest.fixture
-def panel(openPanel, upsamplerModel):
+def panel(openPanel, upsamplerModel, qtHarness):
     from DeepMedLib import ModelLibrary
 
-    library = Path(os.environ["DEEPMED_LIBRARY"])
+    library = qtHarness.library
     shutil.copytree(upsamplerModel, library / "upsampler")
     opened = openPanel("DeepMedRun")
     ModelLibrary.changed.emit(str(library / "upsampler"))

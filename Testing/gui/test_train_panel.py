@@ -123,8 +123,6 @@ def test_dropdowns_offer_what_the_engine_registers(panel, qtHarness):
 
 def test_publish_makes_the_trained_model_a_verified_package(panel, qtHarness, tmp_path):
     import json
-    import os
-    from pathlib import Path
 
     from deepmed.zoo.library import read_installed
     from deepmed.zoo.package import verify_installed
@@ -143,8 +141,8 @@ def test_publish_makes_the_trained_model_a_verified_package(panel, qtHarness, tm
     qtHarness.processEventsUntil(lambda: panel.panel.publishJob is None, timeout=120)
     assert qtHarness.messages == [], qtHarness.messages
     assert ui.statusLabel.text().startswith("Published published-boxes 0.3.0 in the library and as ")
-    model = read_installed(Path(os.environ["DEEPMED_LIBRARY"]) / "published-boxes")
-    assert model.card["licence"] == "CC-BY-4.0" and model.card["version"] == "0.3.0"
+    model = read_installed(qtHarness.library / "published-boxes")
+    assert model.card.licence == "CC-BY-4.0" and model.card.version == "0.3.0"
     assert verify_installed(model) == [] and (model.path / "SHA256SUMS").is_file()
     assert (tmp_path / "published-boxes.zip").is_file()
     assert json.loads((model.path / "model_card.json").read_text())["title"] == "published-boxes"
@@ -154,13 +152,12 @@ def test_publish_makes_the_trained_model_a_verified_package(panel, qtHarness, tm
 def test_start_from_offers_the_library_models_of_the_application_and_the_engine_fine_tunes(panel, qtHarness,
                                                                                            tmp_path):
     import json
-    import os
     from pathlib import Path
 
     ui = panel.ui
     combo = ui.initModelComboBox
     offered = lambda: [combo.itemText(i) for i in range(combo.count())]  # noqa: E731
-    library = Path(os.environ["DEEPMED_LIBRARY"])
+    library = qtHarness.library
     assert offered() == ["scratch", "boxes (boxes)"]  # the harness's library holds one segmentation model
     ui.applicationComboBox.setCurrentText("regression")
     assert offered() == ["scratch"]  # its card's application is not the panel's

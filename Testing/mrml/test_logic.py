@@ -1,6 +1,5 @@
 """Module logics on real MRML with real background processes: train, segment, predict, cancel, data export."""
 
-import os
 import shutil
 import subprocess
 import sys
@@ -37,8 +36,8 @@ EPOCHS = 6
 def library(tmp_path_factory):
     """A model library holding one tiny segmentation model trained through TrainLogic's worker process."""
     root = tmp_path_factory.mktemp("logic")
-    previous = os.environ.get("DEEPMED_LIBRARY")
-    os.environ["DEEPMED_LIBRARY"] = str(root / "library")
+    (root / "library").mkdir()
+    ModelLibrary.useLibraryFolder(root / "library", announce=False)  # the panels' folder, given to the workers
     app = HeadlessSlicer()
     changed, events = [], []
     ModelLibrary.changed.connect(changed.append)
@@ -52,10 +51,7 @@ def library(tmp_path_factory):
                                  chartSeries=run.curves.chart.GetNumberOfPlotSeriesNodes())
     app.close()
     yield info
-    if previous is None:
-        os.environ.pop("DEEPMED_LIBRARY", None)
-    else:
-        os.environ["DEEPMED_LIBRARY"] = previous
+    ModelLibrary.useLibraryFolder(None)
 
 
 def nodeCount(scene) -> int:
@@ -64,7 +60,7 @@ def nodeCount(scene) -> int:
 
 def test_training_fills_live_curves_and_lands_in_the_library(library):
     assert library.run.job.result.succeeded, library.run.job.result.errorMessage
-    assert library.run.modelDir == Path(os.environ["DEEPMED_LIBRARY"]) / "boxes"
+    assert library.run.modelDir == library.root / "library" / "boxes"
     assert [row[0] for row in library.loss] == list(range(1, EPOCHS + 1))
     assert all(np.isfinite(row[1]) for row in library.loss)
     assert len(library.validation) == EPOCHS and library.chartSeries >= 2  # loss + validation metrics
@@ -106,7 +102,7 @@ def test_cancel_leaves_the_scene_as_it_was(library, scene):
 def test_wrong_inputs_and_broken_models_are_clear_errors(library, scene, tmp_path):
     volume, _ = syntheticCase(scene)
     before = nodeCount(scene)
-    with pytest.raises(RunError, match=naming("boxes", "(MR)", "got 2")):
+    with pytest.raises(RunError, match=naming("boxes", "(MR)", "got 2")):  # the engine's own check (one rule)
         RunLogic().run(model="boxes", inputVolumes=[volume, volume])
     table = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "not a segmentation")
     with pytest.raises(RunError, match=naming("Segmentation", "ScalarVolume")):

@@ -21,7 +21,7 @@ def _input(scene):
 def test_a_volume_on_its_own_grid_keeps_that_grid_and_sits_beside_the_input(scene):
     reference = _input(scene)
     fine = make_image(direction=OBLIQUE, spacing=(0.35, 0.65, 1.55), shape_zyx=(10, 18, 20))
-    node = Outputs.addOutput("image", fine, reference, {}, "input fine")
+    node = Outputs.addOutput("image", fine, reference, [], "input fine")
     assert node.IsA("vtkMRMLScalarVolumeNode") and node.GetName() == "input fine"
     np.testing.assert_allclose(ijkToRasFromNode(node), ijkToRasFromImage(fine), atol=1e-9)
     np.testing.assert_array_equal(slicer.util.arrayFromVolume(node), sitk.GetArrayFromImage(fine))
@@ -32,7 +32,7 @@ def test_a_volume_on_its_own_grid_keeps_that_grid_and_sits_beside_the_input(scen
 
 def test_a_generated_volume_needs_no_input(scene):
     generated = make_image(shape_zyx=(10, 9, 8))
-    node = Outputs.addOutput("image", generated, None, {}, "generated")
+    node = Outputs.addOutput("image", generated, None, [], "generated")
     assert node.GetScene() is scene and slicer.util.arrayFromVolume(node).shape == (10, 9, 8)
 
 
@@ -43,7 +43,7 @@ def test_case_level_values_become_a_table_with_numeric_columns(scene, tmp_path):
         writer.writeheader()
         writer.writerow({"class": "male", "p_female": "0.125", "p_male": "0.875"})
     rows = Outputs.readOutput("table", path)
-    node = Outputs.addOutput("table", rows, _input(scene), {}, "input sex")
+    node = Outputs.addOutput("table", rows, _input(scene), [], "input sex")
     assert node.IsA("vtkMRMLTableNode") and node.GetNumberOfRows() == 1 and node.GetNumberOfColumns() == 3
     assert node.GetCellText(0, 0) == "male" and node.GetColumnName(1) == "p_female"
     assert node.GetTable().GetColumn(2).GetClassName() == "vtkDoubleArray"
@@ -56,7 +56,7 @@ def test_a_4d_image_becomes_a_browsable_sequence_with_each_frames_geometry(scene
     sitk.WriteImage(sitk.JoinSeries(frames), str(path))
     back = Outputs.readOutput("sequence", path)
     assert len(back) == 4
-    node = Outputs.addOutput("sequence", back, _input(scene), {}, "interpolation")
+    node = Outputs.addOutput("sequence", back, _input(scene), [], "interpolation")
     assert node.IsA("vtkMRMLSequenceNode") and node.GetNumberOfDataNodes() == 4
     for frame, volume in zip(frames, ResultNodes.sequenceFrames(node), strict=True):
         np.testing.assert_array_equal(slicer.util.arrayFromVolume(volume), sitk.GetArrayFromImage(frame))
@@ -87,7 +87,7 @@ def test_overlapping_masks_become_overlapping_segments_with_the_cards_names(scen
     sitk.WriteImage(masks, str(path))
     labels = [{"value": 1, "name": "TC", "color": [255, 0, 0]}, {"value": 2, "name": "WT", "color": [0, 255, 0]}]
     node = Outputs.addOutput("overlapping_masks", Outputs.readOutput("overlapping_masks", path), reference,
-                             {"labels": labels}, "tumour")
+                             labels, "tumour")
     assert SceneBridge.segmentNames(node) == ["TC", "WT"]
     segmentation = node.GetSegmentation()
     for index, expected in enumerate([core, whole]):

@@ -201,7 +201,7 @@ def test_every_output_lands_where_the_input_is(scene, kind, reused, transform):
     else:
         result = sitk.Cast(resultOnInputGrid(inputNode, (1, 2)), sitk.sitkFloat32)
 
-    output = Outputs.addOutput(kind, result, inputNode, {"labels": LABELS}, "result", node=node)
+    output = Outputs.addOutput(kind, result, inputNode, LABELS, "result", node=node)
 
     if node is not None:
         assert output is node

@@ -72,15 +72,16 @@ def imageFrames(image: sitk.Image) -> list[sitk.Image]:
     return frames
 
 
-def addOutput(kind: str, result, reference, card: dict, name: str, node=None, showIn3D: bool = False):
+def addOutput(kind: str, result, reference, labels: list[dict], name: str, node=None, showIn3D: bool = False):
     """Put ``result`` (from :func:`readOutput`) into the scene as the node that ``kind`` calls for.
-    ``reference``: the (first) input volume, or None for a model that takes no image."""
+    ``reference``: the (first) input volume, or None for a model that takes no image; ``labels``: the card's
+    ({value, name, color}, ``ModelCard.label_dicts()``) for segmentations."""
     nodeClass(kind)
     if kind == "label_map":
-        return SceneBridge.addSegmentationFromLabelImage(result, reference, card.get("labels", []), name,
+        return SceneBridge.addSegmentationFromLabelImage(result, reference, labels, name,
                                                          segmentationNode=node, showIn3D=showIn3D)
     if kind == "overlapping_masks":
-        return ResultNodes.addOverlappingMasks(result, reference, card.get("labels", []), name,
+        return ResultNodes.addOverlappingMasks(result, reference, labels, name,
                                                segmentationNode=node, showIn3D=showIn3D)
     if kind == "scalar_volume":
         return SceneBridge.addScalarVolumeFromImage(result, reference, name, volumeNode=node)

@@ -30,13 +30,14 @@ from deepmed.applications.base import (
     trainable_application_names,
 )
 from deepmed.applications.plugins import load_plugins
+from deepmed.model.card import ModelCard
 
 
-def trainable_as(card: dict) -> list[str]:
+def trainable_as(card: ModelCard) -> list[str]:
     """The applications, besides the card's own, whose training a model with this card can start
     (``TrainableApplication.accepts_init``); importers write it into the card so the Slicer panels can offer it."""
     return [name for name in trainable_application_names()
-            if name != card.get("application") and get_trainable_application(name).accepts_init(card)]
+            if name != card.application and get_trainable_application(name).accepts_init(card)]
 
 
 #: What ``--app`` defaults to (and what ``make demo`` shows).

@@ -35,6 +35,7 @@ from deepmed.errors import DeepMedError
 from deepmed.io.image_io import write_image
 from deepmed.losses import LOSSES, build_loss
 from deepmed.losses.latent import LatentLoss
+from deepmed.model.card import ModelCard
 from deepmed.networks import build_network
 from deepmed.optim import build_optimizer
 from deepmed.planning.batch import whole_input_defaults
@@ -211,24 +212,24 @@ class AutoencoderApplication(TrainableApplication):
         }
 
     def inference_parts(self, card, model_dir):
-        args = card["network"]["args"]
+        args = card.network.args
         return {"encoder": build_network("vae_encoder", args), "decoder": build_network("vae_decoder", args)}
 
     def predict(self, members, inputs, card, device, options):
         """One mode of the first model (codes of different models do not mix: an ensemble is not averaged)."""
         networks = members[0]
         mode = options.get("mode") or "reconstruct"
-        settings = card.get("settings", {})
+        settings = card.settings
         option = lambda key: settings[key] if options.get(key) is None else options[key]  # noqa: E731
-        stats = [entry["statistics"] for entry in card["inputs"]]
+        stats = [channel.statistics for channel in card.inputs]
         if mode in ("sample", "interpolate"):
-            output_grid = whole_image.grid_of(card["output_grid"])
+            output_grid = whole_image.grid_of(card.output_grid)
         if mode == "sample":
             count = _at_least(option("count"), 1, "--count", "sample(s)")
             generator = torch.Generator().manual_seed(int(option("seed")))
-            codes = torch.randn(count, card["network"]["args"]["latent_size"], generator=generator)
+            codes = torch.randn(count, card.network.args["latent_size"], generator=generator)
             return Prediction(frames=self._decode(networks, codes, stats, output_grid, device))
-        n_channels = len(card["inputs"])
+        n_channels = len(card.inputs)
         cases = [inputs[:n_channels], inputs[n_channels:]] if mode == "interpolate" else [inputs]
         prepared = [self._prepared(case, card, options.get("model_name", "model")) for case in cases]
         codes = [self._encode(networks, array, device) for array, _, _ in prepared]
@@ -243,11 +244,11 @@ class AutoencoderApplication(TrainableApplication):
         decoded = self._decoded_arrays(networks, torch.from_numpy(codes[0])[None], stats, device)[0]
         return Prediction(_joined([whole_image.back_onto(channel, grid, reference) for channel in decoded]))
 
-    def _prepared(self, case: list, card: dict, model_name: str) -> tuple[np.ndarray, sitk.Image, sitk.Image]:
+    def _prepared(self, case: list, card: ModelCard, model_name: str) -> tuple[np.ndarray, sitk.Image, sitk.Image]:
         """One case's channels -> (normalised array at the input size, its box grid, the input's grid)."""
         channels = input_channels(case, card, model_name)
-        array, grid = whole_image.to_fixed_size(channels, card["settings"]["input_size"])
-        return normalise(array, [entry["statistics"] for entry in card["inputs"]]), grid, channels[0]
+        array, grid = whole_image.to_fixed_size(channels, card.settings["input_size"])
+        return normalise(array, [channel.statistics for channel in card.inputs]), grid, channels[0]
 
     @staticmethod
     def _encode(networks: dict, array: np.ndarray, device) -> np.ndarray:
@@ -346,13 +347,13 @@ def write_code(values: dict, path: Path) -> Path:
 
 
 # ---- the model's grid (evaluation against a baseline on the same arrays) -----------------------------
-def model_grid_input(images: list, card: dict) -> np.ndarray:
+def model_grid_input(images: list, card: ModelCard) -> np.ndarray:
     """One case's channels on the model's grid (C, z, y, x), in the input's intensity units."""
-    return whole_image.to_fixed_size(input_channels(list(images), card, "model"), card["settings"]["input_size"])[0]
+    return whole_image.to_fixed_size(input_channels(list(images), card, "model"), card.settings["input_size"])[0]
 
 
-def model_grid_reconstruction(networks: dict, array: np.ndarray, card: dict, device="cpu") -> np.ndarray:
+def model_grid_reconstruction(networks: dict, array: np.ndarray, card: ModelCard, device="cpu") -> np.ndarray:
     """The reconstruction of ``array`` (from :func:`model_grid_input`) on the same grid, in the same units."""
-    stats = [entry["statistics"] for entry in card["inputs"]]
+    stats = [channel.statistics for channel in card.inputs]
     code = AutoencoderApplication._encode(networks, normalise(array, stats), device)
     return AutoencoderApplication._decoded_arrays(networks, torch.from_numpy(code)[None], stats, device)[0]

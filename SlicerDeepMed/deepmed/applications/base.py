@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from deepmed.errors import DeepMedError
+from deepmed.model.card import ModelCard
 from deepmed.planning.batch import TrainingDefaults
 from deepmed.utils.registry import Registry
 
@@ -222,10 +223,10 @@ class TrainableApplication(RunnableApplication):
         'auto' lets the plan choose). Default: none, the application builds its own."""
         return []
 
-    def accepts_init(self, card: dict) -> bool:
+    def accepts_init(self, card: ModelCard) -> bool:
         """Fine-tuning (``training.init``): whether a model with this card can start this application's
         training (its network then comes from the card). Default: models of this application only."""
-        return card.get("application") == self.name
+        return card.application == self.name
 
     def output_heads(self, plan: dict) -> dict[str, set[str]]:
         """Fine-tuning on other targets (``training.init``): per network, the tensor names of its output head,

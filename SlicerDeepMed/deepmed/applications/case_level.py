@@ -33,6 +33,7 @@ from deepmed.errors import DeepMedError
 from deepmed.evaluation.case_level_metrics import classification_metrics, value_metrics
 from deepmed.losses import build_loss
 from deepmed.losses.registry import CASE_LABEL_LOSSES, VALUE_LOSSES, allow_for
+from deepmed.model.card import ModelCard
 from deepmed.model.directory import label_colour
 from deepmed.networks import NETWORKS, build_network, network_arguments, outputs_vector
 from deepmed.optim import build_optimizer
@@ -213,13 +214,13 @@ class CaseLevelApplication(TrainableApplication):
         }
 
     def inference_parts(self, card, model_dir):
-        return {"model": build_network(card["network"]["name"], card["network"]["args"])}
+        return {"model": build_network(card.network.name, card.network.args)}
 
     def predict(self, members, inputs, card, device, options):
         channels = input_channels(inputs, card, options.get("model_name", "model"))
-        image = case_input(channels, card["spacing"], card["patch_size"],
-                           [entry["normalization"] for entry in card["inputs"]],
-                           [entry.get("statistics") for entry in card["inputs"]])
+        image = case_input(channels, list(card.spacing), list(card.patch_size),
+                           [channel.normalization for channel in card.inputs],
+                           [channel.statistics for channel in card.inputs])
         tensor = torch.from_numpy(image)[None].to(device)
         with torch.no_grad():
             outputs = [self.activation(member["model"](tensor).float())[0].cpu().numpy() for member in members]
@@ -270,7 +271,7 @@ class CaseLevelApplication(TrainableApplication):
         """One validation case: the prediction and the reference, as numbers for ``summarize_validation``."""
 
     @abstractmethod
-    def decode(self, activation: np.ndarray, card: dict) -> dict:
+    def decode(self, activation: np.ndarray, card: ModelCard) -> dict:
         """The averaged activation -> the table row of one case."""
 
     @abstractmethod
@@ -354,7 +355,7 @@ class ClassificationApplication(CaseLevelApplication):
         return metrics
 
     def decode(self, activation, card):
-        names = [entry["name"] for entry in card["labels"]]
+        names = [label.name for label in card.labels]
         return {"class": names[int(np.argmax(activation))],
                 **{f"p_{name}": float(p) for name, p in zip(names, activation)}}
 
@@ -409,7 +410,7 @@ class CaseRegressionApplication(CaseLevelApplication):
         return value_metrics([c["target"] for c in per_case], [c["prediction"] for c in per_case])
 
     def decode(self, activation, card):
-        stats = card["target"]["statistics"]
+        stats = card.target.statistics
         return {"value": float(activation[0]) * stats["target_std"] + stats["target_mean"]}
 
     def target_card_fields(self, plan, stats, config):

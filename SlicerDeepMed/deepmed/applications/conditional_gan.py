@@ -247,20 +247,21 @@ class ConditionalGanApplication(TrainableApplication):
                              "threshold": fitted["threshold"]}}
 
     def inference_parts(self, card, model_dir):
-        return {"generator": build_network(card["network"]["name"], card["network"]["args"])}
+        return {"generator": build_network(card.network.name, card.network.args)}
 
     def predict(self, members, inputs, card, device, options):
         """``count`` volumes (default 1) for ``condition`` from noise seeded by ``seed`` (default 0); the first
         member of an ensemble generates (averaging generators would blur)."""
-        conditions = card["conditions"]
+        conditions = card.conditions
         values = [float(v) for v in options["condition"]]
         for entry, value in zip(conditions, values):
-            low, high = entry.get("min", -math.inf), entry.get("max", math.inf)
+            low = -math.inf if entry.min is None else entry.min
+            high = math.inf if entry.max is None else entry.max
             if not low <= value <= high:
-                print(f"deepmed: warning: condition {entry['name']}={value:g} is outside the training range "
+                print(f"deepmed: warning: condition {entry.name}={value:g} is outside the training range "
                       f"[{low:g}, {high:g}]; the generator extrapolates", file=sys.stderr)
-        low = [c.get("min", -1.0) for c in conditions]
-        high = [c.get("max", 1.0) for c in conditions]
+        low = [-1.0 if c.min is None else c.min for c in conditions]
+        high = [1.0 if c.max is None else c.max for c in conditions]
         count = int(options.get("count") or 1)
         if count < 1:
             raise DeepMedError(f"--count must be at least 1, got {count}")
@@ -270,7 +271,7 @@ class ConditionalGanApplication(TrainableApplication):
         condition = torch.from_numpy(scale(values, low, high))[None].repeat(count, 1)
         with torch.no_grad():
             fakes = generator(noise.to(device), condition.to(device)).float().cpu().numpy()
-        grid, intensity = card["output_grid"], card["settings"]["intensity"]
+        grid, intensity = card.output_grid, card.settings["intensity"]
         images = [self._image(fake, grid, intensity) for fake in fakes]
         return Prediction(output=images[0], frames=images if count > 1 else None)
 

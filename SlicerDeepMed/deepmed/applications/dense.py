@@ -20,6 +20,7 @@ from deepmed.applications.inputs import input_channels
 from deepmed.errors import DeepMedError
 from deepmed.io.image_io import write_image
 from deepmed.losses import build_loss
+from deepmed.model.card import ModelCard
 from deepmed.model.directory import label_colour
 from deepmed.model.transfer import output_dependent_keys
 from deepmed.networks import NETWORKS, build_network
@@ -180,24 +181,24 @@ class DenseApplication(TrainableApplication):
         }
 
     def inference_parts(self, card, model_dir):
-        return {"model": build_network(card["network"]["name"], card["network"]["args"])}
+        return {"model": build_network(card.network.name, card.network.args)}
 
     def predict(self, members, inputs, card, device, options):
-        settings = card.get("inference", {})
+        settings = card.inference
         option = lambda key, default: settings.get(key, default) if options.get(key) is None else options[key]  # noqa: E731
         input_images = self._channels(inputs, card, options.get("model_name", "model"))
         reference = input_images[0]
-        image, _, grid = to_working_grid(input_images, None, card["spacing"],
-                                         orientation=card.get("orientation", "LPS"))
+        image, _, grid = to_working_grid(input_images, None, list(card.spacing),
+                                         orientation=card.orientation or "LPS")
         del input_images
         images = self._normalized_per_member(image, card, options.get("folds"), len(members))
-        patch = list(reversed(card["patch_size"]))
-        xyz = card.get("array_axes", "zyx") == "xyz"  # networks trained on (x, y, z) arrays (MONAI bundles)
+        patch = list(reversed(card.patch_size))
+        xyz = card.array_axes == "xyz"  # networks trained on (x, y, z) arrays (MONAI bundles)
         if xyz:
             permuted = {id(t): t.permute(0, 1, 4, 3, 2).contiguous() for t in images}
-            images, patch = [permuted[id(t)] for t in images], list(card["patch_size"])
+            images, patch = [permuted[id(t)] for t in images], list(card.patch_size)
         activation = predict_ensemble([member["model"] for member in members], images, patch,
-                                      activation=self.activation, out_channels=card["network"]["args"]["out_channels"],
+                                      activation=self.activation, out_channels=card.network.args["out_channels"],
                                       overlap=option("overlap", 0.5), sw_batch_size=settings.get("sw_batch_size", 2),
                                       tta_flips=option("tta_flips", False), precision=option("precision", "auto"),
                                       device=device, blend_mode=settings.get("blend_mode", "gaussian"))
@@ -205,8 +206,8 @@ class DenseApplication(TrainableApplication):
             activation = activation.transpose(0, 3, 2, 1)
         del images, image
         channels = lambda: channels_on_input(activation, grid, reference)  # noqa: E731  (one channel at a time)
-        labels = {entry["name"]: entry["value"] for entry in card["labels"]}
-        target_stats = card.get("target", {}).get("statistics", {})
+        labels = {label.name: label.value for label in card.labels}
+        target_stats = (card.target.statistics if card.target is not None else None) or {}
         output_array = self.decode_on_input(channels, target_stats, labels)
         keep = self.keep_largest_labels(card, options.get("keep_largest"))
         if keep is not None and self.discrete_target:
@@ -217,33 +218,33 @@ class DenseApplication(TrainableApplication):
         return result
 
     @staticmethod
-    def _normalized_per_member(image: np.ndarray, card: dict, folds: list[int] | None, count: int) -> list:
+    def _normalized_per_member(image: np.ndarray, card: ModelCard, folds: list[int] | None, count: int) -> list:
         """The working-grid image normalised as each ensemble member expects (each fold fitted its own
         statistics); members that agree share one tensor."""
-        per_fold = card.get("fold_inputs")
-        entries = [per_fold[str(f)] for f in folds] if per_fold and folds else [card["inputs"]] * count
+        per_fold = card.fold_inputs
+        entries = [per_fold[str(f)] for f in folds] if per_fold and folds else [card.inputs] * count
         cache: dict[str, torch.Tensor] = {}
         tensors = []
         for inputs in entries:
-            key = repr([(e["normalization"], e.get("statistics")) for e in inputs])
+            key = repr([(e.normalization, e.statistics) for e in inputs])
             if key not in cache:
-                methods = [e["normalization"] for e in inputs]
-                stats = [e.get("statistics") for e in inputs]
+                methods = [e.normalization for e in inputs]
+                stats = [e.statistics for e in inputs]
                 cache[key] = torch.from_numpy(normalize_image(image, methods, stats))[None]
             tensors.append(cache[key])
         return tensors
 
     @staticmethod
-    def keep_largest_labels(card: dict, requested: bool | None) -> list[int] | None:
+    def keep_largest_labels(card: ModelCard, requested: bool | None) -> list[int] | None:
         """Labels whose largest component alone is kept: all (``--keep-largest``), none (False), or by default
         those chosen by cross-validation (card ``postprocessing``), else the card's ``inference.keep_largest``."""
-        every = [entry["value"] for entry in card["labels"] if entry["value"] != 0]
+        every = [label.value for label in card.foreground_labels]
         if requested is not None:
             return every if requested else None
-        chosen = card.get("postprocessing", {}).get("keep_largest")
+        chosen = card.postprocessing.get("keep_largest")
         if chosen is not None:
             return list(chosen) or None
-        return every if card.get("inference", {}).get("keep_largest", False) else None
+        return every if card.inference.get("keep_largest", False) else None
 
     def add_probabilities(self, result: Prediction, channels, reference: sitk.Image) -> None:
         """Optional per-class outputs (segmentation: probabilities and their entropy)."""

@@ -9,9 +9,10 @@ import SimpleITK as sitk
 from deepmed.errors import DeepMedError
 from deepmed.io.geometry import align_to_grid, grid_differences
 from deepmed.io.image_io import read_channels
+from deepmed.model.card import ModelCard
 
 
-def input_channels(inputs, card: dict, model_name: str, align: bool = True) -> list[sitk.Image]:
+def input_channels(inputs, card: ModelCard, model_name: str, align: bool = True) -> list[sitk.Image]:
     """The channels the card's ``inputs`` name (3D, all on channel 0's grid), or a one-line error. ``align``:
     channels within rounding of channel 0's grid are put on it exactly and cast to float32; otherwise (nnU-Net,
     which checks shape and spacing itself) they must lie on it already and keep their pixel type."""
@@ -20,7 +21,7 @@ def input_channels(inputs, card: dict, model_name: str, align: bool = True) -> l
     channels: list[sitk.Image] = []
     for item in inputs:
         channels.extend([item] if isinstance(item, sitk.Image) else read_channels(item))
-    expected = [entry["name"] for entry in card["inputs"]]
+    expected = card.channel_names
     if len(channels) != len(expected):
         raise DeepMedError(f"model {model_name} expects {len(expected)} input channel(s) ({', '.join(expected)}), "
                            f"got {len(channels)}")

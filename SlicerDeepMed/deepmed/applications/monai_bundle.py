@@ -65,13 +65,13 @@ class MonaiBundleApplication(RunnableApplication):
                "(deepmed train --app segmentation --init MODEL_OR_ID ...)")
 
     def inference_parts(self, card, model_dir):
-        return {"model": build_network(card["network"]["name"], card["network"]["args"])}
+        return {"model": build_network(card.network.name, card.network.args)}
 
     def predict(self, members, inputs, card, device, options):
         from monai.data import decollate_batch, list_data_collate
         from monai.transforms import Compose, Invertd
 
-        task = card["task"]
+        task = card.task
         key = task["image_key"]
         channels = DenseApplication._channels(inputs, card, options.get("model_name", "model"))
         reference = channels[0]
@@ -95,8 +95,8 @@ class MonaiBundleApplication(RunnableApplication):
             raise DeepMedError(f"model {options.get('model_name', 'model')}: the bundle's output grid "
                                f"{tuple(pred.shape[1:])} does not invert onto the input's {reference.GetSize()}")
         array = torch.as_tensor(pred).numpy().transpose(0, 3, 2, 1)  # (channel, z, y, x) as SimpleITK
-        if card.get("output_kind") == MASKS:
-            return Prediction(masks_image(array != 0, card["labels"], reference))
+        if card.output_kind == MASKS:
+            return Prediction(masks_image(array != 0, card.label_dicts(), reference))
         values = np.rint(array[0])
         image = sitk.GetImageFromArray(values.astype(np.uint16 if values.max(initial=0) > 255 else np.uint8))
         image.CopyInformation(reference)

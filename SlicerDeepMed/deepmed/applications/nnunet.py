@@ -38,10 +38,10 @@ class NnUNetApplication(RunnableApplication):
         if options.get("probabilities"):
             raise DeepMedError(f"model {options.get('model_name', 'model')}: probability and uncertainty maps are "
                                "not available for nnU-Net models (labels only)")
-        inference = card.get("inference", {})
+        inference = card.inference
         mirroring = inference.get("tta_flips", True) if options.get("tta_flips") is None else options["tta_flips"]
         overlap = options.get("overlap")
-        step = card["task"].get("tile_step_size", 0.5) if overlap is None else 1.0 - float(overlap)
+        step = card.task.get("tile_step_size", 0.5) if overlap is None else 1.0 - float(overlap)
         if not 0 < step <= 1:
             raise DeepMedError(f"--overlap {overlap}: expected a value in [0, 1)")
         channels = input_channels(inputs, card, options.get("model_name", "model"), align=False)

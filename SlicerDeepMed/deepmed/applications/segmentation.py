@@ -42,8 +42,8 @@ class SegmentationApplication(DenseApplication):
         SwinUNETR, ...): its weights start the training, with this application's own preprocessing."""
         from deepmed.networks import NETWORKS
 
-        segmenter = card.get("output_kind") in ("label_map", "overlapping_masks")
-        return super().accepts_init(card) or (segmenter and card.get("network", {}).get("name") in NETWORKS)
+        segmenter = card.kind in ("label_map", "overlapping_masks")
+        return super().accepts_init(card) or (segmenter and card.network is not None and card.network.name in NETWORKS)
 
     def choose_sampling(self, fingerprint):
         return label_sampling(fingerprint)

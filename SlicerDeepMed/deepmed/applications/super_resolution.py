@@ -243,7 +243,7 @@ class SuperResolutionApplication(TrainableApplication):
         }
 
     def inference_parts(self, card, model_dir):
-        return {"model": build_network(card["network"]["name"], card["network"]["args"])}
+        return {"model": build_network(card.network.name, card.network.args)}
 
     def predict(self, members, inputs, card, device, options):
         item = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
@@ -252,7 +252,7 @@ class SuperResolutionApplication(TrainableApplication):
             raise DeepMedError(f"{item if not isinstance(item, sitk.Image) else 'input'}: expected one 3D image, "
                                f"got {len(images)} channel(s) of {images[0].GetDimension()}D")
         image = sitk.Cast(images[0], sitk.sitkFloat32)
-        settings, inference = card["settings"], card.get("inference", {})
+        settings, inference = card.settings, card.inference
         overlap = inference.get("overlap", 0.5) if options.get("overlap") is None else options["overlap"]
         low, mean, std = _zscore(sitk.GetArrayFromImage(image))
         refined = upsample_array([member["model"] for member in members], low, list(reversed(settings["window"])),

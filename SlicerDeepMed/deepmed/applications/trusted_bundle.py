@@ -151,7 +151,7 @@ class TrustedBundleApplication(MonaiBundleApplication):
         _check_untouched(model_dir)
         bundle_dir = Path(model_dir) / BUNDLE_FOLDER
         with bundle_code(bundle_dir):
-            task = card["task"]
+            task = card.task
             parser = trusted_parser(bundle_dir, Path(model_dir) / task["config"], task.get("values", {}),
                                     torch.device("cpu"))
             return {"model": built(parser, "network_def", str(model_dir))}
@@ -160,7 +160,7 @@ class TrustedBundleApplication(MonaiBundleApplication):
         from monai.data import decollate_batch, list_data_collate
         from monai.transforms import Invertd
 
-        task, model_dir = card["task"], Path(options["model_dir"])
+        task, model_dir = card.task, Path(options["model_dir"])
         keys, image_key, pred_key = task["input_keys"], task["image_key"], task["pred_key"]
         bundle_dir = model_dir / BUNDLE_FOLDER
         with tempfile.TemporaryDirectory(prefix="deepmed-bundle-") as temporary, bundle_code(bundle_dir):
@@ -195,8 +195,8 @@ class TrustedBundleApplication(MonaiBundleApplication):
             raise DeepMedError(f"model {name}: the bundle's output grid {tuple(pred.shape[1:])} does not invert "
                                f"onto the input's {reference.GetSize()}")
         array = pred.transpose(0, 3, 2, 1)  # (channel, z, y, x) as SimpleITK
-        if card.get("output_kind") == MASKS:
-            return Prediction(masks_image(array != 0, card["labels"], reference))
+        if card.output_kind == MASKS:
+            return Prediction(masks_image(array != 0, card.label_dicts(), reference))
         if array.shape[0] != 1:
             raise DeepMedError(f"model {name}: the bundle's postprocessing gives {array.shape[0]} channels where "
                                "its card expects one label map")

@@ -111,11 +111,11 @@ def _rows(args) -> tuple[list[dict], list[str]]:
         card = model.card
         row = rows.setdefault(model_id, {"id": model_id, "title": model.title})
         available = row.get("version")
-        version = card.get("version", "trained here")
+        version = card.version or "trained here"
         row.update(status="installed" if not available or available == version else f"installed (update {available})",
-                   version=version, task=model.application, licence=card.get("licence", "-"),
+                   version=version, task=model.application, licence=card.licence or "-",
                    size=f"{(model.path / 'model.safetensors').stat().st_size / 1e6:.1f} MB",
-                   trusted=bool(card.get("trust_code")))
+                   trusted=bool(card.trust_code))
     return sorted(rows.values(), key=lambda r: r["id"]), warnings
 
 
@@ -130,8 +130,8 @@ def _emit(args, event: str, **fields) -> bool:
 
 
 def _installed_event(args, model) -> None:
-    if not _emit(args, "installed", id=model.id, version=model.card.get("version", ""), path=str(model.path)):
-        print(f"{model.id} {model.card.get('version', '')} installed in {model.path}")
+    if not _emit(args, "installed", id=model.id, version=model.card.version or "", path=str(model.path)):
+        print(f"{model.id} {model.card.version or ''} installed in {model.path}")
 
 
 def run_list(args) -> int:
@@ -214,16 +214,19 @@ def run_remove(args) -> int:
 
 
 def run_verify(args) -> int:
-    from deepmed.zoo.library import installed_models
+    from deepmed.zoo.library import installed_models, unusable_models
     from deepmed.zoo.package import verify_installed
 
-    models = installed_models(args.library)
+    models, unusable = installed_models(args.library), unusable_models(args.library)
     if args.model_ids:
-        unknown = sorted(set(args.model_ids) - {m.id for m in models})
+        unknown = sorted(set(args.model_ids) - {m.id for m in models} - {model_id for model_id, _ in unusable})
         if unknown:
             raise DeepMedError(f"not installed: {', '.join(unknown)}")
         models = [m for m in models if m.id in args.model_ids]
-    failed = 0
+        unusable = [(model_id, why) for model_id, why in unusable if model_id in args.model_ids]
+    for model_id, why in unusable:
+        print(f"{model_id}: 1 problem(s)\n  problem: {why}")
+    failed = len(unusable)
     for model in models:
         problems = verify_installed(model)
         checksums = "checksums OK" if (model.path / "SHA256SUMS").is_file() else "no checksums (trained here)"

@@ -9,6 +9,7 @@ from deepmed.applications import Prediction, get_application
 from deepmed.errors import DeepMedError
 from deepmed.inference.batch import DEFAULT_OPTIONS, BatchResult, CaseJob, cases_in, check_outputs, predict_many
 from deepmed.inference.options import InferenceOptions
+from deepmed.model.card import Mode, check_inputs
 from deepmed.model.device import pick_device
 from deepmed.model.directory import WEIGHTS, read_card
 from deepmed.model.weights import fold_weights, load_weights, split_networks
@@ -24,7 +25,7 @@ class Predictor:
         """``folds``: of a cross-validation ensemble, the folds to run (default: all of them, averaged)."""
         self.model_dir = Path(model_dir)
         self.card = read_card(self.model_dir)
-        self.app = get_application(self.card["application"])
+        self.app = get_application(self.card.application)
         if expected_app is not None and self.app.name != expected_app:
             raise DeepMedError(f"{self.model_dir}: is a {self.app.name} model, expected a {expected_app} model")
         self.device = pick_device(device)
@@ -34,7 +35,7 @@ class Predictor:
                         for fold in (self.folds or [None])]
 
     def _choose_folds(self, folds: list[int] | None) -> list[int] | None:
-        available = self.card.get("folds")
+        available = list(self.card.folds) or None
         if folds is None:
             return available
         if not available:
@@ -64,44 +65,20 @@ class Predictor:
 
     @property
     def output_kind(self) -> str:
-        return self.card.get("output_kind", self.app.output_kind)
+        return self.card.kind
 
     @property
     def channel_names(self) -> list[str]:
-        return [entry["name"] for entry in self.card["inputs"]]
+        return self.card.channel_names
 
     @property
-    def modes(self) -> list[dict]:
+    def modes(self) -> tuple[Mode, ...]:
         """What the model can be asked for (the card's ``modes``; one ``predict`` mode on images by default)."""
-        return self.card.get("modes") or [{"name": "predict", "output_kind": self.output_kind, "inputs": "images"}]
+        return self.card.available_modes
 
-    def mode(self, name: str | None = None) -> dict:
+    def mode(self, name: str | None = None) -> Mode:
         """The mode called ``name`` (default: the card's first)."""
-        if name is None:
-            return self.modes[0]
-        for mode in self.modes:
-            if mode["name"] == name:
-                return mode
-        known = ", ".join(m["name"] for m in self.modes)
-        raise DeepMedError(f"{self.model_dir}: has no mode '{name}' (modes: {known})")
-
-    def _check_inputs(self, mode: dict, inputs: list, condition) -> None:
-        """One-line errors when the inputs do not fit the mode: images per case, none, a pair, or values."""
-        channels = len(self.card["inputs"])
-        expected = {"images": channels, "pair": 2 * channels, "none": 0, "conditions": 0}[mode["inputs"]]
-        if len(inputs) != expected and mode["inputs"] == "images":
-            raise DeepMedError(f"{self.model_dir}: expects {channels} input channel(s) "
-                               f"({', '.join(self.channel_names)}), got {len(inputs)}")
-        if len(inputs) != expected:
-            what = {"pair": f"two cases of {channels} image(s) each", "none": "no input image",
-                    "conditions": "no input image (give --condition)"}[mode["inputs"]]
-            raise DeepMedError(f"{self.model_dir}: mode '{mode['name']}' takes {what}, got {len(inputs)} file(s)")
-        if mode["inputs"] == "conditions":
-            names = [c["name"] for c in self.card.get("conditions", [])]
-            if condition is None or len(condition) != len(names):
-                got = "none" if condition is None else f"{len(condition)} value(s)"
-                raise DeepMedError(f"{self.model_dir}: mode '{mode['name']}' needs {len(names)} condition value(s) "
-                                   f"({', '.join(names)}), got {got}")
+        return self.card.mode(name, str(self.model_dir))
 
     def predict(self, inputs, *, tta_flips: bool | None = None, overlap: float | None = None,
                 keep_largest: bool | None = None, probabilities: bool = False, precision: str | None = None,
@@ -113,11 +90,11 @@ class Predictor:
         (e.g. an autoencoder's ``interpolate`` mode with ``steps``)."""
         chosen = self.mode(mode)
         inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]  # one image or path alone
-        self._check_inputs(chosen, inputs, condition)
+        check_inputs(self.card, chosen, len(inputs), condition, str(self.model_dir))
         options = {"tta_flips": tta_flips, "overlap": overlap, "keep_largest": keep_largest,
                    "probabilities": probabilities, "precision": precision, "model_name": self.model_dir.name,
                    "model_dir": str(self.model_dir),
-                   "folds": self.folds, "mode": chosen["name"], "condition": condition, "steps": steps,
+                   "folds": self.folds, "mode": chosen.name, "condition": condition, "steps": steps,
                    "count": count, "seed": seed}
         return self.app.predict(self.members, inputs, self.card, self.device, options)
 

@@ -12,17 +12,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from deepmed.errors import DeepMedError
+from deepmed.model.card import CARD, CARD_FORMAT, WEIGHTS, ModelCard
 from deepmed.utils.atomic import atomic_path, write_text_atomic
 from deepmed.utils.tables import rows_to_csv
 
-CARD = "model_card.json"
-WEIGHTS = "model.safetensors"
 CONFIG = "config.yaml"
-CARD_FORMAT = "deepmed-model/1"
+__all__ = ["CARD", "CARD_FORMAT", "CONFIG", "WEIGHTS", "ModelCard", "label_colour", "read_card", "write_card"]
 
 #: Colours for labels 1, 2, ... (Slicer's GenericAnatomyColors feel); label 0 is background.
 PALETTE = [(128, 174, 128), (241, 214, 145), (177, 122, 101), (111, 184, 210), (216, 101, 79), (221, 130, 101),
@@ -33,27 +30,16 @@ def label_colour(index: int) -> list[int]:
     return list(PALETTE[(index - 1) % len(PALETTE)]) if index > 0 else [0, 0, 0]
 
 
-def write_card(model_dir: Path, card: dict) -> Path:
-    return write_text_atomic(Path(model_dir) / CARD, json.dumps(card, indent=2) + "\n")
+def write_card(model_dir: Path, card: ModelCard | dict) -> Path:
+    """Write the card (a ModelCard, or the document a training builds), checked against the schema."""
+    if isinstance(card, dict):
+        card = ModelCard.from_dict(card, str(Path(model_dir) / CARD))
+    return card.write(model_dir)
 
 
-def read_card(model_dir: str | Path) -> dict:
-    """Read and sanity-check ``model_card.json``; one-line errors for missing or foreign directories."""
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise DeepMedError(f"{model_dir}: model directory not found")
-    path = model_dir / CARD
-    if not path.is_file():
-        raise DeepMedError(f"{model_dir}: not a deepmed model directory ({CARD} missing)")
-    try:
-        card = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DeepMedError(f"{path}: JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-    if card.get("format") != CARD_FORMAT:
-        raise DeepMedError(f"{path}: unknown model card format {card.get('format')!r}, expected {CARD_FORMAT!r}")
-    if not (model_dir / WEIGHTS).is_file():
-        raise DeepMedError(f"{model_dir}: {WEIGHTS} missing (training never finished an epoch?)")
-    return card
+def read_card(model_dir: str | Path) -> ModelCard:
+    """The card of a finished model directory, checked; one-line errors for missing or foreign directories."""
+    return ModelCard.read(model_dir)
 
 
 def write_metrics_csv(model_dir: Path, history: list[dict]) -> Path:

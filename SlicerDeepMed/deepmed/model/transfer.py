@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from deepmed.errors import DeepMedError
+from deepmed.model.card import ModelCard
 from deepmed.model.directory import WEIGHTS, read_card
 from deepmed.model.weights import MAIN, fold_weights, load_weights, split_networks
 from deepmed.planning.plan import NetworkChoice, Plan
@@ -34,19 +35,19 @@ class InitSource:
     """The model a training starts from: its directory, card, chosen fold and inference weights."""
 
     path: Path
-    card: dict
+    card: ModelCard
     tensors: dict
     sha256: str
     fold: int | None = None
 
     @property
     def model_id(self) -> str:
-        return str(self.card.get("id") or self.path.name)
+        return str(self.card.id or self.path.name)
 
     def record(self) -> dict:
         """What the new model's card and plan say about where training started."""
-        return {"model": self.model_id, "version": self.card.get("version"), "path": str(self.path),
-                "application": self.card.get("application"), "fold": self.fold,
+        return {"model": self.model_id, "version": self.card.version, "path": str(self.path),
+                "application": self.card.application, "fold": self.fold,
                 "weights_sha256": self.sha256}
 
 
@@ -70,7 +71,7 @@ def read_init_model(path: str | Path, fold: int | None = None) -> InitSource:
     path = Path(path).resolve()
     card = read_card(path)
     tensors = load_weights(path / WEIGHTS)
-    folds = list(card.get("folds") or [])
+    folds = list(card.folds)
     if folds:
         chosen = folds[0] if fold is None else fold
         if chosen not in folds:
@@ -95,13 +96,14 @@ def adopt_network(plan: Plan, source: InitSource, lr_factor: float = 1.0, accept
     a model of the same application) with the same number of input channels.
     """
     where = source.path
-    accepted = accepts(source.card) if accepts is not None else source.card.get("application") == plan.application
+    accepted = accepts(source.card) if accepts is not None else source.card.application == plan.application
     if not accepted:
-        raise DeepMedError(f"{where}: init model is a {source.card.get('application')} model, this training is "
+        raise DeepMedError(f"{where}: init model is a {source.card.application} model, this training is "
                            f"{plan.application}")
-    theirs, ours = source.card.get("network"), plan.network
-    if not isinstance(theirs, dict) or ours is None or "name" not in theirs:
+    network, ours = source.card.network, plan.network
+    if network is None or ours is None:
         raise DeepMedError(f"{where}: init model's card names no network to start from")
+    theirs = network.to_dict()
     expected, got = _in_channels(theirs), ours.args.get("in_channels")
     if expected != got:
         raise DeepMedError(f"{where}: init model expects {expected} input channel(s), this dataset has {got}")
@@ -119,12 +121,15 @@ def adopt_network(plan: Plan, source: InitSource, lr_factor: float = 1.0, accept
               "this dataset"))
 
 
-def targets_differ(old_card: dict, new_card: dict) -> bool:
+def targets_differ(old_card: ModelCard, new_card: ModelCard | dict) -> bool:
     """True when the outputs mean something else: other label values or names, or another output kind."""
-    def labels(card):
-        return [(entry.get("value"), entry.get("name")) for entry in card.get("labels", [])]
+    if isinstance(new_card, dict):
+        new_card = ModelCard.from_dict(new_card, "the new model's card")
 
-    return labels(old_card) != labels(new_card) or old_card.get("output_kind") != new_card.get("output_kind")
+    def labels(card: ModelCard):
+        return [(label.value, label.name) for label in card.labels]
+
+    return labels(old_card) != labels(new_card) or old_card.kind != new_card.kind
 
 
 def transfer_weights(networks: dict[str, torch.nn.Module], source: InitSource, heads: dict[str, set[str]],

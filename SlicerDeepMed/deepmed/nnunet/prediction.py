@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from deepmed.model.card import ModelCard
 from deepmed.nnunet.export import export_probabilities, export_segmentation, probabilities_to_segmentation
 from deepmed.nnunet.postprocessing import apply_postprocessing
 from deepmed.nnunet.preprocessing import preprocess
@@ -34,9 +35,9 @@ class Stage:
     previous: Stage | None = None
 
 
-def stages(card: dict) -> list[Stage]:
+def stages(card: ModelCard) -> list[Stage]:
     """The configurations whose predictions make the model's (one, or the members of an ensemble)."""
-    task = card["task"]
+    task = card.task
 
     def stage(name: str, settings: dict, args: dict) -> Stage:
         previous = settings.get("previous_stage")
@@ -46,10 +47,10 @@ def stages(card: dict) -> list[Stage]:
 
     if "ensemble" in task:
         return [stage(f"member{i}", settings, settings["network"]) for i, settings in enumerate(task["ensemble"])]
-    return [stage(MAIN, task, card["network"]["args"])]
+    return [stage(MAIN, task, card.network.args)]
 
 
-def network_args(card: dict) -> dict[str, dict]:
+def network_args(card: ModelCard) -> dict[str, dict]:
     """Every network the model needs, by name (the weights file's prefixes)."""
     found: dict[str, dict] = {}
 
@@ -85,7 +86,7 @@ def _logits(members: list[dict], stage: Stage, arrays: list[np.ndarray], spacing
     return logits, geometry
 
 
-def predict_labels(members: list[dict], card: dict, arrays: list[np.ndarray], spacing_zyx: list[float],
+def predict_labels(members: list[dict], card: ModelCard, arrays: list[np.ndarray], spacing_zyx: list[float],
                    options: RunOptions) -> np.ndarray:
     """The model's labels in the input's (Z, Y, X) order, post-processed as nnU-Net determined."""
     configurations = stages(card)
@@ -100,5 +101,5 @@ def predict_labels(members: list[dict], card: dict, arrays: list[np.ndarray], sp
             total = probabilities if total is None else total + probabilities
         total /= len(configurations)
         labels = probabilities_to_segmentation(total, configurations[0].settings)
-    steps = card["task"].get("postprocessing") or []
+    steps = card.task.get("postprocessing") or []
     return apply_postprocessing(labels, steps) if steps else labels

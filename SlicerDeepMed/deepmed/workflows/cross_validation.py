@@ -31,6 +31,7 @@ from deepmed.evaluation.evaluate import evaluate, format_summary, summarize, wri
 from deepmed.inference.predictor import Predictor
 from deepmed.io.geometry import align_to_grid
 from deepmed.io.image_io import read_image
+from deepmed.model.card import ModelCard
 from deepmed.model.device import pick_device
 from deepmed.model.directory import CONFIG, WEIGHTS, read_card, write_card
 from deepmed.model.weights import ensemble_weights, load_weights, save_weights
@@ -181,21 +182,20 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
 
 
-def _ensemble_card(out: Path, folds: list[int], rows: list[dict], postprocessing: dict) -> dict:
-    card = dict(read_card(out / f"fold_{folds[0]}"))
-    fold_cards = {fold: read_card(out / f"fold_{fold}") for fold in folds}
-    card["folds"] = folds
-    card["fold_inputs"] = {str(fold): fold_card["inputs"] for fold, fold_card in fold_cards.items()}
-    if postprocessing.get("keep_largest") is not None:
-        card["postprocessing"] = {"keep_largest": postprocessing["keep_largest"]}
+def _ensemble_card(out: Path, folds: list[int], rows: list[dict], postprocessing: dict) -> ModelCard:
+    card = read_card(out / f"fold_{folds[0]}")
+    fold_inputs = {str(fold): read_card(out / f"fold_{fold}").inputs for fold in folds}
+    keep_largest = postprocessing.get("keep_largest")
     summary = {}
     for entry in summarize(rows) if rows else []:
         key = entry.get("name") or "all"
         metric = "dice" if "dice" in entry else "mae"
         summary[key] = {"mean": entry[metric]["mean"], "std": entry[metric]["std"], "cases": entry["cases"]}
-    card["cross_validation"] = {"folds": len(folds), "out_of_fold": summary}
-    card["validation"] = {"key_metric": card.get("validation", {}).get("key_metric"), "out_of_fold": summary}
-    return card
+    return card.with_values(
+        folds=tuple(folds), fold_inputs=fold_inputs,
+        postprocessing={"keep_largest": keep_largest} if keep_largest is not None else card.postprocessing,
+        cross_validation={"folds": len(folds), "out_of_fold": summary},
+        validation={"key_metric": card.validation.get("key_metric"), "out_of_fold": summary})
 
 
 def write_report_png(rows: list[dict], path: Path) -> Path:

@@ -24,6 +24,7 @@ from deepmed.applications.bundle_steps import (
                                                parse_merge,
 )
 from deepmed.errors import DeepMedError
+from deepmed.model.card import ModelCard
 from deepmed.model.directory import CARD, CARD_FORMAT, WEIGHTS, label_colour
 from deepmed.zoo.bundle_config import BundleConfig, find_inference_config, read_config_file, transform_list
 from deepmed.zoo.checksums import write_sums
@@ -337,7 +338,7 @@ def convert_bundle(bundle: Path, target: Path, where: str, values: dict | None =
     config = BundleConfig(read_config_file(config_path, where), where, bundle, values)
     config.path_name = config_path.name
     card = card_from_bundle(metadata, config, bundle)
-    card["trainable_as"] = trainable_as(card)
+    card["trainable_as"] = trainable_as(ModelCard.from_dict(card, f"{where}: converted card"))
     weights_path, model_key = checkpoint_of(config, bundle)
     unused = sorted(set(config.values) - config.used - {"bundle_root"})
     if unused:

@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from deepmed.errors import DeepMedError
+from deepmed.model.card import ModelCard
 from deepmed.model.directory import WEIGHTS
 from deepmed.zoo.download import read_text
 from deepmed.zoo.model_info import FORMAT, looks_like_model_info, read_model_info
@@ -113,17 +114,17 @@ def random_weights(bundle: Path, target: Path) -> Path:
     return target
 
 
-def run_check(card: dict, where: str) -> None:
+def run_check(card: ModelCard, where: str) -> None:
     """One forward pass of the imported network on a patch of zeros: catches what fails only when a model runs
     (a missing optional package such as einops, a patch size the network cannot take)."""
     import torch
 
     from deepmed.networks import build_network
 
-    network = build_network(card["network"]["name"], card["network"]["args"]).eval()
+    network = build_network(card.network.name, card.network.args).eval()
     try:
         with torch.no_grad():
-            network(torch.zeros(1, len(card["inputs"]), *card["patch_size"]))
+            network(torch.zeros(1, len(card.inputs), *card.patch_size))
     except Exception as exc:
         first = str(exc).splitlines()[0][:160] if str(exc) else ""
         raise DeepMedError(f"{where}: imports but does not run ({type(exc).__name__}: {first})") from None
@@ -149,7 +150,7 @@ def import_check(bundle: Path, work: Path, run: bool = False) -> dict:
     return {"card": installed.card, "weights_bytes": (installed.path / WEIGHTS).stat().st_size}
 
 
-def bundle_entry(bundle: Path, model_info: dict[str, dict], card: dict, weights_bytes: int) -> dict:
+def bundle_entry(bundle: Path, model_info: dict[str, dict], card: ModelCard, weights_bytes: int) -> dict:
     """The catalogue entry of an imported bundle: its metadata, the importer's card, model_info's URL and SHA-1."""
     metadata = json.loads((bundle / "configs" / "metadata.json").read_text(encoding="utf-8"))
     version = str(metadata.get("version", ""))
@@ -159,7 +160,7 @@ def bundle_entry(bundle: Path, model_info: dict[str, dict], card: dict, weights_
         raise DeepMedError(f"{bundle}: version {version} is not in model_info.json (it lists "
                            f"{', '.join(known) or 'no version of this bundle'})")
     image = metadata.get("network_data_format", {}).get("inputs", {}).get("image", {})
-    modalities = list(dict.fromkeys(str(i.get("modality")) for i in card["inputs"] if i.get("modality")))
+    modalities = list(dict.fromkeys(str(i.modality) for i in card.inputs if i.modality))
     description = " ".join(part for part in (
         str(metadata.get("description", "")).rstrip(".") + ".",
         f"Task: {metadata['task']}." if metadata.get("task") else "",
@@ -167,12 +168,12 @@ def bundle_entry(bundle: Path, model_info: dict[str, dict], card: dict, weights_
         f"MONAI Model Zoo bundle {bundle.name} {version} by {metadata.get('authors', 'its authors')}, "
         "converted to a deepmed model on download.") if part)
     entry = {"id": bundle.name, "version": version, "format": FORMAT, "title": str(metadata.get("name") or bundle.name),
-             "description": description, "task": card["application"],
+             "description": description, "task": card.application,
              "modality": ", ".join(modalities) or str(image.get("modality", "")),
              "licence": spdx_licence(metadata, bundle), "urls": published["urls"], "sha1": published["sha1"],
              "weights_mb": round(weights_bytes / 1e6, 1),
-             "labels": [str(label["name"]) for label in card["labels"] if label.get("value", 0) != 0],
-             "inputs": [str(i["name"]) for i in card["inputs"]]}
+             "labels": [str(label.name) for label in card.foreground_labels],
+             "inputs": [str(name) for name in card.channel_names]}
     if metadata.get("references"):
         entry["citation"] = "\n".join(str(r) for r in metadata["references"])
     return entry

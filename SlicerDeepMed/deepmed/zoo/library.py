@@ -8,7 +8,6 @@ The location is ``$DEEPMED_LIBRARY`` when set, else a per-user data folder
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deepmed.errors import DeepMedError
-from deepmed.model.directory import CARD, CARD_FORMAT, WEIGHTS
+from deepmed.model.card import CARD, Condition, Label, Mode, ModelCard
 
 LIBRARY_VARIABLE = "DEEPMED_LIBRARY"
 MODEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -49,72 +48,64 @@ def check_model_id(model_id: str) -> str:
     return model_id
 
 
-@dataclass
+@dataclass(frozen=True)
 class InstalledModel:
-    """A model directory in the library with its card (read as plain JSON, no torch)."""
+    """A model directory in the library with its card (a ModelCard; no torch)."""
 
     id: str
     path: Path
-    card: dict
+    card: ModelCard
 
     @property
     def application(self) -> str:
-        return self.card.get("application", "?")
+        return self.card.application
 
     @property
     def title(self) -> str:
-        return self.card.get("title") or self.id
+        return self.card.title or self.id
 
     @property
     def description(self) -> str:
-        return self.card.get("description", "")
+        return self.card.description or ""
 
     @property
     def input_names(self) -> list[str]:
-        return [c.get("name", f"channel {i}") for i, c in enumerate(self.card.get("inputs", []))]
+        return self.card.channel_names
 
     @property
-    def labels(self) -> list[dict]:
-        return [label for label in self.card.get("labels", []) if label.get("value", 0) != 0]
+    def labels(self) -> tuple[Label, ...]:
+        """The labels besides background."""
+        return self.card.foreground_labels
 
     @property
     def output_kind(self) -> str:
-        """label_map, scalar_volume, table or image; cards written before the field existed: a model with
-        labels makes label maps, one without a scalar volume."""
-        return self.card.get("output_kind") or ("label_map" if self.labels else "scalar_volume")
+        return self.card.kind
 
     @property
     def folds(self) -> list[int]:
         """The cross-validation folds of an ensemble (empty for a single model)."""
-        return list(self.card.get("folds") or [])
+        return list(self.card.folds)
 
     @property
-    def modes(self) -> list[dict]:
-        """What the model can be asked for ({name, output_kind, inputs}); one image mode by default."""
-        return list(self.card.get("modes") or [{"name": "predict", "output_kind": self.output_kind,
-                                                "inputs": "images"}])
+    def modes(self) -> tuple[Mode, ...]:
+        """What the model can be asked for; one image mode by default (the Predictor's rule)."""
+        return self.card.available_modes
 
-    def mode(self, name: str | None = None) -> dict:
-        """The mode called ``name`` (default: the first); ValueError names the model's modes."""
-        for mode in self.modes:
-            if name is None or mode["name"] == name:
-                return mode
-        raise ValueError(f"model {self.id} has no mode '{name}' (modes: {', '.join(m['name'] for m in self.modes)})")
+    def mode(self, name: str | None = None) -> Mode:
+        """The mode called ``name`` (default: the first); DeepMedError names the model's modes."""
+        return self.card.mode(name, f"model {self.id}")
 
     @property
-    def conditions(self) -> list[dict]:
-        """Named values a conditional generator takes ({name, min, max, unit})."""
-        return list(self.card.get("conditions") or [])
+    def conditions(self) -> tuple[Condition, ...]:
+        """Named values a conditional generator takes (name, min, max, unit)."""
+        return self.card.conditions
 
 
 def read_installed(path: Path) -> InstalledModel | None:
-    """The model in ``path``, or None when it is not a finished deepmed model directory."""
-    card_path = path / CARD
+    """The model in ``path``, or None when it is not a finished deepmed model directory with a valid card."""
     try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    if not isinstance(card, dict) or card.get("format") != CARD_FORMAT or not (path / WEIGHTS).is_file():
+        card = ModelCard.read(path)
+    except DeepMedError:
         return None
     return InstalledModel(id=path.name, path=path, card=card)
 
@@ -126,6 +117,22 @@ def installed_models(library: Path | None = None) -> list[InstalledModel]:
         return []
     models = (read_installed(p) for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith("."))
     return [m for m in models if m is not None]
+
+
+def unusable_models(library: Path | None = None) -> list[tuple[str, str]]:
+    """Library folders whose model card cannot be used (it fails its schema, or the weights are missing), as
+    (id, the one-line reason): ``installed_models`` skips them, ``deepmed zoo verify`` names them."""
+    root = Path(library) if library is not None else library_dir()
+    if not root.is_dir():
+        return []
+    found = []
+    for path in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if (path / CARD).is_file():
+            try:
+                ModelCard.read(path)
+            except DeepMedError as error:
+                found.append((path.name, str(error)))
+    return found
 
 
 def resolve_model(model: str | os.PathLike, library: Path | None = None) -> Path:

@@ -20,10 +20,11 @@ import zipfile
 from pathlib import Path
 
 from deepmed.errors import DeepMedError
+from deepmed.model.card import ModelCard, check_schema
 from deepmed.model.directory import CARD, CONFIG, WEIGHTS, read_card
 from deepmed.zoo.checksums import SUMS, verify_sums, write_sums
 from deepmed.zoo.library import InstalledModel, check_model_id, library_dir, read_installed
-from deepmed.zoo.schemas import CARD_SCHEMA, check_document
+from deepmed.zoo.schemas import CARD_SCHEMA
 
 OPTIONAL_FILES = (CONFIG, "metrics.csv", "curves.png")
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".npy", ".joblib")
@@ -38,28 +39,24 @@ def export_package(model_dir, output, *, model_id: str | None = None, version: s
                    force: bool = False) -> Path:
     """Write ``model_dir`` as a package: ``output`` ending in .zip gives a zip, anything else a folder."""
     model_dir, output = Path(model_dir), Path(output)
-    card = dict(read_card(model_dir))
-    if card.get("trust_code"):
+    card = read_card(model_dir)
+    if card.trust_code:
         raise DeepMedError(f"{model_dir}: runs a MONAI bundle's own code (trusted at import); share the bundle itself "
                            "and import it with --trust-code")
     if output.exists() and not force:
         raise DeepMedError(f"{output}: already exists; pass --force to overwrite it")
     if not output.parent.is_dir():
         raise DeepMedError(f"{output}: folder {output.parent} does not exist")
-    licence = licence or card.get("licence")
+    licence = licence or card.licence
     if not licence and licence_file is None:
         raise DeepMedError(f"{model_dir}: a package needs a licence: pass --licence (an SPDX id such as CC-BY-4.0) "
                            "or --licence-file LICENSE")
-    card.update(id=check_model_id(model_id or card.get("id") or model_dir.name), version=version,
-                title=title or card.get("title") or model_dir.name, licence=licence or Path(licence_file).name)
-    if description:
-        card["description"] = description
-    if citation:
-        card["citation"] = citation
-    if authors:
-        card["authors"] = list(authors)
-    card["memory"] = memory_estimate(card, (model_dir / WEIGHTS).stat().st_size)
-    check_document(card, CARD_SCHEMA, str(model_dir / CARD))
+    card = card.with_values(id=check_model_id(model_id or card.id or model_dir.name), version=version,
+                            title=title or card.title or model_dir.name, licence=licence or Path(licence_file).name,
+                            description=description or card.description, citation=citation or card.citation,
+                            authors=tuple(authors) if authors else card.authors)
+    card = card.with_values(memory=memory_estimate(card, (model_dir / WEIGHTS).stat().st_size))
+    check_schema(card.to_dict(), str(model_dir / CARD))
     check_safetensors(model_dir / WEIGHTS)
     with tempfile.TemporaryDirectory(prefix=".deepmed-export-", dir=output.parent) as temporary:
         staging = Path(temporary) / "package"
@@ -68,14 +65,14 @@ def export_package(model_dir, output, *, model_id: str | None = None, version: s
         for name in OPTIONAL_FILES:
             if (model_dir / name).is_file():
                 shutil.copy2(model_dir / name, staging / name)
-        (staging / CARD).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+        card.write(staging)
         if licence_file is not None:
             shutil.copyfile(licence_file, staging / "LICENSE")
         else:
             (staging / "LICENSE").write_text(f"This model is distributed under the {licence} licence.\n"
                                              f"See https://spdx.org/licenses/{licence}.html\n", encoding="utf-8")
-        if card.get("citation"):
-            (staging / "CITATION.txt").write_text(card["citation"] + "\n", encoding="utf-8")
+        if card.citation:
+            (staging / "CITATION.txt").write_text(card.citation + "\n", encoding="utf-8")
         (staging / "README.md").write_text(card_summary(card), encoding="utf-8")
         write_sums(staging)
         if output.suffix.lower() == ".zip":
@@ -97,39 +94,40 @@ def _zip_folder(folder: Path, target: Path) -> None:
                 archive.write(path, path.relative_to(folder).as_posix(), compress_type=method)
 
 
-def memory_estimate(card: dict, weights_bytes: int) -> dict:
+def memory_estimate(card: ModelCard, weights_bytes: int) -> dict:
     """Weights size and a rough inference memory estimate (one sliding-window batch of activations)."""
-    args = card.get("network", {}).get("args", {})
+    args = card.network.args if card.network is not None else {}
     first = args.get("channels") or args.get("features") or \
         [args.get("init_filters") or args.get("feature_size") or 32]
     width = int(first[0]) if isinstance(first, list) else int(first)
     voxels = 1
-    for size in card.get("patch_size") or card.get("output_grid", {}).get("size") or [64, 64, 64]:
+    for size in card.patch_size or (card.output_grid or {}).get("size") or [64, 64, 64]:
         voxels *= int(size)
-    batch = int(card.get("inference", {}).get("sw_batch_size", 2))
+    batch = int(card.inference.get("sw_batch_size", 2))
     activations = voxels * batch * width * 4 * 12  # float32, ~12 feature maps of the first width alive at once
     return {"weights_mb": round(weights_bytes / 1e6, 1), "inference_mb": round((activations + 3 * weights_bytes) / 1e6),
             "note": "rough estimate for one sliding-window batch; whole-volume buffers add image size x labels x 4 B"}
 
 
-def card_summary(card: dict) -> str:
-    lines = [f"# {card.get('title', card.get('id', 'model'))} ({card.get('version', '')})", "",
-             card.get("description", ""), "", f"* Application: {card['application']}",
-             "* Inputs: " + ", ".join(f"{i['name']} ({i.get('modality', '?')}, {i['normalization']})"
-                                      for i in card["inputs"]),
-             f"* Spacing (mm): {card.get('spacing')}; patch (voxels): {card.get('patch_size')}",
-             f"* Network: {card.get('network', {}).get('name', '?')}", f"* Licence: {card.get('licence', '?')}"]
-    if card.get("trust_code"):
+def card_summary(card: ModelCard) -> str:
+    spacing = list(card.spacing) if card.spacing else None
+    patch = list(card.patch_size) if card.patch_size else None
+    lines = [f"# {card.title or card.id or 'model'} ({card.version or ''})", "",
+             card.description or "", "", f"* Application: {card.application}",
+             "* Inputs: " + ", ".join(f"{i.name} ({i.modality or '?'}, {i.normalization})" for i in card.inputs),
+             f"* Spacing (mm): {spacing}; patch (voxels): {patch}",
+             f"* Network: {card.network.name if card.network else '?'}", f"* Licence: {card.licence or '?'}"]
+    if card.trust_code:
         from deepmed.zoo.trusted_bundle import CodeToRun
 
-        lines.append(f"* Trusted code (runs through MONAI): {CodeToRun(**card.get('trusted_code', {})).summary()}")
-    if card.get("labels"):
-        lines.append("* Labels: " + ", ".join(f"{label['value']}={label['name']}" for label in card["labels"]))
-    validation = card.get("validation", {})
+        lines.append(f"* Trusted code (runs through MONAI): {CodeToRun(**card.trusted_code).summary()}")
+    if card.labels:
+        lines.append("* Labels: " + ", ".join(f"{label.value}={label.name}" for label in card.labels))
+    validation = card.validation
     if validation.get("best") is not None:
         lines.append(f"* Validation {validation.get('key_metric')}: {validation['best']:.4f}")
-    if card.get("citation"):
-        lines += ["", "## Citation", "", card["citation"]]
+    if card.citation:
+        lines += ["", "## Citation", "", card.citation]
     return "\n".join(lines) + "\n"
 
 
@@ -145,7 +143,7 @@ def check_safetensors(path: Path) -> list[str]:
         raise DeepMedError(f"{path}: not a valid safetensors file ({str(exc).splitlines()[0][:120]})") from None
 
 
-def check_package_folder(folder: Path, where: str) -> dict:
+def check_package_folder(folder: Path, where: str) -> ModelCard:
     """Every check an installable package must pass; returns its card."""
     pickles = [p.name for p in folder.rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES]
     if pickles:
@@ -160,7 +158,7 @@ def check_package_folder(folder: Path, where: str) -> dict:
         card = json.loads(card_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise DeepMedError(f"{where}: {CARD} unreadable ({exc})") from None
-    check_document(card, CARD_SCHEMA, f"{where}: {CARD}")
+    card = ModelCard.from_dict(card, f"{where}: {CARD}")
     if not (folder / WEIGHTS).is_file():
         raise DeepMedError(f"{where}: {WEIGHTS} missing")
     check_safetensors(folder / WEIGHTS)
@@ -221,7 +219,8 @@ def import_package(source, *, library: Path | None = None, model_id: str | None 
         card = None
         if is_nnunet_folder(source):  # read in place: checkpoints are large and converted, not copied
             package = Path(temporary) / "converted"
-            card = convert_nnunet(Path(source), package, str(source), checkpoint)
+            card = ModelCard.from_dict(convert_nnunet(Path(source), package, str(source), checkpoint),
+                                       str(source))
         elif source.is_dir():
             package = unpacked / "package"
             shutil.copytree(source, package, symlinks=False)
@@ -234,7 +233,8 @@ def import_package(source, *, library: Path | None = None, model_id: str | None 
             from deepmed.zoo.trusted_card import convert_with_trust
 
             converted = Path(temporary) / "converted"
-            card = convert_with_trust(package, converted, str(source), bundle_values, trust_code, convert_bundle)
+            card = ModelCard.from_dict(convert_with_trust(package, converted, str(source), bundle_values, trust_code,
+                                                          convert_bundle), str(source))
             package = converted
         elif card is None:
             if bundle_values:
@@ -242,15 +242,15 @@ def import_package(source, *, library: Path | None = None, model_id: str | None 
             card = check_package_folder(package, str(source))
             from deepmed.applications.trusted_bundle import APPLICATION as TRUSTED
 
-            if card.get("trust_code") or card.get("application") == TRUSTED:
+            if card.trust_code or card.application == TRUSTED:
                 raise DeepMedError(f"{source}: a model that runs a MONAI bundle's own code is made only by importing "
                                    "the bundle with --trust-code, not installed from a package")
-        model_id = check_model_id(model_id or card.get("id") or source.stem)
+        model_id = check_model_id(model_id or card.id or source.stem)
         destination = root / model_id
         if destination.exists():
             if not force:
                 installed = read_installed(destination)
-                version = installed.card.get("version", "trained here") if installed else "unknown"
+                version = (installed.card.version or "trained here") if installed else "unknown"
                 raise DeepMedError(f"{model_id}: already installed in {root} (version {version}); remove it first "
                                    "or pass --force")
             os.replace(destination, Path(temporary) / "replaced")
@@ -278,7 +278,7 @@ def verify_installed(model: InstalledModel) -> list[str]:
     problems = []
     if (model.path / SUMS).is_file():
         problems += verify_sums(model.path)
-    problems += [f"{model.path / CARD}: {p}" for p in schema_problems(model.card, CARD_SCHEMA)]
+    problems += [f"{model.path / CARD}: {p}" for p in schema_problems(model.card.to_dict(), CARD_SCHEMA)]
     try:
         check_safetensors(model.path / WEIGHTS)
     except DeepMedError as exc:

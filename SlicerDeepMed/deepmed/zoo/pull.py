@@ -79,9 +79,9 @@ def pull_model(model_id: str, *, catalogs: list[str] | None = None, library: Pat
         raise DeepMedError(f"{model_id}: no such model in the catalogues{unreachable}{listed}; installed: {installed}")
     existing = read_installed(root / entry.id)
     if existing is not None and not force:
-        if existing.card.get("version") == entry.version:
+        if existing.card.version == entry.version:
             return existing
-        raise DeepMedError(f"{entry.id}: version {existing.card.get('version', '?')} is installed, the catalogue has "
+        raise DeepMedError(f"{entry.id}: version {existing.card.version or '?'} is installed, the catalogue has "
                            f"{entry.version}; pass --force to replace it")
     failures = []
     with tempfile.TemporaryDirectory(prefix=".download-", dir=root) as temporary:

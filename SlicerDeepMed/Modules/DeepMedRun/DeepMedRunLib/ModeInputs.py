@@ -35,14 +35,14 @@ class ModeInputs:
         combo.blockSignals(True)
         combo.clear()
         for mode in modes:
-            combo.addItem(mode["name"])
-            combo.setItemData(combo.count - 1, mode.get("description", ""), qt.Qt.ToolTipRole)
+            combo.addItem(mode.name)
+            combo.setItemData(combo.count - 1, mode.description or "", qt.Qt.ToolTipRole)
         combo.currentIndex = 0 if modes else -1
         combo.blockSignals(False)
         self.ui.modeComboBox.visible = self.ui.modeLabel.visible = len(modes) > 1
         self.build()
 
-    def mode(self) -> dict | None:
+    def mode(self):
         if self.model is None:
             return None
         index = max(self.ui.modeComboBox.currentIndex, 0)
@@ -61,7 +61,7 @@ class ModeInputs:
         if self.model is None:
             return
         mode = self.mode()
-        for case in {"images": [""], "pair": ["A ", "B "]}.get(mode["inputs"], []):
+        for case in {"images": [""], "pair": ["A ", "B "]}.get(mode.inputs, []):
             for channel in self.model.input_names:
                 toolTip = (_("Volume for the {channel} input of case {case}") if case else
                            _("Volume for the {channel} input")).format(channel=channel, case=case.strip())
@@ -69,24 +69,24 @@ class ModeInputs:
                 selector.currentNodeChanged.connect(lambda *args: self.onChanged())
                 self.layout.addRow(f"{case}{channel}:", selector)
                 self.selectors.append(selector)
-        if mode["inputs"] == "conditions":
+        if mode.inputs == "conditions":
             self.conditionBoxes = [self._conditionBox(condition) for condition in self.model.conditions]
-        if mode["inputs"] == "pair":
+        if mode.inputs == "pair":
             self.stepsBox = self._spinBox(_("Steps:"), 2, 100, 8, _("Number of images from case A to case B"))
-        if mode["inputs"] in ("none", "conditions"):
+        if mode.inputs in ("none", "conditions"):
             self.seedBox = self._spinBox(_("Seed:"), 0, 2**31 - 1, 0,
                                          _("Random seed: the same seed gives the same image"))
-        configureNodeSelector(self.ui.outputSelector, self.scene, [Outputs.nodeClass(mode["output_kind"])],
+        configureNodeSelector(self.ui.outputSelector, self.scene, [Outputs.nodeClass(mode.output_kind)],
                               noneDisplay=_("Create new"))
-        self.ui.keepLargestCheckBox.enabled = mode["output_kind"] == "label_map"  # components of labels only
-        self.ui.ttaCheckBox.enabled = mode["output_kind"] in ("label_map", "scalar_volume")  # voxel-wise outputs
+        self.ui.keepLargestCheckBox.enabled = mode.output_kind == "label_map"  # components of labels only
+        self.ui.ttaCheckBox.enabled = mode.output_kind in ("label_map", "scalar_volume")  # voxel-wise outputs
 
     def ready(self) -> bool:
         """A volume chosen for every selector (a mode without images is ready at once)."""
         mode = self.mode()
         if mode is None:
             return False
-        needsVolumes = mode["inputs"] in ("images", "pair")
+        needsVolumes = mode.inputs in ("images", "pair")
         return (bool(self.selectors) or not needsVolumes) and all(s.currentNode() is not None for s in self.selectors)
 
     def volumes(self) -> list:
@@ -94,7 +94,7 @@ class ModeInputs:
 
     def runOptions(self) -> dict:
         """The logic's ``mode``/``condition``/``steps``/``seed`` for the chosen mode."""
-        return {"mode": self.mode()["name"] if len(self.model.modes) > 1 else None,
+        return {"mode": self.mode().name if len(self.model.modes) > 1 else None,
                 "condition": [box.value for box in self.conditionBoxes] or None,
                 "steps": self.stepsBox.value if self.stepsBox is not None else None,
                 "seed": self.seedBox.value if self.seedBox is not None else None}
@@ -103,21 +103,21 @@ class ModeInputs:
     def _key(model):
         return (model.id, repr(model.modes), repr(model.input_names), repr(model.conditions))
 
-    def _conditionBox(self, condition: dict):
+    def _conditionBox(self, condition):
         box = qt.QDoubleSpinBox()
-        low, high = condition.get("min"), condition.get("max")
+        low, high = condition.min, condition.max
         bounded = low is not None and high is not None
         box.decimals = 3
         box.minimum = low if low is not None else -1e6
         box.maximum = high if high is not None else 1e6
         box.value = (low + high) / 2 if bounded else 0.0
         box.singleStep = (high - low) / 20 if bounded and high > low else 0.1
-        unit = f" [{condition['unit']}]" if condition.get("unit") else ""
+        unit = f" [{condition.unit}]" if condition.unit else ""
         box.toolTip = _("{condition}: the value the generated image should show").format(
-            condition=f"{condition['name']}{unit}")
+            condition=f"{condition.name}{unit}")
         if bounded:
             box.toolTip += " " + _("(trained on {low} to {high})").format(low=f"{low:g}", high=f"{high:g}")
-        self.layout.addRow(f"{condition['name']}{unit}:", box)
+        self.layout.addRow(f"{condition.name}{unit}:", box)
         return box
 
     def _spinBox(self, label: str, low: int, high: int, value: int, toolTip: str):

@@ -16,6 +16,8 @@ from pathlib import Path
 import SimpleITK as sitk
 from slicer.i18n import tr as _
 
+from deepmed.errors import DeepMedError
+from deepmed.model.card import check_inputs
 from DeepMedLib import InputFrames, ModelLibrary, Outputs
 from DeepMedLib.BackgroundJob import BackgroundJob
 from DeepMedLib.EngineCommand import EngineRunner
@@ -60,7 +62,7 @@ class InferenceRun(JobHandle):
         kind = self.options["outputKind"]
         result = Outputs.readOutput(kind, self.workDir / Outputs.outputFileName(kind))
         reference = self.inputVolumes[0] if self.inputVolumes else None
-        return Outputs.addOutput(kind, result, reference, self.model.card, self.options["outputName"],
+        return Outputs.addOutput(kind, result, reference, self.model.card.label_dicts(), self.options["outputName"],
                                  self.outputNode, self.options["showIn3D"])
 
 
@@ -84,7 +86,10 @@ class RunLogic:
         after the other, a ``conditions`` mode no volume but ``condition`` values; ``steps``/``count``/``seed``
         go to the model (interpolation steps, samples, random seed)."""
         model = ModelLibrary.findModel(model)
-        chosen = model.mode(mode)
+        try:
+            chosen = model.mode(mode)
+        except DeepMedError as error:
+            raise RunError(str(error)) from None
         inputVolumes = list(inputVolumes)
         self._checkInputs(model, chosen, inputVolumes, outputNode, condition)
         workDir = Path(tempfile.mkdtemp(prefix="deepmed-segment-"))
@@ -101,14 +106,14 @@ class RunLogic:
         except Exception:
             shutil.rmtree(workDir, ignore_errors=True)
             raise
-        kind = chosen["output_kind"]
+        kind = chosen.output_kind
         request = InferenceRequest(
             model=Path(model.path), inputs=tuple(inputFiles), output=workDir / Outputs.outputFileName(kind),
-            device=device, mode=chosen["name"] if mode is not None else None,
+            device=device, mode=chosen.name if mode is not None else None,
             condition=tuple(condition) if condition is not None else None, steps=steps, count=count, seed=seed,
             tta=tta, keepLargest=keepLargest, folds=tuple(folds or ()))
         job = self.runner.job(f"inference with {model.id}", *request.asArgs())
-        first = inputVolumes[0].GetName() if inputVolumes else chosen["name"]
+        first = inputVolumes[0].GetName() if inputVolumes else chosen.name
         defaultName = f"{first} {model.title}"
         options = {"showIn3D": showIn3D, "outputName": outputName or defaultName, "outputKind": kind}
         segmentRun = InferenceRun(job, model, inputVolumes, outputNode, options, workDir)
@@ -123,24 +128,17 @@ class RunLogic:
         return node
 
     @staticmethod
-    def _checkInputs(model, mode: dict, inputVolumes, outputNode, condition) -> None:
-        channels = model.input_names
-        expected = {"images": len(channels), "pair": 2 * len(channels)}.get(mode["inputs"], 0)
-        if len(inputVolumes) != expected or any(v is None for v in inputVolumes):
-            what = {"images": _("{count} input volume(s) ({channels})"),
-                    "pair": _("two cases of {count} volume(s) ({channels})")}.get(
-                        mode["inputs"], _("no input volume")).format(count=len(channels), channels=", ".join(channels))
-            named = f"{model.id}" + (f" ({mode['name']})" if len(model.modes) > 1 else "")
-            raise RunError(_("model {model} expects {what}, got {count}").format(
-                model=named, what=what, count=len([v for v in inputVolumes if v is not None])))
-        if mode["inputs"] == "conditions":
-            names = [c["name"] for c in model.conditions]
-            if condition is None or len(condition) != len(names):
-                raise RunError(_("model {model} needs {count} condition value(s) ({names}), got {got}").format(
-                    model=model.id, count=len(names), names=", ".join(names),
-                    got=0 if condition is None else len(condition)))
+    def _checkInputs(model, mode, inputVolumes, outputNode, condition) -> None:
+        """The engine's own check (one rule with the Predictor), before any file is written."""
+        if any(volume is None for volume in inputVolumes):
+            raise RunError(_("model {model}: an input volume is not chosen").format(model=model.id))
+        named = f"model {model.id}" + (f" ({mode.name})" if len(model.modes) > 1 else "")
+        try:
+            check_inputs(model.card, mode, len(inputVolumes), condition, named)
+        except DeepMedError as error:
+            raise RunError(str(error)) from None
         if outputNode is not None:
-            wanted = Outputs.nodeClass(mode["output_kind"])
+            wanted = Outputs.nodeClass(mode.output_kind)
             if not outputNode.IsA(wanted) or outputNode.IsA("vtkMRMLLabelMapVolumeNode"):
                 raise RunError(_("output node {node}: a {application} model writes a {wanted} node, got a {got} "
                                  "node").format(node=outputNode.GetName(), application=model.application,

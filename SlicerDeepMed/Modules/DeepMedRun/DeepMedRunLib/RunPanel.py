@@ -46,7 +46,7 @@ class RunPanel:
         ui.cancelButton.clicked.connect(self.onCancel)
         ModelLibrary.changed.connect(self.onLibraryChanged)
         ui.libraryPathLineEdit.filters = ctk.ctkPathLineEdit.Dirs
-        ui.libraryPathLineEdit.currentPath = str(ModelLibrary.library_dir())
+        ui.libraryPathLineEdit.currentPath = str(ModelLibrary.libraryFolder())
         # Without name filters CTK's validator is ".+": currentPathChanged comes with every key typed. A typed
         # folder counts once confirmed (Enter or leaving the field); Browse and the history count at once.
         ui.libraryPathLineEdit.currentPathChanged.connect(self.onLibraryPathChanged)
@@ -112,7 +112,7 @@ class RunPanel:
         combo.blockSignals(False)
         if not ids:
             self.ui.modelDescriptionLabel.text = _("No models yet: train one in DeepMed Train or import a package "
-                                                   "(library: {folder}).").format(folder=ModelLibrary.library_dir())
+                                                   "(library: {folder}).").format(folder=ModelLibrary.libraryFolder())
         self.onModelChanged()
 
     def onLibraryPathChanged(self, path):
@@ -128,7 +128,7 @@ class RunPanel:
 
     def onLibraryFolderChosen(self, path):
         """Another library folder: its models are listed, trainings land there, and it is remembered."""
-        if not path or os.path.abspath(path) == os.path.abspath(str(ModelLibrary.library_dir())):
+        if not path or os.path.abspath(path) == os.path.abspath(str(ModelLibrary.libraryFolder())):
             return
         with slicer.util.tryWithErrorDisplay(_("Could not use this folder as the model library.")):
             ModelLibrary.useLibraryFolder(path)
@@ -163,7 +163,7 @@ class RunPanel:
         if model is not None:
             self.ui.modelDescriptionLabel.text = ModelLibrary.describe(model)
             mode = self.inputs.mode()
-            self.ui.applyButton.text = Outputs.actionName(mode["output_kind"], mode["inputs"])
+            self.ui.applyButton.text = Outputs.actionName(mode.output_kind, mode.inputs)
         elif row is not None:
             self.ui.modelDescriptionLabel.text = (
                 f"{row.get('title', row['id'])} {row.get('version', '')} ({row.get('task', '?')})\n"
@@ -194,7 +194,7 @@ class RunPanel:
     def onInputsChanged(self):
         mode = self.inputs.mode()
         if mode is not None:
-            self.ui.applyButton.text = Outputs.actionName(mode["output_kind"], mode["inputs"])
+            self.ui.applyButton.text = Outputs.actionName(mode.output_kind, mode.inputs)
         if self.parameterNode is not None:
             self.parameterNode.inputVolumes = self.inputs.volumes()
         self.updateButtons()

@@ -201,10 +201,10 @@ class TrainLogic:
 
 
 def startingModel(model, application: str | None):
-    """The library model a training starts from; it must have been made for ``application`` (None: the
+    """The library model a training starts from; made for ``application`` or trainable as one (the card says; None: the
     engine's default application, which the engine checks)."""
     found = ModelLibrary.findModel(model)  # one line naming the installed models when nothing matches
-    if application and found.application != application:
+    if application and not found.card.accepts_training_of(application):
         raise TrainError(_("{model} is a {made} model; it cannot start a {application} training").format(
             model=found.id, made=found.application, application=application))
     return found

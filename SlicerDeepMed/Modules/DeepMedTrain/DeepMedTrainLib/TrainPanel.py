@@ -219,7 +219,7 @@ class TrainPanel:
         self.ui.networkComboBox.enabled = model is None
         self.ui.networkComboBox.toolTip = "" if model is None else \
             _("Fine-tuning keeps the network of {model} ({network})").format(
-                model=model.id, network=model.card.get("network", {}).get("name", "?"))
+                model=model.id, network=model.card.network.name if model.card.network else "?")
 
     def initModel(self):
         """The library model the training starts from, or None (scratch)."""

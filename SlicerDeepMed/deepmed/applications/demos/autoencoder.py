@@ -134,7 +134,7 @@ def run_demo(out: Path, epochs: int | None = None, progress="tqdm", log=print) -
     train_arrays = np.stack([model_grid_input(case, card) for case in images(split["train"])])
     test_arrays = np.stack([model_grid_input(case, card) for case in images(split["test"])])
     reconstructions = np.stack([model_grid_reconstruction(predictor.networks, a, card) for a in test_arrays])
-    data_range = max(entry["statistics"]["range"] for entry in card["inputs"])
+    data_range = max(channel.statistics["range"] for channel in card.inputs)
     result = compare_with_pca(train_arrays, test_arrays, reconstructions, LATENT, data_range)
     log(f"      held-out MSE  autoencoder {result['model']['mse']:.2f}   PCA {result['pca']['mse']:.2f}   "
         f"(both include the noise, sd {NOISE:g} in the source images, less after resampling)")

@@ -145,8 +145,8 @@ def run_demo(out: Path, epochs: int | None = None, progress="tqdm", log=print) -
     train_seconds = time.time() - started
     log("[3/4] generating a 5 x 5 grid of conditions, 3 seeds each, and measuring the balls")
     predictor = Predictor(model_dir, device="cpu")
-    threshold = predictor.card["settings"]["threshold"]
-    ranges = [(c["min"], c["max"]) for c in predictor.card["conditions"]]  # requested within the training range
+    threshold = predictor.card.settings["threshold"]
+    ranges = [(c.min, c.max) for c in predictor.card.conditions]  # requested within the training range
     radii, shifts = (np.linspace(*r, 5).round(2).tolist() for r in ranges)
     measured = measure_generation(predictor, radii, shifts, [0, 1, 2], threshold)
     sample_grid_png(measured["images"], radii, shifts, out / "samples.png")
@@ -155,7 +155,7 @@ def run_demo(out: Path, epochs: int | None = None, progress="tqdm", log=print) -
                 for i in range(12)]
     generated = [sitk.GetArrayFromImage(image) for image in measured["images"].values()]
     intensity = intensity_comparison(generated, training, threshold)
-    window = predictor.card["settings"]["intensity"][0]
+    window = predictor.card.settings["intensity"][0]
     tolerance = MEAN_TOLERANCE * (window["high"] - window["low"])
     means_close = all(abs(intensity["generated"][k] - intensity["training"][k]) <= tolerance
                       for k in ("mean_inside", "mean_outside"))

@@ -31,7 +31,7 @@ def add_parser(subparsers) -> None:
                              "a fold ensemble in --out (--time-limit then applies to each fold)")
     parser.add_argument("--stop-file", type=Path, help="stop (with a checkpoint) as soon as this file appears")
     parser.add_argument("--progress", default="tqdm", choices=["tqdm", "jsonl", "none"],
-                        help="tqdm bar for people, JSON lines for programs (see README)")
+                        help="tqdm bar for people, JSON lines for programs (docs/training.md)")
     parser.set_defaults(run=run)
 
 

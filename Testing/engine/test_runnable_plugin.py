@@ -186,3 +186,16 @@ def test_the_command_line_runs_a_runnable_plug_in_and_refuses_to_train_it(tmp_pa
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and "'app'" in lines[0] and f"'{PLUGIN}'" in lines[0] and INSTEAD in lines[0]
     assert not (tmp_path / "m").exists()
+
+
+def test_an_application_missing_because_its_plug_in_failed_names_the_plug_in_and_why():
+    """A model of a plug-in application whose module does not import: the error names the module and the reason,
+    not only 'unknown application'."""
+    code = ("import sys\nfrom deepmed.applications import get_application\nfrom deepmed.errors import DeepMedError\n"
+            "try:\n    get_application('voxel_affine_elsewhere')\nexcept DeepMedError as exc:\n    print(exc)\n"
+            "    sys.exit(3)\n")
+    env = {**os.environ, "DEEPMED_PLUGINS": "no_such_plugin_module"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, done.stderr
+    assert "voxel_affine_elsewhere" in done.stdout and "no_such_plugin_module" in done.stdout
+    assert "ModuleNotFoundError" in done.stdout

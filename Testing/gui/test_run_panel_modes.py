@@ -37,7 +37,8 @@ def panel(openPanel, levelModel, monkeypatch, qtHarness):
     from DeepMedLib import ModelLibrary
 
     monkeypatch.setenv("DEEPMED_PLUGINS", "test_plugin_application")  # the worker finds the plug-in
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ENGINE_TESTS), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ENGINE_TESTS), str(ENGINE_TESTS.parent),
+                                                      os.environ.get("PYTHONPATH", "")]))
     library = qtHarness.library
     shutil.copytree(levelModel, library / "levels")
     opened = openPanel("DeepMedRun")

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from deepmed.applications.plugins import NOT_LOADED
 from deepmed.errors import DeepMedError
 from deepmed.model.card import ModelCard
 from deepmed.planning.batch import TrainingDefaults
@@ -263,7 +264,11 @@ Application = TrainableApplication
 
 
 def get_application(name: str) -> RunnableApplication:
-    """The application registered as ``name`` (either kind): what running a model asks for."""
+    """The application registered as ``name`` (either kind): what running a model asks for. When nobody
+    registered it and a plug-in failed to load, the error says which and why (it may be the one)."""
+    if name not in APPLICATIONS and NOT_LOADED:
+        failures = "; ".join(f"{module}: {reason}" for module, reason in NOT_LOADED.items())
+        raise DeepMedError(f"unknown application '{name}'; plug-ins that failed to load: {failures}")
     application = APPLICATIONS.get(name)()
     if not isinstance(application, RunnableApplication):
         raise DeepMedError(f"application '{name}': registered as a {type(application).__name__}, expected a "

@@ -8,19 +8,21 @@ ends exactly when the run ends, however fast this machine is.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 
+from deepmed.planning.settings import OptimizerSettings
 from deepmed.utils.registry import Registry
 
 OPTIMIZERS = Registry("optimizer")
 SCHEDULERS = Registry("scheduler")
 
 
-def build_optimizer(config: dict, parameters) -> torch.optim.Optimizer:
-    """The optimiser of ``config["optimizer"]`` over ``parameters``."""
-    opt = config["optimizer"]
-    return OPTIMIZERS.get(opt["name"])(parameters, lr=opt["lr"], weight_decay=opt["weight_decay"])
+def build_optimizer(config: Mapping, parameters) -> torch.optim.Optimizer:
+    """The optimiser of a resolved configuration's ``optimizer:`` section over ``parameters``."""
+    optimizer = OptimizerSettings.from_config(config)
+    return OPTIMIZERS.get(optimizer.name)(parameters, lr=optimizer.lr, weight_decay=optimizer.weight_decay)
 
 
 def learning_rate_factor(schedule: str, progress: float) -> float:

@@ -86,15 +86,29 @@ def test_the_applications_do_not_all_inherit_one_generic_default():
     assert len(set(OWN.values())) >= 4
 
 
+def _case_level_draft(size: int, classes: list[str]) -> dict:
+    """The classification entries of a planning draft (what ``plan()`` returns for a one-channel dataset)."""
+    return {"channel_names": ["ct"], "spacing": [2.0] * 3, "input_size": [size] * 3, "normalization": ["ct"],
+            "classes": classes, "class_values": list(range(len(classes)))}
+
+
 def test_classification_takes_four_cases_per_class_and_a_large_input_fits_the_step_budget():
     app = get_application("classification")
-    three = app.training_defaults({"input_size": [32, 32, 32], "classes": ["a", "b", "c"]}, {}, "cpu")
+    three = app.training_defaults(_case_level_draft(32, ["a", "b", "c"]), {}, "cpu")
     assert three.batch_size == 12 and three.lr == pytest.approx(3e-3)
-    large = app.training_defaults({"input_size": [96, 96, 96], "classes": ["a", "b"]}, {}, "cpu")
+    large = app.training_defaults(_case_level_draft(96, ["a", "b"]), {}, "cpu")
     assert large.batch_size == STEP_VOXELS["cpu"] // 96 ** 3 == 2
     assert large.lr == pytest.approx(3e-3 * np.sqrt(2 / 8), rel=1e-2) and "step budget" in large.batch_reason
-    on_gpu = app.training_defaults({"input_size": [96, 96, 96], "classes": ["a", "b"]}, {}, "cuda")
+    on_gpu = app.training_defaults(_case_level_draft(96, ["a", "b"]), {}, "cuda")
     assert on_gpu.batch_size == 8
+
+
+def test_a_plan_missing_an_applications_entry_is_one_error_naming_plan_json_and_the_key():
+    draft = _case_level_draft(32, ["a", "b"])
+    del draft["input_size"]
+    with pytest.raises(DeepMedError) as error:
+        get_application("classification").training_defaults(draft, {}, "cpu")
+    assert "plan.json" in str(error.value) and "input_size" in str(error.value)
 
 
 def test_batch_and_lr_are_auto_by_default_and_checked_when_given():

@@ -30,6 +30,8 @@ import torch
 from deepmed.applications import whole_image
 from deepmed.applications.base import APPLICATIONS, Parts, Prediction, PreparedData, TrainableApplication
 from deepmed.applications.inputs import input_channels
+from deepmed.applications.plan_sections import AutoencoderPlanSection
+from deepmed.applications.task_settings import AutoencoderTask
 from deepmed.data.case_io import read_case
 from deepmed.errors import DeepMedError
 from deepmed.io.image_io import write_image
@@ -108,15 +110,15 @@ class AutoencoderApplication(TrainableApplication):
                 "extent": np.median(extents, axis=0).round(3).tolist()}
 
     def plan(self, fingerprint, config, device, reasons):
-        task = config["task"]
-        channels = [int(c) for c in task["channels"]]
-        if task["input_size"] in ([], "auto"):
+        task = AutoencoderTask.from_config(config)
+        channels = [int(c) for c in task.channels]
+        if task.input_size in ([], "auto"):
             longest = GPU_SIZE if device == "cuda" else CPU_SIZE
             size = auto_input_size(fingerprint["extent"], longest, len(channels))
             reasons["input_size"] = (f"median extent {fingerprint['extent']} mm at {longest} voxels on the longest "
                                      f"axis ({device}), multiples of {2 ** len(channels)}")
         else:
-            size = task["input_size"]
+            size = task.input_size
             if not (isinstance(size, list) and len(size) == 3 and all(isinstance(n, int) and n > 0 for n in size)):
                 raise DeepMedError(f"config: 'task.input_size' must be [] (planned) or three positive integers "
                                    f"[x, y, z], got {size!r}")
@@ -125,24 +127,24 @@ class AutoencoderApplication(TrainableApplication):
             raise DeepMedError(f"task.input_size: each axis must be a multiple of {2 ** len(channels)} "
                                f"({len(channels)} levels), got {size}")
         args = {"spatial_dims": 3, "in_shape": [len(fingerprint["channel_names"]), *reversed(size)],
-                "out_channels": len(fingerprint["channel_names"]), "latent_size": int(task["latent_size"]),
+                "out_channels": len(fingerprint["channel_names"]), "latent_size": int(task.latent_size),
                 "channels": channels, "strides": [2] * len(channels), "norm": "batch", "use_sigmoid": False,
                 **ComponentSettings.network(config).args}
         reasons["network"] = "MONAI VarAutoEncoder cut into encoder and decoder (two networks)"
         loss = ComponentSettings.loss(config).chosen(self.default_loss)
         return {"channel_names": fingerprint["channel_names"], "input_size": size,
-                "network": {"name": "vae", "args": args}, "loss": loss, "variational": bool(task["variational"]),
-                "beta": float(task["beta"]) if task["variational"] else 0.0}
+                "network": {"name": "vae", "args": args}, "loss": loss, "variational": bool(task.variational),
+                "beta": float(task.beta) if task.variational else 0.0}
 
     def training_defaults(self, plan, fingerprint, device):
         """Batch-normalised encoder and decoder on small whole images: 16 per step, AdamW at 0.003."""
-        return whole_input_defaults(16, 3e-3, int(np.prod(plan["input_size"])), device,
+        return whole_input_defaults(16, 3e-3, int(np.prod(AutoencoderPlanSection.of(plan).input_size)), device,
                                     "16 whole images per step: the encoder and decoder use batch norm, whose "
                                     "statistics need many cases, and the inputs are small",
                                     "AdamW for a small VAE from scratch at 16 images per step")
 
     def prepare_data(self, loaded_train, loaded_val, dataset, plan, config):
-        size = plan["input_size"]
+        size = AutoencoderPlanSection.of(plan).input_size
         train = [to_item(case_id, channels, size) for case_id, channels in loaded_train]
         val = [to_item(case_id, channels, size) for case_id, channels in loaded_val]
         stacked = np.stack([item["image"] for item in train]).astype(np.float64)
@@ -161,7 +163,8 @@ class AutoencoderApplication(TrainableApplication):
     def build_parts(self, plan, config, fitted):
         args = plan.network.plain_args()
         encoder, decoder = build_network("vae_encoder", args), build_network("vae_decoder", args)
-        loss = build_loss(plan.loss, 0, {"beta": plan["beta"], **ComponentSettings.loss(config).args})
+        beta = AutoencoderPlanSection.of(plan).beta
+        loss = build_loss(plan.loss, 0, {"beta": beta, **ComponentSettings.loss(config).args})
         parameters = list(encoder.parameters()) + list(decoder.parameters())
         return Parts({"encoder": encoder, "decoder": decoder}, {"autoencoder": build_optimizer(config, parameters)},
                      {"main": loss})
@@ -190,6 +193,7 @@ class AutoencoderApplication(TrainableApplication):
 
     # ---- the model and inference ---------------------------------------------------------------------
     def card_fields(self, plan, fitted, dataset, config):
+        section = AutoencoderPlanSection.of(plan)
         modes = [{"name": "reconstruct", "output_kind": "scalar_volume", "inputs": "images",
                   "description": "the image decoded from its code, on the input's grid"},
                  {"name": "encode", "output_kind": "table", "inputs": "images",
@@ -198,17 +202,17 @@ class AutoencoderApplication(TrainableApplication):
                   "description": "--count images decoded from random codes (--seed), on the model's grid"},
                  {"name": "interpolate", "output_kind": "sequence", "inputs": "pair",
                   "description": "--steps images along the straight line between two images' codes"}]
-        if not plan["variational"]:
+        if not section.variational:
             modes = [m for m in modes if m["name"] != "sample"]  # a plain autoencoder has no prior to sample
         return {
             "inputs": [{"name": name, "modality": name, "normalization": "zscore", "statistics": stats}
-                       for name, stats in zip(plan["channel_names"], fitted["statistics"])],
+                       for name, stats in zip(section.channel_names, fitted["statistics"])],
             "labels": [],
             "network": plan.network.to_json(),
             "modes": modes,
             "output_grid": fitted["output_grid"],
-            "settings": {"input_size": plan["input_size"], "variational": plan["variational"],
-                         "beta": plan["beta"], "steps": 5, "count": 1, "seed": 0},
+            "settings": {"input_size": section.input_size, "variational": section.variational,
+                         "beta": section.beta, "steps": 5, "count": 1, "seed": 0},
         }
 
     def inference_parts(self, card, model_dir):

@@ -28,6 +28,8 @@ from deepmed.applications import dense_data
 from deepmed.applications.base import APPLICATIONS, Parts, Prediction, PreparedData, TrainableApplication
 from deepmed.applications.case_level_data import case_input, physical_extent, plan_input_grid, to_input_grid
 from deepmed.applications.inputs import input_channels
+from deepmed.applications.plan_sections import CaseLevelPlanSection, ClassesPlanSection
+from deepmed.applications.task_settings import CaseRegressionTask, ClassificationTask
 from deepmed.data.case_io import read_case
 from deepmed.errors import DeepMedError
 from deepmed.evaluation.case_level_metrics import classification_metrics, value_metrics
@@ -41,7 +43,7 @@ from deepmed.planning.batch import whole_input_defaults
 from deepmed.planning.dense import patch_budget
 from deepmed.planning.fingerprint import fingerprint_of_cases
 from deepmed.planning.settings import ComponentSettings, DataSettings, is_auto
-from deepmed.transforms.augmentation import augmentation_transforms
+from deepmed.transforms.augmentation import AugmentationSettings, augmentation_transforms
 from deepmed.transforms.preprocessing import normalize_image
 from deepmed.utils.atomic import write_text_atomic
 from deepmed.utils.choices import suggest
@@ -131,7 +133,8 @@ class CaseLevelApplication(TrainableApplication):
 
     def training_defaults(self, plan, fingerprint, device):
         """Several whole images per step (batch norm; a case-level loss over two is too noisy), AdamW 0.003."""
-        return whole_input_defaults(self.preferred_batch(plan), 3e-3, int(np.prod(plan["input_size"])), device,
+        size = CaseLevelPlanSection.of(plan).input_size
+        return whole_input_defaults(self.preferred_batch(plan), 3e-3, int(np.prod(size)), device,
                                     self.batch_why, "AdamW for a small whole-image network at 8 cases per step")
 
     def preferred_batch(self, plan: dict) -> int:
@@ -152,10 +155,11 @@ class CaseLevelApplication(TrainableApplication):
 
     # ---- data ------------------------------------------------------------------------------------------
     def prepare_data(self, loaded_train, loaded_val, dataset, plan, config) -> PreparedData:
-        grid = (plan["spacing"], plan["input_size"])
+        section = CaseLevelPlanSection.of(plan)
+        grid = (section.spacing, section.input_size)
         raw = {"train": [{"image": to_input_grid(ch, *grid), "label": None} for _, ch, _ in loaded_train],
                "val": [{"image": to_input_grid(ch, *grid), "label": None} for _, ch, _ in loaded_val]}
-        methods = plan["normalization"]
+        methods = section.normalization
         norm_stats = dense_data.fit_normalization(raw["train"], methods, False)
         problems: list[str] = []
         targets = {part: [self._encoded(case_id, value, plan, problems) for case_id, _, value in loaded]
@@ -178,7 +182,7 @@ class CaseLevelApplication(TrainableApplication):
             return np.zeros(1, dtype=np.float32)
 
     def training_transform(self, plan, config):
-        steps = augmentation_transforms(config["augmentation"], False, keys=("image",))
+        steps = augmentation_transforms(AugmentationSettings.from_config(config), False, keys=("image",))
         return mt.Compose([*steps, mt.ToTensord(("image",), track_meta=False)])
 
     # ---- parts and steps -------------------------------------------------------------------------------
@@ -202,12 +206,13 @@ class CaseLevelApplication(TrainableApplication):
 
     # ---- the card and inference ------------------------------------------------------------------------
     def card_fields(self, plan, fitted, dataset, config):
+        section = CaseLevelPlanSection.of(plan)
         return {
             "inputs": [{"name": name, "modality": name, "normalization": method, "statistics": stats}
-                       for name, method, stats in zip(plan["channel_names"], plan["normalization"],
+                       for name, method, stats in zip(section.channel_names, section.normalization,
                                                       fitted["norm_stats"])],
-            "spacing": plan["spacing"],
-            "patch_size": plan["input_size"],  # the whole image's input grid (x, y, z voxels), centred per case
+            "spacing": section.spacing,
+            "patch_size": section.input_size,  # the whole image's input grid (x, y, z voxels), centred per case
             "orientation": "LPS",
             "network": plan.network.to_json(),
             **self.target_card_fields(plan, fitted["target_stats"], config),
@@ -300,7 +305,8 @@ class ClassificationApplication(CaseLevelApplication):
         return "" if known else _unknown_class(value, list(labels))
 
     def plan_target(self, fingerprint, config, reasons):
-        configured = [str(c) for c in config["task"]["classes"]]
+        task = ClassificationTask.from_config(config)
+        configured = [str(c) for c in task.classes]
         if configured:
             classes, values, reasons["classes"] = configured, list(range(len(configured))), "task.classes"
         else:
@@ -310,31 +316,32 @@ class ClassificationApplication(CaseLevelApplication):
         if len(classes) < 2:
             raise DeepMedError(f"{self.name} needs at least two classes, declared by task.classes=[a, b] or the "
                                f"manifest's 'labels' ({{\"a\": 0, \"b\": 1}}); got {classes or 'none'}")
-        balanced = config["task"]["balanced_sampling"]
+        balanced = task.balanced_sampling
         reasons["sampling"] = "task.balanced_sampling: every class drawn equally often" if balanced else \
             "every case equally often (task.balanced_sampling=false)"
         return {"classes": classes, "class_values": values, "sampling": "class_balanced" if balanced else "uniform"}
 
     def out_channels(self, target_plan):
-        return len(target_plan["classes"])
+        return len(ClassesPlanSection.of(target_plan).classes)
 
     def preferred_batch(self, plan):
-        return max(CASES_PER_STEP, CASES_PER_CLASS * len(plan["classes"]))
+        return max(CASES_PER_STEP, CASES_PER_CLASS * len(ClassesPlanSection.of(plan).classes))
 
     batch_why = (f"{CASES_PER_CLASS} cases of each class per step (at least {CASES_PER_STEP}): with 2 the "
                  "cross-entropy is too noisy to settle in a short budget (issue 17: balanced accuracy 0.75-0.95 "
                  "over four runs with 2, 0.95 every time with 8)")
 
     def encode(self, value, plan):
-        if isinstance(value, str) and value in plan["classes"]:
-            return np.asarray([plan["classes"].index(value)], dtype=np.int64)
-        if isinstance(value, int) and value in plan["class_values"]:
-            return np.asarray([plan["class_values"].index(value)], dtype=np.int64)
-        raise ValueError(_unknown_class(value, plan["classes"]))
+        section = ClassesPlanSection.of(plan)
+        if isinstance(value, str) and value in section.classes:
+            return np.asarray([section.classes.index(value)], dtype=np.int64)
+        if isinstance(value, int) and value in section.values():
+            return np.asarray([section.values().index(value)], dtype=np.int64)
+        raise ValueError(_unknown_class(value, section.classes))
 
     def sample_weights(self, targets, config):
         """Class-balanced: every class drawn equally often, whatever its number of cases."""
-        if not config["task"]["balanced_sampling"]:
+        if not ClassificationTask.from_config(config).balanced_sampling:
             return None
         indices = [int(t[0]) for t in targets]
         counts = np.bincount(indices)
@@ -360,8 +367,9 @@ class ClassificationApplication(CaseLevelApplication):
                 **{f"p_{name}": float(p) for name, p in zip(names, activation)}}
 
     def target_card_fields(self, plan, stats, config):
+        section = ClassesPlanSection.of(plan)
         return {"labels": [{"value": int(value), "name": name, "color": label_colour(index + 1)}
-                           for index, (name, value) in enumerate(zip(plan["classes"], plan["class_values"]))]}
+                           for index, (name, value) in enumerate(zip(section.classes, section.values()))]}
 
 
 @APPLICATIONS.register("case_regression", "one value per case from the whole image (e.g. an age): value out, "
@@ -415,7 +423,7 @@ class CaseRegressionApplication(CaseLevelApplication):
 
     def target_card_fields(self, plan, stats, config):
         target = {"statistics": stats}
-        target.update({key: config["task"][key] for key in ("quantity", "unit") if config["task"][key]})
+        target.update(CaseRegressionTask.from_config(config).card_target())
         return {"labels": [], "target": target}
 
 

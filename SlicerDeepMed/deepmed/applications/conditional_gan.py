@@ -28,6 +28,8 @@ import torch
 
 from deepmed.applications import fixed_grid
 from deepmed.applications.base import APPLICATIONS, Parts, Prediction, PreparedData, StepContext, TrainableApplication
+from deepmed.applications.plan_sections import ConditionalGanPlanSection
+from deepmed.applications.task_settings import ConditionalGanTask
 from deepmed.data.case_io import read_case
 from deepmed.errors import DeepMedError
 from deepmed.evaluation import generation_metrics as measures
@@ -112,52 +114,54 @@ class ConditionalGanApplication(TrainableApplication):
                 "condition_min": values.min(axis=0).tolist(), "condition_max": values.max(axis=0).tolist()}
 
     def plan(self, fingerprint, config, device, reasons):
-        task = config["task"]
+        task = ConditionalGanTask.from_config(config)
         count = len(fingerprint["condition_min"])
-        names = list(task["conditions"]) or [f"condition_{i}" for i in range(count)]
+        names = list(task.conditions) or [f"condition_{i}" for i in range(count)]
         if len(names) != count:
             raise DeepMedError(f"task.conditions names {len(names)} condition(s) ({', '.join(names)}), the cases "
                                f"have {count} value(s) each")
-        size = int(task["image_size"])
+        size = int(task.image_size)
         grid = fixed_grid.plan_grid(fingerprint["box"], [size] * 3)
         reasons["grid"] = (f"{size}^3 voxels (task.image_size) over the median box of the training cases "
                            f"({', '.join(f'{e:.0f}' for e in fingerprint['box']['extent'])} mm)")
         channels = len(fingerprint["channel_names"])
         shape = [size] * 3
-        generator = {"conditions": count, "image_size": shape, "latent_dim": int(task["latent_dim"]),
-                     "channels": int(task["generator_channels"]), "out_channels": channels}
-        discriminator = {"conditions": count, "image_size": shape, "channels": int(task["discriminator_channels"]),
+        generator = {"conditions": count, "image_size": shape, "latent_dim": int(task.latent_dim),
+                     "channels": int(task.generator_channels), "out_channels": channels}
+        discriminator = {"conditions": count, "image_size": shape, "channels": int(task.discriminator_channels),
                          "in_channels": channels}
         reasons["network"] = "generator: noise + conditions (concatenated, as channels beside the coordinates, " \
                              "FiLM) -> volume; discriminator: spectral-norm projection with a condition head; hinge"
         reasons["optimizers"] = "Adam (0.5, 0.999) per network at task.generator_lr / task.discriminator_lr " \
                                 "(the optimizer section is not used)"
-        units = list(task["units"]) + [""] * count
+        units = list(task.units) + [""] * count
         return {"channel_names": fingerprint["channel_names"], "grid": grid,
                 "conditions": [{"name": n, "min": lo, "max": hi, **({"unit": u} if u else {})}
                                for n, lo, hi, u in zip(names, fingerprint["condition_min"],
                                                        fingerprint["condition_max"], units)],
                 "network": {"name": "conditional_generator", "args": generator},
                 "discriminator": {"name": "projection_discriminator", "args": discriminator},
-                "optimizers": {"generator": {"name": "adam", "lr": float(task["generator_lr"]), "betas": [0.5, 0.999]},
-                               "discriminator": {"name": "adam", "lr": float(task["discriminator_lr"]),
+                "optimizers": {"generator": {"name": "adam", "lr": float(task.generator_lr), "betas": [0.5, 0.999]},
+                               "discriminator": {"name": "adam", "lr": float(task.discriminator_lr),
                                                  "betas": [0.5, 0.999]}},
                 "loss": "hinge"}
 
     def training_defaults(self, plan, fingerprint, device):
         """Four generated and four real volumes per step; the learning rates are the networks' own (task.*)."""
         size = int(np.prod(plan.network.args["image_size"]))
-        defaults = whole_input_defaults(4, plan["optimizers"]["generator"]["lr"], 2 * size, device,
+        lr = ConditionalGanPlanSection.of(plan).optimizer("generator").lr
+        defaults = whole_input_defaults(4, lr, 2 * size, device,
                                         "four real and four generated volumes per step (the discriminator sees "
                                         "both)", "")
-        return TrainingDefaults(defaults.batch_size, plan["optimizers"]["generator"]["lr"], defaults.batch_reason,
-                                f"{plan['optimizers']['generator']['lr']:g}: the generator's (task.generator_lr; "
+        return TrainingDefaults(defaults.batch_size, lr, defaults.batch_reason,
+                                f"{lr:g}: the generator's (task.generator_lr; "
                                 f"the discriminator: task.discriminator_lr); optimizer.lr is not used")
 
     def prepare_data(self, loaded_train, loaded_val, dataset, plan, config) -> PreparedData:
-        grid = plan["grid"]
-        low = [c["min"] for c in plan["conditions"]]
-        high = [c["max"] for c in plan["conditions"]]
+        section = ConditionalGanPlanSection.of(plan)
+        grid = section.grid
+        low = [c["min"] for c in section.conditions]
+        high = [c["max"] for c in section.conditions]
 
         def arrays(loaded):
             return [(case_id, np.stack([fixed_grid.on_grid(ch, grid) for ch in channels]), values)
@@ -165,7 +169,7 @@ class ConditionalGanApplication(TrainableApplication):
 
         train, val = arrays(loaded_train), arrays(loaded_val)
         intensity = []
-        for c in range(len(plan["channel_names"])):
+        for c in range(len(section.channel_names)):
             pooled = np.concatenate([image[c].reshape(-1) for _, image, _ in train])
             lo, hi = np.percentile(pooled, PERCENTILES)
             intensity.append({"low": float(lo), "high": float(max(hi, lo + 1e-6))})
@@ -180,21 +184,22 @@ class ConditionalGanApplication(TrainableApplication):
                                "seed": index})
             return result
 
-        fitted = {"intensity": intensity, "threshold": threshold, "conditions": plan["conditions"], "grid": grid}
+        fitted = {"intensity": intensity, "threshold": threshold, "conditions": section.conditions, "grid": grid}
         return PreparedData(items(train), items(val), fitted)
 
     def training_transform(self, plan, config):
         return _identity  # no augmentation: flips or shifts would change what the condition means
 
     def build_parts(self, plan, config, fitted):
-        task = config["task"]
+        task, section = ConditionalGanTask.from_config(config), ConditionalGanPlanSection.of(plan)
         generator = build_network(plan.network.name, plan.network.plain_args())
-        discriminator = build_network(plan["discriminator"]["name"], plan["discriminator"]["args"])
-        self.loss_weights = {"auxiliary": float(task["auxiliary_weight"]),
-                             "reconstruction": float(task["reconstruction_weight"])}
+        discriminator_choice = section.discriminator_network()
+        discriminator = build_network(discriminator_choice.name, discriminator_choice.plain_args())
+        self.loss_weights = {"auxiliary": float(task.auxiliary_weight),
+                             "reconstruction": float(task.reconstruction_weight)}
         networks = {"generator": generator, "discriminator": discriminator}
-        optimizers = {name: torch.optim.Adam(net.parameters(), lr=plan["optimizers"][name]["lr"],
-                                             betas=tuple(plan["optimizers"][name]["betas"]))
+        optimizers = {name: torch.optim.Adam(net.parameters(), lr=section.optimizer(name).lr,
+                                             betas=tuple(section.optimizer(name).betas))
                       for name, net in networks.items()}
         return Parts(networks, optimizers, {"reconstruction": torch.nn.L1Loss(), "auxiliary": torch.nn.MSELoss()})
 
@@ -243,8 +248,8 @@ class ConditionalGanApplication(TrainableApplication):
     def card_fields(self, plan, fitted, dataset, config):
         return {"inputs": [], "modes": [dict(MODE)], "conditions": fitted["conditions"],
                 "output_grid": fitted["grid"], "orientation": "LPS", "network": plan.network.to_json(),
-                "settings": {"channels": plan["channel_names"], "intensity": fitted["intensity"],
-                             "threshold": fitted["threshold"]}}
+                "settings": {"channels": ConditionalGanPlanSection.of(plan).channel_names,
+                             "intensity": fitted["intensity"], "threshold": fitted["threshold"]}}
 
     def inference_parts(self, card, model_dir):
         return {"generator": build_network(card.network.name, card.network.args)}

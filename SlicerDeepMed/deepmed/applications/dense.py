@@ -17,6 +17,7 @@ import torch
 from deepmed.applications import dense_data
 from deepmed.applications.base import Parts, Prediction, PreparedData, StepContext, TrainableApplication
 from deepmed.applications.inputs import input_channels
+from deepmed.applications.plan_sections import DensePlanSection
 from deepmed.errors import DeepMedError
 from deepmed.io.image_io import write_image
 from deepmed.losses import build_loss
@@ -29,8 +30,8 @@ from deepmed.planning import dense as rules
 from deepmed.planning.batch import whole_input_defaults
 from deepmed.planning.fingerprint import fingerprint_of_cases
 from deepmed.planning.network import plan_dense_network
-from deepmed.planning.settings import ComponentSettings, DataSettings, is_auto
-from deepmed.transforms.augmentation import training_transforms
+from deepmed.planning.settings import ComponentSettings, DataSettings, InferenceSettings, is_auto
+from deepmed.transforms.augmentation import AugmentationSettings, training_transforms
 from deepmed.transforms.preprocessing import normalize_image, to_working_grid
 from deepmed.volume_inference.ongrid import channels_on_input, image_like, keep_largest_component
 from deepmed.volume_inference.sliding import predict_ensemble, predict_volume
@@ -93,7 +94,7 @@ class DenseApplication(TrainableApplication):
     def training_defaults(self, plan, fingerprint, device):
         """nnU-Net's two patches per step: the patch, not the batch, takes the memory (the patch is planned to
         the device's voxel budget); AdamW at 0.001, the usual rate for U-Nets trained from scratch."""
-        return whole_input_defaults(2, 1e-3, int(np.prod(plan["patch_size"])), device,
+        return whole_input_defaults(2, 1e-3, int(np.prod(DensePlanSection.of(plan).patch_size)), device,
                                     "two patches per step (nnU-Net's): the patch, planned to the device, takes "
                                     "the memory", "AdamW's usual rate for a U-Net from scratch at two patches")
 
@@ -114,9 +115,10 @@ class DenseApplication(TrainableApplication):
 
     def prepare_data(self, loaded_train, loaded_val, dataset, plan, config) -> PreparedData:
         labels = dataset.labels
-        train = dense_data.to_working_grids(loaded_train, plan["spacing"], self.discrete_target)
-        val = dense_data.to_working_grids(loaded_val, plan["spacing"], self.discrete_target)
-        methods = plan["normalization"]
+        section = DensePlanSection.of(plan)
+        train = dense_data.to_working_grids(loaded_train, section.spacing, self.discrete_target)
+        val = dense_data.to_working_grids(loaded_val, section.spacing, self.discrete_target)
+        methods = section.normalization
         norm_stats = dense_data.fit_normalization(train, methods, self.discrete_target)
         target_stats = self.target_statistics([c["label"] for c in train])
         labels = dict(labels)
@@ -128,8 +130,10 @@ class DenseApplication(TrainableApplication):
 
     def training_transform(self, plan, config):
         n_out = plan.network.args["out_channels"]
-        return training_transforms(config, list(reversed(plan["patch_size"])), plan.sampling, n_out,
-                                   self.discrete_target)
+        data = DataSettings.from_config(config)
+        return training_transforms(AugmentationSettings.from_config(config),
+                                   list(reversed(DensePlanSection.of(plan).patch_size)), plan.sampling, n_out,
+                                   self.discrete_target, data.samples_per_case, data.foreground_ratio)
 
     # ---- parts and steps -------------------------------------------------------------------------------
     def build_parts(self, plan, config, fitted):
@@ -152,9 +156,10 @@ class DenseApplication(TrainableApplication):
         return {"loss": float(loss.detach().item())}
 
     def validate_case(self, parts, item, plan, fitted, device):
-        inference = plan.get("inference", {})
+        section = DensePlanSection.of(plan)
+        inference = section.inference
         activation = predict_volume(parts.network(), torch.from_numpy(item["image"])[None],
-                                    list(reversed(plan["patch_size"])), activation=self.activation,
+                                    list(reversed(section.patch_size)), activation=self.activation,
                                     overlap=inference.get("overlap", 0.5),
                                     sw_batch_size=inference.get("sw_batch_size", 2), precision="float32",
                                     device=device)
@@ -163,21 +168,22 @@ class DenseApplication(TrainableApplication):
 
     # ---- the card and inference ------------------------------------------------------------------------
     def card_fields(self, plan, fitted, dataset, config):
+        section = DensePlanSection.of(plan)
         names = {v: k for k, v in fitted["labels"].items()}
         values = sorted(set(fitted["labels"].values()) | {0})
         labels = [{"value": v, "name": names.get(v, "background" if v == 0 else f"label_{v}"),
                    "color": label_colour(i)} for i, v in enumerate(values)] if self.discrete_target else []
         return {
             "inputs": [{"name": name, "modality": name, "normalization": method, "statistics": stats}
-                       for name, method, stats in zip(plan["channel_names"], plan["normalization"],
+                       for name, method, stats in zip(section.channel_names, section.normalization,
                                                       fitted["norm_stats"])],
             "labels": labels,
             "target": {"statistics": fitted["target_stats"]} if fitted["target_stats"] else {},
-            "spacing": plan["spacing"],
+            "spacing": section.spacing,
             "orientation": "LPS",
-            "patch_size": plan["patch_size"],
+            "patch_size": section.patch_size,
             "network": plan.network.to_json(),
-            "inference": dict(config["inference"]),
+            "inference": InferenceSettings.from_config(config).to_json(),
         }
 
     def inference_parts(self, card, model_dir):

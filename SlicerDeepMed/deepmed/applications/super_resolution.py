@@ -26,6 +26,8 @@ import torch
 from monai.inferers import sliding_window_inference
 
 from deepmed.applications.base import APPLICATIONS, Parts, Prediction, PreparedData, TrainableApplication
+from deepmed.applications.plan_sections import SuperResolutionPlanSection
+from deepmed.applications.task_settings import SuperResolutionTask
 from deepmed.errors import DeepMedError
 from deepmed.evaluation.regression_metrics import regression_metrics
 from deepmed.io.geometry import grid_differences
@@ -34,7 +36,8 @@ from deepmed.losses import allow_for, build_loss
 from deepmed.networks import NETWORKS, build_network
 from deepmed.optim import build_optimizer
 from deepmed.planning.batch import whole_input_defaults
-from deepmed.planning.settings import ComponentSettings, DataSettings
+from deepmed.planning.settings import ComponentSettings, DataSettings, InferenceSettings
+from deepmed.transforms.augmentation import AugmentationSettings
 from deepmed.transforms.resolution import bspline_upsample, check_factor, crop_to_multiple, degrade, fine_grid
 
 NAME = "superres"
@@ -138,7 +141,7 @@ class SuperResolutionApplication(TrainableApplication):
         return [name for name in NETWORKS.names() if NETWORKS.metadata(name).get("upsamples")]
 
     def plan(self, fingerprint, config, device, reasons):
-        factor = check_factor(config["task"]["factor"], "task.factor")
+        factor = check_factor(SuperResolutionTask.from_config(config).factor, "task.factor")
         reasons["factor"] = "task.factor (along each image's index axes)"
         coarse = [max(1, int(n) // f) for n, f in zip(fingerprint["size"], factor)]
         data = DataSettings.from_config(config)
@@ -164,13 +167,14 @@ class SuperResolutionApplication(TrainableApplication):
 
     def training_defaults(self, plan, fingerprint, device):
         """Small low-resolution patches (at most 24 voxels per axis): four per step; AdamW at 0.002."""
-        high = int(np.prod([p * f for p, f in zip(plan["patch_size"], plan["factor"])]))
+        section = SuperResolutionPlanSection.of(plan)
+        high = int(np.prod([p * f for p, f in zip(section.patch_size, section.factor)]))
         return whole_input_defaults(4, 2e-3, high, device, "four patch pairs per step: the patches are small "
                                     "(at most 24 low-resolution voxels per axis)", "AdamW for a residual "
                                     "sub-pixel network at four patches per step")
 
     def prepare_data(self, loaded_train, loaded_val, dataset, plan, config) -> PreparedData:
-        factor = plan["factor"]
+        factor = SuperResolutionPlanSection.of(plan).factor
         return PreparedData([self._item(entry, factor, False) for entry in loaded_train],
                             [self._item(entry, factor, True) for entry in loaded_val], {"factor": factor})
 
@@ -200,8 +204,9 @@ class SuperResolutionApplication(TrainableApplication):
         return item
 
     def training_transform(self, plan, config):
-        return CorrespondingPatches(list(reversed(plan["patch_size"])), list(reversed(plan["factor"])),
-                                    bool(config["augmentation"]["flip"]))
+        section = SuperResolutionPlanSection.of(plan)
+        return CorrespondingPatches(list(reversed(section.patch_size)), list(reversed(section.factor)),
+                                    bool(AugmentationSettings.from_config(config).flip))
 
     # ---- parts and steps ---------------------------------------------------------------------------
     def build_parts(self, plan, config, fitted):
@@ -218,24 +223,24 @@ class SuperResolutionApplication(TrainableApplication):
         return {"loss": float(loss.detach().item())}
 
     def validate_case(self, parts, item, plan, fitted, device):
-        window = [INFERENCE_WINDOW * p for p in reversed(plan["patch_size"])]
+        window = [INFERENCE_WINDOW * p for p in reversed(SuperResolutionPlanSection.of(plan).patch_size)]
         refined = upsample_array([parts.network()], item["image"][0], window, 0.25, device)
         metrics = regression_metrics(item["label"][0], refined)
         return {"psnr": metrics["psnr"], "ssim": metrics["ssim"], **item["baseline"]}
 
     # ---- the card and inference --------------------------------------------------------------------
     def card_fields(self, plan, fitted, dataset, config):
-        factor = plan["factor"]
+        section = SuperResolutionPlanSection.of(plan)
+        factor, inference = section.factor, InferenceSettings.from_config(config)
         return {
-            "inputs": [{"name": plan["channel_names"][0], "modality": plan["channel_names"][0],
+            "inputs": [{"name": section.channel_names[0], "modality": section.channel_names[0],
                         "normalization": "zscore", "statistics": None,
                         "assumptions": "one low-resolution image; z-scored on its own mean and standard deviation"}],
             "labels": [],
-            "patch_size": plan["patch_size"],
+            "patch_size": section.patch_size,
             "network": plan.network.to_json(),
-            "inference": {"overlap": float(config["inference"]["overlap"]),
-                          "sw_batch_size": int(config["inference"]["sw_batch_size"])},
-            "settings": {"factor": factor, "window": [INFERENCE_WINDOW * p for p in plan["patch_size"]],
+            "inference": {"overlap": float(inference.overlap), "sw_batch_size": int(inference.sw_batch_size)},
+            "settings": {"factor": factor, "window": [INFERENCE_WINDOW * p for p in section.patch_size],
                          "degradation": "gaussian_fwhm_one_coarse_voxel+linear_sampling (simulated pairs)"},
             "modes": [{"name": "upsample", "output_kind": "image", "inputs": "images",
                        "description": f"the input on its grid refined by {factor} (x, y, z): same physical extent "

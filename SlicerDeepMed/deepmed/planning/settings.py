@@ -103,3 +103,28 @@ class ComponentSettings:
     def chosen(self, default: str) -> str:
         """The configured name, or ``default`` (the application's) where the configuration says auto."""
         return default if is_auto(self.name) else self.name
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """``inference:`` of a resolved configuration (what a trained model's card keeps for running it)."""
+
+    overlap: float
+    sw_batch_size: int
+    tta_flips: bool
+    keep_largest: bool
+    precision: str
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> InferenceSettings:
+        section = config["inference"]
+        return cls(**{name: section[name] for name in cls.__dataclass_fields__})
+
+    def to_json(self) -> dict:
+        """The section as the card's ``inference`` (the configuration's keys, in its order)."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+def application_name(config: Mapping) -> str:
+    """The application a resolved configuration names (``app:``)."""
+    return str(config["app"])

@@ -15,7 +15,7 @@ from deepmed.data.manifest import Dataset
 from deepmed.errors import DeepMedError
 from deepmed.planning.plan import Plan
 from deepmed.planning.planner import make_plan, resolved_config
-from deepmed.planning.settings import TrainingSettings
+from deepmed.planning.settings import TrainingSettings, application_name
 from deepmed.training.config import load_config_file, parse_duration, resolve_config
 
 
@@ -52,7 +52,7 @@ def run_config(config: Any, overrides=(), values: dict | None = None) -> dict:
 
 def application_for(config: dict) -> TrainableApplication:
     """The application a configuration names: the one place a training run gets its application."""
-    return get_trainable_application(str(config["app"]))
+    return get_trainable_application(application_name(config))
 
 
 def split(dataset: Dataset, cfg: dict) -> tuple[list, list]:

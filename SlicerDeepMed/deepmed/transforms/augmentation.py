@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from monai import transforms as mt
 
 KEYS = ("image", "label")
+
+
+@dataclass(frozen=True)
+class AugmentationSettings:
+    """``augmentation:`` of a resolved configuration: which random transforms, and their probability."""
+
+    flip: bool
+    rotate: bool
+    scale: bool
+    elastic: bool
+    noise: bool
+    gamma: bool
+    bias_field: bool
+    contrast: bool
+    probability: float
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> AugmentationSettings:
+        section = config["augmentation"]
+        return cls(**{name: section[name] for name in cls.__dataclass_fields__})
 
 
 def sampling_transforms(mode: str, patch_zyx: Sequence[int], samples: int, num_classes: int,
@@ -46,38 +67,39 @@ def inverse_frequency_weights(label: np.ndarray) -> np.ndarray:
     return weights
 
 
-def augmentation_transforms(cfg: dict, label_is_discrete: bool, keys: Sequence[str] = KEYS) -> list:
+def augmentation_transforms(settings: AugmentationSettings, label_is_discrete: bool,
+                            keys: Sequence[str] = KEYS) -> list:
     """Spatial augmentation (image and label together; ``keys=("image",)`` for an image alone, e.g. a case-level
     target) then intensity augmentation (image only)."""
-    p = float(cfg["probability"])
+    p = float(settings.probability)
     mode = ("bilinear", "nearest" if label_is_discrete else "bilinear")[:len(keys)]
     out: list = []
-    if cfg["rotate"] or cfg["scale"]:
+    if settings.rotate or settings.scale:
         out.append(mt.RandAffined(keys, prob=p, mode=mode, padding_mode="border",
-                                  rotate_range=[0.26] * 3 if cfg["rotate"] else None,
-                                  scale_range=[0.15] * 3 if cfg["scale"] else None))
-    if cfg["elastic"]:
+                                  rotate_range=[0.26] * 3 if settings.rotate else None,
+                                  scale_range=[0.15] * 3 if settings.scale else None))
+    if settings.elastic:
         out.append(mt.Rand3DElasticd(keys, sigma_range=(5, 8), magnitude_range=(50, 150), prob=p, mode=mode,
                                      padding_mode="border"))
-    if cfg["flip"]:
+    if settings.flip:
         out.extend(mt.RandFlipd(keys, prob=0.5, spatial_axis=axis) for axis in range(3))
-    if cfg["noise"]:
+    if settings.noise:
         out.append(mt.RandGaussianNoised(["image"], prob=p, std=0.1))
-    if cfg["gamma"]:
+    if settings.gamma:
         out.append(mt.RandAdjustContrastd(["image"], prob=p, gamma=(0.7, 1.5)))
-    if cfg["bias_field"]:
+    if settings.bias_field:
         out.append(mt.RandBiasFieldd(["image"], prob=p, coeff_range=(0.0, 0.2)))
-    if cfg["contrast"]:
+    if settings.contrast:
         out.append(mt.RandScaleIntensityd(["image"], prob=p, factors=0.25))
         out.append(mt.RandShiftIntensityd(["image"], prob=p, offsets=0.1))
     return out
 
 
-def training_transforms(cfg: dict, patch_zyx: Sequence[int], sampling: str, num_classes: int,
-                        label_is_discrete: bool) -> mt.Compose:
+def training_transforms(augmentation: AugmentationSettings, patch_zyx: Sequence[int], sampling: str,
+                        num_classes: int, label_is_discrete: bool, samples_per_case: int,
+                        foreground_ratio: float) -> mt.Compose:
     """The random part of the training pipeline (inputs are cached, preprocessed numpy arrays)."""
-    data = cfg["data"]
-    steps = sampling_transforms(sampling, patch_zyx, data["samples_per_case"], num_classes, data["foreground_ratio"])
-    steps += augmentation_transforms(cfg["augmentation"], label_is_discrete)
+    steps = sampling_transforms(sampling, patch_zyx, samples_per_case, num_classes, foreground_ratio)
+    steps += augmentation_transforms(augmentation, label_is_discrete)
     steps.append(mt.ToTensord(KEYS, track_meta=False))
     return mt.Compose(steps)

@@ -120,11 +120,8 @@ def run_demo(out: Path, epochs: int | None = None, progress="tqdm", log=print) -
     log(f"[1/4] {len(dataset.training)} synthetic spheres (centre, radius, brightness at random; noise sd {NOISE}) "
         f"in {out / 'data'}: {len(split['train'])} train, {len(split['val'])} validation, "
         f"{len(split['test'])} held out")
-    config = json.loads(json.dumps(DEMO_CONFIG))
-    if epochs is not None:
-        config["training"]["epochs"] = epochs
     log(f"[2/4] training a variational autoencoder ({LATENT} latent values, {INPUT_SIZE} voxels) on the CPU")
-    model_dir = train(dataset, out / "model", config=config, progress=progress)
+    model_dir = train(dataset, out / "model", config=DEMO_CONFIG, epochs=epochs, progress=progress)
     trained_s = time.time() - start
 
     log(f"[3/4] held-out reconstruction: autoencoder vs PCA with {LATENT} components fitted on the training cases")

@@ -121,11 +121,10 @@ def run_demo(app: str, out: Path, *, epochs: int | None = None, progress="tqdm",
         log(f"[1/4] generating {n_cases} synthetic heads in {data} ({n_test} held out)")
         write_cohort(data, n_cases, n_test)
     generated = time.time()
-    config = {**DEMO_CONFIG, "app": app, "training": dict(DEMO_CONFIG["training"]),
+    config = {**DEMO_CONFIG, "app": app,
               "augmentation": {**DEMO_CONFIG["augmentation"], "scale": app != "classification"}}
-    config["training"]["epochs"] = epochs or EPOCHS[app]
-    log(f"[2/4] training {app} ({config['network']['name']}) on the CPU")
-    model = train(manifest, out / "model", config=config, progress=progress)
+    log(f"[2/4] training {app} ({DEMO_CONFIG['network']['name']}) on the CPU")
+    model = train(manifest, out / "model", config=config, epochs=epochs or EPOCHS[app], progress=progress)
     trained = time.time()
     log("[3/4] predicting the held-out cases")
     Predictor(model, "cpu").predict_many(manifest, output=out / "predictions")

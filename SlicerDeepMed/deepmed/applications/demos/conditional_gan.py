@@ -138,10 +138,7 @@ def run_demo(out: Path, epochs: int | None = None, progress="tqdm", log=print) -
         f" (conditions: radius {RADIUS} mm, shift {SHIFT} mm) in {out / 'data'}")
     manifest = write_spheres(out / "data")
     log("[2/4] training the conditional GAN on the CPU")
-    config = json.loads(json.dumps(DEMO_CONFIG))
-    if epochs is not None:
-        config["training"]["epochs"] = epochs
-    model_dir = train(manifest, out / "model", config=config, progress=progress)
+    model_dir = train(manifest, out / "model", config=DEMO_CONFIG, epochs=epochs, progress=progress)
     train_seconds = time.time() - started
     log("[3/4] generating a 5 x 5 grid of conditions, 3 seeds each, and measuring the balls")
     predictor = Predictor(model_dir, device="cpu")

@@ -73,10 +73,7 @@ def run_demo(out: Path, *, n_cases: int = 20, epochs: int | None = None, progres
     log(f"      split: {len(train_ids)} train, {len(val_ids)} validation, {len(test_ids)} held-out test")
 
     log("[2/5] training a 3D U-Net on the CPU")
-    config = {**DEMO_CONFIG, "training": dict(DEMO_CONFIG["training"])}
-    if epochs is not None:
-        config["training"]["epochs"] = epochs
-    model_dir = train(dataset, out / "model", config=config, progress=progress)
+    model_dir = train(dataset, out / "model", config=DEMO_CONFIG, epochs=epochs, progress=progress)
     train_seconds = time.time() - start
 
     log("[3/5] segmenting the held-out cases")

@@ -8,6 +8,7 @@ plug-in (``deepmed.applications.plugins``); the driver, trainer and predictor do
 from deepmed.applications import (  # noqa: F401  (register)
     autoencoder,
     case_level,
+    case_regression,
     conditional_gan,
     monai_bundle,
     nnunet,

@@ -48,16 +48,17 @@ class TrainState:
     epochs_without_improvement: int = 0  # validations without improvement (early stopping)
     seconds: float = 0.0        # wall time spent by earlier runs of this model (time budget, --resume)
     history: list[dict] = field(default_factory=list)
+    epoch_losses: list[float] = field(default_factory=list)  # of the current epoch so far (a mid-epoch resume)
 
     def to_dict(self) -> dict:
         return {"epoch": self.epoch, "iteration": self.iteration, "best_metric": self.best_metric,
                 "best_epoch": self.best_epoch, "epochs_without_improvement": self.epochs_without_improvement,
-                "seconds": self.seconds, "history": self.history}
+                "seconds": self.seconds, "history": self.history, "epoch_losses": self.epoch_losses}
 
     @classmethod
     def from_dict(cls, t: dict) -> TrainState:
         return cls(t["epoch"], t["iteration"], t["best_metric"], t["best_epoch"], t["epochs_without_improvement"],
-                   t.get("seconds", 0.0), list(t["history"]))
+                   t.get("seconds", 0.0), list(t["history"]), [float(v) for v in t.get("epoch_losses", [])])
 
 
 class Trainer:
@@ -103,7 +104,8 @@ class Trainer:
             while self.timed or self.state.epoch < self.max_epochs:
                 epoch = self.state.epoch
                 self.on_epoch_start(epoch)
-                losses = []
+                # a run resumed mid-epoch continues the stopped epoch's losses (its mean covers the whole epoch)
+                losses = self.state.epoch_losses = self.state.epoch_losses if self.state.iteration else []
                 for iteration, batch in self.epoch_batches(epoch):
                     started = time.time()
                     losses.append(self.app.train_step(self.parts, batch, self.step)["loss"])
@@ -113,6 +115,7 @@ class Trainer:
                     if self.agree_after_iteration():
                         break
                 self.on_epoch_end(epoch, losses)
+                self.state.epoch_losses = []
                 if self._ended_by_time or self.should_stop_early():
                     break
             self.on_train_end()

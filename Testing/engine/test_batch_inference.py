@@ -89,3 +89,36 @@ def test_options_are_checked_where_they_are_made(overlap, capsys, folder_of_case
     err = capsys.readouterr().err
     assert code != 0 and "overlap" in err and "Traceback" not in err
     assert not (tmp_path / "o.nii.gz").exists()
+
+
+@pytest.mark.slow
+def test_torchrun_shares_a_batch_across_ranks_with_the_single_process_result(folder_of_cases, tmp_path):
+    """``torchrun --nproc_per_node=2 -m deepmed infer``: each case once, files identical to one process, one
+    summary (rank 0's)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    model_dir, folder = folder_of_cases
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    for index, name in enumerate(["c0", "c1", "c0", "c1", "c0"]):  # five cases: an uneven share
+        (cases / f"case{index}.nii.gz").write_bytes((folder / f"{name}.nii.gz").read_bytes())
+    Predictor(model_dir, "cpu").predict_many(cases, output=tmp_path / "single")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "deepmed", "infer", "--model", str(model_dir), str(cases), "-o", str(tmp_path / "ranks"),
+                           "--device", "cpu", "--progress", "jsonl"],
+                          capture_output=True, text=True, env=env, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    events = [json.loads(line[line.find("{"):]) for line in done.stdout.splitlines() if "{" in line]
+    assert sorted(e["case"] for e in events if e["event"] == "inference") == ["case0", "case2", "case4"]  # rank 0's
+    summary = [e for e in events if e["event"] == "batch"]
+    assert len(summary) == 1 and summary[0]["ranks"] == 2  # one summary, every case once
+    assert [c["case"] for c in summary[0]["cases"]] == [f"case{i}" for i in range(5)]
+    for index in range(5):
+        single, shared = (sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / side / f"case{index}.nii.gz")))
+                          for side in ("single", "ranks"))
+        np.testing.assert_array_equal(single, shared)

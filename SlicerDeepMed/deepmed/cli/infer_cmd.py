@@ -48,18 +48,25 @@ def run(args: argparse.Namespace) -> int:
     batch = len(args.inputs) == 1 and ((args.inputs[0].is_dir() and not _is_dicom(args.inputs[0]))
                                        or args.inputs[0].suffix.lower() in (".json", ".csv"))
     options = _options(args)
-    predictor = Predictor(resolve_model(args.model), args.device, expected_app=args.app,
+    dist, device = _ranks(args) if batch else (None, args.device)
+    predictor = Predictor(resolve_model(args.model), device, expected_app=args.app,
                           folds=_parse_folds(args.folds) if args.folds else None)
-    reporter = make_reporter(args.progress)
+    reporter = make_reporter(args.progress if dist is None or dist.is_main else "none")
     if batch:
-        result = predictor.predict_many(args.inputs[0], options, output=args.output, force=args.force,
-                                        extras=ExtraOutputs(args.probabilities, args.uncertainty),
-                                        emit=reporter.emit)
+        try:
+            result = predictor.predict_many(args.inputs[0], options, output=args.output, force=args.force,
+                                            extras=ExtraOutputs(args.probabilities, args.uncertainty),
+                                            emit=reporter.emit, dist=dist)
+        finally:
+            if dist is not None:
+                dist.close()
     else:
         job = CaseJob("case", tuple(args.inputs), args.output)
         result = predictor.predict_many([job], options, force=args.force, keep_going=False, emit=reporter.emit,
                                         extras=_single_extras(args))
     reporter.close()
+    if dist is not None and not dist.is_main:
+        return 0  # rank 0 reports for all
     for outcome in result.skipped:
         print(f"deepmed: skipped {outcome.case_id}: {outcome.skipped}", file=sys.stderr)
     if not batch and result.outcomes[0].values:
@@ -69,6 +76,19 @@ def run(args: argparse.Namespace) -> int:
         summary = f"written {len(result.done)} of {len(result.outcomes)} case(s) to {args.output}{note}"
         print(summary if batch else f"written {args.output}", file=sys.stderr)
     return 0
+
+
+def _ranks(args: argparse.Namespace):
+    """Under torchrun (WORLD_SIZE > 1) a batch is shared across the ranks: the process group and this rank's
+    device (its LOCAL_RANK's GPU); a single process: (None, the device asked for)."""
+    from deepmed.distributed import init_distributed
+    from deepmed.model.device import pick_device
+
+    kind = pick_device(args.device).type
+    dist = init_distributed(kind)
+    if dist is None:
+        return None, args.device
+    return dist, f"cuda:{dist.local_rank}" if kind == "cuda" else kind
 
 
 def _options(args: argparse.Namespace):

@@ -109,17 +109,23 @@ Emit = Callable[..., None]
 
 def predict_many(predictor, jobs: Sequence[CaseJob], options: InferenceOptions = DEFAULT_OPTIONS, *,
                  extras: ExtraOutputs = NO_EXTRAS, table_folder: Path | None = None,
-                 emit: Emit | None = None, keep_going: bool = True) -> BatchResult:
+                 emit: Emit | None = None, keep_going: bool = True, dist=None) -> BatchResult:
     """Predict and write every job with ``predictor`` in turn (one case in memory at a time). A case that
     fails with a DeepMedError is skipped with its reason; all cases skipped is an error. ``emit(event,
     **fields)`` receives one ``inference`` event per case (progress). Case-level values of all cases go to
-    ``table_folder/results.csv`` when given. ``keep_going=False``: the first failure is raised."""
+    ``table_folder/results.csv`` when given. ``keep_going=False``: the first failure is raised.
+
+    ``dist`` (a :class:`deepmed.distributed.DistributedContext`, under torchrun): each rank predicts every
+    ``world_size``-th case; all ranks return every case's outcome, in job order; rank 0 alone reports progress
+    and writes the table."""
     from deepmed.io.image_io import write_image
 
     wants_maps = extras.probabilities is not None or extras.uncertainty is not None
     run_options = options if not wants_maps else options.with_probabilities()
-    outcomes: list[CaseOutcome] = []
-    for index, job in enumerate(jobs):
+    main = dist is None or dist.is_main
+    mine = list(enumerate(jobs)) if dist is None else list(enumerate(jobs))[dist.rank::dist.world_size]
+    outcomes: list[tuple[int, CaseOutcome]] = []
+    for index, job in mine:
         started = time.perf_counter()
         try:
             result = predictor.predict(list(job.inputs), **run_options.as_kwargs())
@@ -135,14 +141,21 @@ def predict_many(predictor, jobs: Sequence[CaseJob], options: InferenceOptions =
                     write_image(image, extras.path(folder, job.case_id))
             outcome = CaseOutcome(job.case_id, job.output, round(time.perf_counter() - started, 2),
                                   dict(result.values or {}))
-        outcomes.append(outcome)
-        if emit is not None:
+        outcomes.append((index, outcome))
+        if emit is not None and main:
             emit("inference", case=job.case_id, index=index, total=len(jobs),
                  output=None if outcome.output is None else str(outcome.output), seconds=outcome.seconds,
                  **({"skipped": outcome.skipped} if outcome.skipped else {}))
+    if dist is not None:  # every rank's share, back in job order
+        outcomes = sorted((pair for share in dist.gather(outcomes) for pair in share), key=lambda pair: pair[0])
+    outcomes = [outcome for _, outcome in outcomes]
+    if dist is not None and main and emit is not None:  # the other ranks' cases, summarised by rank 0
+        emit("batch", total=len(outcomes), ranks=dist.world_size,
+             cases=[{"case": o.case_id, "output": None if o.output is None else str(o.output), "seconds": o.seconds,
+                     **({"skipped": o.skipped} if o.skipped else {})} for o in outcomes])
     if outcomes and all(o.skipped for o in outcomes):
         raise DeepMedError(f"no case could be processed ({len(outcomes)} skipped; first: {outcomes[0].skipped})")
-    table = _write_table(outcomes, Path(table_folder) / RESULTS_TABLE) if table_folder is not None else None
+    table = _write_table(outcomes, Path(table_folder) / RESULTS_TABLE) if table_folder is not None and main else None
     return BatchResult(tuple(outcomes), table)
 
 

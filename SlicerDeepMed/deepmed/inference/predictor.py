@@ -111,6 +111,8 @@ class Predictor:
         jobs = list(jobs)
         self.mode(options.mode)  # an unknown mode is refused before any work
         check_outputs(jobs, force)
+        if batch_options.get("dist") is not None:
+            batch_options["dist"].barrier()  # every rank checked before any writes
         return predict_many(self, jobs, options, **batch_options)
 
     def write(self, prediction: Prediction, path: Path) -> Path:

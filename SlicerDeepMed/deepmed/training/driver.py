@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from deepmed import __version__
+from deepmed.distributed import init_distributed
 from deepmed.errors import DeepMedError, DeepMedInterrupted
 from deepmed.model.device import pick_device
 from deepmed.model.directory import CARD, CARD_FORMAT, CONFIG, write_card, write_curves, write_metrics_csv
@@ -26,7 +27,6 @@ from deepmed.progress import make_reporter
 from deepmed.training.checkpoint import find_checkpoint, load_checkpoint
 from deepmed.training.clock import Clock
 from deepmed.training.config import dump_config
-from deepmed.training.distributed import init_distributed
 from deepmed.training.prepare import PreparedRun, prepare_run, run_config
 from deepmed.training.request import TrainRequest
 from deepmed.training.trainer import Trainer, TrainState

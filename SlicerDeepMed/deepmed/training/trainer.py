@@ -24,6 +24,7 @@ from monai.data import DataLoader, list_data_collate
 from monai.data import Dataset as MonaiDataset
 
 from deepmed.applications import Application, Parts, PreparedData, StepContext
+from deepmed.distributed import agree
 from deepmed.errors import DeepMedInterrupted
 from deepmed.model.directory import WEIGHTS
 from deepmed.model.weights import merge_networks, save_weights
@@ -33,7 +34,6 @@ from deepmed.planning.settings import DataSettings, TrainingSettings
 from deepmed.progress import Reporter
 from deepmed.training.checkpoint import restore_rng_state, rng_state, save_checkpoint
 from deepmed.training.clock import Clock
-from deepmed.training.distributed import agree
 from deepmed.training.stop import StopRequest
 
 EXTEND_LR_FACTOR = 0.2  # --extend restarts the schedule from this share of the initial learning rate

@@ -1,4 +1,5 @@
-"""Multi-GPU / multi-node training through ``torchrun`` (torch.distributed), not a home-made scheduler.
+"""Many GPUs / nodes through ``torchrun`` (torch.distributed), not a home-made scheduler: training, and batch
+inference (each rank predicts its share of the cases, rank 0 gathers the summary; ``inference/batch.py``).
 
 ``torchrun --nproc_per_node=4 -m deepmed train ...`` sets RANK / WORLD_SIZE / LOCAL_RANK. Each process trains
 on its own random patches (seeded by rank) and DistributedDataParallel averages the gradients. Every decision

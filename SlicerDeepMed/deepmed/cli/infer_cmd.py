@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         job = CaseJob("case", tuple(args.inputs), args.output)
         result = predictor.predict_many([job], options, force=args.force, keep_going=False, emit=reporter.emit,
-                                        extras=_single_extras(args))
+                                        extras=ExtraOutputs(args.probabilities, args.uncertainty, files=True))
     reporter.close()
     if dist is not None and not dist.is_main:
         return 0  # rank 0 reports for all
@@ -97,13 +97,6 @@ def _options(args: argparse.Namespace):
     condition = _parse_condition(args.condition) if args.condition else None
     return InferenceOptions(tta_flips=args.tta, overlap=args.overlap, keep_largest=args.keep_largest,
                             mode=args.mode, condition=condition, steps=args.steps, count=args.count, seed=args.seed)
-
-
-def _single_extras(args: argparse.Namespace):
-    """One case: the maps go to the files named (the batch form takes folders)."""
-    from deepmed.inference.batch import ExtraOutputs
-
-    return ExtraOutputs(args.probabilities, args.uncertainty, files=True)
 
 
 def _parse_folds(text: str) -> list[int]:

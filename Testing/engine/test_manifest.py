@@ -188,3 +188,23 @@ def test_an_image_only_dataset_loads_and_dense_applications_refuse_it(tmp_path):
     for name in ("segmentation", "regression"):
         with pytest.raises(DeepMedError, match=naming(name, "'label'", "a, b")):
             get_application(name).check_dataset(dataset)
+
+
+def test_pool_of_unlabelled_cases_round_trips_and_is_checked(tmp_path):
+    manifest = {"name": "x", "labels": {"background": 0, "a": 1},
+                "training": [{"image": "a.nii.gz", "label": "a_seg.nii.gz"}],
+                "pool": [{"image": "u1.nii.gz"}, {"id": "u2", "image": ["u2.nii.gz"]}]}
+    path = tmp_path / "dataset.json"
+    path.write_text(json.dumps(manifest))
+    dataset = Dataset.load(path)
+    assert [c.id for c in dataset.pool] == ["u1", "u2"]
+    assert dataset.case("u2").images == [(tmp_path / "u2.nii.gz").resolve()]
+    assert all(c.id not in {"u1", "u2"} for c in dataset.all_cases)  # the pool never trains
+    dataset.save(tmp_path / "again.json")
+    assert json.loads((tmp_path / "again.json").read_text())["pool"] == [
+        {"id": "u1", "image": ["u1.nii.gz"]}, {"id": "u2", "image": ["u2.nii.gz"]}]
+    for bad in ({"image": "a.nii.gz"}, {"image": "z.nii.gz", "label": "z_seg.nii.gz"}):
+        path.write_text(json.dumps({**manifest, "pool": [*manifest["pool"], bad]}))
+        with pytest.raises(DatasetInvalid) as info:
+            Dataset.load(path)
+        assert "pool" in str(info.value) or "more than once" in str(info.value)

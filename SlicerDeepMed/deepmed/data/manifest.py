@@ -8,6 +8,7 @@ Example manifest (paths relative to the manifest's folder)::
       "labels": {"background": 0, "tumour": 1},        # name->value (nnU-Net v2) or value->name (MSD)
       "training": [{"image": ["c1_t1.nii.gz", "c1_flair.nii.gz"], "label": "c1_seg.nii.gz"}],
       "test": [{"image": ["c9_t1.nii.gz", "c9_flair.nii.gz"]}],
+      "pool": [{"image": ["u1_t1.nii.gz", "u1_flair.nii.gz"]}],   # unlabelled cases waiting for a label
       "splits": [{"train": ["c1", ...], "val": [...]}]
     }
 
@@ -33,7 +34,7 @@ from deepmed.utils.choices import suggest
 TOP_LEVEL_KEYS = {
     "name", "description", "channel_names", "modality", "labels", "training", "test", "splits", "numTraining",
     "numTest", "file_ending", "tensorImageSize", "reference", "licence", "license", "release", "task",
-    "overwrite_image_reader_writer", "dataset_name",
+    "overwrite_image_reader_writer", "dataset_name", "pool",
 }
 CASE_KEYS = {"id", "image", "label", "value"}
 CHANNEL_SUFFIX_LENGTH = 5  # nnU-Net's "_0000"
@@ -76,6 +77,7 @@ class Dataset:
     training: list[Case] = field(default_factory=list)
     test: list[Case] = field(default_factory=list)
     splits: list[dict[str, list[str]]] = field(default_factory=list)
+    pool: list[Case] = field(default_factory=list)  # unlabelled cases: predicted, reviewed, then labelled
     source: Path | None = None
 
     # ---- loading -------------------------------------------------------------------------------
@@ -135,6 +137,8 @@ class Dataset:
         if self.test:
             data["numTest"] = len(self.test)
             data["test"] = [c.to_json(root) for c in self.test]
+        if self.pool:
+            data["pool"] = [c.to_json(root) for c in self.pool]
         if self.splits:
             data["splits"] = self.splits
         return data
@@ -152,10 +156,12 @@ class Dataset:
         return self.training + self.test
 
     def case(self, case_id: str) -> Case:
-        for c in self.all_cases:
+        """The case ``case_id`` among training, test and pool cases."""
+        cases = self.all_cases + self.pool
+        for c in cases:
             if c.id == case_id:
                 return c
-        hint = suggest(case_id, [c.id for c in self.all_cases])
+        hint = suggest(case_id, [c.id for c in cases])
         raise DeepMedError(f"no case '{case_id}' in dataset {self.name}; {hint}")
 
     @property
@@ -240,7 +246,7 @@ def parse_manifest(data, root: Path, where: str, labels_required: bool = True) -
         channel_names={str(k): str(v) for k, v in channels.items()},
         labels=parse_labels(data.get("labels"), where, problems),
     )
-    for section in ("training", "test"):
+    for section in ("training", "test", "pool"):
         entries = data.get(section, [])
         if not isinstance(entries, list):
             problems.append(f"{where}: '{section}' must be a list of cases")
@@ -252,7 +258,10 @@ def parse_manifest(data, root: Path, where: str, labels_required: bool = True) -
         for index, entry in enumerate(entries):
             case = _parse_case(entry, root, f"{where}: {section}[{index}]", problems,
                                labels_required and section == "training" and with_targets)
-            if case is not None:
+            if case is not None and section == "pool" and (case.label is not None or case.value is not None):
+                problems.append(f"{where}: pool[{index}] ('{case.id}') has a label: pool cases are unlabelled; "
+                                "move it to 'training' (deepmed dataset add-label does)")
+            elif case is not None:
                 getattr(dataset, section).append(case)
     if not dataset.training and not problems:
         problems.append(f"{where}: dataset is empty: 'training' lists no cases")
@@ -298,7 +307,7 @@ def _plain_value(value) -> bool:
 
 def _check_unique_ids(dataset: Dataset, where: str, problems: list[str]) -> None:
     seen: set[str] = set()
-    for case in dataset.all_cases:
+    for case in dataset.all_cases + dataset.pool:
         if case.id in seen:
             problems.append(f"{where}: case id '{case.id}' appears more than once")
         seen.add(case.id)

@@ -14,7 +14,8 @@ from slicer_support import i18n
 REPO = Path(__file__).resolve().parents[1]
 MODULES = REPO / "SlicerDeepMed" / "Modules"
 # DeepMedLib and the module files importable, as Slicer's qt-scripted-modules folder makes them
-for _path in (MODULES, MODULES / "DeepMedData", MODULES / "DeepMedTrain", MODULES / "DeepMedRun"):
+for _path in (MODULES, MODULES / "DeepMedData", MODULES / "DeepMedTrain", MODULES / "DeepMedRun",
+              MODULES / "DeepMedReview"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 SHARED_DATA = REPO.parent / "shared" / "data"

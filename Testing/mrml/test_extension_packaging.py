@@ -9,7 +9,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 MODULES = REPO / "SlicerDeepMed" / "Modules"
-MODULE_NAMES = ["DeepMedData", "DeepMedTrain", "DeepMedRun"]
+MODULE_NAMES = ["DeepMedData", "DeepMedTrain", "DeepMedRun", "DeepMedReview"]
 SLICER_WIDGETS = {"ctkCollapsibleButton", "ctkPathLineEdit", "qMRMLNodeComboBox", "qMRMLWidget"}
 
 

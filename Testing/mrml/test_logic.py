@@ -206,7 +206,8 @@ def test_module_self_test_runs(library, slicerApp, monkeypatch):
 @pytest.mark.parametrize("moduleName, testName", [("DeepMedData", "test_export_scene_cases"),
                                                   ("DeepMedTrain", "test_train_tiny_model"),
                                                   ("DeepMedTrain", "test_curves_and_config_without_torch"),
-                                                  ("DeepMedRun", "test_result_lands_on_the_input_grid_without_torch")])
+                                                  ("DeepMedRun", "test_result_lands_on_the_input_grid_without_torch"),
+                                                  ("DeepMedReview", "test_ranked_case_loads_on_its_grid")])
 def test_other_module_self_tests_run(moduleName, testName, slicerApp, monkeypatch, tmp_path):
     import importlib
 
@@ -244,7 +245,7 @@ def test_self_tests_skip_the_torch_parts_without_the_engine(moduleName, slicerAp
 
 @pytest.mark.parametrize("moduleName, skipped", [("DeepMedTrain", {"test_train_tiny_model"}),
                                                   ("DeepMedRun", {"test_segment_synthetic_volume"}),
-                                                  ("DeepMedData", set())])
+                                                  ("DeepMedData", set()), ("DeepMedReview", set())])
 def test_ctest_self_tests_skip_per_method_without_the_engine(moduleName, skipped, slicerApp, monkeypatch, tmp_path):
     """As ctest runs them on the Extensions build machines (no torch): each test_* method on its own."""
     from DeepMedLib import Dependencies
@@ -286,9 +287,9 @@ import sys, types
 sys.path[:0] = {paths!r}
 from slicer_support import scripted_module
 scripted_module.install()
-import DeepMedData, DeepMedTrain, DeepMedRun
+import DeepMedData, DeepMedTrain, DeepMedRun, DeepMedReview
 from DeepMedLib import ModelLibrary, SceneBridge, Dependencies, TrainingCurves, SelfTestData
-import DeepMedDataLib.DataLogic, DeepMedTrainLib.TrainLogic, DeepMedRunLib.RunLogic
+import DeepMedDataLib.DataLogic, DeepMedTrainLib.TrainLogic, DeepMedRunLib.RunLogic, DeepMedReviewLib.ReviewLogic
 ModelLibrary.models()
 heavy = sorted(name for name in sys.modules if name.split(".")[0] in ("torch", "monai"))
 print(heavy)
@@ -296,7 +297,7 @@ print(heavy)
     repo = Path(__file__).resolve().parents[2]
     modules = repo / "SlicerDeepMed" / "Modules"
     paths = [str(repo / "Testing"), str(modules)] + [str(modules / name) for name in
-                                                     ("DeepMedData", "DeepMedTrain", "DeepMedRun")]
+                                                     ("DeepMedData", "DeepMedTrain", "DeepMedRun", "DeepMedReview")]
     output = subprocess.run([sys.executable, "-c", code.format(paths=paths)], capture_output=True, text=True,
                             check=True, timeout=120).stdout
     assert output.strip().splitlines()[-1] == "[]"

@@ -219,8 +219,8 @@ class DenseApplication(TrainableApplication):
         if keep is not None and self.discrete_target:
             output_array = keep_largest_component(output_array, keep)
         result = Prediction(image_like(output_array, reference))
-        if options.get("probabilities"):
-            self.add_probabilities(result, channels, reference)
+        if options.get("probabilities") or options.get("uncertainty"):
+            self.add_probabilities(result, channels, reference, vector=bool(options.get("probabilities")))
         return result
 
     @staticmethod
@@ -252,8 +252,8 @@ class DenseApplication(TrainableApplication):
             return list(chosen) or None
         return every if card.inference.get("keep_largest", False) else None
 
-    def add_probabilities(self, result: Prediction, channels, reference: sitk.Image) -> None:
-        """Optional per-class outputs (segmentation: probabilities and their entropy)."""
+    def add_probabilities(self, result: Prediction, channels, reference: sitk.Image, vector: bool = True) -> None:
+        """Optional per-class outputs (segmentation: their entropy, and with ``vector`` the probabilities)."""
 
     def write_prediction(self, prediction, path):
         return write_image(prediction.output, Path(path), label=self.discrete_target)

@@ -13,7 +13,7 @@ import pytest
 import SimpleITK as sitk
 
 from deepmed.cli.main import main
-from deepmed.evaluation.uncertainty import EntropyAccumulator, boundary_band, case_uncertainty
+from deepmed.evaluation.uncertainty import EntropyAccumulator, boundary_band, case_uncertainty, fold_disagreement
 from deepmed.training.driver import train
 
 TINY = ["data.patch_size=[16,16,16]", "network.args.channels=[8,16,32]", "network.args.strides=[2,2]",
@@ -91,6 +91,19 @@ def test_case_score_is_the_mean_entropy_on_the_boundary_band_of_the_prediction()
         case_uncertainty(labels, entropy[:5])
 
 
+def test_fold_disagreement_is_one_minus_the_mean_pairwise_dice():
+    a = np.zeros((4, 4, 4), np.uint8)
+    a[:2] = 1
+    b = a.copy()
+    c = np.zeros_like(a)
+    c[:1] = 1  # half of a's voxels: Dice 2/3 with a and with b
+    assert fold_disagreement([a, b]) == 0.0
+    assert fold_disagreement([a, b, c]) == pytest.approx(1 - (1 + 2 / 3 + 2 / 3) / 3)
+    assert fold_disagreement([np.zeros_like(a), np.zeros_like(a)]) == 0.0  # no foreground anywhere: agree
+    with pytest.raises(ValueError, match="at least 2"):
+        fold_disagreement([a])
+
+
 def test_batch_inference_writes_the_score_it_computes_from_the_maps_it_writes(library, tmp_path):
     lib, manifest = library
     images = tmp_path / "images"
@@ -99,7 +112,7 @@ def test_batch_inference_writes_the_score_it_computes_from_the_maps_it_writes(li
         shutil.copy(manifest.parent / f"c{seed}.nii.gz", images)
     assert main(["infer", "--model", str(lib / "boxes"), str(images), "-o", str(tmp_path / "out"),
                  "--uncertainty", str(tmp_path / "unc"), "--progress", "none"]) == 0
-    rows = list(csv.DictReader(open(tmp_path / "out" / "results.csv")))
+    rows = list(csv.DictReader((tmp_path / "out" / "results.csv").read_text().splitlines()))
     assert [r["case"] for r in rows] == ["c20", "c21"]
     for row in rows:
         labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / f"{row['case']}.nii.gz")))
@@ -107,6 +120,28 @@ def test_batch_inference_writes_the_score_it_computes_from_the_maps_it_writes(li
         expected = case_uncertainty(labels, entropy)
         assert float(row["uncertainty"]) == pytest.approx(expected.score, abs=1e-5)
         assert int(row["uncertainty_band_voxels"]) == expected.band_voxels
+
+
+def test_a_fold_ensemble_reports_how_much_its_folds_disagree(library, tmp_path):
+    from safetensors.torch import load_file
+
+    from deepmed.inference.predictor import Predictor
+    from deepmed.model.weights import ensemble_weights, save_weights
+
+    lib, manifest = library
+    weights = load_file(str(lib / "boxes" / "model.safetensors"))
+    image = [manifest.parent / "c20.nii.gz"]
+    disagreement = {}
+    for name, second in (("same", weights), ("blank", {k: v * 0 for k, v in weights.items()})):
+        ensemble = tmp_path / name
+        shutil.copytree(lib / "boxes", ensemble)
+        save_weights(ensemble_weights({0: weights, 1: second}), ensemble / "model.safetensors")
+        card = json.loads((ensemble / "model_card.json").read_text())
+        (ensemble / "model_card.json").write_text(json.dumps({**card, "folds": [0, 1]}))
+        values = Predictor(ensemble, "cpu").predict(image, uncertainty=True).values
+        disagreement[name] = values["fold_disagreement"]
+        assert Predictor(ensemble, "cpu").predict(image).values is None  # only with the uncertainty asked for
+    assert disagreement["same"] == 0.0 and disagreement["blank"] > 0.5  # a blank fold predicts no box at all
 
 
 # ---- review --------------------------------------------------------------------------------------------
@@ -118,7 +153,7 @@ def test_review_ranks_the_pool_by_score_on_each_case_grid_and_resumes(library, t
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [e["case"] for e in events if e["event"] == "inference"] == ["c20", "c21", "c22", "c23"]
     assert not any(e.get("reused") for e in events if e["event"] == "inference")
-    rows = list(csv.DictReader(open(out / "ranking.csv")))
+    rows = list(csv.DictReader((out / "ranking.csv").read_text().splitlines()))
     scores = [float(r["score"]) for r in rows]
     assert [int(r["rank"]) for r in rows] == [1, 2, 3, 4] and scores == sorted(scores, reverse=True)
     assert {r["model"] for r in rows} == {"boxes"} and {r["model_version"] for r in rows} == {"1"}
@@ -136,7 +171,7 @@ def test_review_ranks_the_pool_by_score_on_each_case_grid_and_resumes(library, t
     assert (out / "ranking.csv").read_text() == first_ranking
     assert main(["review", str(manifest), "--model", "boxes", "--library", str(lib), "-o", str(tmp_path / "f"),
                  "--strategy", "first", "--limit", "2", "--progress", "none"]) == 0
-    assert [r["case"] for r in csv.DictReader(open(tmp_path / "f" / "ranking.csv"))] == ["c20", "c21"]
+    assert [r["case"] for r in csv.DictReader((tmp_path / "f" / "ranking.csv").read_text().splitlines())] == ["c20", "c21"]
     assert not (tmp_path / "f" / "predictions" / "c22.nii.gz").exists()  # only the limit is predicted
 
 

@@ -12,6 +12,9 @@ mean over the whole image would mostly measure how much background a scan has; t
 model is about where each structure ends. A prediction with no boundary at all (only background, or only one
 label) has no band: its score is the mean over the whole image instead (low unless the model is unsure
 everywhere), and ``band_voxels`` is 0.
+
+For a cross-validation ensemble also the *fold disagreement* (:func:`fold_disagreement`, column
+``fold_disagreement``): 1 - the mean over pairs of folds of their labels' Dice (on the working grid).
 """
 
 from __future__ import annotations
@@ -98,3 +101,21 @@ def case_uncertainty(labels: np.ndarray, entropy: np.ndarray, width: int = BAND_
     count = int(np.count_nonzero(band))
     values = entropy[band] if count else entropy
     return CaseUncertainty(float(values.mean(dtype=np.float64)) if values.size else 0.0, count)
+
+
+def fold_disagreement(fold_labels) -> float:
+    """1 - the mean pairwise agreement of the folds' label maps (same shape): a pair's agreement is the mean
+    Dice over the foreground classes either predicts (1 when neither predicts any foreground); 0 when every
+    fold predicts the same labels."""
+    maps = [np.asarray(m) for m in fold_labels]
+    if len(maps) < 2:
+        raise ValueError(f"fold disagreement needs at least 2 label maps, got {len(maps)}")
+    agreements = []
+    for i in range(len(maps)):
+        for j in range(i + 1, len(maps)):
+            a, b = maps[i], maps[j]
+            classes = (set(np.unique(a).tolist()) | set(np.unique(b).tolist())) - {0}
+            dice = [2.0 * np.count_nonzero((a == c) & (b == c)) / (np.count_nonzero(a == c) + np.count_nonzero(b == c))
+                    for c in classes]
+            agreements.append(float(np.mean(dice)) if dice else 1.0)
+    return 1.0 - float(np.mean(agreements))

@@ -109,6 +109,9 @@ def describe(model: InstalledModel) -> str:
         lines.append(_("Version {version}, licence {licence}").format(
             version=card.version or "-", licence=card.licence or _("not stated"))
             + (", " + _("checksums verified at install") if (model.path / "SHA256SUMS").is_file() else ""))
+    if len(model.versions) > 1:  # improved by the annotation loop: the promoted version runs
+        lines.append(_("Library version {version} of {versions} (promoted: the one that runs)").format(
+            version=model.version, versions=", ".join(f"@{v}" for v in model.versions)))
     if model.folds:
         lines.append(_("{folds}-fold ensemble (cross-validation): averages every fold; one fold is {folds}x "
                        "faster").format(folds=len(model.folds)) + _outOfFold(card))

@@ -203,11 +203,14 @@ class DenseApplication(TrainableApplication):
         if xyz:
             permuted = {id(t): t.permute(0, 1, 4, 3, 2).contiguous() for t in images}
             images, patch = [permuted[id(t)] for t in images], list(card.patch_size)
+        wants_maps = options.get("probabilities") or options.get("uncertainty")
+        member_labels = [] if wants_maps and len(members) > 1 and self.discrete_target else None
         activation = predict_ensemble([member["model"] for member in members], images, patch,
                                       activation=self.activation, out_channels=card.network.args["out_channels"],
                                       overlap=option("overlap", 0.5), sw_batch_size=settings.get("sw_batch_size", 2),
                                       tta_flips=option("tta_flips", False), precision=option("precision", "auto"),
-                                      device=device, blend_mode=settings.get("blend_mode", "gaussian"))
+                                      device=device, blend_mode=settings.get("blend_mode", "gaussian"),
+                                      member_labels=member_labels)
         if xyz:
             activation = activation.transpose(0, 3, 2, 1)
         del images, image
@@ -219,8 +222,12 @@ class DenseApplication(TrainableApplication):
         if keep is not None and self.discrete_target:
             output_array = keep_largest_component(output_array, keep)
         result = Prediction(image_like(output_array, reference))
-        if options.get("probabilities"):
-            self.add_probabilities(result, channels, reference)
+        if wants_maps:
+            self.add_probabilities(result, channels, reference, vector=bool(options.get("probabilities")))
+        if member_labels:  # a fold ensemble: how much its folds disagree (deepmed.evaluation.uncertainty)
+            from deepmed.evaluation.uncertainty import fold_disagreement
+
+            result.values = {**(result.values or {}), "fold_disagreement": round(fold_disagreement(member_labels), 6)}
         return result
 
     @staticmethod
@@ -252,8 +259,8 @@ class DenseApplication(TrainableApplication):
             return list(chosen) or None
         return every if card.inference.get("keep_largest", False) else None
 
-    def add_probabilities(self, result: Prediction, channels, reference: sitk.Image) -> None:
-        """Optional per-class outputs (segmentation: probabilities and their entropy)."""
+    def add_probabilities(self, result: Prediction, channels, reference: sitk.Image, vector: bool = True) -> None:
+        """Optional per-class outputs (segmentation: their entropy, and with ``vector`` the probabilities)."""
 
     def write_prediction(self, prediction, path):
         return write_image(prediction.output, Path(path), label=self.discrete_target)

@@ -74,23 +74,23 @@ class SegmentationApplication(DenseApplication):
         index, _ = running_argmax(channels())
         return values.astype(np.uint16 if values.max() > 255 else np.uint8)[index]
 
-    def add_probabilities(self, result, channels, reference):
-        """Probabilities (normalised to sum 1, a vector image) and their normalised entropy in [0, 1]."""
-        total = None
+    def add_probabilities(self, result, channels, reference, vector=True):
+        """Their normalised entropy in [0, 1] (deepmed.evaluation.uncertainty) and, with ``vector``, the
+        probabilities (normalised to sum 1, a vector image); one class in memory at a time without it."""
+        from deepmed.evaluation.uncertainty import EntropyAccumulator
+
+        accumulator, kept = EntropyAccumulator(), []
         for values in channels():
-            clipped = np.clip(values, 0, 1)
-            total = clipped.copy() if total is None else total + clipped
-        np.maximum(total, 1e-8, out=total)
-        probabilities, entropy = [], np.zeros(total.shape, dtype=np.float32)
-        for values in channels():
-            p = np.clip(values, 0, 1) / total
-            probabilities.append(p.astype(np.float32))
-            entropy -= p * np.log(np.clip(p, 1e-8, 1))
-        entropy /= np.log(max(len(probabilities), 2))
-        vector = sitk.GetImageFromArray(np.stack(probabilities, axis=-1), isVector=True)
-        vector.CopyInformation(reference)
-        result.probabilities = vector
-        result.uncertainty = image_like(entropy, reference)
+            accumulator.add(values)
+            if vector:
+                kept.append(np.clip(values, 0, 1).astype(np.float32))
+        result.uncertainty = image_like(accumulator.normalised(), reference)
+        if vector:
+            total = np.maximum(accumulator.total, 1e-8)
+            stacked = np.stack([p / total for p in kept], axis=-1)
+            image = sitk.GetImageFromArray(stacked, isVector=True)
+            image.CopyInformation(reference)
+            result.probabilities = image
 
     def validation_metrics(self, activation, target, stats, labels):
         """Dice per foreground class on the working grid (an empty class on both sides counts 1)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from deepmed.errors import DeepMedError
 
@@ -17,8 +18,9 @@ REGISTRIES = {
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("list", help="list the available networks, losses, applications, ...")
-    parser.add_argument("what", choices=sorted(REGISTRIES))
+    parser = subparsers.add_parser("list", help="list the available networks, losses, applications, models, ...")
+    parser.add_argument("what", choices=sorted([*REGISTRIES, "models"]))
+    parser.add_argument("--library", type=Path, help="models only: the library folder (default: $DEEPMED_LIBRARY)")
     parser.add_argument("--app", help="losses and networks only: those that fit this application (segmentation, "
                                       "classification, ...)")
     parser.add_argument("--trainable", action="store_true",
@@ -31,6 +33,8 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import importlib
 
+    if args.what == "models":
+        return _list_models(args)
     module_name, attribute = REGISTRIES[args.what]
     registry = getattr(importlib.import_module(module_name), attribute)
     described = registry.describe()
@@ -68,4 +72,22 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for name, description in described.items():
         print(f"{name:28s} {description}" + (" [runs imported models; not trained here]" if name in runs_only else ""))
+    return 0
+
+
+def _list_models(args: argparse.Namespace) -> int:
+    """The library's models, one line each: the promoted version (what the plain id runs) and every version."""
+    from deepmed.zoo.library import installed_models, library_dir
+
+    models = installed_models(args.library)
+    rows = [{"id": m.id, "application": m.application, "promoted": m.version, "versions": list(m.versions),
+             "path": str(m.path)} for m in models]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    if not rows:
+        print(f"no models in {args.library or library_dir()}")
+    for row in rows:
+        versions = ", ".join(f"@{v}" + ("*" if v == row["promoted"] else "") for v in row["versions"])
+        print(f"{row['id']:28s} {row['application']:16s} versions {versions}  (* promoted: {row['id']} runs it)")
     return 0

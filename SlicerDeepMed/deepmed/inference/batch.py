@@ -109,7 +109,8 @@ Emit = Callable[..., None]
 
 def predict_many(predictor, jobs: Sequence[CaseJob], options: InferenceOptions = DEFAULT_OPTIONS, *,
                  extras: ExtraOutputs = NO_EXTRAS, table_folder: Path | None = None,
-                 emit: Emit | None = None, keep_going: bool = True, dist=None) -> BatchResult:
+                 emit: Emit | None = None, keep_going: bool = True, dist=None,
+                 score: bool | None = None) -> BatchResult:
     """Predict and write every job with ``predictor`` in turn (one case in memory at a time). A case that
     fails with a DeepMedError is skipped with its reason; all cases skipped is an error. ``emit(event,
     **fields)`` receives one ``inference`` event per case (progress). Case-level values of all cases go to
@@ -117,11 +118,17 @@ def predict_many(predictor, jobs: Sequence[CaseJob], options: InferenceOptions =
 
     ``dist`` (a :class:`deepmed.distributed.DistributedContext`, under torchrun): each rank predicts every
     ``world_size``-th case; all ranks return every case's outcome, in job order; rank 0 alone reports progress
-    and writes the table."""
+    and writes the table.
+
+    ``score`` (default: when a table is written): for segmentation models, each case's uncertainty score
+    (:func:`deepmed.evaluation.uncertainty.case_uncertainty`) among its values, from the same prediction."""
     from deepmed.io.image_io import write_image
 
-    wants_maps = extras.probabilities is not None or extras.uncertainty is not None
-    run_options = options if not wants_maps else options.with_probabilities()
+    score = (table_folder is not None) if score is None else score
+    score = score and predictor.output_kind == "label_map"
+    run_options = options.with_probabilities() if extras.probabilities is not None else options
+    if extras.uncertainty is not None or score:
+        run_options = run_options.with_uncertainty()
     main = dist is None or dist.is_main
     mine = list(enumerate(jobs)) if dist is None else list(enumerate(jobs))[dist.rank::dist.world_size]
     outcomes: list[tuple[int, CaseOutcome]] = []
@@ -139,8 +146,10 @@ def predict_many(predictor, jobs: Sequence[CaseJob], options: InferenceOptions =
                                   (extras.uncertainty, result.uncertainty)):
                 if folder is not None and image is not None:
                     write_image(image, extras.path(folder, job.case_id))
-            outcome = CaseOutcome(job.case_id, job.output, round(time.perf_counter() - started, 2),
-                                  dict(result.values or {}))
+            values = dict(result.values or {})
+            if score and result.uncertainty is not None:
+                values.update(_score(result).as_values())
+            outcome = CaseOutcome(job.case_id, job.output, round(time.perf_counter() - started, 2), values)
         outcomes.append((index, outcome))
         if emit is not None and main:
             emit("inference", case=job.case_id, index=index, total=len(jobs),
@@ -157,6 +166,15 @@ def predict_many(predictor, jobs: Sequence[CaseJob], options: InferenceOptions =
         raise DeepMedError(f"no case could be processed ({len(outcomes)} skipped; first: {outcomes[0].skipped})")
     table = _write_table(outcomes, Path(table_folder) / RESULTS_TABLE) if table_folder is not None and main else None
     return BatchResult(tuple(outcomes), table)
+
+
+def _score(result):
+    """The uncertainty score of a segmentation (its label map and entropy map, both on the input grid)."""
+    import SimpleITK as sitk
+
+    from deepmed.evaluation.uncertainty import case_uncertainty
+
+    return case_uncertainty(sitk.GetArrayViewFromImage(result.output), sitk.GetArrayViewFromImage(result.uncertainty))
 
 
 def _write_table(outcomes: Sequence[CaseOutcome], path: Path) -> Path | None:

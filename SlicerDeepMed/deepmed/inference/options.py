@@ -17,6 +17,7 @@ class InferenceOptions:
     overlap: float | None = None
     keep_largest: bool | None = None
     probabilities: bool = False
+    uncertainty: bool = False  # the entropy map alone (segmentation), without the probabilities
     precision: str | None = None
     mode: str | None = None
     condition: tuple[float, ...] | None = None
@@ -33,6 +34,10 @@ class InferenceOptions:
     def with_probabilities(self) -> InferenceOptions:
         """The same options, also asking for class probabilities (and the uncertainty made from them)."""
         return dataclasses.replace(self, probabilities=True)
+
+    def with_uncertainty(self) -> InferenceOptions:
+        """The same options, also asking for the entropy map (one class in memory at a time)."""
+        return dataclasses.replace(self, uncertainty=True)
 
     def as_kwargs(self) -> dict:
         """Keyword arguments of ``Predictor.predict``."""

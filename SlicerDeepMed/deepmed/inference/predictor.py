@@ -81,18 +81,21 @@ class Predictor:
         return self.card.mode(name, str(self.model_dir))
 
     def predict(self, inputs, *, tta_flips: bool | None = None, overlap: float | None = None,
-                keep_largest: bool | None = None, probabilities: bool = False, precision: str | None = None,
+                keep_largest: bool | None = None, probabilities: bool = False, uncertainty: bool = False,
+                precision: str | None = None,
                 mode: str | None = None, condition: list[float] | None = None, steps: int | None = None,
                 count: int | None = None, seed: int | None = None) -> Prediction:
         """Run the model on one case (paths or SimpleITK images, one per channel; for a ``pair`` mode two
         cases' images one after the other; none for a generator). Options left at None take the card's
-        inference settings. ``mode``, ``condition``, ``steps``, ``count`` and ``seed`` go to the application
+        inference settings. ``uncertainty``: the entropy map alone (``probabilities`` gives both).
+        ``mode``, ``condition``, ``steps``, ``count`` and ``seed`` go to the application
         (e.g. an autoencoder's ``interpolate`` mode with ``steps``)."""
         chosen = self.mode(mode)
         inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]  # one image or path alone
         check_inputs(self.card, chosen, len(inputs), condition, str(self.model_dir))
         options = {"tta_flips": tta_flips, "overlap": overlap, "keep_largest": keep_largest,
-                   "probabilities": probabilities, "precision": precision, "model_name": self.model_dir.name,
+                   "probabilities": probabilities, "uncertainty": uncertainty, "precision": precision,
+                   "model_name": self.model_dir.name,
                    "model_dir": str(self.model_dir),
                    "folds": self.folds, "mode": chosen.name, "condition": condition, "steps": steps,
                    "count": count, "seed": seed}

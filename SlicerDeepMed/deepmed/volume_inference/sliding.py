@@ -59,7 +59,8 @@ def predict_ensemble(models: Sequence[torch.nn.Module], images: Sequence[torch.T
                      activation: Callable[[torch.Tensor], torch.Tensor], out_channels: int, overlap: float = 0.5,
                      sw_batch_size: int = 2, tta_flips: bool = False, precision: str = "float32",
                      device: torch.device | None = None, blend_mode: str = "gaussian",
-                     slab_budget: int | None = None, float32_budget: int | None = None) -> np.ndarray:
+                     slab_budget: int | None = None, float32_budget: int | None = None,
+                     member_labels: list | None = None) -> np.ndarray:
     """Mean activation (C, Z, Y, X) of ``models`` (folds; each with the flip TTA if asked), each over its
     ``images`` entry (1, C_in, Z, Y, X: the same image, normalised as that model expects), as a numpy array:
     float32 when it takes at most ``float32_budget`` bytes, else float16.
@@ -69,6 +70,9 @@ def predict_ensemble(models: Sequence[torch.nn.Module], images: Sequence[torch.T
     least two patches deep, so that the margins' extra work stays under 50%). A
     volume that fits one slab is predicted exactly as by :func:`predict_volume`; slabs change the windows'
     positions near slab borders, which moves a few voxels' probabilities slightly (labels agree to > 99.9%).
+
+    ``member_labels`` (a list, filled when given and there are several models): each model's own argmax
+    channel map (uint8, Z, Y, X), for their disagreement.
     """
     slab_budget = SLAB_BUDGET_BYTES if slab_budget is None else slab_budget
     float32_budget = FLOAT32_ACTIVATION_BYTES if float32_budget is None else float32_budget
@@ -82,10 +86,14 @@ def predict_ensemble(models: Sequence[torch.nn.Module], images: Sequence[torch.T
         z1 = min(depth, z0 + core)
         a0, a1 = (0, depth) if core >= depth else (max(0, z0 - margin), min(depth, z1 + margin))
         part = None
-        for model, image in zip(models, images):
+        for index, (model, image) in enumerate(zip(models, images)):
             one = predict_volume(model, image[:, :, a0:a1], patch_zyx, activation=activation, overlap=overlap,
                                  sw_batch_size=sw_batch_size, tta_flips=tta_flips, precision=precision,
                                  device=device, blend_mode=blend_mode)[0]
+            if member_labels is not None and len(models) > 1:
+                if len(member_labels) <= index:
+                    member_labels.append(np.empty((depth, height, width), dtype=np.uint8))
+                member_labels[index][z0:z1] = one[:, z0 - a0:z1 - a0].argmax(dim=0).numpy().astype(np.uint8)
             part = one if part is None else part + one
         if len(models) > 1:
             part = part / len(models)

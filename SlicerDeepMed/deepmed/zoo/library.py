@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from deepmed.errors import DeepMedError
@@ -55,6 +55,16 @@ class InstalledModel:
     id: str
     path: Path
     card: ModelCard
+    version: int = 1                 # the library version this folder holds (``name@N``; zoo/versions.py)
+    versions: tuple[int, ...] = (1,)  # every version of this model in the library
+    promoted: bool = True            # whether ``version`` is the one the plain name resolves to
+
+    @property
+    def name(self) -> str:
+        """The model's name without a version."""
+        from deepmed.zoo.versions import split_version
+
+        return split_version(self.id)[0]
 
     @property
     def application(self) -> str:
@@ -102,21 +112,43 @@ class InstalledModel:
 
 
 def read_installed(path: Path) -> InstalledModel | None:
-    """The model in ``path``, or None when it is not a finished deepmed model directory with a valid card."""
+    """The model in ``path``, or None when it is not a finished deepmed model directory with a valid card.
+    A library folder ``name@N`` is version N of ``name`` (its other versions and promotion read alongside)."""
+    from deepmed.zoo.versions import available_versions, promoted_version, split_version
+
+    path = Path(path)
     try:
         card = ModelCard.read(path)
     except DeepMedError:
         return None
-    return InstalledModel(id=path.name, path=path, card=card)
+    name, number = split_version(path.name)
+    versions = tuple(available_versions(path.parent, name)) or (number or 1,)
+    promoted = promoted_version(path.parent, name) if len(versions) > 1 else (number or 1)
+    return InstalledModel(id=path.name, path=path, card=card, version=number or 1, versions=versions,
+                          promoted=promoted == (number or 1))
 
 
-def installed_models(library: Path | None = None) -> list[InstalledModel]:
-    """Every finished model in the library, sorted by id (unfinished or foreign folders are skipped)."""
+def installed_models(library: Path | None = None, all_versions: bool = False) -> list[InstalledModel]:
+    """Every finished model in the library, sorted by id (unfinished or foreign folders are skipped): one
+    entry per model, its promoted version under the plain name (``versions`` lists them all); with
+    ``all_versions`` every version's folder (ids ``name`` for version 1, ``name@N``)."""
+    from deepmed.zoo.versions import split_version
+
     root = Path(library) if library is not None else library_dir()
     if not root.is_dir():
         return []
-    models = (read_installed(p) for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith("."))
-    return [m for m in models if m is not None]
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    models = [m for m in (read_installed(p) for p in folders) if m is not None]
+    if all_versions:
+        return models
+    promoted = [m for m in models if m.promoted]
+    unversioned = {m.name for m in promoted}  # a model whose promoted folder is unreadable: its newest readable
+    extra = {}
+    for model in models:
+        if model.name not in unversioned:
+            extra[model.name] = model
+    chosen = [replace(m, id=split_version(m.id)[0]) for m in promoted + list(extra.values())]
+    return sorted(chosen, key=lambda m: m.id)
 
 
 def unusable_models(library: Path | None = None) -> list[tuple[str, str]]:
@@ -136,13 +168,25 @@ def unusable_models(library: Path | None = None) -> list[tuple[str, str]]:
 
 
 def resolve_model(model: str | os.PathLike, library: Path | None = None) -> Path:
-    """A model directory given as a path, or as the id of a model in the library."""
+    """A model directory given as a path, or as the id of a model in the library: ``name`` is its promoted
+    version, ``name@N`` version N (zoo/versions.py)."""
+    from deepmed.zoo.versions import promoted_version, split_version
+
     path = Path(model)
     if path.is_dir():
         return path
     root = Path(library) if library is not None else library_dir()
-    if MODEL_ID_PATTERN.match(str(model)) and (root / str(model)).is_dir():
+    name, number = split_version(str(model))
+    if number is not None and (root / str(model)).is_dir():
         return root / str(model)
+    if number == 1 and (root / name).is_dir():
+        return root / name
+    if number is None and MODEL_ID_PATTERN.match(name):
+        promoted = promoted_version(root, name)
+        if promoted is not None:
+            from deepmed.zoo.versions import version_dir
+
+            return version_dir(root, name, promoted)
     known = ", ".join(m.id for m in installed_models(root)) or "none"
     raise DeepMedError(f"{model}: no such model directory, and no model with this id in the library {root} "
                        f"(installed: {known})")

@@ -54,6 +54,7 @@ class DeepMedReviewParameterNode:
     strategy: Annotated[str, Choice(["uncertainty", "random", "first"])] = "uncertainty"
     device: Annotated[str, Choice(["auto", "cpu", "cuda", "mps"])] = "auto"
     improveMinutes: Annotated[float, WithinRange(0.1, 1440.0)] = 5.0
+    improveTolerance: Annotated[float, WithinRange(0.0, 1.0)] = 0.005  # deepmed improve's default
 
 
 class DeepMedReviewWidget(DeepMedModuleWidget):
@@ -112,7 +113,7 @@ class DeepMedReviewTest(ScriptedLoadableModuleTest):
             uncertainty = syntheticImage((label > 0).astype(np.float32) * 0.5)
             sitk.WriteImage(uncertainty, str(folder / "review" / "u1_unc.nii.gz"))
             (folder / "review" / "ranking.csv").write_text(
-                "rank,case,score,prediction,uncertainty,model,version\n1,u1,0.5,u1_label.nii.gz,u1_unc.nii.gz,boxes,1\n")
+                "rank,case,score,prediction,uncertainty,model,model_version\n1,u1,0.5,u1_label.nii.gz,u1_unc.nii.gz,boxes,1\n")
             manifest = {"name": "boxes", "channel_names": {"0": "MR"}, "labels": {"background": 0, "box": 1, "core": 2},
                         "training": [{"id": "t1", "image": "t1.nii.gz", "label": "t1_seg.nii.gz"}],
                         "pool": [{"id": "u1", "image": "u1.nii.gz"}]}

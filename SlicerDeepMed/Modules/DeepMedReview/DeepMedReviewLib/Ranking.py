@@ -1,10 +1,10 @@
 """What ``deepmed review`` and ``deepmed improve`` leave behind, read as typed values (Qt-free, no torch).
 
 * ``REVIEW_DIR/ranking.csv``: one row per pool case, most worth correcting first (columns ``rank``, ``case``,
-  ``score``, ``prediction``, ``uncertainty``, ``model``, ``version``; paths relative to ``REVIEW_DIR`` or
-  absolute) -> :class:`RankedCase`.
-* the improvement's comparison (per label Dice of the old and the new version on the fixed held-out cases,
-  and whether the new one was promoted) -> :class:`Comparison`.
+  ``score``, ``prediction``, ``uncertainty``, ``model``, ``model_version``; paths relative to ``REVIEW_DIR``)
+  -> :class:`RankedCase` (deepmed/workflows/review.py writes it).
+* ``NAME@N/improvement.json``: per label Dice of the old and the new version on the fixed held-out cases, and
+  whether the new one was promoted -> :class:`Comparison` (deepmed/workflows/improve.py writes it).
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ def readRanking(reviewFolder) -> list[RankedCase]:
             rows.append(RankedCase(rank=int(rank), case=row["case"], score=_number(row["score"]),
                                    prediction=folder / row["prediction"],
                                    uncertainty=folder / uncertainty if uncertainty else None,
-                                   model=row.get("model") or "", version=str(row.get("version") or "")))
+                                   model=row.get("model") or "",
+                                   version=str(row.get("model_version") or row.get("version") or "")))
     return sorted(rows, key=lambda row: row.rank)
 
 
@@ -96,26 +97,24 @@ class Comparison:
     reason: str = ""
 
 
-def _scores(side: dict) -> dict:
-    scores = side.get("dice", side.get("per_label", side.get("labels", {})))
-    return scores if isinstance(scores, dict) else {}
-
-
 def readComparison(path) -> Comparison:
-    """The comparison JSON ``deepmed improve`` writes: ``old`` and ``new`` (``model``, ``dice`` per label,
-    ``mean``), ``promoted``, ``held_out``, ``reason``."""
+    """``NAME@N/improvement.json`` as ``deepmed improve`` writes it: ``model``, ``old_version``, ``new_version``,
+    ``old`` and ``new`` (label -> held-out Dice), ``old_mean``, ``new_mean``, ``cases``, ``tolerance``,
+    ``promoted``."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise RankingError(f"{path}: unreadable comparison ({error})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("old"), dict) or not isinstance(data.get("new"), dict):
-        raise RankingError(f"{path}: expected an object with 'old' and 'new', got {type(data).__name__}")
-    old, new = data["old"], data["new"]
-    oldScores, newScores = _scores(old), _scores(new)
-    names = list(dict.fromkeys([*oldScores, *newScores]))
-    labels = [LabelScores(name, _number(oldScores.get(name)), _number(newScores.get(name))) for name in names]
-    return Comparison(oldModel=str(old.get("model", "")), newModel=str(new.get("model", "")),
-                      promoted=bool(data.get("promoted")), labels=labels, oldMean=_number(old.get("mean")),
-                      newMean=_number(new.get("mean")), heldOut=[str(c) for c in data.get("held_out", [])],
-                      reason=str(data.get("reason", "")))
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), dict) for k in ("old", "new")):
+        raise RankingError(f"{path}: expected an object with 'old' and 'new' Dice per label, got "
+                           f"{sorted(data) if isinstance(data, dict) else type(data).__name__}")
+    old, new, name = data["old"], data["new"], str(data.get("model", ""))
+    labels = [LabelScores(label, _number(old.get(label)), _number(new.get(label)))
+              for label in dict.fromkeys([*old, *new])]
+    verdict = "" if data.get("promoted") else (f"new mean Dice below old - {data['tolerance']:g}"
+                                               if isinstance(data.get("tolerance"), (int, float)) else "")
+    return Comparison(oldModel=f"{name}@{data.get('old_version', '?')}",
+                      newModel=f"{name}@{data.get('new_version', '?')}", promoted=bool(data.get("promoted")),
+                      labels=labels, oldMean=_number(data.get("old_mean")), newMean=_number(data.get("new_mean")),
+                      heldOut=[str(c) for c in data.get("cases", [])], reason=verdict)

@@ -77,8 +77,8 @@ class ImproveRun(JobHandle):
     """``deepmed improve`` in the background; ``comparison`` (Comparison) once it succeeded. A promoted version
     is announced (``ModelLibrary.changed``) so every panel lists it."""
 
-    def __init__(self, job: BackgroundJob, comparisonPath: Path):
-        self.comparisonPath, self.comparison, self.error = Path(comparisonPath), None, ""
+    def __init__(self, job: BackgroundJob):
+        self.comparison, self.error = None, ""
         super().__init__(job)
 
     def waitValue(self):
@@ -88,9 +88,10 @@ class ImproveRun(JobHandle):
         if not result.succeeded:
             self.error = result.errorMessage
             return
-        path = next((Path(e["comparison"]) for e in reversed(result.events) if e.get("comparison")),
-                    self.comparisonPath)
+        path = next((e["path"] for e in reversed(result.events) if e["event"] == "comparison"), None)
         try:
+            if path is None:
+                raise RankingError(f"{self.job.name}: the worker ended without its comparison")
             self.comparison = readComparison(path)
         except RankingError as error:
             result.status, result.errorMessage = "failed", str(error)
@@ -113,8 +114,7 @@ class ReviewLogic:
         manifest, reviewFolder = Path(manifest), Path(reviewFolder)
         if not manifest.is_file():
             raise ReviewError(f"{manifest}: no such dataset manifest")
-        modelId = self._modelId(model)
-        job = self.runner.job(f"review of {manifest.name}", "review", manifest, "--model", modelId,
+        job = self.runner.job(f"review of {manifest.name}", "review", manifest, "--model", self._modelId(model),
                               "-o", reviewFolder, "--strategy", strategy, "--device", device,
                               "--library", ModelLibrary.libraryFolder(), "--progress", "jsonl")
         run = RankRun(job, reviewFolder)
@@ -176,23 +176,21 @@ class ReviewLogic:
                 node.GetScene().RemoveNode(node)
 
     # ---- improve ----------------------------------------------------------------------------------
-    def improve(self, manifest, model, seconds: float, reviewFolder=None, device: str = "auto", wait: bool = False,
-                timeout: float | None = None, processEvents=None):
+    def improve(self, manifest, model, seconds: float, tolerance: float | None = None, device: str = "auto",
+                wait: bool = False, timeout: float | None = None, processEvents=None):
         """Fine-tune ``model`` on the dataset's labelled cases for ``seconds`` (``deepmed improve``), compare old
-        and new on the fixed held-out cases and promote the new version when it is not worse. With ``wait`` the
-        Comparison, else an ImproveRun."""
+        and new on the fixed held-out cases and promote the new version when its mean Dice is at least the old one
+        minus ``tolerance`` (default: the engine's). With ``wait`` the Comparison, else an ImproveRun."""
         manifest = Path(manifest)
         if not manifest.is_file():
             raise ReviewError(f"{manifest}: no such dataset manifest")
         if seconds <= 0:
             raise ReviewError(f"improvement time: expected more than 0 seconds, got {seconds:g}")
-        folder = Path(reviewFolder) if reviewFolder else manifest.parent / "review"
-        comparisonPath = folder / "improvement.json"
         job = self.runner.job(f"improvement of {self._modelId(model)}", "improve", manifest, "--model",
                               self._modelId(model), "--time", f"{round(seconds)}s", "--device", device,
-                              "--library", ModelLibrary.libraryFolder(), "--comparison", comparisonPath,
-                              "--progress", "jsonl")
-        run = ImproveRun(job, comparisonPath)
+                              "--library", ModelLibrary.libraryFolder(), "--progress", "jsonl",
+                              *(["--tolerance", f"{tolerance:g}"] if tolerance is not None else []))
+        run = ImproveRun(job)
         job.start()
         if not wait:
             return run

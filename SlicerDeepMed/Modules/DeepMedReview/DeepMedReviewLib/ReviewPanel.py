@@ -288,7 +288,7 @@ class ReviewPanel:
             with slicer.util.tryWithErrorDisplay(_("Could not start the improvement."), waitCursor=True):
                 minutes = self.ui.improveMinutesSpinBox.value
                 self.improveRun = self.logic.improve(self.manifestPath(), self.currentModel(), seconds=60.0 * minutes,
-                                                     reviewFolder=self.reviewFolder(),
+                                                     tolerance=self.ui.improveToleranceSpinBox.value,
                                                      device=self.ui.deviceComboBox.currentText)
                 self.improveRun.job.eventReceived.connect(self.onImproveEvent)
                 self.improveRun.job.finished.connect(self.onImproveFinished)
@@ -307,7 +307,13 @@ class ReviewPanel:
         budget = getattr(self, "improveBudget", None)
         if isinstance(elapsed, (int, float)) and budget:
             setBusy(self.ui.improveProgressBar, False, int(min(100, 100 * elapsed / budget)))
-        if event["event"] in ("evaluating", "evaluation", "compare"):
+        if event["event"] == "improve":
+            self.ui.improveResultLabel.text = _(
+                "Fine-tuning {model}@{new} from version {old} on {count} cases; {held} held-out case(s) judge it. "
+                "Keep reviewing meanwhile.").format(model=event["model"], new=event["new_version"],
+                                                    old=event["old_version"], count=event["train_cases"],
+                                                    held=len(event["held_out"]))
+        elif event["event"] == "finished":
             self.ui.improveResultLabel.text = _("Comparing old and new on the held-out cases...")
 
     def onImproveFinished(self, result):

@@ -140,17 +140,25 @@ class ReviewLogic:
         labels = [label for label in labels if int(label["value"]) != 0]
         image = sitk.ReadImage(str(case.images[0]))
         volume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", scene.GenerateUniqueName(ranked.case))
-        SceneBridge.updateVolumeNodeFromImage(volume, image)
-        volume.CreateDefaultDisplayNodes()
-        SceneBridge.setRobustWindowLevel(volume)
-        prediction = self._readOnGrid(ranked.prediction, volume, "prediction")
-        segmentation = SceneBridge.addSegmentationFromLabelImage(prediction, volume, labels,
-                                                                 f"{ranked.case} {ranked.proposedBy}")
-        uncertainty = None
-        if ranked.uncertainty is not None and ranked.uncertainty.is_file():
-            uncertainty = SceneBridge.addScalarVolumeFromImage(
-                self._readOnGrid(ranked.uncertainty, volume, "uncertainty map"), volume, f"{ranked.case} uncertainty")
-            self._colourOverlay(uncertainty)
+        segmentation = uncertainty = None
+        try:
+            SceneBridge.updateVolumeNodeFromImage(volume, image)
+            volume.CreateDefaultDisplayNodes()
+            SceneBridge.setRobustWindowLevel(volume)
+            prediction = self._readOnGrid(ranked.prediction, volume, "prediction")
+            if ranked.uncertainty is not None:
+                uncertaintyImage = self._readOnGrid(ranked.uncertainty, volume, "uncertainty map")
+            segmentation = SceneBridge.addSegmentationFromLabelImage(prediction, volume, labels,
+                                                                     f"{ranked.case} {ranked.proposedBy}")
+            if ranked.uncertainty is not None:
+                uncertainty = SceneBridge.addScalarVolumeFromImage(uncertaintyImage, volume,
+                                                                   f"{ranked.case} uncertainty")
+                self._colourOverlay(uncertainty)
+        except Exception:
+            for node in (uncertainty, segmentation, volume):
+                if node is not None:
+                    scene.RemoveNode(node)
+            raise
         self._show(volume, uncertainty)
         return LoadedCase(ranked, volume, segmentation, uncertainty,
                           sitk.GetArrayFromImage(prediction).astype(np.uint16),

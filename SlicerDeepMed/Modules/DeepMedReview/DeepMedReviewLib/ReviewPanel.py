@@ -68,10 +68,10 @@ class ReviewPanel:
 
     @staticmethod
     def _setUpTable(table, columns) -> None:
-        table.setColumnCount(len(columns))
+        table.columnCount = len(columns)
         table.setHorizontalHeaderLabels([_(c) for c in columns])
         table.verticalHeader().visible = False
-        table.horizontalHeader().setStretchLastSection(True)
+        table.horizontalHeader().stretchLastSection = True
 
     # ---- life cycle (DeepMedModuleWidget) -------------------------------------------------------
     def setParameterNode(self, parameterNode):
@@ -212,7 +212,7 @@ class ReviewPanel:
                          for row in self.ranking}
         table = self.ui.casesTable
         table.blockSignals(True)
-        table.setRowCount(len(self.ranking))
+        table.rowCount = len(self.ranking)
         for index, row in enumerate(self.ranking):
             for column, text in enumerate((str(row.rank), row.case, _score(row.score), _(self.statuses[row.case]))):
                 table.setItem(index, column, qt.QTableWidgetItem(text))
@@ -292,7 +292,7 @@ class ReviewPanel:
                                                      device=self.ui.deviceComboBox.currentText)
                 self.improveRun.job.eventReceived.connect(self.onImproveEvent)
                 self.improveRun.job.finished.connect(self.onImproveFinished)
-                self.ui.comparisonTable.setRowCount(0)
+                self.ui.comparisonTable.rowCount = 0
                 self.ui.improveResultLabel.text = _("Fine-tuning {model} for {minutes:g} min; keep reviewing "
                                                     "meanwhile.").format(model=self.currentModelId(), minutes=minutes)
                 setBusy(self.ui.improveProgressBar, True)
@@ -335,7 +335,7 @@ class ReviewPanel:
         table = self.ui.comparisonTable
         rows = [(s.label, s.old, s.new) for s in comparison.labels] + [(_("mean"), comparison.oldMean,
                                                                          comparison.newMean)]
-        table.setRowCount(len(rows))
+        table.rowCount = len(rows)
         for index, (name, old, new) in enumerate(rows):
             for column, text in enumerate((name, _score(old), _score(new))):
                 table.setItem(index, column, qt.QTableWidgetItem(text))

@@ -47,7 +47,7 @@ def test_rank_load_edit_accept_improve_then_run_uses_the_promoted_version(openPa
     widget = openPanel("DeepMedReview")
     ui, panel = widget.ui, widget.panel
     assert [m.id for m in panel.models] == ["boxes"] and not ui.rankButton.isEnabled()  # no dataset yet
-    ui.manifestPathLineEdit.currentPath = str(manifestPath)
+    ui.manifestPathLineEdit.typePath(str(manifestPath))
     ui.deviceComboBox.setCurrentText("cpu")
     assert ui.rankButton.isEnabled() and not ui.acceptButton.isEnabled()
 

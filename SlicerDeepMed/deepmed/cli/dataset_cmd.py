@@ -1,4 +1,4 @@
-"""``deepmed dataset scan | check | split``."""
+"""``deepmed dataset scan | check | split | add-pool | add-label``."""
 
 from __future__ import annotations
 
@@ -48,6 +48,24 @@ def add_parser(subparsers) -> None:
                        help="one split by fractions, e.g. 0.7 0.15 0.15")
     split.add_argument("--seed", type=int, default=0)
     split.set_defaults(run=run_split)
+
+    pool = actions.add_parser("add-pool", help="add unlabelled images (files or folders) to the manifest's pool")
+    pool.add_argument("dataset", type=Path, help="manifest (.json) to update")
+    pool.add_argument("paths", type=Path, nargs="+", metavar="FILE_OR_FOLDER")
+    pool.add_argument("--image", action="append", default=[], metavar="PATTERN",
+                      help="file-name part of one channel (repeat per channel, in channel order), as in 'scan'")
+    pool.set_defaults(run=run_add_pool)
+
+    label = actions.add_parser("add-label", help="store a (corrected) label for a case; a pool case moves to "
+                               "training; the earlier label is kept")
+    label.add_argument("dataset", type=Path, help="manifest (.json) to update")
+    label.add_argument("case", help="case id")
+    label.add_argument("label", type=Path, help="label map on the case's image grid")
+    label.add_argument("--proposed-by", metavar="MODEL[@VERSION]", help="the model whose prediction was corrected")
+    label.add_argument("--not-corrected", action="store_true",
+                       help="the model's prediction was accepted as it was (not corrected by hand)")
+    label.add_argument("--note", default="", help="a note kept with the label's provenance")
+    label.set_defaults(run=run_add_label)
 
 
 def run_scan(args: argparse.Namespace) -> int:
@@ -150,4 +168,28 @@ def run_split(args: argparse.Namespace) -> int:
     for index, split in enumerate(dataset.splits):
         sizes = ", ".join(f"{k} {len(v)}" for k, v in split.items())
         print(f"split {index}: {sizes}")
+    return 0
+
+
+def run_add_pool(args: argparse.Namespace) -> int:
+    from deepmed.data.labels import add_pool, pool_cases_from_paths
+
+    cases, warnings = pool_cases_from_paths(args.paths, args.image)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    added = add_pool(args.dataset, cases)
+    skipped = len(cases) - len(added)
+    print(f"{args.dataset}: {len(added)} unlabelled case(s) added to the pool"
+          + (f" ({', '.join(added)})" if added else "") + (f"; {skipped} already there" if skipped else ""))
+    return 0
+
+
+def run_add_label(args: argparse.Namespace) -> int:
+    from deepmed.data.labels import add_label
+    from deepmed.data.provenance import LabelProvenance
+
+    provenance = LabelProvenance.from_model(args.proposed_by, corrected_by_hand=not args.not_corrected,
+                                            note=args.note)
+    written = add_label(args.dataset, args.case, args.label, provenance)
+    print(f"{args.dataset}: case {args.case} labelled with {written}")
     return 0

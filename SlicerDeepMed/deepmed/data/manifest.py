@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from deepmed.data import formats
+from deepmed.data.provenance import LabelRecord, parse_label_record, relative
 from deepmed.errors import DeepMedError
 from deepmed.io.image_io import strip_image_extension
 from deepmed.utils.atomic import write_text_atomic
@@ -36,7 +37,7 @@ TOP_LEVEL_KEYS = {
     "numTest", "file_ending", "tensorImageSize", "reference", "licence", "license", "release", "task",
     "overwrite_image_reader_writer", "dataset_name", "pool",
 }
-CASE_KEYS = {"id", "image", "label", "value"}
+CASE_KEYS = {"id", "image", "label", "value", "provenance"}
 CHANNEL_SUFFIX_LENGTH = 5  # nnU-Net's "_0000"
 
 
@@ -56,13 +57,16 @@ class Case:
     images: list[Path]
     label: Path | None = None
     value: Any = None  # a case-level target: number, class name, or a list of those
+    provenance: LabelRecord | None = None  # how the label was made, and the earlier labels it replaced
 
     def to_json(self, root: Path) -> dict:
-        entry: dict = {"id": self.id, "image": [_relative(p, root) for p in self.images]}
+        entry: dict = {"id": self.id, "image": [relative(p, root) for p in self.images]}
         if self.label is not None:
-            entry["label"] = _relative(self.label, root)
+            entry["label"] = relative(self.label, root)
         if self.value is not None:
             entry["value"] = self.value
+        if self.provenance is not None:
+            entry["provenance"] = self.provenance.to_json(root)
         return entry
 
 
@@ -181,13 +185,6 @@ class Dataset:
         return pick("train"), pick("val"), pick("test") + list(self.test)
 
 
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return os.path.relpath(path, root)
-    except ValueError:  # another drive on Windows
-        return str(path)
-
-
 LABEL_TOKENS = ("label", "labels", "seg", "segmentation", "mask")
 IMAGE_TOKENS = ("image", "img")
 
@@ -279,7 +276,7 @@ def _parse_case(entry, root: Path, where: str, problems: list[str], needs_label:
     for key in entry:
         if key not in CASE_KEYS:
             problems.append(f"{where}: unknown key '{key}'; {suggest(key, CASE_KEYS)}"
-                            "known keys: id, image, label, value")
+                            f"known keys: {', '.join(sorted(CASE_KEYS))}")
     images = entry.get("image")
     if isinstance(images, str):
         images = [images]
@@ -296,7 +293,9 @@ def _parse_case(entry, root: Path, where: str, problems: list[str], needs_label:
         problems.append(f"{where}: 'label' must be a path, got {label!r}")
         label = None
     case_id = str(entry.get("id") or case_id_from_path(label or images[0]))
-    return Case(case_id, [(root / p).resolve() for p in images], (root / label).resolve() if label else None, value)
+    provenance = parse_label_record(entry.get("provenance"), root, where, problems)
+    return Case(case_id, [(root / p).resolve() for p in images], (root / label).resolve() if label else None, value,
+                provenance)
 
 
 def _plain_value(value) -> bool:

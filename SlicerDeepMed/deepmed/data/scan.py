@@ -67,7 +67,7 @@ def _is_label_name(stem: str) -> bool:
     return any(t in LABEL_TOKENS for t in tokens)
 
 
-def _classify(entry: Path, patterns: ScanPatterns) -> tuple[str, int | None, str] | None:
+def classify_entry(entry: Path, patterns: ScanPatterns) -> tuple[str, int | None, str] | None:
     """Return (role, channel, subject id) for one entry, or None when the filters exclude it."""
     name = entry.name
     stem = strip_image_extension(name)
@@ -104,7 +104,7 @@ def scan_folder(folder: str | os.PathLike, patterns: ScanPatterns | None = None,
     images: dict[str, dict[int, list[Path]]] = defaultdict(lambda: defaultdict(list))
     labels: dict[str, list[Path]] = defaultdict(list)
     for entry in find_image_entries(folder, recursive):
-        found = _classify(entry, patterns)
+        found = classify_entry(entry, patterns)
         if found is None:
             continue
         role, channel, subject = found

@@ -1,4 +1,5 @@
-"""The DeepMed Review panel, end to end: real .ui, real widget code, real scene, real engine workers.
+"""The DeepMed Review panel, end to end: real .ui, real widget code, real scene, real engine workers (PySide6
+offscreen).
 
 rank the pool (deepmed review) -> load a case -> edit its segmentation -> Accept (the label joins the dataset)
 -> Skip -> Improve model (deepmed improve) -> the promoted version is what the Run panel runs.

@@ -5,7 +5,9 @@
     manifest = logic.exportSceneDataset(cases, "/data/brain", name="brain", channelNames=["T1", "FLAIR"])
 
 Exports follow the nnU-Net raw layout (``imagesTr/ID_0000.nii.gz``, ``labelsTr/ID.nii.gz``) with a
-``dataset.json`` manifest; label values come from segment names, shared by every case.
+``dataset.json`` manifest; label values come from segment names, shared by every case. Unlabelled cases
+for review go to the manifest's ``pool`` (images in ``imagesPool/``); ``acceptLabel`` stores a corrected
+segmentation as a case's label (``deepmed.data.labels.add_label``: every version kept, provenance recorded).
 """
 
 from __future__ import annotations
@@ -21,13 +23,19 @@ from pathlib import Path
 import SimpleITK as sitk
 from slicer.i18n import tr as _
 
+from deepmed.data.labels import add_label, add_pool, pool_cases_from_paths
 from deepmed.data.manifest import Case, Dataset
+from deepmed.data.provenance import LabelProvenance
 from deepmed.data.scan import ScanPatterns, scan_folder
 from deepmed.data.split import add_splits
+from deepmed.errors import DeepMedError
+from deepmed.io.image_io import write_image
 from DeepMedLib import InputFrames, SceneBridge
 from DeepMedLib.BackgroundJob import BackgroundJob
 from DeepMedLib.EngineCommand import EngineRunner
 from DeepMedLib.JobHandle import JobHandle
+
+POOL_IMAGES = "imagesPool"  # beside the manifest: images of the unlabelled cases added from the scene
 
 
 class DataError(ValueError):
@@ -36,12 +44,14 @@ class DataError(ValueError):
 
 @dataclass
 class SceneCase:
-    """One subject in the scene: its volumes (one per channel) and an optional segmentation/label map."""
+    """One subject in the scene: its volumes (one per channel) and an optional segmentation/label map;
+    ``pool``: an unlabelled case waiting for review (its label node, if any, is not used)."""
 
     id: str
     volumes: list
     labelNode: object = None
     problems: list = field(default_factory=list)
+    pool: bool = False
 
 
 class CheckRun(JobHandle):
@@ -120,14 +130,12 @@ class DataLogic:
     def _writeCases(self, cases, folder: Path, name, channelNames, description) -> Dataset:
         (folder / "imagesTr").mkdir()
         nameToValue: dict[str, int] = {}
-        training, test = [], []
+        training, test, pool = [], [], []
         for case in cases:
-            images = []
-            # every channel in the first one's frame (channels under other parent transforms are resampled)
-            for channel, image in enumerate(InputFrames.inputImages(case.volumes)):
-                path = folder / "imagesTr" / f"{case.id}_{channel:04d}.nii.gz"
-                sitk.WriteImage(image, str(path), useCompression=True)
-                images.append(path)
+            if case.pool:
+                pool.append(Case(case.id, self._writeVolumes(case, folder / POOL_IMAGES)))
+                continue
+            images = self._writeVolumes(case, folder / "imagesTr")
             label = None
             if case.labelNode is not None:
                 labelImage, nameToValue = self._labelImage(case, nameToValue)
@@ -138,7 +146,20 @@ class DataLogic:
         labels = {"background": 0, **dict(sorted(nameToValue.items(), key=lambda item: item[1]))}
         return Dataset(name=name, description=description,
                        channel_names={str(i): n for i, n in enumerate(channelNames)},
-                       labels=labels if nameToValue else {}, training=training, test=test)
+                       labels=labels if nameToValue else {}, training=training, test=test, pool=pool)
+
+    @staticmethod
+    def _writeVolumes(case: SceneCase, folder: Path) -> list[Path]:
+        """The case's channels as ``folder/ID_000C.nii.gz`` (never replacing a file), all in the first one's
+        frame (channels under other parent transforms are resampled)."""
+        folder.mkdir(exist_ok=True)
+        paths = [folder / f"{case.id}_{channel:04d}.nii.gz" for channel in range(len(case.volumes))]
+        existing = [p for p in paths if p.exists()]
+        if existing:
+            raise DataError(_("{path}: already exists; give the case another id").format(path=existing[0]))
+        for path, image in zip(paths, InputFrames.inputImages(case.volumes)):
+            write_image(image, path)
+        return paths
 
     @staticmethod
     def _labelImage(case: SceneCase, nameToValue: dict):
@@ -154,6 +175,58 @@ class DataLogic:
                                                       earlier=nameToValue[labelName]))
             nameToValue[labelName] = value
         return image, nameToValue
+
+    # ---- the pool of unlabelled cases, and accepting a corrected label --------------------------------
+    def addScenePool(self, manifest, cases: list[SceneCase]) -> list[str]:
+        """Write the cases' volumes to ``imagesPool/`` beside ``manifest`` and add them to its pool; the ids."""
+        dataset = Dataset.load(manifest)
+        channelNames = list(dataset.channel_names.values()) or [f"channel_{i}" for i in range(len(cases[0].volumes))]
+        problems = self.sceneProblems(cases, channelNames)
+        problems += [_("case {case}: id already used in {manifest}").format(case=c.id, manifest=manifest)
+                     for c in cases if c.id in {k.id for k in dataset.all_cases + dataset.pool}]
+        if problems:
+            raise DataError("; ".join(problems))
+        folder = Path(manifest).parent / POOL_IMAGES
+        written = [Case(case.id, self._writeVolumes(case, folder)) for case in cases]
+        return self._engine(add_pool, manifest, written)
+
+    def addFolderPool(self, manifest, paths, imagePatterns: list[str] | None = None):
+        """Add the images in files/folders (channels paired by file-name patterns) to the pool, in place:
+        returns (ids added, warnings)."""
+        cases, warnings = self._engine(pool_cases_from_paths, [paths] if isinstance(paths, (str, Path)) else paths,
+                                       imagePatterns)
+        return self._engine(add_pool, manifest, cases), warnings
+
+    def acceptLabel(self, manifestPath, caseId: str, labelNode, referenceVolumeNode, provenance=None) -> Path:
+        """Save a (corrected) segmentation or label map as the label of case ``caseId``: exported on
+        ``referenceVolumeNode``'s grid (the case's image as loaded; parent transforms taken into account),
+        segments matched to the manifest's labels by name. A pool case moves to training; an earlier label is
+        kept. ``provenance``: a ``LabelProvenance``, or the proposing model as "name@version", or None.
+        Returns the new label file."""
+        if labelNode is None or referenceVolumeNode is None:
+            raise DataError(_("choose the corrected segmentation and the case's image volume"))
+        labels = Dataset.load(manifestPath).labels
+        if labelNode.IsA("vtkMRMLSegmentationNode"):
+            unknown = [n for n in SceneBridge.segmentNames(labelNode) if n not in labels]
+            if unknown:
+                raise DataError(_("{node}: segment(s) {names} are not labels of {manifest} (labels: {known})").format(
+                    node=labelNode.GetName(), names=", ".join(unknown), manifest=manifestPath,
+                    known=", ".join(n for n, v in labels.items() if v != 0)))
+            image, _names = SceneBridge.labelImageFromSegmentation(labelNode, referenceVolumeNode, labels)
+        else:
+            image, _names = SceneBridge.labelImageFromLabelmapNode(labelNode)
+            SceneBridge.checkSameGrid(image, referenceVolumeNode, what=f"label map {labelNode.GetName()}")
+        if not isinstance(provenance, LabelProvenance):
+            provenance = LabelProvenance.from_model(provenance)
+        return self._engine(add_label, manifestPath, caseId, image, provenance)
+
+    @staticmethod
+    def _engine(function, *args):
+        """Call an engine function; its one-line errors become DataError (shown in the panel)."""
+        try:
+            return function(*args)
+        except DeepMedError as exc:
+            raise DataError(str(exc)) from None
 
     # ---- from folders ----------------------------------------------------------------------------
     def scanFolder(self, folder, imagePatterns: list[str], labelPattern: str | None = None,

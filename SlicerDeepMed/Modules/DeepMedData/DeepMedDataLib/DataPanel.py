@@ -45,6 +45,8 @@ class DataPanel:
         ui.casesTable.horizontalHeader().stretchLastSection = True
         ui.channelNamesLineEdit.editingFinished.connect(self.buildVolumeSelectors)
         ui.addCaseButton.clicked.connect(self.onAddCase)
+        ui.addPoolCaseButton.clicked.connect(self.onAddPoolCase)
+        ui.addFolderPoolButton.clicked.connect(self.onAddFolderPool)
         ui.removeCaseButton.clicked.connect(self.onRemoveCase)
         ui.casesTable.itemSelectionChanged.connect(self.updateButtons)
         ui.scanFolderButton.clicked.connect(self.onScanFolder)
@@ -106,6 +108,44 @@ class DataPanel:
             self.refreshTable()
             self.ui.statusLabel.text = _("{count} case(s) from the scene.").format(count=len(self.sceneCases))
 
+    def onAddPoolCase(self):
+        """The selected volumes as an unlabelled case: into the loaded (or exported) manifest's pool, written at
+        once; else into the scene cases (exported with them)."""
+        with slicer.util.tryWithErrorDisplay(_("Could not add the case to the pool."), waitCursor=True):
+            volumes = [s.currentNode() for s in self.volumeSelectors]
+            caseId = self.ui.caseIdLineEdit.text.strip() or self._nextPoolId()
+            case = SceneCase(caseId, volumes, None, pool=True)
+            if self.manifestPath:
+                added = self.logic.addScenePool(self.manifestPath, [case])
+                self._reloadManifest(_("Added {cases} to the pool of {manifest}.").format(
+                    cases=", ".join(added), manifest=self.manifestPath))
+            else:
+                problems = self.logic.sceneProblems(self.sceneCases + [case], self.channelNames())
+                if problems:
+                    raise ValueError("\n".join(problems))
+                self.sceneCases.append(case)
+                self.refreshTable()
+                self.ui.statusLabel.text = _("{count} case(s) from the scene.").format(count=len(self.sceneCases))
+            self.ui.caseIdLineEdit.text = ""
+
+    def _nextPoolId(self) -> str:
+        taken = {row[0] for row in self.rows()}
+        return next(f"pool{n:03d}" for n in range(1, len(taken) + 2) if f"pool{n:03d}" not in taken)
+
+    def onAddFolderPool(self):
+        with slicer.util.tryWithErrorDisplay(_("Could not add the folder to the pool."), waitCursor=True):
+            if not self.manifestPath:
+                raise ValueError(_("Load (or export) a dataset manifest first: the pool is part of it."))
+            patterns = [p.strip() for p in self.ui.imagePatternsLineEdit.text.split(",") if p.strip()]
+            added, warnings = self.logic.addFolderPool(self.manifestPath, self.ui.folderPathLineEdit.currentPath,
+                                                       patterns)
+            self._reloadManifest(_("Added {count} unlabelled case(s) to the pool ({skipped} skipped).").format(
+                count=len(added), skipped=len(warnings)))
+
+    def _reloadManifest(self, status: str):
+        self._useDataset(self.logic.loadManifest(self.manifestPath), self.manifestPath)
+        self.ui.statusLabel.text = status
+
     def onRemoveCase(self):
         rows = sorted({index.row() for index in self.ui.casesTable.selectedIndexes()}, reverse=True)
         for row in rows:
@@ -142,12 +182,14 @@ class DataPanel:
 
     # ---- the table ------------------------------------------------------------------------------
     def rows(self) -> list[tuple[str, str, str]]:
+        pool = _("pool (unlabelled)")
         if self.folderDataset is not None:
             cases = self.folderDataset.training + self.folderDataset.test
             return [(c.id, ", ".join(os.path.basename(str(p)) for p in c.images),
-                     os.path.basename(str(c.label)) if c.label else "") for c in cases]
-        return [(c.id, ", ".join(v.GetName() for v in c.volumes), c.labelNode.GetName() if c.labelNode else "")
-                for c in self.sceneCases]
+                     os.path.basename(str(c.label)) if c.label else "") for c in cases] + \
+                [(c.id, ", ".join(os.path.basename(str(p)) for p in c.images), pool) for c in self.folderDataset.pool]
+        return [(c.id, ", ".join(v.GetName() for v in c.volumes),
+                 pool if c.pool else c.labelNode.GetName() if c.labelNode else "") for c in self.sceneCases]
 
     def refreshTable(self):
         import qt
@@ -168,6 +210,7 @@ class DataPanel:
         hasFolder = bool(ui.exportFolderLineEdit.currentPath.strip())
         ui.exportButton.enabled = hasCases and hasFolder and self.checkRun is None
         ui.removeCaseButton.enabled = self.folderDataset is None and bool(ui.casesTable.selectedIndexes())
+        ui.addFolderPoolButton.enabled = bool(self.manifestPath)
 
     # ---- export, split, check -----------------------------------------------------------------------
     def onExport(self):
@@ -185,7 +228,9 @@ class DataPanel:
                 self.manifestPath = str(manifest)
                 fractions = [ui.trainPercentSpinBox.value, ui.valPercentSpinBox.value, ui.testPercentSpinBox.value]
                 split = {}
-                if sum(fractions) > 0 and len(self.rows()) >= 3:
+                poolCases = len(self.folderDataset.pool) if self.folderDataset is not None else \
+                    sum(case.pool for case in self.sceneCases)
+                if sum(fractions) > 0 and len(self.rows()) - poolCases >= 3:  # the pool is never split
                     split = self.logic.split(manifest, [f / sum(fractions) for f in fractions])
                 sizes = ", ".join(f"{part} {len(ids)}" for part, ids in split.items())
                 ui.statusLabel.text = (_("Wrote {manifest} (split: {sizes}); checking...") if sizes else

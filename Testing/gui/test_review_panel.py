@@ -117,7 +117,7 @@ def test_rank_load_edit_accept_improve_then_run_uses_the_promoted_version(openPa
     assert cellTexts(ui.comparisonTable, 0) == ["box", "core", "mean"]
     assert all(0.0 <= float(text) <= 1.0 for column in (1, 2) for text in cellTexts(ui.comparisonTable, column))
     assert ui.improveResultLabel.text().startswith("Promoted boxes@2")
-    assert "version 2 of 1, 2" in ui.modelComboBox.currentText()
+    assert "boxes@2, 2 versions" in ui.modelComboBox.currentText()
     saveScreenshot(widget.parent, "review_panel_improved")
 
     # ---- the Run panel lists one 'boxes', the promoted version, and runs it ----

@@ -23,13 +23,12 @@ def _score(value) -> str:
 
 
 def modelTitle(model) -> str:
-    """'Boxes (boxes, version 2 of 1, 2)': the name the library resolves and the promoted version."""
+    """'Boxes (boxes@2, 2 versions)': the name the library resolves and the promoted version it runs."""
     versions = getattr(model, "versions", ())
-    version = getattr(model, "version", None)
-    if version is None or len(versions) < 2:
+    if len(versions) < 2:
         return f"{model.title} ({model.id})"
-    return _("{title} ({id}, version {version} of {versions})").format(
-        title=model.title, id=model.id, version=version, versions=", ".join(str(v) for v in versions))
+    return _("{title} ({id}@{version}, {count} versions)").format(title=model.title, id=model.id,
+                                                                    version=model.version, count=len(versions))
 
 
 class ReviewPanel:
@@ -50,6 +49,7 @@ class ReviewPanel:
         ui.reviewFolderLineEdit.filters = ctk.ctkPathLineEdit.Dirs
         self._setUpTable(ui.casesTable, CASE_COLUMNS)
         self._setUpTable(ui.comparisonTable, COMPARISON_COLUMNS)
+        ui.comparisonTable.horizontalHeader().setSectionResizeMode(qt.QHeaderView.Stretch)
         ui.manifestPathLineEdit.currentPathChanged.connect(self.onManifestChanged)
         ui.reviewFolderLineEdit.currentPathChanged.connect(self.onReviewFolderChanged)
         ui.modelComboBox.currentIndexChanged.connect(self.onModelChanged)
@@ -339,7 +339,6 @@ class ReviewPanel:
         for index, (name, old, new) in enumerate(rows):
             for column, text in enumerate((name, _score(old), _score(new))):
                 table.setItem(index, column, qt.QTableWidgetItem(text))
-        table.resizeColumnsToContents()
         if comparison.promoted:
             text = _("Promoted {new}: not worse than {old} on {count} held-out cases; Run uses it now.")
         else:

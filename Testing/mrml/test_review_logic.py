@@ -70,6 +70,9 @@ def test_a_loaded_case_lies_on_its_image_grid_and_a_prediction_off_it_is_refused
     assert volumeImage.GetSpacing() == pytest.approx(image.GetSpacing())
     assert SceneBridge.segmentNames(loaded.segmentation) == ["box", "core"]
     assert slicer.util.arrayFromVolume(loaded.uncertainty).max() == pytest.approx(0.7)
+    display = loaded.uncertainty.GetDisplayNode()  # a colour map over the fixed range 0 (sure) .. 1 (undecided)
+    assert display.GetColorNodeID() == "vtkMRMLColorTableNodeRainbow"
+    assert (display.GetWindowLevelMin(), display.GetWindowLevelMax()) == (0.0, 1.0)
     assert not loaded.correctedByHand()
     segmentId = loaded.segmentation.GetSegmentation().GetSegmentIdBySegmentName("core")
     slicer.util.updateSegmentBinaryLabelmapFromArray(np.zeros(loaded.proposed.shape, np.uint8), loaded.segmentation,

@@ -100,3 +100,20 @@ def test_the_comparison_reads_old_and_new_dice_per_label(tmp_path):
     path.write_text("[1, 2]")
     with pytest.raises(RankingError, match=r"improvement\.json.*'old' and 'new'"):
         readComparison(path)
+
+
+def test_the_panel_promotes_with_the_engines_default_tolerance():
+    """The Review panel's 'Promote within' starts at deepmed improve's own default."""
+    import re
+    import xml.etree.ElementTree as ElementTree
+    from pathlib import Path
+
+    from deepmed.zoo.versions import DEFAULT_TOLERANCE
+
+    folder = Path(__file__).resolve().parents[2] / "SlicerDeepMed" / "Modules" / "DeepMedReview"
+    root = ElementTree.parse(folder / "Resources" / "UI" / "DeepMedReview.ui").getroot()
+    box = next(w for w in root.iter("widget") if w.get("name") == "improveToleranceSpinBox")
+    value = next(p for p in box.iter("property") if p.get("name") == "value").findtext("double")
+    assert float(value) == DEFAULT_TOLERANCE
+    source = (folder / "DeepMedReview.py").read_text(encoding="utf-8")
+    assert float(re.search(r"improveTolerance: .* = ([0-9.]+)", source).group(1)) == DEFAULT_TOLERANCE

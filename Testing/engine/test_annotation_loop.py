@@ -50,11 +50,11 @@ def write_boxes(folder, seeds, pool_seeds=(), test_seeds=()):
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory):
-    """A library holding 'boxes', a 2-epoch model (a weak start), and its dataset with a pool of 4."""
+    """A library holding 'boxes', a 3-epoch model (a weak start), and its dataset with a pool of 4."""
     root = tmp_path_factory.mktemp("loop")
     manifest = write_boxes(root / "data", range(6), pool_seeds=range(20, 24))
     (root / "library").mkdir()
-    train(manifest, root / "library" / "boxes", overrides=TINY + ["training.epochs=2"], progress="none")
+    train(manifest, root / "library" / "boxes", overrides=TINY + ["training.epochs=3"], progress="none")
     return root / "library", manifest
 
 
@@ -190,7 +190,12 @@ def test_versions_resolve_and_list(library, tmp_path, capsys):
     lib = tmp_path / "lib"
     shutil.copytree(library[0] / "boxes", lib / "boxes")
     shutil.copytree(library[0] / "boxes", lib / "boxes@2")
-    assert resolve_model("boxes", lib) == lib / "boxes@2"  # no record: the newest
+    assert resolve_model("boxes", lib) == lib / "boxes"  # no record: version 1
+    write_versions(lib, ModelVersions("boxes", promoted=2))
+    assert resolve_model("boxes", lib) == lib / "boxes@2"
+    shutil.rmtree(lib / "boxes@2")
+    assert resolve_model("boxes", lib) == lib / "boxes"  # the promoted folder went missing: the newest left
+    shutil.copytree(library[0] / "boxes", lib / "boxes@2")
     write_versions(lib, ModelVersions("boxes", promoted=1))
     assert resolve_model("boxes", lib) == lib / "boxes"
     assert resolve_model("boxes@2", lib) == lib / "boxes@2" and resolve_model("boxes@1", lib) == lib / "boxes"
@@ -217,8 +222,8 @@ def test_improve_promotes_a_better_version_and_keeps_the_old_one_when_worse(libr
     assert comparison["new_mean"] > comparison["old_mean"] and comparison["promoted"]
     assert record.promoted == 2 and resolve_model("boxes", lib) == lib / "boxes@2"
     held_out = record.held_out
-    assert held_out and not set(held_out) & set(json.loads((lib / "boxes@2" / "plan.json").read_text())
-                                                .get("cases", {}).get("train", []))
+    assert held_out == tuple(comparison["cases"]) and len(comparison["trained_on"]) == 5
+    assert not set(held_out) & set(comparison["trained_on"])
 
     def worse(dataset, out, **options):  # the test's seam: the new weights are zeroed after training
         from safetensors.torch import load_file, save_file

@@ -175,11 +175,21 @@ def test_review_ranks_the_pool_by_score_on_each_case_grid_and_resumes(library, t
     assert not (tmp_path / "f" / "predictions" / "c22.nii.gz").exists()  # only the limit is predicted
 
 
-def test_review_without_a_pool_is_one_line(library, tmp_path, capsys):
-    lib, _ = library
-    manifest = write_boxes(tmp_path / "nopool", range(2))
-    assert main(["review", str(manifest), "--model", "boxes", "--library", str(lib), "-o", str(tmp_path / "r")]) == 2
+def test_bad_review_and_improve_requests_are_one_line(library, tmp_path, capsys):
+    lib, manifest = library
+    nopool = write_boxes(tmp_path / "nopool", range(2))
+    assert main(["review", str(nopool), "--model", "boxes", "--library", str(lib), "-o", str(tmp_path / "r")]) == 2
     assert "no 'pool'" in capsys.readouterr().err
+    assert main(["review", str(manifest), "--model", "boxes", "--library", str(lib), "-o", str(tmp_path / "r"),
+                 "--limit", "0"]) == 2
+    assert "--limit" in capsys.readouterr().err
+    one = write_boxes(tmp_path / "one", range(1))
+    copy = tmp_path / "lib"
+    shutil.copytree(lib / "boxes", copy / "boxes")
+    assert main(["improve", str(one), "--model", "boxes", "--library", str(copy), "--time", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "at least 2 labelled cases" in err and "Traceback" not in err
+    assert not (copy / "boxes@2").exists()
 
 
 # ---- versions and improve ------------------------------------------------------------------------------

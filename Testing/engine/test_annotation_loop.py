@@ -183,6 +183,14 @@ def test_bad_review_and_improve_requests_are_one_line(library, tmp_path, capsys)
     assert main(["review", str(manifest), "--model", "boxes", "--library", str(lib), "-o", str(tmp_path / "r"),
                  "--limit", "0"]) == 2
     assert "--limit" in capsys.readouterr().err
+    damaged = tmp_path / "damaged"
+    shutil.copytree(manifest.parent, damaged)
+    (damaged / "c21.nii.gz").write_bytes(b"not an image")
+    assert main(["review", str(damaged / "dataset.json"), "--model", "boxes", "--library", str(lib),
+                 "-o", str(tmp_path / "d"), "--progress", "none"]) == 0
+    assert "skipped c21" in capsys.readouterr().err
+    ranked = [r["case"] for r in csv.DictReader((tmp_path / "d" / "ranking.csv").read_text().splitlines())]
+    assert sorted(ranked) == ["c20", "c22", "c23"]
     one = write_boxes(tmp_path / "one", range(1))
     copy = tmp_path / "lib"
     shutil.copytree(lib / "boxes", copy / "boxes")

@@ -113,6 +113,9 @@ def test_batch_inference_writes_the_score_it_computes_from_the_maps_it_writes(li
     assert main(["infer", "--model", str(lib / "boxes"), str(images), "-o", str(tmp_path / "out"),
                  "--uncertainty", str(tmp_path / "unc"), "--progress", "none"]) == 0
     rows = list(csv.DictReader((tmp_path / "out" / "results.csv").read_text().splitlines()))
+    from deepmed.evaluation.table_evaluation import is_table
+
+    assert not is_table(tmp_path / "out")  # deepmed evaluate still scores the label maps, not this table
     assert [r["case"] for r in rows] == ["c20", "c21"]
     for row in rows:
         labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / f"{row['case']}.nii.gz")))

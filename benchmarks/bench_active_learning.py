@@ -52,9 +52,9 @@ def label_case(manifest: Path, case_id: str, truth: Path) -> None:
     add_label(manifest, case_id, truth)
 
 
-def make_cohort(work: Path, pool: int, held_out: int) -> tuple[Path, dict[str, Path]]:
+def make_cohort(work: Path, pool: int, held_out: int, seed: int = 3) -> tuple[Path, dict[str, Path]]:
     """The manifest (4 labelled, ``pool`` unlabelled, ``held_out`` test cases) and the pool's true labels."""
-    manifest = write_ct_cohort(work / "data", n_cases=START_CASES + pool, n_test=held_out, seed=3)
+    manifest = write_ct_cohort(work / "data", n_cases=START_CASES + pool, n_test=held_out, seed=seed)
     dataset = Dataset.load(manifest)
     truths = {}
     for case in dataset.training[START_CASES:]:
@@ -66,11 +66,12 @@ def make_cohort(work: Path, pool: int, held_out: int) -> tuple[Path, dict[str, P
     return manifest, truths
 
 
-def run_strategy(strategy: str, manifest: Path, truths: dict, library: Path, args, work: Path) -> list[dict]:
+def run_strategy(strategy: str, manifest: Path, truths: dict, library: Path, args, work: Path,
+                 seed: int = 0) -> list[dict]:
     rounds = [{"round": 0, "labelled": START_CASES, "held_out_mean_dice": None, "picked": []}]
     for number in range(1, args.rounds + 1):
-        ranked = review_pool(manifest, "loop", work / f"review-{strategy}-{number}", strategy=strategy,
-                             seed=number, limit=args.pick, library=library, device=args.device)
+        ranked = review_pool(manifest, "loop", work / f"review-{strategy}-{seed}-{number}", strategy=strategy,
+                             seed=seed * 1000 + number, limit=args.pick, library=library, device=args.device)
         picked = [r.case.case for r in ranked.ranking]
         for case_id in picked:
             label_case(manifest, case_id, truths[case_id])
@@ -86,7 +87,7 @@ def run_strategy(strategy: str, manifest: Path, truths: dict, library: Path, arg
                        "candidate_mean_dice": comparison.new_mean,
                        "held_out_mean_dice": comparison.new_mean if comparison.promoted else comparison.old_mean,
                        "held_out_dice": promoted})
-        print(json.dumps({"strategy": strategy, **rounds[-1]}), flush=True)
+        print(json.dumps({"strategy": strategy, "seed": seed, **rounds[-1]}), flush=True)
     return rounds
 
 
@@ -97,10 +98,12 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(6, 4))
-    for strategy, marker in (("uncertainty", "o-"), ("random", "s--")):
-        rounds = results[strategy]
-        axes.plot([r["labelled"] for r in rounds], [r["held_out_mean_dice"] for r in rounds], marker,
-                  label=f"{strategy} selection + fine-tuning")
+    runs = [("uncertainty", "o-", "uncertainty selection + fine-tuning")]
+    runs += [(key, "s--", f"random selection (shuffle {key[6:] or 0}) + fine-tuning")
+             for key in results if key.startswith("random") and not key.endswith("_library")]
+    for key, marker, label in runs:
+        rounds = results[key]
+        axes.plot([r["labelled"] for r in rounds], [r["held_out_mean_dice"] for r in rounds], marker, label=label)
     scratch = results["scratch"]
     axes.plot([scratch["labelled"]], [scratch["held_out_mean_dice"]], "k*", markersize=12,
               label=f"from scratch, same total time ({scratch['seconds']} s)")
@@ -121,6 +124,8 @@ def main() -> None:
     parser.add_argument("--pick", type=int, default=2, help="pool cases corrected per round")
     parser.add_argument("--pool", type=int, default=14)
     parser.add_argument("--held-out", type=int, default=5)
+    parser.add_argument("--cohort-seed", type=int, default=3)
+    parser.add_argument("--random-runs", type=int, default=1, help="random runs, each with its own shuffle")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--set", action="append", default=[], help="training setting for every training")
@@ -131,20 +136,22 @@ def main() -> None:
     began = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        manifest, truths = make_cohort(work, args.pool, args.held_out)
+        manifest, truths = make_cohort(work, args.pool, args.held_out, args.cohort_seed)
         first = work / "first"
         first.mkdir()
         train(manifest, first / "loop", time_limit=args.start, device=args.device, overrides=tuple(args.set),
               progress="none")
         results = {}
-        for strategy in ("uncertainty", "random"):
-            library = work / f"library-{strategy}"
+        runs = [("uncertainty", "uncertainty", 0)] + [("random" + (str(k) if k else ""), "random", k)
+                                                      for k in range(args.random_runs)]
+        for key, strategy, seed in runs:
+            library = work / f"library-{key}"
             shutil.copytree(first, library)
-            copy = work / f"data-{strategy}"
+            copy = work / f"data-{key}"
             shutil.copytree(manifest.parent, copy)
-            results[strategy] = run_strategy(strategy, copy / manifest.name, truths_in(truths, manifest, copy),
-                                             library, args, work)
-            results[f"{strategy}_library"] = str(resolve_model("loop", library).name)
+            results[key] = run_strategy(strategy, copy / manifest.name, truths_in(truths, manifest, copy),
+                                        library, args, work, seed)
+            results[f"{key}_library"] = str(resolve_model("loop", library).name)
         final = Dataset.load(work / "data-uncertainty" / manifest.name)
         seconds = args.start + args.rounds * args.round
         scratch_dir = train(final, work / "scratch", time_limit=seconds, device=args.device,
@@ -155,11 +162,13 @@ def main() -> None:
         results["settings"] = {k: v if not isinstance(v, Path) else str(v) for k, v in vars(args).items()}
         results["wall_s"] = round(time.time() - began, 1)
     print(json.dumps(results["scratch"]))
-    table = ["| labelled cases | uncertainty | random |", "|---|---|---|"]
-    for u, r in zip(results["uncertainty"], results["random"]):
-        table.append(f"| {u['labelled']} | {u['held_out_mean_dice']:.3f} | {r['held_out_mean_dice']:.3f} |")
+    keys = ["uncertainty"] + [key for key, _, _ in runs[1:]]
+    table = ["| labelled cases | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for index, first_run in enumerate(results["uncertainty"]):
+        table.append(f"| {first_run['labelled']} | "
+                     + " | ".join(f"{results[key][index]['held_out_mean_dice']:.3f}" for key in keys) + " |")
     table.append(f"| {results['scratch']['labelled']} (from scratch, {seconds:g} s) | "
-                 f"{results['scratch']['held_out_mean_dice']:.3f} | |")
+                 f"{results['scratch']['held_out_mean_dice']:.3f} |" + " |" * (len(keys) - 1))
     print("\n".join(table))
     plot(results, args.out)
     if args.json:

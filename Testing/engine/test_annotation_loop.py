@@ -50,11 +50,11 @@ def write_boxes(folder, seeds, pool_seeds=(), test_seeds=()):
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory):
-    """A library holding 'boxes', a 2-epoch model (a weak start), and its dataset with a pool of 4."""
+    """A library holding 'boxes', a 3-epoch model (a weak start), and its dataset with a pool of 4."""
     root = tmp_path_factory.mktemp("loop")
     manifest = write_boxes(root / "data", range(6), pool_seeds=range(20, 24))
     (root / "library").mkdir()
-    train(manifest, root / "library" / "boxes", overrides=TINY + ["training.epochs=2"], progress="none")
+    train(manifest, root / "library" / "boxes", overrides=TINY + ["training.epochs=3"], progress="none")
     return root / "library", manifest
 
 
@@ -113,6 +113,9 @@ def test_batch_inference_writes_the_score_it_computes_from_the_maps_it_writes(li
     assert main(["infer", "--model", str(lib / "boxes"), str(images), "-o", str(tmp_path / "out"),
                  "--uncertainty", str(tmp_path / "unc"), "--progress", "none"]) == 0
     rows = list(csv.DictReader((tmp_path / "out" / "results.csv").read_text().splitlines()))
+    from deepmed.evaluation.table_evaluation import is_table
+
+    assert not is_table(tmp_path / "out")  # deepmed evaluate still scores the label maps, not this table
     assert [r["case"] for r in rows] == ["c20", "c21"]
     for row in rows:
         labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / f"{row['case']}.nii.gz")))
@@ -175,11 +178,29 @@ def test_review_ranks_the_pool_by_score_on_each_case_grid_and_resumes(library, t
     assert not (tmp_path / "f" / "predictions" / "c22.nii.gz").exists()  # only the limit is predicted
 
 
-def test_review_without_a_pool_is_one_line(library, tmp_path, capsys):
-    lib, _ = library
-    manifest = write_boxes(tmp_path / "nopool", range(2))
-    assert main(["review", str(manifest), "--model", "boxes", "--library", str(lib), "-o", str(tmp_path / "r")]) == 2
+def test_bad_review_and_improve_requests_are_one_line(library, tmp_path, capsys):
+    lib, manifest = library
+    nopool = write_boxes(tmp_path / "nopool", range(2))
+    assert main(["review", str(nopool), "--model", "boxes", "--library", str(lib), "-o", str(tmp_path / "r")]) == 2
     assert "no 'pool'" in capsys.readouterr().err
+    assert main(["review", str(manifest), "--model", "boxes", "--library", str(lib), "-o", str(tmp_path / "r"),
+                 "--limit", "0"]) == 2
+    assert "--limit" in capsys.readouterr().err
+    damaged = tmp_path / "damaged"
+    shutil.copytree(manifest.parent, damaged)
+    (damaged / "c21.nii.gz").write_bytes(b"not an image")
+    assert main(["review", str(damaged / "dataset.json"), "--model", "boxes", "--library", str(lib),
+                 "-o", str(tmp_path / "d"), "--progress", "none"]) == 0
+    assert "skipped c21" in capsys.readouterr().err
+    ranked = [r["case"] for r in csv.DictReader((tmp_path / "d" / "ranking.csv").read_text().splitlines())]
+    assert sorted(ranked) == ["c20", "c22", "c23"]
+    one = write_boxes(tmp_path / "one", range(1))
+    copy = tmp_path / "lib"
+    shutil.copytree(lib / "boxes", copy / "boxes")
+    assert main(["improve", str(one), "--model", "boxes", "--library", str(copy), "--time", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "at least 2 labelled cases" in err and "Traceback" not in err
+    assert not (copy / "boxes@2").exists()
 
 
 # ---- versions and improve ------------------------------------------------------------------------------
@@ -190,7 +211,12 @@ def test_versions_resolve_and_list(library, tmp_path, capsys):
     lib = tmp_path / "lib"
     shutil.copytree(library[0] / "boxes", lib / "boxes")
     shutil.copytree(library[0] / "boxes", lib / "boxes@2")
-    assert resolve_model("boxes", lib) == lib / "boxes@2"  # no record: the newest
+    assert resolve_model("boxes", lib) == lib / "boxes"  # no record: version 1
+    write_versions(lib, ModelVersions("boxes", promoted=2))
+    assert resolve_model("boxes", lib) == lib / "boxes@2"
+    shutil.rmtree(lib / "boxes@2")
+    assert resolve_model("boxes", lib) == lib / "boxes"  # the promoted folder went missing: the newest left
+    shutil.copytree(library[0] / "boxes", lib / "boxes@2")
     write_versions(lib, ModelVersions("boxes", promoted=1))
     assert resolve_model("boxes", lib) == lib / "boxes"
     assert resolve_model("boxes@2", lib) == lib / "boxes@2" and resolve_model("boxes@1", lib) == lib / "boxes"
@@ -217,8 +243,8 @@ def test_improve_promotes_a_better_version_and_keeps_the_old_one_when_worse(libr
     assert comparison["new_mean"] > comparison["old_mean"] and comparison["promoted"]
     assert record.promoted == 2 and resolve_model("boxes", lib) == lib / "boxes@2"
     held_out = record.held_out
-    assert held_out and not set(held_out) & set(json.loads((lib / "boxes@2" / "plan.json").read_text())
-                                                .get("cases", {}).get("train", []))
+    assert held_out == tuple(comparison["cases"]) and len(comparison["trained_on"]) == 5
+    assert not set(held_out) & set(comparison["trained_on"])
 
     def worse(dataset, out, **options):  # the test's seam: the new weights are zeroed after training
         from safetensors.torch import load_file, save_file

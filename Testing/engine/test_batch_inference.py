@@ -38,7 +38,8 @@ def test_predict_many_writes_every_case_on_its_grid_and_reports_progress(folder_
         assert grid_differences(sitk.ReadImage(str(tmp_path / "unc" / f"{outcome.case_id}.nii.gz")), image) == []
     assert [(e, f["case"], f["index"], f["total"]) for e, f in events] == [("inference", "c0", 0, 2),
                                                                           ("inference", "c1", 1, 2)]
-    assert result.table is None  # a segmentation gives no case-level values
+    assert result.table == tmp_path / "out" / "results.csv"  # a segmentation's values: its uncertainty score
+    assert result.table.read_text().splitlines()[0] == "case,uncertainty,uncertainty_band_voxels"
 
 
 def test_the_cli_gives_the_same_files_as_predict_many(folder_of_cases, tmp_path):

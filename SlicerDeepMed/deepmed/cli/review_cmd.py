@@ -35,6 +35,8 @@ def run_review(args: argparse.Namespace) -> int:
                              limit=args.limit, device=args.device, library=args.library, emit=reporter.emit)
     finally:
         reporter.close()
+    for case, why in result.skipped:
+        print(f"deepmed: skipped {case}: {why}", file=sys.stderr)
     if args.progress == "tqdm":
         for ranked in result.ranking[:10]:
             score = "-" if ranked.case.score is None else f"{ranked.case.score:.4f}"

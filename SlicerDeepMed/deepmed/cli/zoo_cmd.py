@@ -217,7 +217,7 @@ def run_verify(args) -> int:
     from deepmed.zoo.library import installed_models, unusable_models
     from deepmed.zoo.package import verify_installed
 
-    models, unusable = installed_models(args.library), unusable_models(args.library)
+    models, unusable = installed_models(args.library, all_versions=True), unusable_models(args.library)
     if args.model_ids:
         unknown = sorted(set(args.model_ids) - {m.id for m in models} - {model_id for model_id, _ in unusable})
         if unknown:

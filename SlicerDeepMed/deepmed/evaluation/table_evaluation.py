@@ -37,13 +37,18 @@ class TableEvaluation:
 
 
 def is_table(prediction) -> bool:
-    """A ``.csv`` file, or a folder holding ``results.csv`` or only ``.csv`` files."""
+    """A ``.csv`` file, or a folder without images holding ``results.csv`` or only ``.csv`` files (a batch of
+    label maps has a ``results.csv`` too: its uncertainty scores; its images are what is evaluated)."""
+    from deepmed.io.image_io import is_image_file
+
     path = Path(prediction)
     if path.is_file():
         return path.suffix.lower() == ".csv"
     if not path.is_dir():
         return False
     files = [f for f in path.iterdir() if f.is_file()]
+    if any(is_image_file(f) for f in files):
+        return False
     return (path / RESULTS).is_file() or (bool(files) and all(f.suffix.lower() == ".csv" for f in files))
 
 

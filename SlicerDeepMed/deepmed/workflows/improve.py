@@ -144,9 +144,9 @@ def improve(dataset, model, time_limit, *, library: Path | None = None, toleranc
     old_mean, new_mean = _mean(old), _mean(new)
     comparison = Comparison([c.id for c in held_out], old, new, old_mean, new_mean, tolerance,
                             new_mean >= old_mean - tolerance)
-    write_text_atomic(new_dir / COMPARISON_FILE, json.dumps({"model": name, "old_version": old_version,
-                                                             "new_version": new_version, **asdict(comparison)},
-                                                            indent=2) + "\n")
+    document = {"model": name, "old_version": old_version, "new_version": new_version, **asdict(comparison),
+                "trained_on": [c.id for c in training]}
+    write_text_atomic(new_dir / COMPARISON_FILE, json.dumps(document, indent=2) + "\n")
     write_text_atomic(new_dir / COMPARISON_TABLE, comparison.table())
     entry = {"version": new_version, "from_version": old_version, "promoted": comparison.promoted,
              "old_mean_dice": round(old_mean, 6), "new_mean_dice": round(new_mean, 6),

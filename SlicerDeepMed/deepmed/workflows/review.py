@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from deepmed.errors import DeepMedError
@@ -47,6 +47,7 @@ class ReviewResult:
     ranking_file: Path
     predicted: int  # cases predicted now
     reused: int     # cases kept from an earlier run with the same weights
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (case, why) of cases that could not be read
 
 
 def _state(folder: Path) -> dict:
@@ -105,14 +106,11 @@ def review_pool(dataset, model, out: Path, *, strategy: str = "uncertainty", see
         pool = pool[:limit]  # already in review order: only these are predicted
     state = _state(out)
     predictor = None
-    reviewed, predicted = [], 0
+    reviewed, predicted, skipped = [], 0, []
     for index, case in enumerate(pool):
-        known = state.get(case.id)
-        if known and known.get("weights_sha256") == sha and all((out / known[k]).is_file()
-                                                                for k in ("prediction", "uncertainty")):
-            entry = ReviewedCase(**known)
-            reused = True
-        else:
+        entry = _reusable(state.get(case.id), sha, out)
+        reused = entry is not None
+        if entry is None:
             if predictor is None:
                 predictor = Predictor(model_dir, device)
                 if predictor.output_kind != "label_map":
@@ -122,25 +120,43 @@ def review_pool(dataset, model, out: Path, *, strategy: str = "uncertainty", see
             uncertainty = Path("uncertainty") / f"{case.id}.nii.gz"
             (out / "predictions").mkdir(exist_ok=True)
             job = CaseJob(case.id, tuple(case.images), out / prediction)
-            result = predictor.predict_many([job], force=True, keep_going=False, score=True,
-                                            extras=ExtraOutputs(uncertainty=out / "uncertainty"))
+            try:
+                result = predictor.predict_many([job], force=True, keep_going=False, score=True,
+                                                extras=ExtraOutputs(uncertainty=out / "uncertainty"))
+            except DeepMedError as exc:  # an unreadable case is left out of the ranking, with its reason
+                skipped.append((case.id, str(exc)))
+                if emit is not None:
+                    emit("inference", case=case.id, index=index, total=len(pool), output=None, skipped=str(exc))
+                continue
             values = result.outcomes[0].values
             entry = ReviewedCase(case.id, values.get("uncertainty"), int(values.get("uncertainty_band_voxels", 0)),
                                  prediction.as_posix(), uncertainty.as_posix(), sha)
             state[case.id] = asdict(entry)
             _save_state(out, model_dir, state)
-            predicted, reused = predicted + 1, False
+            predicted += 1
         reviewed.append(entry)
         if emit is not None:
             emit("inference", case=case.id, index=index, total=len(pool), output=str(out / entry.prediction),
                  score=entry.score, reused=reused)
+    if not reviewed:
+        raise DeepMedError(f"no pool case could be predicted ({len(skipped)} skipped; first: {skipped[0][1]})")
     ranked = (order(reviewed, strategy) if strategy == "uncertainty" else reviewed)[:limit]
     name, number = split_version(model_dir.name)
     ranking = [RankedCase(i + 1, c) for i, c in enumerate(ranked)]
     path = _write_ranking(out, ranking, name, number or 1)
     if emit is not None:
         emit("ranking", path=str(path), strategy=strategy, cases=[r.case.case for r in ranking])
-    return ReviewResult(ranking, path, predicted, len(reviewed) - predicted)
+    return ReviewResult(ranking, path, predicted, len(reviewed) - predicted, skipped)
+
+
+def _reusable(known, sha: str, out: Path) -> ReviewedCase | None:
+    """The earlier result of a case when the same weights made it and its files are still there."""
+    try:
+        entry = ReviewedCase(**known)
+    except TypeError:  # none, or written by another version of this module: predict again
+        return None
+    files = (out / entry.prediction, out / entry.uncertainty)
+    return entry if entry.weights_sha256 == sha and all(f.is_file() for f in files) else None
 
 
 def _save_state(out: Path, model_dir: Path, cases: dict) -> None:

@@ -42,6 +42,7 @@ class ReviewPanel:
         self.statuses = {}            # case id -> pending / accepted / skipped
         self.loaded = None            # the LoadedCase in the scene
         self.rankRun = self.improveRun = None
+        self.rankSkipped = []
         self.comparison = None
         self.timer = pollTimer(self.poll)
         ui.manifestPathLineEdit.filters = ctk.ctkPathLineEdit.Files | ctk.ctkPathLineEdit.Readable
@@ -166,6 +167,7 @@ class ReviewPanel:
                 self.rankRun = self.logic.rank(self.manifestPath(), self.currentModel(), self.reviewFolder(),
                                                strategy=self.ui.strategyComboBox.currentText,
                                                device=self.ui.deviceComboBox.currentText)
+                self.rankSkipped = []  # pool cases the engine could not read (left out of the ranking)
                 self.rankRun.job.eventReceived.connect(self.onRankEvent)
                 self.rankRun.job.finished.connect(self.onRankFinished)
                 setBusy(self.ui.progressBar, True)
@@ -175,6 +177,8 @@ class ReviewPanel:
             self.updateButtons()
 
     def onRankEvent(self, event: dict):
+        if event["event"] == "inference" and event.get("skipped"):
+            self.rankSkipped.append(f"{event['case']} ({event['skipped']})")
         total, index = event.get("total"), event.get("index", event.get("done"))
         if isinstance(total, int) and total > 0 and isinstance(index, int):
             setBusy(self.ui.progressBar, False, int(100 * min(index + (event["event"] == "inference"), total) / total))
@@ -188,6 +192,9 @@ class ReviewPanel:
         setBusy(self.ui.progressBar, False, 100 if result.succeeded else 0)
         if run.ranking is not None:
             self.showRanking(run.ranking)
+            if self.rankSkipped:
+                self.ui.statusLabel.text += " " + _("Left out (unreadable): {cases}").format(
+                    cases="; ".join(self.rankSkipped))
         elif result.status == "cancelled":
             self.ui.statusLabel.text = _("Ranking cancelled.")
         else:

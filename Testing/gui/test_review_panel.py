@@ -130,3 +130,17 @@ def test_rank_load_edit_accept_improve_then_run_uses_the_promoted_version(openPa
     assert any(part.endswith("boxes@2") for part in run.panel.run.job.command)
     qtHarness.processEventsUntil(lambda: run.panel.run is None, timeout=120)
     assert qtHarness.messages == [] and run.panel.lastOutput is not None
+
+
+def test_a_dataset_without_a_pool_is_one_line_in_the_panel_and_nothing_changes(openPanel, qtHarness, tmp_path):
+    manifestPath = writeSyntheticDataset(tmp_path / "data")  # labelled cases only
+    widget = openPanel("DeepMedReview")
+    ui, panel = widget.ui, widget.panel
+    ui.manifestPathLineEdit.typePath(str(manifestPath))
+    ui.rankButton.click()
+    qtHarness.processEventsUntil(lambda: panel.rankRun is None, timeout=120)
+    kind, text = qtHarness.messages[-1]
+    assert kind == "error" and "dataset.json" in text and "'pool'" in text and "Traceback" not in text
+    assert ui.statusLabel.text().startswith("Ranking failed: ") and ui.casesTable.rowCount() == 0
+    assert ui.rankButton.isEnabled() and not ui.cancelRankButton.isEnabled() and not ui.acceptButton.isEnabled()
+    assert not (tmp_path / "data" / "review" / "ranking.csv").exists()

@@ -117,3 +117,25 @@ def test_the_panel_promotes_with_the_engines_default_tolerance():
     assert float(value) == DEFAULT_TOLERANCE
     source = (folder / "DeepMedReview.py").read_text(encoding="utf-8")
     assert float(re.search(r"improveTolerance: .* = ([0-9.]+)", source).group(1)) == DEFAULT_TOLERANCE
+
+
+def test_a_multichannel_case_loads_every_channel_and_leaves_with_them(reviewFolder, scene):
+    from DeepMedReviewLib.Ranking import readRanking
+    from DeepMedReviewLib.ReviewLogic import ReviewLogic
+
+    manifestPath = reviewFolder.parent / "dataset.json"
+    flair = syntheticImage(syntheticArrays(6)[0], origin=(-12.0, 20.0, 5.0))  # a channel on its own grid
+    sitk.WriteImage(flair, str(reviewFolder.parent / "u1_flair.nii.gz"))
+    manifest = json.loads(manifestPath.read_text())
+    manifest["channel_names"] = {"0": "MR", "1": "FLAIR"}
+    manifest["training"][0]["image"] = ["t1.nii.gz", "t1.nii.gz"]
+    manifest["pool"] = [{"id": "u1", "image": ["u1.nii.gz", "u1_flair.nii.gz"]}]
+    manifestPath.write_text(json.dumps(manifest))
+    before = scene.GetNumberOfNodes()
+    loaded = ReviewLogic().loadCase(manifestPath, readRanking(reviewFolder)[0], scene, LABELS)
+    assert [node.GetName() for node in loaded.otherChannels] == ["u1 FLAIR"]
+    from DeepMedLib import SceneBridge
+
+    assert SceneBridge.imageFromVolumeNode(loaded.otherChannels[0]).GetOrigin() == pytest.approx(flair.GetOrigin())
+    ReviewLogic.removeCase(loaded)
+    assert scene.GetNumberOfNodes() == before

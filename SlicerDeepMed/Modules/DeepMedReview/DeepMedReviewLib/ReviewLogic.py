@@ -14,7 +14,7 @@ checked against it, never resampled).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,11 @@ class LoadedCase:
     uncertainty: object | None    # vtkMRMLScalarVolumeNode or None
     proposed: np.ndarray          # the predicted label array (K, J, I), to tell whether it was corrected
     nameToValue: dict             # segment name -> label value (the model card's labels)
+    otherChannels: list = field(default_factory=list)  # the case's other channels, each on its own file's grid
+
+    @property
+    def nodes(self) -> list:
+        return [self.segmentation, self.uncertainty, self.volume, *self.otherChannels]
 
     def correctedByHand(self) -> bool:
         """Whether the segmentation now differs from the model's prediction."""
@@ -131,16 +136,18 @@ class ReviewLogic:
 
     # ---- load, correct, accept -----------------------------------------------------------------------
     def loadCase(self, manifest, ranked: RankedCase, scene, labels: list[dict] | None = None) -> LoadedCase:
-        """The case's image (first channel), its prediction as a segmentation named and coloured as the model's
-        card says (``labels``: ``[{value, name, color}]``; default: the ranking's model), and its uncertainty map
-        as a coloured volume, all on the image's grid."""
-        case = Dataset.load(manifest).case(ranked.case)
+        """The case's image (its first channel is the grid; other channels are loaded to look at), its prediction
+        as a segmentation named and coloured as the model's card says (``labels``: ``[{value, name, color}]``;
+        default: the ranking's model), and its uncertainty map as a coloured volume, all on the image's grid."""
+        dataset = Dataset.load(manifest)
+        case = dataset.case(ranked.case)
         if labels is None:
             labels = ModelLibrary.findModel(ranked.proposedBy or ranked.model).card.label_dicts()
         labels = [label for label in labels if int(label["value"]) != 0]
         image = sitk.ReadImage(str(case.images[0]))
         volume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", scene.GenerateUniqueName(ranked.case))
         segmentation = uncertainty = None
+        otherChannels = []
         try:
             SceneBridge.updateVolumeNodeFromImage(volume, image)
             volume.CreateDefaultDisplayNodes()
@@ -154,15 +161,23 @@ class ReviewLogic:
                 uncertainty = SceneBridge.addScalarVolumeFromImage(uncertaintyImage, volume,
                                                                    f"{ranked.case} uncertainty")
                 self._colourOverlay(uncertainty)
+            for index, path in enumerate(case.images[1:], start=1):  # to look at while correcting
+                name = dataset.channel_names.get(str(index), f"channel {index}")
+                channel = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode",
+                                                  scene.GenerateUniqueName(f"{ranked.case} {name}"))
+                otherChannels.append(channel)
+                SceneBridge.updateVolumeNodeFromImage(channel, sitk.ReadImage(str(path)))
+                channel.CreateDefaultDisplayNodes()
+                SceneBridge.setRobustWindowLevel(channel)
         except Exception:
-            for node in (uncertainty, segmentation, volume):
+            for node in (uncertainty, segmentation, volume, *otherChannels):
                 if node is not None:
                     scene.RemoveNode(node)
             raise
         self._show(volume, uncertainty)
         return LoadedCase(ranked, volume, segmentation, uncertainty,
                           sitk.GetArrayFromImage(prediction).astype(np.uint16),
-                          {label["name"]: int(label["value"]) for label in labels})
+                          {label["name"]: int(label["value"]) for label in labels}, otherChannels)
 
     def accept(self, manifest, loaded: LoadedCase, note: str = "") -> Path:
         """Save the (corrected) segmentation as the case's label in the dataset (atomic; an earlier label is kept)
@@ -179,7 +194,7 @@ class ReviewLogic:
     @staticmethod
     def removeCase(loaded: LoadedCase) -> None:
         """Take a reviewed case's nodes out of the scene (the next case replaces it)."""
-        for node in (loaded.segmentation, loaded.uncertainty, loaded.volume):
+        for node in loaded.nodes:
             if node is not None and node.GetScene() is not None:
                 node.GetScene().RemoveNode(node)
 

@@ -10,6 +10,7 @@ import slicer
 from slicer.i18n import tr as _
 
 from deepmed.data.manifest import Dataset
+from deepmed.errors import DeepMedError
 from DeepMedLib import DatasetSelection, ModelLibrary
 from DeepMedLib.PanelHelpers import pollTimer, setBusy
 from DeepMedReviewLib.Ranking import ACCEPTED, PENDING, SKIPPED
@@ -244,7 +245,7 @@ class ReviewPanel:
             return
         try:
             with slicer.util.tryWithErrorDisplay(_("Could not load the case."), waitCursor=True):
-                labels = self.currentModel().card.label_dicts() if self.currentModel() is not None else None
+                labels = self.labelsOf(ranked)
                 if self.loaded is not None:
                     self.logic.removeCase(self.loaded)
                     self.loaded = None
@@ -256,6 +257,15 @@ class ReviewPanel:
                     segmentation=self.loaded.segmentation.GetName())
         finally:
             self.updateButtons()
+
+    def labelsOf(self, ranked):
+        """The segment names and colours of the model that made the prediction (the ranking says which), else of
+        the chosen model."""
+        try:
+            return ModelLibrary.findModel(ranked.proposedBy).card.label_dicts()
+        except (ValueError, DeepMedError):  # no longer in the library
+            model = self.currentModel()
+            return model.card.label_dicts() if model is not None else []
 
     def setStatus(self, case: str, status: str) -> None:
         self.statuses[case] = status
@@ -272,15 +282,17 @@ class ReviewPanel:
 
     def onAccept(self):
         loaded = self.loaded
-        with slicer.util.tryWithErrorDisplay(_("Could not save the label."), waitCursor=True):
-            corrected = loaded.correctedByHand()
-            path = self.logic.accept(self.manifestPath(), loaded)
-            self.setStatus(loaded.ranked.case, ACCEPTED)
-            self.ui.statusLabel.text = _("Accepted {case} ({how}): {path}").format(
-                case=loaded.ranked.case, path=path,
-                how=_("corrected by hand") if corrected else _("as proposed"))
-            self.selectNextPending()
-        self.updateButtons()
+        try:
+            with slicer.util.tryWithErrorDisplay(_("Could not save the label."), waitCursor=True):
+                corrected = loaded.correctedByHand()
+                path = self.logic.accept(self.manifestPath(), loaded)
+                self.setStatus(loaded.ranked.case, ACCEPTED)
+                self.ui.statusLabel.text = _("Accepted {case} ({how}): {path}").format(
+                    case=loaded.ranked.case, path=path,
+                    how=_("corrected by hand") if corrected else _("as proposed"))
+                self.selectNextPending()
+        finally:
+            self.updateButtons()
 
     def onSkip(self):
         if self.loaded is not None:

@@ -156,15 +156,19 @@ class DenseApplication(TrainableApplication):
         return {"loss": float(loss.detach().item())}
 
     def validate_case(self, parts, item, plan, fitted, device):
-        section = DensePlanSection.of(plan)
-        inference = section.inference
-        activation = predict_volume(parts.network(), torch.from_numpy(item["image"])[None],
-                                    list(reversed(section.patch_size)), activation=self.activation,
-                                    overlap=inference.get("overlap", 0.5),
-                                    sw_batch_size=inference.get("sw_batch_size", 2), precision="float32",
-                                    device=device)
+        activation = self.predict_working_grid(parts.network(), item, plan, device, self.activation)
         target = torch.from_numpy(np.asarray(item["label"]))[None]
         return self.validation_metrics(activation, target, fitted["target_stats"], fitted["labels"])
+
+    @staticmethod
+    def predict_working_grid(network, item: dict, plan, device, activation) -> torch.Tensor:
+        """``activation`` of ``network``'s output (1, C, Z, Y, X) over a prepared case's working-grid image, by
+        the plan's sliding window in float32."""
+        section = DensePlanSection.of(plan)
+        inference = section.inference
+        return predict_volume(network, torch.from_numpy(item["image"])[None], list(reversed(section.patch_size)),
+                              activation=activation, overlap=inference.get("overlap", 0.5),
+                              sw_batch_size=inference.get("sw_batch_size", 2), precision="float32", device=device)
 
     # ---- the card and inference ------------------------------------------------------------------------
     def card_fields(self, plan, fitted, dataset, config):
@@ -203,7 +207,7 @@ class DenseApplication(TrainableApplication):
         if xyz:
             permuted = {id(t): t.permute(0, 1, 4, 3, 2).contiguous() for t in images}
             images, patch = [permuted[id(t)] for t in images], list(card.patch_size)
-        activation = predict_ensemble([member["model"] for member in members], images, patch,
+        activation = predict_ensemble(self.member_networks(members, card, options.get("folds")), images, patch,
                                       activation=self.activation, out_channels=card.network.args["out_channels"],
                                       overlap=option("overlap", 0.5), sw_batch_size=settings.get("sw_batch_size", 2),
                                       tta_flips=option("tta_flips", False), precision=option("precision", "auto"),
@@ -251,6 +255,11 @@ class DenseApplication(TrainableApplication):
         if chosen is not None:
             return list(chosen) or None
         return every if card.inference.get("keep_largest", False) else None
+
+    def member_networks(self, members: list[dict], card: ModelCard, folds: list[int] | None) -> list:
+        """The networks the sliding window runs, one per ensemble member (segmentation: with the card's
+        temperature scaling)."""
+        return [member["model"] for member in members]
 
     def add_probabilities(self, result: Prediction, channels, reference: sitk.Image) -> None:
         """Optional per-class outputs (segmentation: probabilities and their entropy)."""

@@ -12,6 +12,7 @@ from deepmed.errors import DeepMedError
 from deepmed.losses.registry import VOXEL_LABEL_LOSSES, allow_for
 from deepmed.planning.dense import label_sampling
 from deepmed.volume_inference.ongrid import image_like, running_argmax
+from deepmed.volume_inference.temperature import TemperatureScaled
 
 
 def label_values(labels: dict[str, int]) -> list[int]:
@@ -30,6 +31,7 @@ class SegmentationApplication(DenseApplication):
     key_metric = "mean_dice"
     higher_is_better = True
     demo = "deepmed.applications.demos.segmentation:main_demo"  # make demo: MR-like organ + lesion, held-out Dice
+    calibrates = True  # the end of training fits a temperature on the validation cases (training/calibrate.py)
 
     def check_dataset(self, dataset):
         if not dataset.labels:
@@ -64,6 +66,21 @@ class SegmentationApplication(DenseApplication):
         for value, index in lut.items():
             out[target == value] = index
         return out
+
+    def member_networks(self, members, card, folds):
+        """Each member's logits divided by its temperature (the card's ``calibration``; an ensemble: each
+        fold's own) before the softmax: calibrated probabilities and entropy; a model without one as trained."""
+        networks = super().member_networks(members, card, folds)
+        if card.calibration is None:
+            return networks
+        return [TemperatureScaled(network, card.calibration.temperature_of(fold))
+                for network, fold in zip(networks, folds or [None] * len(networks))]
+
+    def validation_logits(self, network, item, plan, device) -> tuple[torch.Tensor, np.ndarray]:
+        """Logits (C, Z, Y, X) of a prepared validation case on the working grid and its class indices (Z, Y, X),
+        for the temperature fit."""
+        logits = self.predict_working_grid(network, item, plan, device, lambda output: output.float())
+        return logits[0], np.asarray(item["label"])[0]
 
     def activation(self, logits):
         return torch.softmax(logits.float(), dim=1)

@@ -24,6 +24,7 @@ from deepmed.model.weights import split_networks
 from deepmed.planning.plan import PLAN_FILE, Plan
 from deepmed.planning.settings import TrainingSettings
 from deepmed.progress import make_reporter
+from deepmed.training.calibrate import calibrate_model
 from deepmed.training.checkpoint import find_checkpoint, load_checkpoint
 from deepmed.training.clock import Clock
 from deepmed.training.config import dump_config
@@ -172,7 +173,16 @@ def _run(request: TrainRequest, prepared: PreparedRun, context: RunContext) -> P
         if state.epoch % 10 == 0 or trainer.stop.requested:
             write_curves(out, state.history, application.metric_names(), application.key_metric)
 
+    def before_finished(state: TrainState) -> dict:
+        calibration = calibrate_model(application, parts, data, plan, out, context.device)
+        if calibration is None:
+            return {}
+        card["calibration"] = calibration.to_dict()
+        write_card(out, card)
+        return {"calibration": calibration.to_dict()}
+
     trainer.after_epoch_written = after_epoch
+    trainer.before_finished = before_finished
     state = trainer.fit(resume_state)
     if context.is_main:
         write_curves(out, state.history, application.metric_names(), application.key_metric)

@@ -186,3 +186,51 @@ def test_training_calibrates_and_the_predictor_applies_it(tmp_path):
     (model_dir / "model_card.json").write_text(json.dumps(document))
     uncalibrated = Predictor(model_dir, "cpu").predict(image, probabilities=True)
     assert np.array_equal(sitk.GetArrayFromImage(uncalibrated.probabilities), p_plain)
+
+
+def write_probability_case(folder, temperature_card: float | None = None):
+    """Reference: class 1 in half of a 4x4x4 volume; probabilities: 0.8 for class 1 everywhere (ECE 0.3)."""
+    from conftest import make_image
+
+    for name in ("ref", "pred", "prob"):
+        (folder / name).mkdir(parents=True)
+    image = make_image(shape_zyx=(4, 4, 4))
+    reference = np.zeros((4, 4, 4), np.uint8)
+    reference[:2] = 1
+    for name, array in (("ref", reference), ("pred", np.ones_like(reference))):
+        label = sitk.GetImageFromArray(array)
+        label.CopyInformation(image)
+        sitk.WriteImage(label, str(folder / name / "c0.nii.gz"))
+    probabilities = sitk.GetImageFromArray(np.stack([np.full((4, 4, 4), 0.2, np.float32),
+                                                     np.full((4, 4, 4), 0.8, np.float32)], axis=-1), isVector=True)
+    probabilities.CopyInformation(image)
+    sitk.WriteImage(probabilities, str(folder / "prob" / "c0.nii.gz"))
+    model = folder / "model"
+    model.mkdir()
+    card = {"format": "deepmed-model/1", "application": "segmentation",
+            "inputs": [{"name": "MR", "normalization": "zscore_foreground"}],
+            "labels": [{"value": 0, "name": "background"}, {"value": 1, "name": "box"}]}
+    if temperature_card is not None:
+        card["calibration"] = {"method": "temperature", "temperature": temperature_card}
+    (model / "model_card.json").write_text(json.dumps(card))
+    return model
+
+
+def test_evaluate_prints_the_ece_of_probability_maps_before_and_after(tmp_path, capsys):
+    from deepmed.cli.main import main
+
+    model = write_probability_case(tmp_path, temperature_card=2.0)
+    base = ["evaluate", "-r", str(tmp_path / "ref"), "-p", str(tmp_path / "pred"), "--no-distances",
+            "--probabilities", str(tmp_path / "prob")]
+    assert main(base + ["--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["ece"] == pytest.approx(0.3) and rows[0]["voxels"] == 64 and "ece_uncalibrated" not in rows[0]
+    assert main(base + ["--json", "--model", str(model)]) == 0
+    # before scaling: softmax(2 * log p) = (0.04, 0.64) / 0.68: confidence 0.941, accuracy 0.5
+    assert json.loads(capsys.readouterr().out)[0]["ece_uncalibrated"] == pytest.approx(0.64 / 0.68 - 0.5)
+    assert main(base + ["--model", str(model)]) == 0
+    printed = capsys.readouterr().out
+    assert "ECE 0.4412 -> after 0.3000" in printed and "T = 2" in printed
+    (tmp_path / "prob" / "c0.nii.gz").rename(tmp_path / "prob" / "other.nii.gz")
+    assert main(base) == 2
+    assert "c0" in capsys.readouterr().err

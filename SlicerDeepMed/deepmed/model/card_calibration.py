@@ -13,6 +13,7 @@ Importing this module never imports torch.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 
 #: what ``ece.evaluated_on`` says: the cases the ECE before/after was measured on
@@ -92,3 +93,23 @@ class Calibration:
             text += (f"; ECE ({self.ece.bins} bins, {self.voxels.replace('_', ' ')} voxels) {self.ece.before:.4f} "
                      f"-> {self.ece.after:.4f} ({self.ece.evaluated_on.replace('_', ' ')})")
         return text
+
+
+def ensemble_calibration(per_fold: dict[int, Calibration | None]) -> Calibration | None:
+    """An ensemble's calibration from its folds': each fold keeps its own temperature (``fold_temperatures``),
+    ``temperature`` is their geometric mean, the ECE their voxel-weighted mean (``folds_mean``). None when a
+    fold has none (every fold then runs as trained)."""
+    if not per_fold or any(c is None for c in per_fold.values()):
+        return None
+    folds = list(per_fold.values())
+    weights = [float(c.samples or 1) for c in folds]
+    ece = None
+    if all(c.ece is not None for c in folds):
+        mean = lambda key: sum(w * getattr(c.ece, key) for w, c in zip(weights, folds)) / sum(weights)  # noqa: E731
+        ece = CalibrationError(before=round(mean("before"), 6), after=round(mean("after"), 6), bins=folds[0].ece.bins,
+                               evaluated_on="folds_mean")
+    temperature = math.exp(sum(math.log(c.temperature) for c in folds) / len(folds))
+    return Calibration(temperature=round(temperature, 6),
+                       fold_temperatures={str(fold): c.temperature for fold, c in per_fold.items()},
+                       fitted_on=tuple(case for c in folds for case in c.fitted_on), voxels=folds[0].voxels,
+                       band=folds[0].band, samples=sum(c.samples or 0 for c in folds), ece=ece)

@@ -25,7 +25,6 @@ from deepmed.evaluation.calibration import (
 from deepmed.model.card import ModelCard
 from deepmed.model.card_calibration import Calibration
 from deepmed.training.calibrate import CaseLogits, fit_calibration, sampled_logits
-from deepmed.volume_inference.temperature import TemperatureScaled
 
 
 def test_ece_of_hand_made_confidences():
@@ -128,7 +127,8 @@ def test_card_calibration_round_trips_and_is_typed():
                                "ece": {"bins": 15, "before": 0.2, "after": 0.05, "evaluated_on": "fitted_cases"}}
     card = ModelCard.from_dict(document)
     assert card.to_dict() == document and list(card.to_dict()) == list(document)
-    assert card.calibration.temperature_of(0) == 1.5 and card.calibration.temperature_of(1) == 1.7
+    assert card.calibration.temperature_for([0]) == 1.5 and card.calibration.temperature_for([1]) == 1.7
+    assert card.calibration.temperature_for([0, 1]) == 1.7 and card.calibration.temperature_for(None) == 1.7
     assert card.calibration.ece.after == 0.05 and "0.2000 -> 0.0500" in card.calibration.summary()
     changed = card.with_values(calibration=Calibration(temperature=2.0, fitted_on=("c2",)))
     assert changed.to_dict()["calibration"]["temperature"] == 2.0 and card.calibration.temperature == 1.7
@@ -142,16 +142,22 @@ def test_card_calibration_round_trips_and_is_typed():
             ModelCard.from_dict({**document, "calibration": bad}, "card.json")
 
 
-def test_temperature_scaling_keeps_the_argmax():
-    network = torch.nn.Conv3d(1, 4, 3, padding=1)
-    image = torch.randn(1, 1, 5, 6, 7)
-    with torch.no_grad():
-        plain, scaled = network(image), TemperatureScaled(network, 2.5)(image)
-        heads = TemperatureScaled(lambda x: [x, 2 * x], 2.0).forward(image)
-    assert torch.allclose(scaled * 2.5, plain, atol=1e-6) and torch.equal(scaled.argmax(1), plain.argmax(1))
-    assert torch.equal(heads[1], image) and isinstance(heads, list)
-    with pytest.raises(ValueError, match="temperature"):
-        TemperatureScaled(network, 0.0)
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.5])
+def test_probabilities_with_a_temperature_are_the_softmax_of_scaled_logits(temperature):
+    from conftest import make_image
+
+    from deepmed.applications import get_application
+    from deepmed.applications.base import Prediction
+
+    logits = 4.0 * torch.randn(3, 4, 5, 6, generator=torch.Generator().manual_seed(0))
+    plain = torch.softmax(logits, dim=0).numpy()
+    reference = make_image(shape_zyx=(4, 5, 6))
+    result = Prediction(reference)
+    get_application("segmentation").add_probabilities(result, lambda: iter(plain), reference, temperature)
+    probabilities = np.moveaxis(sitk.GetArrayFromImage(result.probabilities), -1, 0)
+    np.testing.assert_allclose(probabilities, torch.softmax(logits / temperature, dim=0).numpy(), atol=1e-5)
+    entropy = sitk.GetArrayFromImage(result.uncertainty)
+    assert entropy.min() >= 0 and entropy.max() <= 1.0001
 
 
 @pytest.mark.slow
@@ -173,19 +179,26 @@ def test_training_calibrates_and_the_predictor_applies_it(tmp_path):
     assert events[-1]["event"] == "finished" and events[-1]["calibration"] == calibration.to_dict()
 
     image = sitk.ReadImage(str(manifest.parent / "c0.nii.gz"))
-    calibrated = Predictor(model_dir, "cpu").predict(image, probabilities=True)
-    document = json.loads((model_dir / "model_card.json").read_text())
-    document["calibration"]["temperature"] = 1.0  # T = 1: the model as trained
-    (model_dir / "model_card.json").write_text(json.dumps(document))
-    plain = Predictor(model_dir, "cpu").predict(image, probabilities=True)
-    assert np.array_equal(sitk.GetArrayFromImage(calibrated.output), sitk.GetArrayFromImage(plain.output))
-    p_cal, p_plain = (sitk.GetArrayFromImage(r.probabilities) for r in (calibrated, plain))
-    np.testing.assert_allclose(p_cal.sum(-1), 1.0, atol=1e-4)
-    assert (np.abs(p_cal - p_plain).max() > 1e-3) == (abs(calibration.temperature - 1) > 0.05)
-    del document["calibration"]  # no calibration: exactly the T = 1 model
-    (model_dir / "model_card.json").write_text(json.dumps(document))
-    uncalibrated = Predictor(model_dir, "cpu").predict(image, probabilities=True)
-    assert np.array_equal(sitk.GetArrayFromImage(uncalibrated.probabilities), p_plain)
+    card_path = model_dir / "model_card.json"
+    document = json.loads(card_path.read_text())
+
+    def predict_with(temperature):
+        if temperature is None:
+            document.pop("calibration", None)
+        else:
+            document["calibration"] = {**calibration.to_dict(), "temperature": temperature}
+        card_path.write_text(json.dumps(document))
+        result = Predictor(model_dir, "cpu").predict(image, probabilities=True)
+        return sitk.GetArrayFromImage(result.output), sitk.GetArrayFromImage(result.probabilities)
+
+    labels_fitted, _ = predict_with(calibration.temperature)
+    labels_plain, p_plain = predict_with(1.0)
+    labels_soft, p_soft = predict_with(3.0)
+    labels_none, p_none = predict_with(None)
+    assert np.array_equal(labels_fitted, labels_plain) and np.array_equal(labels_soft, labels_plain)
+    np.testing.assert_allclose(p_soft.sum(-1), 1.0, atol=1e-4)
+    assert p_soft.max(-1).mean() < p_plain.max(-1).mean() - 0.01  # T = 3: less confident, same argmax
+    assert np.array_equal(labels_none, labels_plain) and np.array_equal(p_none, p_plain)  # no calibration: T = 1
 
 
 def write_probability_case(folder, temperature_card: float | None = None):

@@ -207,7 +207,7 @@ class DenseApplication(TrainableApplication):
         if xyz:
             permuted = {id(t): t.permute(0, 1, 4, 3, 2).contiguous() for t in images}
             images, patch = [permuted[id(t)] for t in images], list(card.patch_size)
-        activation = predict_ensemble(self.member_networks(members, card, options.get("folds")), images, patch,
+        activation = predict_ensemble([member["model"] for member in members], images, patch,
                                       activation=self.activation, out_channels=card.network.args["out_channels"],
                                       overlap=option("overlap", 0.5), sw_batch_size=settings.get("sw_batch_size", 2),
                                       tta_flips=option("tta_flips", False), precision=option("precision", "auto"),
@@ -224,7 +224,9 @@ class DenseApplication(TrainableApplication):
             output_array = keep_largest_component(output_array, keep)
         result = Prediction(image_like(output_array, reference))
         if options.get("probabilities"):
-            self.add_probabilities(result, channels, reference)
+            calibration = card.calibration
+            self.add_probabilities(result, channels, reference,
+                                   1.0 if calibration is None else calibration.temperature_for(options.get("folds")))
         return result
 
     @staticmethod
@@ -256,13 +258,9 @@ class DenseApplication(TrainableApplication):
             return list(chosen) or None
         return every if card.inference.get("keep_largest", False) else None
 
-    def member_networks(self, members: list[dict], card: ModelCard, folds: list[int] | None) -> list:
-        """The networks the sliding window runs, one per ensemble member (segmentation: with the card's
-        temperature scaling)."""
-        return [member["model"] for member in members]
-
-    def add_probabilities(self, result: Prediction, channels, reference: sitk.Image) -> None:
-        """Optional per-class outputs (segmentation: probabilities and their entropy)."""
+    def add_probabilities(self, result: Prediction, channels, reference: sitk.Image, temperature: float = 1.0) -> None:
+        """Optional per-class outputs (segmentation: probabilities and their entropy), with the card's temperature
+        (calibration; 1.0: as trained)."""
 
     def write_prediction(self, prediction, path):
         return write_image(prediction.output, Path(path), label=self.discrete_target)

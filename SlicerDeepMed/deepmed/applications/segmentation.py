@@ -12,7 +12,6 @@ from deepmed.errors import DeepMedError
 from deepmed.losses.registry import VOXEL_LABEL_LOSSES, allow_for
 from deepmed.planning.dense import label_sampling
 from deepmed.volume_inference.ongrid import image_like, running_argmax
-from deepmed.volume_inference.temperature import TemperatureScaled
 
 
 def label_values(labels: dict[str, int]) -> list[int]:
@@ -67,15 +66,6 @@ class SegmentationApplication(DenseApplication):
             out[target == value] = index
         return out
 
-    def member_networks(self, members, card, folds):
-        """Each member's logits divided by its temperature (the card's ``calibration``; an ensemble: each
-        fold's own) before the softmax: calibrated probabilities and entropy; a model without one as trained."""
-        networks = super().member_networks(members, card, folds)
-        if card.calibration is None:
-            return networks
-        return [TemperatureScaled(network, card.calibration.temperature_of(fold))
-                for network, fold in zip(networks, folds or [None] * len(networks))]
-
     def validation_logits(self, network, item, plan, device) -> tuple[torch.Tensor, np.ndarray]:
         """Logits (C, Z, Y, X) of a prepared validation case on the working grid and its class indices (Z, Y, X),
         for the temperature fit."""
@@ -91,16 +81,19 @@ class SegmentationApplication(DenseApplication):
         index, _ = running_argmax(channels())
         return values.astype(np.uint16 if values.max() > 255 else np.uint8)[index]
 
-    def add_probabilities(self, result, channels, reference):
-        """Probabilities (normalised to sum 1, a vector image) and their normalised entropy in [0, 1]."""
+    def add_probabilities(self, result, channels, reference, temperature=1.0):
+        """Probabilities (normalised to sum 1, a vector image) and their normalised entropy in [0, 1]; with a
+        temperature T (the card's calibration) p ** (1 / T), normalised: the softmax of the logits divided by T
+        (for an ensemble or flips: of the averaged probabilities). Labels are made without it: never changed."""
+        scaled = (lambda p: p) if temperature == 1.0 else (lambda p: np.power(p, 1.0 / temperature))
         total = None
         for values in channels():
-            clipped = np.clip(values, 0, 1)
+            clipped = scaled(np.clip(values, 0, 1))
             total = clipped.copy() if total is None else total + clipped
         np.maximum(total, 1e-8, out=total)
         probabilities, entropy = [], np.zeros(total.shape, dtype=np.float32)
         for values in channels():
-            p = np.clip(values, 0, 1) / total
+            p = scaled(np.clip(values, 0, 1)) / total
             probabilities.append(p.astype(np.float32))
             entropy -= p * np.log(np.clip(p, 1e-8, 1))
         entropy /= np.log(max(len(probabilities), 2))

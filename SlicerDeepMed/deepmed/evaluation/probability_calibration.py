@@ -5,8 +5,8 @@ predicted foreground dilated by 3 voxels, here on the reference's grid).
 Probability maps are ``deepmed infer --probabilities`` vector images (one component per class, in the order of
 the label values, background first), matched to references by case id. Given the model that wrote them
 (``--model``) with a temperature in its card, the probabilities before temperature scaling are recovered as
-softmax(T * log p) (exact for a single model without flips; for an ensemble or with ``--tta``, whose
-probabilities were averaged after each softmax, an approximation), so that the ECE is printed before and after.
+softmax(T * log p) (inference made them as p0 ** (1 / T), normalised: the inverse, up to probabilities below
+1e-12), so that the ECE is printed before and after.
 Bins are accumulated case by case: memory holds one case at a time.
 """
 

@@ -5,8 +5,9 @@ softmax (temperature scaling), what it was fitted on, and the expected calibrati
                     "voxels": "foreground_band", "band": 3, "samples": 40000,
                     "ece": {"bins": 15, "before": 0.12, "after": 0.04, "evaluated_on": "leave_one_case_out"}}
 
-An ensemble's card also holds ``fold_temperatures`` (fold -> T): each fold's logits are divided by its own T
-(fitted on its out-of-fold validation cases) before its softmax, and the folds' probabilities are averaged.
+An ensemble's card also holds ``fold_temperatures`` (fold -> T, each fitted on that fold's own validation cases):
+one fold run alone uses its own T; the ensemble applies ``temperature`` (their geometric mean) to the averaged
+probabilities.
 Importing this module never imports torch.
 """
 
@@ -80,10 +81,10 @@ class Calibration:
             document["ece"] = self.ece.to_dict()
         return document
 
-    def temperature_of(self, fold: int | None = None) -> float:
-        """The temperature a member's logits are divided by: its fold's in an ensemble, else the model's."""
-        if fold is not None and str(fold) in self.fold_temperatures:
-            return self.fold_temperatures[str(fold)]
+    def temperature_for(self, folds: list[int] | None = None) -> float:
+        """The temperature for the members run: one fold of an ensemble alone has its own, else the model's."""
+        if folds is not None and len(folds) == 1 and str(folds[0]) in self.fold_temperatures:
+            return self.fold_temperatures[str(folds[0])]
         return self.temperature
 
     def summary(self) -> str:
@@ -96,9 +97,9 @@ class Calibration:
 
 
 def ensemble_calibration(per_fold: dict[int, Calibration | None]) -> Calibration | None:
-    """An ensemble's calibration from its folds': each fold keeps its own temperature (``fold_temperatures``),
-    ``temperature`` is their geometric mean, the ECE their voxel-weighted mean (``folds_mean``). None when a
-    fold has none (every fold then runs as trained)."""
+    """An ensemble's calibration from its folds': each fold keeps its own temperature (``fold_temperatures``,
+    used when it runs alone), ``temperature`` (for the averaged probabilities) is their geometric mean, the ECE
+    their voxel-weighted mean (``folds_mean``). None when a fold has none (the ensemble then runs as trained)."""
     if not per_fold or any(c is None for c in per_fold.values()):
         return None
     folds = list(per_fold.values())

@@ -80,10 +80,15 @@ def fit_calibration(cases: list[CaseLogits], band: int = BAND_VOXELS) -> Calibra
                        samples=int(labels.numel()), ece=ece)
 
 
+def will_calibrate(application, data) -> bool:
+    """Whether the end of this training fits a temperature: a softmax application with validation cases."""
+    return bool(getattr(application, "calibrates", False) and data.val)
+
+
 def calibrate_model(application, parts, data, plan, model_dir, device: torch.device) -> Calibration | None:
     """The calibration of a finished training's best weights (``model_dir/model.safetensors``) on its validation
     cases; None for applications without softmax outputs, runs without validation cases or weights."""
-    if not getattr(application, "calibrates", False) or not data.val or not (model_dir / WEIGHTS).is_file():
+    if not will_calibrate(application, data) or not (model_dir / WEIGHTS).is_file():
         return None
     network = copy.deepcopy(parts.network("model"))
     network.load_state_dict(split_networks(load_weights(model_dir / WEIGHTS), list(application.inference_networks))

@@ -24,7 +24,7 @@ from deepmed.model.weights import split_networks
 from deepmed.planning.plan import PLAN_FILE, Plan
 from deepmed.planning.settings import TrainingSettings
 from deepmed.progress import make_reporter
-from deepmed.training.calibrate import calibrate_model
+from deepmed.training.calibrate import calibrate_model, will_calibrate
 from deepmed.training.checkpoint import find_checkpoint, load_checkpoint
 from deepmed.training.clock import Clock
 from deepmed.training.config import dump_config
@@ -157,6 +157,7 @@ def _run(request: TrainRequest, prepared: PreparedRun, context: RunContext) -> P
         write_card(out, card)
     seconds_before = 0.0 if (extend or resume_state is None) else resume_state["trainer"].get("seconds", 0.0)
     clock = Clock(request.started_at, plan.schedule.time_limit_s, budget_before=seconds_before)
+    clock.passes_at_end += int(will_calibrate(application, data))  # the calibration: about one validation
     trainer = Trainer(app=application, parts=parts, data=data, transform=application.training_transform(plan, cfg),
                       plan=plan, config=cfg, device=context.device, reporter=reporter, model_dir=out,
                       dist=context.dist, clock=clock, extend=extend, stop_file=request.stop_file)

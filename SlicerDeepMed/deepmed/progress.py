@@ -13,7 +13,8 @@ each with ``"event"`` and ``"time"`` (Unix seconds):
 * ``validation`` - ``epoch``, ``metrics`` (name -> value), ``key_metric``, ``best``
 * ``checkpoint`` - ``epoch``, ``kind`` (``last`` / ``best``), ``path``
 * ``finished``   - ``model_dir``, ``epochs``, ``best_metric``, ``best_epoch``, ``seconds``, ``ended_by``
-  (``epochs`` or ``time``)
+  (``epochs`` or ``time``); a segmentation with validation cases also ``calibration`` (the card's section:
+  ``temperature`` and ``ece`` ``before`` / ``after`` on held-out cases)
 * ``stopped``    - ``epoch``, ``iteration``, ``checkpoint``: stopped on request, checkpoint written
 * ``error``      - ``message``
 * ``inference``  - ``case``, ``index``, ``total``, ``output``, ``seconds``; ``skipped`` (the reason, and
@@ -140,6 +141,10 @@ class TqdmReporter(Reporter):
             self.postfix[fields["key_metric"]] = f"{fields['metrics'][fields['key_metric']]:.4f}"
         elif event in ("finished", "stopped", "error"):
             self.close()
+            if event == "finished" and fields.get("calibration"):
+                from deepmed.model.card_calibration import Calibration
+
+                print(f"calibration: {Calibration.from_dict(fields['calibration']).summary()}", file=sys.stderr)
             if event == "stopped":
                 print(f"stopped at epoch {fields['epoch'] + 1}; checkpoint {fields['checkpoint']}", file=sys.stderr)
         elif event == "inference":

@@ -71,6 +71,12 @@ def test_three_folds_give_an_out_of_fold_report_and_an_ensemble(cross_validated)
     assert card["folds"] == [0, 1, 2] and set(card["fold_inputs"]) == {"0", "1", "2"}
     assert set(card["cross_validation"]["out_of_fold"]) == {"box", "core"}
     assert "keep_largest" in card["postprocessing"]
+    fold_cards = [json.loads((model / f"fold_{k}" / "model_card.json").read_text()) for k in range(3)]
+    temperatures = {str(k): c["calibration"]["temperature"] for k, c in enumerate(fold_cards)}  # each fold's own
+    calibration = card["calibration"]
+    assert calibration["fold_temperatures"] == temperatures and calibration["ece"]["evaluated_on"] == "folds_mean"
+    geometric_mean = np.exp(np.mean(np.log(list(temperatures.values()))))
+    assert calibration["temperature"] == pytest.approx(geometric_mean, rel=1e-4)
     plans = [json.loads((model / f"fold_{k}" / "plan.json").read_text()) for k in range(3)]
     assert len({json.dumps([p["spacing"], p["patch_size"]]) for p in plans}) == 1  # one shared plan
 

@@ -156,15 +156,19 @@ class DenseApplication(TrainableApplication):
         return {"loss": float(loss.detach().item())}
 
     def validate_case(self, parts, item, plan, fitted, device):
-        section = DensePlanSection.of(plan)
-        inference = section.inference
-        activation = predict_volume(parts.network(), torch.from_numpy(item["image"])[None],
-                                    list(reversed(section.patch_size)), activation=self.activation,
-                                    overlap=inference.get("overlap", 0.5),
-                                    sw_batch_size=inference.get("sw_batch_size", 2), precision="float32",
-                                    device=device)
+        activation = self.predict_working_grid(parts.network(), item, plan, device, self.activation)
         target = torch.from_numpy(np.asarray(item["label"]))[None]
         return self.validation_metrics(activation, target, fitted["target_stats"], fitted["labels"])
+
+    @staticmethod
+    def predict_working_grid(network, item: dict, plan, device, activation) -> torch.Tensor:
+        """``activation`` of ``network``'s output (1, C, Z, Y, X) over a prepared case's working-grid image, by
+        the plan's sliding window in float32."""
+        section = DensePlanSection.of(plan)
+        inference = section.inference
+        return predict_volume(network, torch.from_numpy(item["image"])[None], list(reversed(section.patch_size)),
+                              activation=activation, overlap=inference.get("overlap", 0.5),
+                              sw_batch_size=inference.get("sw_batch_size", 2), precision="float32", device=device)
 
     # ---- the card and inference ------------------------------------------------------------------------
     def card_fields(self, plan, fitted, dataset, config):
@@ -223,7 +227,10 @@ class DenseApplication(TrainableApplication):
             output_array = keep_largest_component(output_array, keep)
         result = Prediction(image_like(output_array, reference))
         if wants_maps:
-            self.add_probabilities(result, channels, reference, vector=bool(options.get("probabilities")))
+            calibration = card.calibration
+            self.add_probabilities(result, channels, reference, vector=bool(options.get("probabilities")),
+                                   temperature=1.0 if calibration is None else
+                                   calibration.temperature_for(options.get("folds")))
         if member_labels:  # a fold ensemble: how much its folds disagree (deepmed.evaluation.uncertainty)
             from deepmed.evaluation.uncertainty import fold_disagreement
 
@@ -259,8 +266,10 @@ class DenseApplication(TrainableApplication):
             return list(chosen) or None
         return every if card.inference.get("keep_largest", False) else None
 
-    def add_probabilities(self, result: Prediction, channels, reference: sitk.Image, vector: bool = True) -> None:
-        """Optional per-class outputs (segmentation: their entropy, and with ``vector`` the probabilities)."""
+    def add_probabilities(self, result: Prediction, channels, reference: sitk.Image, vector: bool = True,
+                          temperature: float = 1.0) -> None:
+        """Optional per-class outputs (segmentation: their entropy, and with ``vector`` the probabilities), with the
+        card's temperature (calibration; 1.0: as trained)."""
 
     def write_prediction(self, prediction, path):
         return write_image(prediction.output, Path(path), label=self.discrete_target)

@@ -30,6 +30,7 @@ class SegmentationApplication(DenseApplication):
     key_metric = "mean_dice"
     higher_is_better = True
     demo = "deepmed.applications.demos.segmentation:main_demo"  # make demo: MR-like organ + lesion, held-out Dice
+    calibrates = True  # the end of training fits a temperature on the validation cases (training/calibrate.py)
 
     def check_dataset(self, dataset):
         if not dataset.labels:
@@ -65,6 +66,12 @@ class SegmentationApplication(DenseApplication):
             out[target == value] = index
         return out
 
+    def validation_logits(self, network, item, plan, device) -> tuple[torch.Tensor, np.ndarray]:
+        """Logits (C, Z, Y, X) of a prepared validation case on the working grid and its class indices (Z, Y, X),
+        for the temperature fit."""
+        logits = self.predict_working_grid(network, item, plan, device, lambda output: output.float())
+        return logits[0], np.asarray(item["label"])[0]
+
     def activation(self, logits):
         return torch.softmax(logits.float(), dim=1)
 
@@ -74,16 +81,23 @@ class SegmentationApplication(DenseApplication):
         index, _ = running_argmax(channels())
         return values.astype(np.uint16 if values.max() > 255 else np.uint8)[index]
 
-    def add_probabilities(self, result, channels, reference, vector=True):
+    def add_probabilities(self, result, channels, reference, vector=True, temperature=1.0):
         """Their normalised entropy in [0, 1] (deepmed.evaluation.uncertainty) and, with ``vector``, the
-        probabilities (normalised to sum 1, a vector image); one class in memory at a time without it."""
+        probabilities (normalised to sum 1, a vector image); one class in memory at a time without it. With a
+        temperature T (the card's calibration) p ** (1 / T), normalised: the softmax of the logits divided by T (for
+        an ensemble or flips: of the averaged probabilities). Labels are made without it: never changed."""
         from deepmed.evaluation.uncertainty import EntropyAccumulator
+
+        def scaled(values):
+            clipped = np.clip(values, 0, 1)
+            return clipped if temperature == 1.0 else np.power(clipped, 1.0 / temperature)
 
         accumulator, kept = EntropyAccumulator(), []
         for values in channels():
-            accumulator.add(values)
+            q = scaled(values)
+            accumulator.add(q)
             if vector:
-                kept.append(np.clip(values, 0, 1).astype(np.float32))
+                kept.append(q.astype(np.float32))
         result.uncertainty = image_like(accumulator.normalised(), reference)
         if vector:
             total = np.maximum(accumulator.total, 1e-8)

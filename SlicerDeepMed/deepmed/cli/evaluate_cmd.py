@@ -1,4 +1,4 @@
-"""``deepmed evaluate --reference R --prediction P [-o metrics.csv] [--json]``.
+"""``deepmed evaluate --reference R --prediction P [-o metrics.csv] [--json] [--probabilities PROBS [--model M]]``.
 
 Predictions that are tables (``deepmed infer``'s ``results.csv`` of case-level values) are compared with the
 manifest's case values (``deepmed.evaluation.table_evaluation``); images with reference images."""
@@ -25,6 +25,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--baseline-from", type=Path, help="regression: also score B-spline interpolation of these "
                         "lower-resolution inputs (file, or folder by case id) onto the reference grid")
     parser.add_argument("--no-distances", action="store_true", help="skip hd, hd95 and assd")
+    parser.add_argument("--probabilities", type=Path, help="label maps: also the calibration (ECE, 15 bins) of "
+                        "these class probability maps (deepmed infer --probabilities), matched by case id")
+    parser.add_argument("--model", help="with --probabilities: the model that wrote them (folder or library id); "
+                        "its label values order the channels and its temperature gives the ECE before scaling")
     parser.set_defaults(run=run)
 
 
@@ -37,17 +41,43 @@ def run(args: argparse.Namespace) -> int:
         check_output_folder(args.output)
     if is_table(args.prediction):
         return _run_table(args)
+    calibration = _probability_calibration(args) if args.probabilities is not None else None
     rows = evaluate(args.reference, args.prediction, kind=args.kind, mask=args.mask, resample=args.resample,
                     distances=not args.no_distances, baseline_from=args.baseline_from)
+    if calibration is not None:
+        rows = [{**row, **calibration.per_case.get(row.get("case"), {})} for row in rows]
     if args.output is not None:
         write_csv(rows, args.output)
     if args.json:
         print(rows_to_json(rows))
     else:
         print(format_summary(rows))
+        if calibration is not None:
+            print(calibration.summary())
         if args.output is not None:
             print(f"per-case metrics written to {args.output}")
     return 0
+
+
+def _probability_calibration(args: argparse.Namespace):
+    """The ECE of ``--probabilities`` against the references (before/after scaling when ``--model`` has a
+    temperature)."""
+    from deepmed.errors import DeepMedError
+    from deepmed.evaluation.evaluate import find_pairs
+    from deepmed.evaluation.probability_calibration import evaluate_probabilities
+
+    pairs, names = find_pairs(args.reference, args.prediction)
+    values, temperature = (sorted(set(names) | {0}) if names else None), None
+    if args.model is not None:
+        from deepmed.model.card import ModelCard
+        from deepmed.zoo.library import resolve_model
+
+        card = ModelCard.read(resolve_model(args.model), need_weights=False)
+        if not card.labels:
+            raise DeepMedError(f"--model {args.model}: has no labels (a segmentation model wrote the probabilities)")
+        values = [label.value for label in card.labels]
+        temperature = card.calibration.temperature if card.calibration is not None else None
+    return evaluate_probabilities(pairs, args.probabilities, values, temperature)
 
 
 def _run_table(args: argparse.Namespace) -> int:

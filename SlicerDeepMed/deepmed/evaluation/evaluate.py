@@ -174,7 +174,7 @@ def rows_to_json(rows: list[dict]) -> str:
 
 def summarize(rows: list[dict]) -> list[dict]:
     """Mean, median and std of each metric per label (non-finite values left out and counted)."""
-    columns = [c for c in columns_for(rows) if c not in ("case", "label", "name")]
+    columns = [c for c in columns_for(rows) if c not in ("case", "label", "name") and all(c in r for r in rows)]
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         groups.setdefault((row.get("label", ""), row.get("name", "all")), []).append(row)
@@ -202,6 +202,7 @@ def format_summary(rows: list[dict]) -> str:
         return "no cases evaluated"
     kind = "labels" if "dice" in rows[0] else "intensities"
     shown = SUMMARY_COLUMNS[kind] + (("psnr_bspline", "ssim_bspline") if "psnr_bspline" in rows[0] else ())
+    shown = tuple(c for c in shown if c in rows[0])  # --no-distances: no hd95, assd
     header = f"{'label':<22}{'cases':>6}" + "".join(f"{c + ' mean/med/std':>31}" for c in shown)
     lines = [header, "-" * len(header)]
     for entry in summarize(rows):

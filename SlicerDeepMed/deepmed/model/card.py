@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from deepmed.errors import DeepMedError
+from deepmed.model.card_calibration import Calibration
 
 CARD = "model_card.json"
 WEIGHTS = "model.safetensors"
 CARD_FORMAT = "deepmed-model/1"
 
-__all__ = ["CARD", "CARD_FORMAT", "WEIGHTS", "Condition", "InputChannel", "Label", "Mode", "ModelCard", "Network",
-           "Target", "check_inputs"]
+__all__ = ["CARD", "CARD_FORMAT", "WEIGHTS", "Calibration", "Condition", "InputChannel", "Label", "Mode", "ModelCard",
+           "Network", "Target", "check_inputs"]
 
 
 def _present(document: dict, names) -> frozenset[str]:
@@ -194,6 +195,7 @@ class ModelCard:
     output_grid: dict | None = None
     trust_code: bool | None = None
     trainable_as: tuple[str, ...] = ()
+    calibration: Calibration | None = None  # temperature scaling of a segmentation's logits
     source: dict = field(default_factory=dict)
     inference: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
@@ -237,6 +239,7 @@ class ModelCard:
             conditions=tuple(Condition.from_dict(c) for c in document.get("conditions") or ()),
             output_grid=copy.deepcopy(document.get("output_grid")), trust_code=document.get("trust_code"),
             trainable_as=tuple(document.get("trainable_as") or ()),
+            calibration=None if document.get("calibration") is None else Calibration.from_dict(document["calibration"]),
             extra={k: copy.deepcopy(v) for k, v in document.items() if k not in known},
             present=tuple(document))
         return cls(**values)
@@ -256,9 +259,10 @@ class ModelCard:
             "fold_inputs": {fold: [c.to_dict() for c in channels] for fold, channels in self.fold_inputs.items()},
             "modes": [m.to_dict() for m in self.modes], "conditions": [c.to_dict() for c in self.conditions],
             "output_grid": self.output_grid, "trust_code": self.trust_code, "trainable_as": list(self.trainable_as),
+            "calibration": None if self.calibration is None else self.calibration.to_dict(),
             **{key: getattr(self, key) for key in SECTIONS}, **self.extra}
         empty = {key: None for key in (*TEXTS, "target", "spacing", "patch_size", "network", "output_grid",
-                                       "trust_code")}
+                                       "trust_code", "calibration")}
         document: dict = {}
         order = [key for key in self.present if key in values] + [key for key in values if key not in self.present]
         for key in order:

@@ -1,8 +1,9 @@
 """Training to a time budget: when to end, how far along the learning-rate schedule is, when to validate.
 
 The budget counts wall time from the start of the run (process start for the CLI), so data loading and
-validation are included. Training ends when the next iteration plus a final validation would not fit, leaving
-``END_MARGIN_S`` for writing the model; the learning-rate progress is the share of the training time spent.
+validation are included. Training ends when the next iteration plus a final validation (and the calibration, a
+pass of the same size, for segmentations) would not fit, leaving ``END_MARGIN_S`` for writing the model; the
+learning-rate progress is the share of the training time spent.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Clock:
         self.budget_before = budget_before     # what those runs' time already spent of the budget
         self.iteration_s = 0.0                 # running mean of one iteration
         self.validation_s = 0.0                # duration of the last validation
+        self.passes_at_end = 1                 # validation-sized passes after the last iteration (+1: calibration)
         self.train_started = self.started_at
         self._iterations = 0
 
@@ -54,14 +56,14 @@ class Clock:
         """True when one more iteration (and the final validation) would end after the deadline."""
         if self.deadline is None:
             return False
-        reserve = self.iteration_s + (self.validation_s if with_final_validation else 0.0)
+        reserve = self.iteration_s + (self.validation_s * self.passes_at_end if with_final_validation else 0.0)
         return self.now() + reserve >= self.deadline
 
     def time_progress(self) -> float:
         """Share of the training time spent, in [0, 1] (the learning-rate schedule's clock)."""
         if self.deadline is None:
             return 0.0
-        reserve = self.validation_s
+        reserve = self.validation_s * self.passes_at_end
         total = max(1e-6, self.deadline - reserve - self.train_started) + self.budget_before
         return min(1.0, (self.now() - self.train_started + self.budget_before) / total)
 

@@ -24,6 +24,7 @@ from deepmed.model.weights import split_networks
 from deepmed.planning.plan import PLAN_FILE, Plan
 from deepmed.planning.settings import TrainingSettings
 from deepmed.progress import make_reporter
+from deepmed.training.calibrate import calibrate_model, will_calibrate
 from deepmed.training.checkpoint import find_checkpoint, load_checkpoint
 from deepmed.training.clock import Clock
 from deepmed.training.config import dump_config
@@ -156,6 +157,7 @@ def _run(request: TrainRequest, prepared: PreparedRun, context: RunContext) -> P
         write_card(out, card)
     seconds_before = 0.0 if (extend or resume_state is None) else resume_state["trainer"].get("seconds", 0.0)
     clock = Clock(request.started_at, plan.schedule.time_limit_s, budget_before=seconds_before)
+    clock.passes_at_end += int(will_calibrate(application, data))  # the calibration: about one validation
     trainer = Trainer(app=application, parts=parts, data=data, transform=application.training_transform(plan, cfg),
                       plan=plan, config=cfg, device=context.device, reporter=reporter, model_dir=out,
                       dist=context.dist, clock=clock, extend=extend, stop_file=request.stop_file)
@@ -172,7 +174,16 @@ def _run(request: TrainRequest, prepared: PreparedRun, context: RunContext) -> P
         if state.epoch % 10 == 0 or trainer.stop.requested:
             write_curves(out, state.history, application.metric_names(), application.key_metric)
 
+    def before_finished(state: TrainState) -> dict:
+        calibration = calibrate_model(application, parts, data, plan, out, context.device)
+        if calibration is None:
+            return {}
+        card["calibration"] = calibration.to_dict()
+        write_card(out, card)
+        return {"calibration": calibration.to_dict()}
+
     trainer.after_epoch_written = after_epoch
+    trainer.before_finished = before_finished
     state = trainer.fit(resume_state)
     if context.is_main:
         write_curves(out, state.history, application.metric_names(), application.key_metric)

@@ -83,6 +83,7 @@ class Trainer:
         self.state = TrainState()
         self.stop = StopRequest(stop_file)
         self.after_epoch_written = lambda state: None  # the driver writes metrics.csv / the card / curves here
+        self.before_finished = lambda state: {}  # the driver's end of training (calibration): fields for 'finished'
         self._resume_rng: dict | None = None
         self._epoch_start = 0.0
         self._start_epoch = 0
@@ -250,9 +251,11 @@ class Trainer:
                                  f"resume with --resume (checkpoint {path})")
 
     def on_train_end(self):
+        extra = self.before_finished(self.state) if self.is_main else {}
         self.emit("finished", model_dir=str(self.model_dir), epochs=self.state.epoch,
                   best_metric=self.state.best_metric, best_epoch=self.state.best_epoch + 1,
-                  seconds=round(self.clock.elapsed_s(), 1), ended_by="time" if self._ended_by_time else "epochs")
+                  seconds=round(self.clock.elapsed_s(), 1), ended_by="time" if self._ended_by_time else "epochs",
+                  **extra)
 
     # ---- validation, best model, early stopping --------------------------------------------------
     def validate(self) -> dict[str, float]:

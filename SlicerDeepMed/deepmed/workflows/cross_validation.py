@@ -32,6 +32,7 @@ from deepmed.inference.predictor import Predictor
 from deepmed.io.geometry import align_to_grid
 from deepmed.io.image_io import read_image
 from deepmed.model.card import ModelCard
+from deepmed.model.card_calibration import ensemble_calibration
 from deepmed.model.device import pick_device
 from deepmed.model.directory import CONFIG, WEIGHTS, read_card, write_card
 from deepmed.model.weights import ensemble_weights, load_weights, save_weights
@@ -184,7 +185,8 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 
 def _ensemble_card(out: Path, folds: list[int], rows: list[dict], postprocessing: dict) -> ModelCard:
     card = read_card(out / f"fold_{folds[0]}")
-    fold_inputs = {str(fold): read_card(out / f"fold_{fold}").inputs for fold in folds}
+    fold_cards = {fold: read_card(out / f"fold_{fold}") for fold in folds}
+    fold_inputs = {str(fold): fold_card.inputs for fold, fold_card in fold_cards.items()}
     keep_largest = postprocessing.get("keep_largest")
     summary = {}
     for entry in summarize(rows) if rows else []:
@@ -193,6 +195,7 @@ def _ensemble_card(out: Path, folds: list[int], rows: list[dict], postprocessing
         summary[key] = {"mean": entry[metric]["mean"], "std": entry[metric]["std"], "cases": entry["cases"]}
     return card.with_values(
         folds=tuple(folds), fold_inputs=fold_inputs,
+        calibration=ensemble_calibration({fold: fold_card.calibration for fold, fold_card in fold_cards.items()}),
         postprocessing={"keep_largest": keep_largest} if keep_largest is not None else card.postprocessing,
         cross_validation={"folds": len(folds), "out_of_fold": summary},
         validation={"key_metric": card.validation.get("key_metric"), "out_of_fold": summary})

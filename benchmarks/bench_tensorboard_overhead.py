@@ -1,7 +1,8 @@
 """Training iterations per second with and without TensorBoard event files (the same small CPU training).
 
 Runs alternate (without, with, without, with, ...) so that a busy machine weighs on both alike; prints the
-median iterations/s of each and their ratio.
+median iterations/s of each (from the median iteration, robust to a busy machine's bursts), their ratio, and
+the time spent inside the TensorBoard hook itself as a share of the training time.
 
     python benchmarks/bench_tensorboard_overhead.py [--repeats 3] [--iterations 40]
 """
@@ -9,6 +10,7 @@ median iterations/s of each and their ratio.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import tempfile
 import time
@@ -24,29 +26,33 @@ SETTINGS = ["data.patch_size=[32,32,32]", "network.args.channels=[8,16,32]", "ne
             "training.device=cpu", "training.val_every=1", "training.val_fraction=0.25", "data.num_workers=0"]
 
 
-def iterations_per_second(manifest: Path, out: Path, iterations: int, board: bool) -> float:
-    """Training iterations per second, timed from the first to the last iteration event (validation excluded)."""
-    available = tensorboard_log.tensorboard_available
+def iteration_seconds(manifest: Path, out: Path, iterations: int, board: bool) -> tuple[list[float], float]:
+    """Seconds of each training iteration (between two iteration events of one epoch: validation and checkpoints
+    fall between epochs), and the seconds spent inside the TensorBoard writer's hook."""
+    available, emit = tensorboard_log.tensorboard_available, tensorboard_log.TensorBoardReporter.emit
+    in_hook = [0.0]
+
+    def timed_emit(self, event, **fields):
+        started = time.perf_counter()
+        emit(self, event, **fields)
+        in_hook[0] += time.perf_counter() - started
+
     tensorboard_log.tensorboard_available = available if board else (lambda: False)
-    times, validation_s = [], [0.0]
-    last = [0.0]
+    tensorboard_log.TensorBoardReporter.emit = timed_emit
+    stamps: list[tuple[int, float]] = []
 
     def on_event(event):
-        now = time.perf_counter()
         if event["event"] == "iteration":
-            times.append(now)
-        elif event["event"] == "epoch":
-            last[0] = now
-        elif event["event"] == "validation":
-            validation_s[0] += now - last[0]  # the validation between two epochs is not training time
+            stamps.append((event["epoch"], time.perf_counter()))
     try:
         train(manifest, out, progress=on_event,
               overrides=SETTINGS + [f"training.iterations_per_epoch={iterations // 4}", "training.epochs=4"])
     finally:
-        tensorboard_log.tensorboard_available = available
+        tensorboard_log.tensorboard_available, tensorboard_log.TensorBoardReporter.emit = available, emit
     if board and not any((out / tensorboard_log.TENSORBOARD_DIR).iterdir()):
         raise SystemExit("no TensorBoard event file written")
-    return (len(times) - 1) / (times[-1] - times[0] - validation_s[0])
+    seconds = [b[1] - a[1] for a, b in itertools.pairwise(stamps) if a[0] == b[0]]
+    return seconds, in_hook[0]
 
 
 def main() -> None:
@@ -59,14 +65,21 @@ def main() -> None:
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
         manifest = write_cohort(Path(tmp) / "data", n_cases=8)
-        rates: dict[bool, list[float]] = {False: [], True: []}
+        seconds: dict[bool, list[float]] = {False: [], True: []}
+        hook_s, trained_s = 0.0, 0.0
         for run in range(args.repeats):
             for board in (False, True):
-                rate = iterations_per_second(manifest, Path(tmp) / f"model_{run}_{board}", args.iterations, board)
-                rates[board].append(rate)
-                print(f"run {run + 1} {'with' if board else 'without'} TensorBoard: {rate:.2f} it/s", flush=True)
-    without, with_board = statistics.median(rates[False]), statistics.median(rates[True])
-    print(f"median: without {without:.2f} it/s, with {with_board:.2f} it/s, ratio {with_board / without:.3f}")
+                times, in_hook = iteration_seconds(manifest, Path(tmp) / f"model_{run}_{board}", args.iterations,
+                                                   board)
+                seconds[board] += times
+                if board:
+                    hook_s, trained_s = hook_s + in_hook, trained_s + sum(times)
+                print(f"run {run + 1} {'with' if board else 'without'} TensorBoard: median "
+                      f"{1 / statistics.median(times):.2f} it/s", flush=True)
+    without, with_board = (1 / statistics.median(seconds[b]) for b in (False, True))
+    print(f"median over {len(seconds[False])} / {len(seconds[True])} iterations: without {without:.2f} it/s, "
+          f"with {with_board:.2f} it/s (ratio {with_board / without:.3f}); time inside the TensorBoard hook: "
+          f"{1e3 * hook_s:.1f} ms of {trained_s:.1f} s of training ({100 * hook_s / trained_s:.3f} %)")
 
 
 if __name__ == "__main__":

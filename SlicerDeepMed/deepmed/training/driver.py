@@ -30,6 +30,7 @@ from deepmed.training.clock import Clock
 from deepmed.training.config import dump_config
 from deepmed.training.prepare import PreparedRun, prepare_run, run_config
 from deepmed.training.request import TrainRequest
+from deepmed.training.tensorboard_log import with_tensorboard
 from deepmed.training.trainer import Trainer, TrainState
 from deepmed.utils.atomic import write_text_atomic
 from deepmed.utils.auto import AUTO
@@ -158,6 +159,10 @@ def _run(request: TrainRequest, prepared: PreparedRun, context: RunContext) -> P
     seconds_before = 0.0 if (extend or resume_state is None) else resume_state["trainer"].get("seconds", 0.0)
     clock = Clock(request.started_at, plan.schedule.time_limit_s, budget_before=seconds_before)
     clock.passes_at_end += int(will_calibrate(application, data))  # the calibration: about one validation
+    board = None
+    if context.is_main:  # TensorBoard event files beside curves.png, where tensorboard is installed
+        reporter, board = with_tensorboard(reporter, out, plan.schedule.iterations_per_epoch,
+                                           _resume_step(resume_state, plan.schedule.iterations_per_epoch))
     trainer = Trainer(app=application, parts=parts, data=data, transform=application.training_transform(plan, cfg),
                       plan=plan, config=cfg, device=context.device, reporter=reporter, model_dir=out,
                       dist=context.dist, clock=clock, extend=extend, stop_file=request.stop_file)
@@ -184,10 +189,21 @@ def _run(request: TrainRequest, prepared: PreparedRun, context: RunContext) -> P
 
     trainer.after_epoch_written = after_epoch
     trainer.before_finished = before_finished
-    state = trainer.fit(resume_state)
+    try:
+        state = trainer.fit(resume_state)
+    finally:
+        if board is not None:
+            board.close()
     if context.is_main:
         write_curves(out, state.history, application.metric_names(), application.key_metric)
     return out
+
+
+def _resume_step(resume_state: dict | None, iterations_per_epoch: int) -> int:
+    """The global iterations a continued run starts after (0 for a new run)."""
+    if resume_state is None:
+        return 0
+    return resume_state["trainer"]["epoch"] * iterations_per_epoch + resume_state["trainer"]["iteration"]
 
 
 def _model_directory(model) -> Path:

@@ -179,3 +179,28 @@ def test_only_label_outputs_of_a_dicom_series_can_become_a_seg(tmp_path):
         check_dicom_seg_job("label_map", [tmp_path, tmp_path], tmp_path / "out.dcm")
     with pytest.raises(DeepMedError, match="needs a DICOM series as input; this holds none"):
         check_dicom_seg_job("label_map", [tmp_path], tmp_path / "out.dcm")
+
+
+def test_a_folder_of_dcm_files_is_a_series_when_they_are_one(tmp_path):
+    from test_image_io import _write_dicom_series
+
+    from deepmed.data.scan import _looks_like_dicom_folder
+
+    _write_dicom_series(tmp_path / "one", "1.2.3.4.1")
+    assert _looks_like_dicom_folder(tmp_path / "one")  # one series saved one .dcm file per slice
+    _write_dicom_series(tmp_path / "two", "1.2.3.4.1")
+    _write_dicom_series(tmp_path / "two", "1.2.3.4.2")
+    assert not _looks_like_dicom_folder(tmp_path / "two")  # several series side by side: a folder of images
+
+
+def test_each_instance_gets_the_slice_it_lies_on_whatever_the_file_order(shared_ct):
+    from deepmed.io.dicom_seg import _frames_of_sources, _read_headers
+
+    _, folder, ct, label_map = shared_ct
+    files = [sorted(folder.iterdir())[i] for i in np.random.default_rng(0).permutation(20)]  # any order
+    frames = _frames_of_sources(label_map, _read_headers(files), files)
+    array = sitk.GetArrayFromImage(label_map)
+    for frame, f in zip(frames, files):
+        z = ct.TransformPhysicalPointToIndex(pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient)[2]
+        np.testing.assert_array_equal(frame, array[z])
+    assert not np.array_equal(frames, array)  # that order really differs from the grid's

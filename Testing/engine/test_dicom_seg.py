@@ -204,3 +204,17 @@ def test_each_instance_gets_the_slice_it_lies_on_whatever_the_file_order(shared_
         z = ct.TransformPhysicalPointToIndex(pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient)[2]
         np.testing.assert_array_equal(frame, array[z])
     assert not np.array_equal(frames, array)  # that order really differs from the grid's
+
+
+def test_overlapping_masks_stay_overlapping_segments(shared_ct, tmp_path):
+    _, folder, ct, _ = shared_ct
+    masks = np.zeros((*reversed(ct.GetSize()), 2), np.uint8)
+    masks[5:12, 100:300, 150:350, 0] = 1
+    masks[8:15, 200:400, 250:450, 1] = 1  # overlaps the first
+    image = sitk.GetImageFromArray(masks, isVector=True)
+    image.CopyInformation(ct)
+    labels = [Label(1, "prostate"), Label(2, "lesion")]
+    contents = read_dicom_seg(write_dicom_seg(image, [folder], labels, tmp_path / "masks.dcm"), ct)
+    assert contents.image.GetNumberOfComponentsPerPixel() == 2 and [s.label for s in contents.segments] == [
+        "prostate", "lesion"]
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(contents.image), masks)

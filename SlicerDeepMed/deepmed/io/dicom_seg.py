@@ -10,6 +10,7 @@ instance lies on; the reader places frames by their own Image Position (Patient)
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,7 +198,7 @@ def write_dicom_seg(image: sitk.Image, sources: Sequence[str | os.PathLike], lab
     """
     from pydicom.sr.codedict import codes
 
-    from deepmed.utils.atomic import atomic_path
+    from deepmed.utils.atomic import check_output_folder
 
     hd = _highdicom()
     labels = [label for label in labels if label.value != 0]
@@ -218,9 +219,11 @@ def write_dicom_seg(image: sitk.Image, sources: Sequence[str | os.PathLike], lab
         segmentation = _segmentation(hd, datasets, pixels, labels, identification, algorithm)
     except (ValueError, TypeError, AttributeError, KeyError) as exc:  # highdicom's refusals of odd sources
         raise DeepMedError(f"{files[0].parent}: cannot make a DICOM SEG of this series ({exc})") from None
-    with atomic_path(path) as tmp:
-        segmentation.save_as(tmp)
-    return Path(path)
+    path = check_output_folder(path)
+    with tempfile.TemporaryDirectory(prefix=".deepmed-write-", dir=path.parent) as folder:  # atomic, umask kept
+        segmentation.save_as(Path(folder) / path.name)
+        os.replace(Path(folder) / path.name, path)
+    return path
 
 
 def _segmentation(hd, datasets, pixels, labels, identification, algorithm: str):

@@ -218,3 +218,15 @@ def test_overlapping_masks_stay_overlapping_segments(shared_ct, tmp_path):
     assert contents.image.GetNumberOfComponentsPerPixel() == 2 and [s.label for s in contents.segments] == [
         "prostate", "lesion"]
     np.testing.assert_array_equal(sitk.GetArrayFromImage(contents.image), masks)
+
+
+def test_a_result_with_nothing_found_is_still_a_valid_seg(shared_ct, tmp_path, recwarn):
+    _, folder, ct, _ = shared_ct
+    empty = sitk.Image(ct.GetSize(), sitk.sitkUInt8)
+    empty.CopyInformation(ct)
+    path = write_dicom_seg(empty, [folder], [Label(1, "liver"), Label(2, "lesion")], tmp_path / "empty.dcm")
+    assert not [w for w in recwarn if "empty" in str(w.message)]
+    assert dciodvfy_errors(path) == []
+    contents = read_dicom_seg(path, ct)
+    assert [s.label for s in contents.segments] == ["liver", "lesion"]
+    assert not sitk.GetArrayViewFromImage(contents.image).any()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,7 +195,8 @@ def write_dicom_seg(image: sitk.Image, sources: Sequence[str | os.PathLike], lab
     lying on the grid of the DICOM series ``sources`` as a DICOM Segmentation at ``path``, atomically.
 
     ``labels``: the foreground labels (segments in this order; a label map's values must be among them);
-    ``algorithm``/``version``: the model that made it (Segment Algorithm Name and version).
+    ``algorithm``/``version``: the model that made it (Segment Algorithm Name and version). Empty frames are left
+    out; a label found nowhere is still a segment (without frames); an empty result keeps all its frames.
     """
     from pydicom.sr.codedict import codes
 
@@ -216,7 +218,9 @@ def write_dicom_seg(image: sitk.Image, sources: Sequence[str | os.PathLike], lab
     identification = hd.AlgorithmIdentificationSequence(name=algorithm[:64], version=version[:64],
                                                         family=codes.cid7162.ArtificialIntelligence)
     try:
-        segmentation = _segmentation(hd, datasets, pixels, labels, identification, algorithm)
+        with warnings.catch_warnings():  # an empty result (nothing found) keeps its frames: said, not warned
+            warnings.filterwarnings("ignore", message="Encoding an empty image")
+            segmentation = _segmentation(hd, datasets, pixels, labels, identification, algorithm)
     except (ValueError, TypeError, AttributeError, KeyError) as exc:  # highdicom's refusals of odd sources
         raise DeepMedError(f"{files[0].parent}: cannot make a DICOM SEG of this series ({exc})") from None
     path = check_output_folder(path)

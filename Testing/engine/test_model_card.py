@@ -38,7 +38,10 @@ def full_document() -> dict:
         "inputs": [{"name": "CT", "modality": "CT", "normalization": "ct", "statistics": {"p0_5": -1000.0},
                     "assumptions": "HU"}],
         "labels": [{"value": 0, "name": "background"},
-                   {"value": 1, "name": "liver", "color": [1, 2, 3], "snomed": "10200004"}],
+                   {"value": 1, "name": "liver", "color": [1, 2, 3], "snomed": "10200004"},
+                   {"value": 2, "name": "lesion", "terminology": {
+                       "category": {"scheme": "SCT", "value": "49755003", "meaning": "Morphologically Altered Structure"},
+                       "type": {"scheme": "SCT", "value": "108369006", "meaning": "Neoplasm"}}}],
         "target": {"quantity": "q", "unit": "mm"}, "spacing": [1.0, 1.0, 2.0], "patch_size": [64, 64, 32],
         "orientation": "RAS", "array_axes": "xyz", "network": {"name": "unet", "args": {"out_channels": 2}},
         "inference": {"overlap": 0.5}, "training": {"epochs": 3}, "task": {"image_key": "image"},
@@ -99,6 +102,11 @@ def test_cards_converted_from_real_monai_bundles_round_trip(bundle):
     (lambda d: d["labels"].append({"value": -1, "name": "x"}), "labels/3/value"),
     (lambda d: d.update(trust_code="yes"), "trust_code"),
     (lambda d: d.update(format="deepmed-model/2"), "format"),
+    (lambda d: d["labels"][1].update(terminology={"category": {"scheme": "SCT", "value": "1", "meaning": "x"}}),
+     "labels/1/terminology"),
+    (lambda d: d["labels"][1].update(snomed="10200004", terminology={
+        "category": {"scheme": "SCT", "value": "91723000", "meaning": "Anatomical Structure"},
+        "type": {"scheme": "SCT", "value": "71854001", "meaning": "Colon"}}), "labels/1"),
 ])
 def test_a_bad_card_is_refused_naming_the_file_and_the_key(tmp_path, edit, key):
     document = demo_document()
@@ -109,6 +117,15 @@ def test_a_bad_card_is_refused_naming_the_file_and_the_key(tmp_path, edit, key):
         ModelCard.read(tmp_path)
     message = str(error.value)
     assert str(tmp_path / CARD) in message and key in message and "\n" not in message
+
+
+def test_labels_have_codes_their_own_or_generic_ones():
+    from deepmed.model.terminology import ANATOMICAL_STRUCTURE, TISSUE, Code
+
+    liver, lesion = ModelCard.from_dict(full_document()).foreground_labels
+    assert (liver.codes.category, liver.codes.type) == (ANATOMICAL_STRUCTURE, Code("SCT", "10200004", "liver"))
+    assert (lesion.codes.category.value, lesion.codes.type) == ("49755003", Code("SCT", "108369006", "Neoplasm"))
+    assert Label(3, "other").codes.category == Label(3, "other").codes.type == TISSUE
 
 
 def test_a_card_that_fails_the_schema_is_never_written(tmp_path):

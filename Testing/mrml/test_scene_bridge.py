@@ -88,6 +88,10 @@ def test_segmentation_from_label_image_has_model_names_colours_and_empty_segment
     np.testing.assert_allclose(liver.GetColor(), [221 / 255, 130 / 255, 101 / 255], atol=1e-6)
     tumour = segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName("tumour"))
     assert tumour.HasTag("DeepMed.SNOMED") and not liver.HasTag("DeepMed.SNOMED")
+    # the codes a DICOM SEG gets, as Slicer's terminology tag (its DICOM export writes them)
+    assert tumour.GetTerminology().split("~")[1:3] == ["SCT^91723000^Anatomical Structure",
+                                                                "SCT^108369006^tumour"]
+    assert liver.GetTerminology().split("~")[1:3] == ["SCT^85756007^Tissue"] * 2
     # voxel for voxel: exporting the segments on the reference grid gives back the label image
     back, nameToValue = SceneBridge.labelImageFromSegmentation(seg, reference, {"liver": 1, "spleen": 2, "tumour": 3})
     np.testing.assert_array_equal(sitk.GetArrayFromImage(back), array)

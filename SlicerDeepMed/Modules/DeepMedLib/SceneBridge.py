@@ -169,7 +169,19 @@ def _nameAndColourSegments(segmentationNode, labels: list[dict]) -> None:
         segment.SetLabelValue(int(label["value"]))
         if "snomed" in label:
             segment.SetTag("DeepMed.SNOMED", str(label["snomed"]))
+        segment.SetTag(segment.GetTerminologyEntryTagName(), terminologyEntry(label))  # Slicer 4.10+
         segmentation.SetSegmentIndex(segmentId, index)
+
+
+def terminologyEntry(label: dict) -> str:
+    """Slicer's terminology tag for a card label (its coded category and type, as a DICOM SEG written by the
+    engine has them): Slicer's own DICOM export of the segmentation then carries the same codes."""
+    from deepmed.model.terminology import Terminology, label_terminology
+
+    given = label.get("terminology")
+    codes = label_terminology(label["name"], label.get("snomed"), given and Terminology.from_dict(given))
+    triple = "~".join(f"{c.scheme}^{c.value}^{c.meaning}" for c in (codes.category, codes.type))
+    return f"Segmentation category and type - DICOM master list~{triple}~^^~Anatomic codes - DICOM master list~^^~^^"
 
 
 def labelImageFromSegmentation(segmentationNode, referenceVolume, nameToValue: dict | None = None):

@@ -38,8 +38,17 @@ class ScanPatterns:
 
 
 def _looks_like_dicom_folder(folder: Path) -> bool:
+    """A folder of DICOM files without image endings, or of several ``.dcm`` files that are all one series (a
+    series exported one file per slice); several ``.dcm`` series side by side stay a folder of images."""
     files = [f for f in folder.iterdir() if f.is_file() and not is_image_file(f)]
-    return bool(files) and bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+    if files:
+        return bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+    dicom_files = [f for f in folder.iterdir() if f.is_file() and f.name.lower().endswith(".dcm")]
+    if len(dicom_files) < 2:
+        return False
+    series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    return len(series) == 1 and len(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0])) == len(
+        dicom_files)
 
 
 def find_image_entries(folder: Path, recursive: bool = True) -> list[Path]:

@@ -141,7 +141,7 @@ def predict_many(predictor, jobs: Sequence[CaseJob], options: InferenceOptions =
                 raise
             outcome = CaseOutcome(job.case_id, None, round(time.perf_counter() - started, 2), skipped=str(exc))
         else:
-            predictor.write(result, job.output)
+            predictor.write(result, job.output, sources=job.inputs)
             for folder, image in ((extras.probabilities, result.probabilities),
                                   (extras.uncertainty, result.uncertainty)):
                 if folder is not None and image is not None:

@@ -9,6 +9,7 @@ from deepmed.applications import Prediction, get_application
 from deepmed.errors import DeepMedError
 from deepmed.inference.batch import DEFAULT_OPTIONS, BatchResult, CaseJob, cases_in, check_outputs, predict_many
 from deepmed.inference.options import InferenceOptions
+from deepmed.inference.seg_output import check_dicom_seg_job, wants_dicom_seg, write_seg_prediction
 from deepmed.model.card import Mode, check_inputs
 from deepmed.model.device import pick_device
 from deepmed.model.directory import WEIGHTS, read_card
@@ -112,11 +113,18 @@ class Predictor:
             jobs = cases_in(Path(jobs), Path(output), self.app.output_suffix)
             batch_options.setdefault("table_folder", Path(output))
         jobs = list(jobs)
-        self.mode(options.mode)  # an unknown mode is refused before any work
+        mode = self.mode(options.mode)  # an unknown mode is refused before any work
         check_outputs(jobs, force)
+        for job in jobs:
+            if wants_dicom_seg(job.output):
+                check_dicom_seg_job(mode.output_kind, job.inputs, job.output)
         if batch_options.get("dist") is not None:
             batch_options["dist"].barrier()  # every rank checked before any writes
         return predict_many(self, jobs, options, **batch_options)
 
-    def write(self, prediction: Prediction, path: Path) -> Path:
+    def write(self, prediction: Prediction, path: Path, sources: tuple[Path, ...] = ()) -> Path:
+        """Write ``prediction`` as the application does; to a ``.dcm`` path, as a DICOM SEG that references the
+        DICOM series ``sources`` (the case's input)."""
+        if wants_dicom_seg(path):
+            return write_seg_prediction(prediction.output, self.card, sources, Path(path), self.model_dir.name)
         return self.app.write_prediction(prediction, Path(path))

@@ -18,6 +18,7 @@ from typing import Any
 
 from deepmed.errors import DeepMedError
 from deepmed.model.card_calibration import Calibration
+from deepmed.model.terminology import Terminology, check_snomed_agrees, label_terminology
 
 CARD = "model_card.json"
 WEIGHTS = "model.safetensors"
@@ -65,18 +66,25 @@ class InputChannel:
 
 @dataclass(frozen=True)
 class Label:
-    """One label value of a label map (0 is background), with its colour and SNOMED code when known."""
+    """One label value of a label map (0 is background), with its colour, SNOMED code and coded terminology
+    (DICOM Segmentation category and type) when known; :attr:`codes` gives the terminology or its generic stand-in."""
 
     value: int
     name: str
     color: tuple[int, int, int] | None = None
     snomed: str | None = None
+    terminology: Terminology | None = None
 
     @classmethod
     def from_dict(cls, entry: dict) -> Label:
-        color = entry.get("color")
+        color, terms = entry.get("color"), entry.get("terminology")
         return cls(value=int(entry["value"]), name=entry["name"], color=tuple(color) if color else None,
-                   snomed=entry.get("snomed"))
+                   snomed=entry.get("snomed"), terminology=None if terms is None else Terminology.from_dict(terms))
+
+    @property
+    def codes(self) -> Terminology:
+        """The label's coded terminology, or the generic one (see :mod:`deepmed.model.terminology`)."""
+        return label_terminology(self.name, self.snomed, self.terminology)
 
     def to_dict(self) -> dict:
         document: dict = {"value": self.value, "name": self.name}
@@ -84,6 +92,8 @@ class Label:
             document["color"] = list(self.color)
         if self.snomed is not None:
             document["snomed"] = self.snomed
+        if self.terminology is not None:
+            document["terminology"] = self.terminology.to_dict()
         return document
 
 
@@ -214,7 +224,10 @@ class ModelCard:
     def from_dict(cls, document, where: str = "model card") -> ModelCard:
         """A card from its JSON document, checked against the schema (DeepMedError naming ``where``)."""
         check_schema(document, where)
-        return cls._parse(document)
+        card = cls._parse(document)
+        for index, label in enumerate(card.labels):
+            check_snomed_agrees(f"{where}: at labels/{index}", label.snomed, label.terminology)
+        return card
 
     @classmethod
     def _parse(cls, document: dict) -> ModelCard:

@@ -23,6 +23,7 @@ COMMANDS = {
     "plan": "deepmed.cli.plan_cmd",
     "train": "deepmed.cli.train_cmd",
     "infer": "deepmed.cli.infer_cmd",
+    "export": "deepmed.cli.export_cmd",
     "demo": "deepmed.cli.demo_cmd",
     "list": "deepmed.cli.list_cmd",
     "zoo": "deepmed.cli.zoo_cmd",

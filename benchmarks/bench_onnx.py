@@ -70,9 +70,9 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from deepmed.export.onnx_export import export_onnx
-    from deepmed.export.parity import working_grid_logits
     from deepmed.inference.predictor import Predictor
+    from deepmed.workflows.onnx_export import export_onnx
+    from deepmed.workflows.onnx_parity import working_grid_logits
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -16,14 +16,14 @@ import torch
 
 from deepmed.cli.main import main
 from deepmed.errors import DeepMedError
-from deepmed.export.onnx_export import _export_network, export_onnx
-from deepmed.export.parity import compare_export
 from deepmed.export.pipeline import PIPELINE, OnnxPipeline
 from deepmed.inference.predictor import Predictor
 from deepmed.io import grid_differences
 from deepmed.model.card import CARD, ModelCard
 from deepmed.model.weights import ensemble_weights, save_weights
 from deepmed.networks import build_network
+from deepmed.workflows.onnx_export import _export_network, export_onnx
+from deepmed.workflows.onnx_parity import compare_export
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")

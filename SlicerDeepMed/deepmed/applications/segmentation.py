@@ -30,6 +30,8 @@ class SegmentationApplication(DenseApplication):
     key_metric = "mean_dice"
     higher_is_better = True
     demo = "deepmed.applications.demos.segmentation:main_demo"  # make demo: MR-like organ + lesion, held-out Dice
+    exported_activation = "softmax"
+    exported_decoding = "argmax over channels -> the label values, in channel order"
 
     def check_dataset(self, dataset):
         if not dataset.labels:

@@ -21,7 +21,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from deepmed.export.onnx_export import OPSET, export_onnx
+    from deepmed.workflows.onnx_export import OPSET, export_onnx
     from deepmed.zoo.library import resolve_model
 
     model_dir = resolve_model(args.model)
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.output / 'pipeline.json'}: max |onnxruntime - torch| on random windows "
           f"{result.max_abs_difference:.2g}")
     if args.check:
-        from deepmed.export.parity import compare_export
+        from deepmed.workflows.onnx_parity import compare_export
 
         parity = compare_export(model_dir, args.output, args.check)
         print(parity.summary())

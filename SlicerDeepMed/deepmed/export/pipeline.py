@@ -20,10 +20,6 @@ from deepmed.model.card import CARD, CARD_FORMAT, InputChannel, Label, ModelCard
 EXPORT_FORMAT = "deepmed-onnx/1"
 PIPELINE = "pipeline.json"
 EXPORT_SCHEMA = "onnx-export.schema.json"
-#: what each built-in voxel-wise application does to the network output (plug-ins: their own, "application")
-ACTIVATIONS = {"segmentation": "softmax", "regression": "identity"}
-DECODING = {"segmentation": "argmax over channels -> the label values, in channel order",
-            "regression": "value * target.statistics.target_std + target.statistics.target_mean"}
 
 __all__ = ["EXPORT_FORMAT", "PIPELINE", "NetworkFile", "OnnxPipeline", "SlidingWindow", "is_onnx_export"]
 
@@ -96,8 +92,9 @@ class OnnxPipeline:
 
     @classmethod
     def from_card(cls, card: ModelCard, networks: list[NetworkFile], keep_largest: list[int] | None,
-                  exported: dict) -> OnnxPipeline:
-        """The pipeline of a voxel-wise model: the card's values (``keep_largest`` as the application resolves it)."""
+                  activation: str, decode: str, exported: dict) -> OnnxPipeline:
+        """The pipeline of a voxel-wise model: the card's values; ``keep_largest``, ``activation`` and ``decode``
+        as the application states them."""
         settings = card.inference
         return cls(
             model={"id": card.id, "version": card.version, "title": card.title, "application": card.application,
@@ -108,8 +105,7 @@ class OnnxPipeline:
             sliding_window=SlidingWindow(
                 float(settings.get("overlap", 0.5)), int(settings.get("sw_batch_size", 2)),
                 settings.get("blend_mode", "gaussian"), bool(settings.get("tta_flips", False))),
-            activation=ACTIVATIONS.get(card.application, "application"),
-            decode=DECODING.get(card.application, f"the '{card.application}' application's decode_on_input"),
+            activation=activation, decode=decode,
             keep_largest=tuple(keep_largest or ()), labels=card.labels, exported=dict(exported),
             target=card.target.to_dict() if card.target is not None else {}, architecture=card.network.to_dict())
 

@@ -10,7 +10,10 @@ applications) or whose network cannot be exported is refused in one line naming 
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import sys
 import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -82,7 +85,8 @@ def export_onnx(model_dir: str | Path, out: str | Path, *, opset: int = OPSET, f
     keep = application.keep_largest_labels(card, None) if application.discrete_target else None
     exported = {"engine_version": __version__, "opset": opset, "torch": torch.__version__, "onnx": onnx.__version__,
                 "created": datetime.now(UTC).isoformat(timespec="seconds"), "source": model_dir.name}
-    pipeline = OnnxPipeline.from_card(card, networks, keep, exported)
+    pipeline = OnnxPipeline.from_card(card, networks, keep, application.exported_activation,
+                                      application.exported_decoding, exported)
     pipeline.write(out)
     return ExportResult(out, pipeline, worst)
 
@@ -121,11 +125,28 @@ def _export_network(network: torch.nn.Module, channels: int, patch: list[int], p
 def _torch_export(network: torch.nn.Module, example: torch.Tensor, path: Path, opset: int, dynamic: bool) -> None:
     """torch's TorchScript-based exporter (still in torch 2.13; the dynamo one needs onnxscript)."""
     axes = {0: "batch", **({2: "d0", 3: "d1", 4: "d2"} if dynamic else {})}
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad(), _native_output_silenced():
         warnings.simplefilter("ignore")  # tracer and deprecation notes; the result is checked numerically instead
         torch.onnx.export(network, (example,), str(path), dynamo=False, opset_version=opset,
                           input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                           dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes})
+
+
+@contextlib.contextmanager
+def _native_output_silenced():
+    """The exporter's C++ side prints whole graphs (on stdout) when it fails; the one-line error says enough."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    try:
+        with open(os.devnull, "wb") as devnull:
+            for fd in saved:
+                os.dup2(devnull.fileno(), fd)
+            yield
+    finally:
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
 
 
 def _check_model(path: Path) -> None:

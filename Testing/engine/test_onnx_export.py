@@ -5,6 +5,7 @@ schema-checked pipeline.json; one-line refusals of models and files that cannot 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -93,20 +94,26 @@ def test_demo_export_gives_the_torch_labels_on_a_real_scan(demo_export, tmp_path
 
 
 @pytest.mark.parametrize("application", ["segmentation", "regression"])
-def test_every_fold_is_exported_and_the_ensemble_matches_torch(application, tmp_path):
+def test_every_fold_is_exported_and_the_ensemble_matches_torch(application, tmp_path, capsys):
     folds = (0, 2) if application == "segmentation" else ()
     model_dir = synthetic_model(tmp_path / "model", application, folds)
-    result = export_onnx(model_dir, tmp_path / "export")
-    assert [n.file for n in result.pipeline.networks] == (["fold_0.onnx", "fold_2.onnx"] if folds else ["model.onnx"])
-    assert [n.input_channels[0].statistics["mean"] for n in result.pipeline.networks] == \
+    if folds:
+        pipeline = export_onnx(model_dir, tmp_path / "export").pipeline
+    else:  # the command line, with its own parity check
+        assert main(["export", str(model_dir), "-o", str(tmp_path / "export"), "--check", str(PROSTATE)]) == 0
+        printed = re.search(r"parity with torch: .* max \|logit difference\| (\S+),", capsys.readouterr().out)
+        assert printed and float(printed.group(1)) < 1e-3
+        pipeline = OnnxPipeline.read(tmp_path / "export")
+    assert [n.file for n in pipeline.networks] == (["fold_0.onnx", "fold_2.onnx"] if folds else ["model.onnx"])
+    assert [n.input_channels[0].statistics["mean"] for n in pipeline.networks] == \
         ([300.0, 380.0] if folds else [300.0])
     parity = compare_export(model_dir, tmp_path / "export", [PROSTATE])
     assert parity.max_abs_logit_difference < 1e-3, parity.summary()
     if application == "segmentation":
-        assert parity.identical_fraction >= 0.999 and set(result.pipeline.keep_largest) == {1, 7}
+        assert parity.identical_fraction >= 0.999 and set(pipeline.keep_largest) == {1, 7}
     else:
-        assert parity.max_abs_output_difference < 1e-2 and result.pipeline.activation == "identity"
-        assert result.pipeline.target["statistics"]["target_std"] == 2.0
+        assert parity.max_abs_output_difference < 1e-2 and pipeline.activation == "identity"
+        assert pipeline.target["statistics"]["target_std"] == 2.0
     if folds:  # one fold of the export is that fold of the model
         one = Predictor(tmp_path / "export", folds=[2]).predict([PROSTATE]).output
         reference = Predictor(model_dir, "cpu", folds=[2]).predict([PROSTATE], precision="float32").output

@@ -70,6 +70,8 @@ def export_onnx(model_dir: str | Path, out: str | Path, *, opset: int = OPSET, f
     card = read_card(model_dir)
     application = get_application(card.application)
     check_exportable(card, application, str(model_dir))
+    if out.resolve() == model_dir.resolve():
+        raise DeepMedError(f"{out}: is the model directory itself; export into another folder")
     _check_output(out, force)
     predictor = Predictor(model_dir, "cpu")
     patch = list(card.patch_size) if card.array_axes == "xyz" else list(reversed(card.patch_size))

@@ -175,3 +175,20 @@ def test_a_bad_pipeline_is_named_with_its_key(demo_export, tmp_path, capsys):
     with pytest.raises(DeepMedError, match="runs on the CPU"):
         Predictor(export_dir, "cuda")
     assert OnnxPipeline.read(export_dir).card().network.args["out_channels"] == 3
+
+
+def test_a_fold_that_fails_leaves_no_half_export(tmp_path, monkeypatch):
+    from deepmed.workflows import onnx_export
+
+    model_dir = synthetic_model(tmp_path / "model", "segmentation", (0, 1))
+    real = onnx_export._export_network
+
+    def second_fold_fails(network, channels, patch, path, opset, where):
+        if path.name == "fold_1.onnx":
+            raise DeepMedError(f"{where}: cannot export the network to ONNX (made to fail)")
+        return real(network, channels, patch, path, opset, where)
+
+    monkeypatch.setattr(onnx_export, "_export_network", second_fold_fails)
+    with pytest.raises(DeepMedError, match=r"fold_1\.onnx"):
+        export_onnx(model_dir, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

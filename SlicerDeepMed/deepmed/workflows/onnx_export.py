@@ -75,15 +75,23 @@ def export_onnx(model_dir: str | Path, out: str | Path, *, opset: int = OPSET, f
     _check_output(out, force)
     predictor = Predictor(model_dir, "cpu")
     patch = list(card.patch_size) if card.array_axes == "xyz" else list(reversed(card.patch_size))
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     networks, worst = [], 0.0
-    for fold, member in zip(predictor.folds or [None], predictor.members):
-        name = "model.onnx" if fold is None else f"fold_{fold}.onnx"
-        dynamic, difference = _export_network(member["model"], len(card.inputs), patch, out / name, opset,
-                                              f"{model_dir} ({name})")
-        inputs = card.fold_inputs.get(str(fold), card.inputs) if fold is not None else card.inputs
-        networks.append(NetworkFile(name, fold, INPUT_NAME, OUTPUT_NAME, dynamic, tuple(inputs)))
-        worst = max(worst, difference)
+    try:
+        for fold, member in zip(predictor.folds or [None], predictor.members):
+            name = "model.onnx" if fold is None else f"fold_{fold}.onnx"
+            dynamic, difference = _export_network(member["model"], len(card.inputs), patch, out / name, opset,
+                                                  f"{model_dir} ({name})")
+            inputs = card.fold_inputs.get(str(fold), card.inputs) if fold is not None else card.inputs
+            networks.append(NetworkFile(name, fold, INPUT_NAME, OUTPUT_NAME, dynamic, tuple(inputs)))
+            worst = max(worst, difference)
+    except BaseException:  # no half export left behind: the folds written so far go too
+        for network in networks:
+            (out / network.file).unlink(missing_ok=True)
+        if created and not any(out.iterdir()):
+            out.rmdir()
+        raise
     keep = application.keep_largest_labels(card, None) if application.discrete_target else None
     exported = {"engine_version": __version__, "opset": opset, "torch": torch.__version__, "onnx": onnx.__version__,
                 "created": datetime.now(UTC).isoformat(timespec="seconds"), "source": model_dir.name}

@@ -192,3 +192,17 @@ def test_a_fold_that_fails_leaves_no_half_export(tmp_path, monkeypatch):
     with pytest.raises(DeepMedError, match=r"fold_1\.onnx"):
         export_onnx(model_dir, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("name", "args", "dynamic"), [
+    ("segresnet", {"init_filters": 8}, True),
+    ("basic_unet", {"features": [8, 8, 16, 32, 64, 8]}, True),
+    ("unetr", {"hidden_size": 96, "mlp_dim": 192, "num_heads": 4, "feature_size": 8}, False),  # fixed img_size
+])
+def test_other_voxel_wise_networks_export_with_the_axes_they_allow(name, args, dynamic, tmp_path):
+    from deepmed.planning.network import plan_dense_network
+
+    plan = plan_dense_network(name, 1, 3, [32, 32, 32], [1.0, 1.0, 1.0], args)
+    got, difference = _export_network(build_network(name, plan.args), 1, [32, 32, 32], tmp_path / "n.onnx", 17, name)
+    assert got is dynamic and difference < 1e-4
+    onnx.checker.check_model(str(tmp_path / "n.onnx"))

@@ -22,10 +22,13 @@ def _onnxruntime():
     return onnxruntime
 
 
-def open_session(path: Path, threads: int | None = None):
-    """An onnxruntime CPU session of ``path`` using ``threads`` intra-op threads (default: torch's count)."""
+def open_session(path: Path, threads: int | None = None, quiet: bool = False):
+    """An onnxruntime CPU session of ``path`` using ``threads`` intra-op threads (default: torch's count);
+    ``quiet``: onnxruntime logs nothing (a trial run whose failure is expected and reported otherwise)."""
     ort = _onnxruntime()
     options = ort.SessionOptions()
+    if quiet:
+        options.log_severity_level = 4
     options.intra_op_num_threads = int(threads or torch.get_num_threads())
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

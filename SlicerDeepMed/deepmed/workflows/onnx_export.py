@@ -180,7 +180,7 @@ def _compare(network: torch.nn.Module, path: Path, shapes: list[list[int]]) -> t
     """Max |onnxruntime - torch| over random inputs of ``shapes``, and the largest |torch output|."""
     from deepmed.export.onnx_runtime import open_session
 
-    session = open_session(path)
+    session = open_session(path, quiet=True)
     generator = torch.Generator().manual_seed(0)
     difference = scale = 0.0
     for shape in shapes:

@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO_OUT ?= demo_output
 
-.PHONY: venv test test-fast dicom3tools demo benchmark benchmark-accuracy model-catalog slicer-dev clean
+.PHONY: venv test test-fast dicom3tools demo benchmark benchmark-accuracy benchmark-onnx model-catalog slicer-dev clean
 
 venv: $(STAMP)
 
@@ -33,6 +33,9 @@ demo: venv
 
 benchmark: venv
 	$(PY) benchmarks/bench_train_infer.py
+
+benchmark-onnx: venv   # torch vs onnxruntime on the CPU: s/volume, peak RSS, agreement (docs/benchmarks.md)
+	$(PY) benchmarks/bench_onnx.py --threads 2
 
 WALL ?= 189
 benchmark-accuracy: venv   # engine defaults vs. a plain MONAI script at equal wall time (about 2 x WALL + 2 min)

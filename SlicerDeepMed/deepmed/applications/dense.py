@@ -46,6 +46,9 @@ class DenseApplication(TrainableApplication):
 
     discrete_target: bool
     default_sampling: str = "uniform"
+    #: what ``activation`` and ``decode_on_input`` do, in words, for an ONNX export's pipeline.json
+    exported_activation: str = "application"  # softmax | identity | application (this application's own)
+    exported_decoding: str = "the application's decode_on_input"
 
     def check_dataset(self, dataset):
         missing = [case.id for case in dataset.training if case.label is None]

@@ -19,6 +19,8 @@ class RegressionApplication(DenseApplication):
     default_sampling = "uniform"
     key_metric = "mae"
     higher_is_better = False
+    exported_activation = "identity"
+    exported_decoding = "value * target.statistics.target_std + target.statistics.target_mean"
 
     def metric_names(self):
         return ("mae", "rmse")

@@ -31,6 +31,8 @@ class SegmentationApplication(DenseApplication):
     higher_is_better = True
     demo = "deepmed.applications.demos.segmentation:main_demo"  # make demo: MR-like organ + lesion, held-out Dice
     calibrates = True  # the end of training fits a temperature on the validation cases (training/calibrate.py)
+    exported_activation = "softmax"
+    exported_decoding = "argmax over channels -> the label values, in channel order"
 
     def check_dataset(self, dataset):
         if not dataset.labels:

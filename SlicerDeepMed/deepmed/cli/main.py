@@ -25,6 +25,7 @@ COMMANDS = {
     "infer": "deepmed.cli.infer_cmd",
     "review": "deepmed.cli.review_cmd",
     "improve": "deepmed.cli.improve_cmd",
+    "export": "deepmed.cli.export_cmd",
     "demo": "deepmed.cli.demo_cmd",
     "list": "deepmed.cli.list_cmd",
     "zoo": "deepmed.cli.zoo_cmd",

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from deepmed.applications import Prediction, get_application
 from deepmed.errors import DeepMedError
+from deepmed.export.onnx_runtime import export_device, onnx_members
+from deepmed.export.pipeline import PIPELINE, OnnxPipeline, is_onnx_export
 from deepmed.inference.batch import DEFAULT_OPTIONS, BatchResult, CaseJob, cases_in, check_outputs, predict_many
 from deepmed.inference.options import InferenceOptions
 from deepmed.inference.seg_output import check_dicom_seg_job, wants_dicom_seg, write_seg_prediction
@@ -19,18 +21,23 @@ __all__ = ["CaseJob", "InferenceOptions", "Prediction", "Predictor"]
 
 
 class Predictor:
-    """A trained model ready to run: ``Predictor(model_dir).predict([t1, flair])``."""
+    """A trained model ready to run: ``Predictor(model_dir).predict([t1, flair])``; ``model_dir`` may also be an
+    ONNX export (``deepmed export --format onnx``), run by onnxruntime on the CPU."""
 
     def __init__(self, model_dir: str | os.PathLike, device: str = "auto", expected_app: str | None = None,
                  folds: list[int] | None = None):
         """``folds``: of a cross-validation ensemble, the folds to run (default: all of them, averaged)."""
         self.model_dir = Path(model_dir)
-        self.card = read_card(self.model_dir)
+        export = OnnxPipeline.read(self.model_dir) if is_onnx_export(self.model_dir) else None
+        self.card = read_card(self.model_dir) if export is None else export.card(str(self.model_dir / PIPELINE))
         self.app = get_application(self.card.application)
         if expected_app is not None and self.app.name != expected_app:
             raise DeepMedError(f"{self.model_dir}: is a {self.app.name} model, expected a {expected_app} model")
-        self.device = pick_device(device)
+        self.device = pick_device(device) if export is None else export_device(device, self.model_dir)
         self.folds = self._choose_folds(folds)
+        if export is not None:  # an ONNX export: onnxruntime in place of the torch networks, the rest unchanged
+            self.members = onnx_members(export, self.model_dir, self.folds)
+            return
         tensors = load_weights(self.model_dir / WEIGHTS)
         self.members = [self._load_member(tensors if fold is None else fold_weights(tensors, fold))
                         for fold in (self.folds or [None])]

@@ -1,1 +1,2 @@
-"""Workflows that wire training, inference and evaluation together (cross-validation); above all three."""
+"""Workflows that wire training, inference and evaluation together (cross-validation, ONNX export and its
+parity check); above all three."""

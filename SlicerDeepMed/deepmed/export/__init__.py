@@ -1,0 +1,1 @@
+"""Deployable exports of trained models: ONNX networks plus the pipeline around them (``deepmed export``)."""

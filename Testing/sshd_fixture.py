@@ -2,7 +2,7 @@
 pair and authorized_keys made for the test, a private sshd and ssh configuration; nothing of the system's
 configuration is read or changed (beyond /run/sshd, which sshd needs when started as root).
 
-Tests import the ``sshServer`` fixture; it skips, saying why, where no ``sshd`` is installed
+Tests import ``ssh_server_fixture`` (the fixture ``sshServer``); it skips, saying why, where no ``sshd`` is installed
 (``make test`` installs openssh-server and rsync when it can).
 """
 
@@ -49,8 +49,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def sshServer(tmp_path):
+@pytest.fixture(name="sshServer")
+def ssh_server_fixture(tmp_path):
     sshd = find_sshd()
     if sshd is None or shutil.which("ssh") is None or shutil.which("ssh-keygen") is None:
         pytest.skip("no OpenSSH server/client here (apt-get install openssh-server; 'make test' does it as root)")
@@ -68,8 +68,9 @@ def sshServer(tmp_path):
         "PermitRootLogin prohibit-password", "Subsystem sftp internal-sftp", "LogLevel ERROR", ""]))
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    process = subprocess.Popen([sshd, "-D", "-e", "-f", str(folder / "sshd_config")], stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=open(folder / "sshd.log", "wb"))
+    with open(folder / "sshd.log", "wb") as log:
+        process = subprocess.Popen([sshd, "-D", "-e", "-f", str(folder / "sshd_config")], stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=log)
     (folder / "ssh_config").write_text("\n".join([
         f"Host {ALIAS}", "  HostName 127.0.0.1", f"  Port {port}", f"  User {getpass.getuser()}",
         f"  IdentityFile {folder / 'client_key'}", "  IdentitiesOnly yes", "  StrictHostKeyChecking no",

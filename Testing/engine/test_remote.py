@@ -7,13 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 import SimpleITK as sitk
-from sshd_fixture import sshServer, ssh_children  # noqa: F401 - the fixture
+from sshd_fixture import ssh_children, ssh_server_fixture  # noqa: F401 - the sshServer fixture
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, PYTHONPATH=str(REPO / "SlicerDeepMed"), PYTHONUNBUFFERED="1", OMP_NUM_THREADS="2")
@@ -75,5 +73,46 @@ def test_a_dropped_connection_leaves_training_running_attach_finishes_and_brings
     seen = [e for e in first if e["event"] == "epoch"] + [e for e in events if e["event"] == "epoch"]
     assert [e["epoch"] for e in seen] == [0, 1, 2, 3]
     assert events[-1]["model_dir"] == str(model)  # the local path, not the remote job folder
-    assert (model / "model.json").is_file() or any(model.iterdir())
-    return model
+    assert (model / "model.safetensors").is_file() and (model / "model_card.json").is_file()
+
+    # the model segments through the remote worker exactly as here, on the input's grid
+    image = manifest.parent / json.loads(manifest.read_text())["training"][0]["image"][0]
+    here, there = tmp_path / "here.nrrd", tmp_path / "results" / "there.nrrd"
+    assert deepmed("infer", "--model", model, image, "-o", here, "--device", "cpu", "--progress", "none").returncode == 0
+    remote = deepmed("remote", "run", *sshServer.host_options(), "--job-file", tmp_path / "infer.json", "--", "infer",
+                     "--model", model, image, "-o", there, "--device", "cpu", "--progress", "jsonl", timeout=300)
+    assert remote.returncode == 0, remote.stderr
+    assert [json.loads(line)["output"] for line in remote.stdout.splitlines()] == [str(there)]
+    local, fetched, source = (sitk.ReadImage(str(p)) for p in (here, there, image))
+    assert np.array_equal(sitk.GetArrayFromImage(local), sitk.GetArrayFromImage(fetched))
+    assert fetched.GetSize() == source.GetSize() and fetched.GetOrigin() == source.GetOrigin()
+    assert fetched.GetDirection() == source.GetDirection() and fetched.GetSpacing() == source.GetSpacing()
+
+
+def test_stop_checkpoints_remotely_and_resume_sends_the_model_back(sshServer, tmp_path):
+    from DeepMedLib.SelfTestData import writeSyntheticDataset
+
+    manifest = writeSyntheticDataset(tmp_path / "boxes", cases=2)
+    model, stopFile = tmp_path / "boxes-model", tmp_path / "run" / "stop"
+    stopFile.parent.mkdir()
+    train = ["train", "--dataset", manifest, "--out", model, "--device", "cpu", "--progress", "jsonl",
+             "--stop-file", stopFile, *[part for setting in TINY for part in ("--set", setting)]]
+    command = [sys.executable, "-m", "deepmed", "remote", "run", *sshServer.host_options(), "--job-file",
+               tmp_path / "job.json", "--", *train, "--epochs", "200"]
+    process = subprocess.Popen([str(c) for c in command], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    for line in process.stdout:
+        if json.loads(line)["event"] == "epoch":
+            stopFile.write_text("stop\n")   # what the panel's Stop does
+            break
+    rest, stderr = process.communicate(timeout=120)
+    stopped = json.loads(rest.splitlines()[-1])
+    assert process.returncode == 130 and stopped["event"] == "stopped", stderr
+    assert stopped["epoch"] < 199 and (model / "checkpoints" / "last").is_dir()  # brought back
+    resumed = deepmed("remote", "run", *sshServer.host_options(), "--job-file", tmp_path / "job2.json", "--",
+                      "train", "--dataset", manifest, "--out", model, "--resume", "--epochs", stopped["epoch"] + 2,
+                      "--progress", "jsonl", timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    events = [json.loads(line) for line in resumed.stdout.splitlines()]
+    assert events[0]["start_epoch"] >= 1 and events[-1]["event"] == "finished"
+    assert (model / "model.safetensors").is_file()

@@ -59,7 +59,8 @@ def test_a_dropped_connection_leaves_training_running_attach_finishes_and_brings
             break
     for pid in ssh_children(process.pid):   # the connection drops
         os.kill(pid, signal.SIGKILL)
-    rest, stderr = process.communicate(timeout=60)
+    process.wait(60)
+    rest, stderr = process.stdout.read(), process.stderr.read()
     first += [json.loads(line) for line in rest.splitlines()]
     assert process.returncode == 75 and first[-1]["event"] == "remote_disconnected", stderr
     assert "deepmed remote attach" in stderr and "Traceback" not in stderr
@@ -76,7 +77,8 @@ def test_a_dropped_connection_leaves_training_running_attach_finishes_and_brings
     assert (model / "model.safetensors").is_file() and (model / "model_card.json").is_file()
 
     # the model segments through the remote worker exactly as here, on the input's grid
-    image = manifest.parent / json.loads(manifest.read_text())["training"][0]["image"][0]
+    first = json.loads(manifest.read_text())["training"][0]["image"]
+    image = manifest.parent / (first if isinstance(first, str) else first[0])
     here, there = tmp_path / "here.nrrd", tmp_path / "results" / "there.nrrd"
     assert deepmed("infer", "--model", model, image, "-o", here, "--device", "cpu", "--progress", "none").returncode == 0
     remote = deepmed("remote", "run", *sshServer.host_options(), "--job-file", tmp_path / "infer.json", "--", "infer",
@@ -105,7 +107,8 @@ def test_stop_checkpoints_remotely_and_resume_sends_the_model_back(sshServer, tm
         if json.loads(line)["event"] == "epoch":
             stopFile.write_text("stop\n")   # what the panel's Stop does
             break
-    rest, stderr = process.communicate(timeout=120)
+    process.wait(120)
+    rest, stderr = process.stdout.read(), process.stderr.read()
     stopped = json.loads(rest.splitlines()[-1])
     assert process.returncode == 130 and stopped["event"] == "stopped", stderr
     assert stopped["epoch"] < 199 and (model / "checkpoints" / "last").is_dir()  # brought back
@@ -116,3 +119,27 @@ def test_stop_checkpoints_remotely_and_resume_sends_the_model_back(sshServer, tm
     events = [json.loads(line) for line in resumed.stdout.splitlines()]
     assert events[0]["start_epoch"] >= 1 and events[-1]["event"] == "finished"
     assert (model / "model.safetensors").is_file()
+
+
+def test_the_plan_sends_inputs_maps_outputs_and_rewrites_a_manifest(tmp_path):
+    from deepmed.data.manifest import Dataset
+    from deepmed.remote.staging import plan
+    from DeepMedLib.SelfTestData import writeSyntheticDataset
+
+    manifest = writeSyntheticDataset(tmp_path / "boxes", cases=2)
+    config = tmp_path / "config.json"
+    config.write_text("{}")
+    staged = plan(["train", "--dataset", str(manifest), "--out", str(tmp_path / "model"), "--config", str(config),
+                   "--stop-file", str(tmp_path / "stop"), "--device", "cpu"], tmp_path / "stage")
+    assert staged.arguments == ["train", "--dataset", "in/2_dataset/dataset.json", "--out", "out/4_model", "--config",
+                                "in/6_config.json", "--stop-file", "stop", "--device", "cpu"]
+    assert staged.outputs == [("out/4_model", str(tmp_path / "model"))] and staged.stop_file == str(tmp_path / "stop")
+    assert not (tmp_path / "stage" / "out" / "4_model").exists()  # a new output is not sent
+    sent = tmp_path / "stage" / staged.arguments[2]
+    entries = json.loads(sent.read_text())["training"]
+    original = Dataset.load(manifest)
+    for entry, source in zip(entries, original.training, strict=True):
+        image, label = sent.parent / entry["image"][0], sent.parent / entry["label"]
+        assert entry["id"] == source.id and not Path(entry["image"][0]).is_absolute()  # inside the job folder
+        assert image.is_symlink() and image.resolve() == source.images[0].resolve()
+        assert label.is_symlink() and label.resolve() == source.label.resolve()

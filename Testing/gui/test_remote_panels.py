@@ -27,8 +27,9 @@ def chooseRemote(section, server):
 def test_train_remotely_survives_a_dropped_connection_and_reattaches(openPanel, qtHarness, sshServer, tmp_path):
     panel = openPanel("DeepMedTrain")
     ui, remote = panel.ui, panel.panel.remote
-    assert remote.runOnComboBox.currentText() == "this computer" and not remote.hostBox.isVisible()
+    assert remote.runOnComboBox.currentText() == "this computer" and remote.hostBox.isHidden()
     chooseRemote(remote, sshServer)
+    assert not remote.hostBox.isHidden()
     remote.checkButton.click()
     qtHarness.processEventsUntil(lambda: remote.checkJob is None, timeout=60)
     assert remote.statusLabel.text().startswith(f"{sshServer.alias}: deepmed ")  # versions compared

@@ -41,7 +41,6 @@ class RemoteSection:
         self.hostBox = qt.QWidget()
         self.hostBox.objectName = "remoteHostBox"
         hostLayout = qt.QFormLayout(self.hostBox)
-        hostLayout.setContentsMargins(0, 0, 0, 0)
         self.fields = {}
         for key, label, hint in TEXT_FIELDS:
             field = qt.QLineEdit()

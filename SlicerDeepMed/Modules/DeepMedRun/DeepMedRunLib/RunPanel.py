@@ -34,7 +34,7 @@ class RunPanel:
                               _("Create a new node, or choose one to replace"), noneDisplay=_("Create new"))
         self.dependencies = DependencySection(ui, onChanged=self.updateButtons,
                                               device=lambda: ui.deviceComboBox.currentText, runner=logic.runner)
-        self.remote = RemoteSection(ui.outputCollapsibleButtonLayout, runner=logic.runner)  # Run on: here / remote
+        self.remote = RemoteSection(ui.outputCollapsibleButton.layout(), runner=logic.runner)  # Run on: here / remote
         self.catalogueRows = []   # catalogue models not installed yet (from 'deepmed zoo list')
         self.zooJobs = []         # running catalogue / download / import workers
         ui.modelComboBox.currentIndexChanged.connect(self.onModelChanged)

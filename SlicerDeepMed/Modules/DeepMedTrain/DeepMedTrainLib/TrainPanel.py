@@ -48,7 +48,8 @@ class TrainPanel:
         ui.datasetPathLineEdit.nameFilters = []
         ui.publishZipPathLineEdit.filters = ctk.ctkPathLineEdit.Files | ctk.ctkPathLineEdit.Writable
         ui.publishZipPathLineEdit.nameFilters = [_("Model packages") + " (*.zip)"]
-        self.remote = RemoteSection(ui.settingsCollapsibleButtonLayout, onReattach=self.onReattach, runner=logic.runner)
+        self.remote = RemoteSection(ui.settingsCollapsibleButton.layout(), onReattach=self.onReattach,
+                                    runner=logic.runner)
         self.choices = EngineChoices(ui, logic, lambda: self.parameterNode, self.timer,
                                      onApplication=self.onApplicationSelected, onIdle=self._stopTimerWhenIdle)
         ui.initModelComboBox.currentIndexChanged.connect(self.onInitModelChanged)

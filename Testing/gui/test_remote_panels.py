@@ -16,23 +16,19 @@ pytestmark = pytest.mark.gui
 
 
 def chooseRemote(section, server):
-    section.runOnComboBox.setCurrentIndex(1)
-    values = {"host": server.alias, "python": server.python, "workdir": str(server.workdir),
-              "ssh_config": str(server.ssh_config)}
-    for key, value in values.items():
-        section.fields[key].setText(value)
-    section.save()
+    section.chooseHost({"host": server.alias, "python": server.python, "workdir": str(server.workdir),
+                        "ssh_config": str(server.ssh_config)})
 
 
 def test_train_remotely_survives_a_dropped_connection_and_reattaches(openPanel, qtHarness, sshServer, tmp_path):
     panel = openPanel("DeepMedTrain")
     ui, remote = panel.ui, panel.panel.remote
-    assert remote.runOnComboBox.currentText() == "this computer" and remote.hostBox.isHidden()
+    assert remote.state()["runOn"] == "this computer" and not remote.state()["hostShown"]
     chooseRemote(remote, sshServer)
-    assert not remote.hostBox.isHidden()
-    remote.checkButton.click()
+    assert remote.state()["runOn"] == "a remote machine" and remote.state()["hostShown"]
+    remote.onCheck()  # Check connection
     qtHarness.processEventsUntil(lambda: remote.checkJob is None, timeout=60)
-    assert remote.statusLabel.text().startswith(f"{sshServer.alias}: deepmed ")  # versions compared
+    assert remote.state()["status"].startswith(f"{sshServer.alias}: deepmed ")  # versions compared
 
     configureTinyTraining(ui, writeSyntheticDataset(tmp_path / "boxes"), epochs=5)
     ui.modelNameLineEdit.setText("boxes-remote")
@@ -44,11 +40,11 @@ def test_train_remotely_survives_a_dropped_connection_and_reattaches(openPanel, 
     qtHarness.processEventsUntil(lambda: panel.panel.run is None, timeout=60)
     assert qtHarness.messages == []                  # no error box: the run goes on over there
     assert ui.statusLabel.text().startswith("Connection lost; the remote run goes on")
-    assert remote.reattachButton.isEnabled() and not (run.modelDir / "model.safetensors").exists()
+    assert remote.state()["canReattach"] and not (run.modelDir / "model.safetensors").exists()
     saveScreenshot(panel.parent, "train_panel_remote_disconnected")
 
-    remote.reattachButton.click()
-    assert ui.stopButton.isEnabled() and not remote.reattachButton.isEnabled()
+    remote.onReattach(remote.disconnectedJob)  # Reattach
+    assert ui.stopButton.isEnabled() and not remote.state()["canReattach"]
     qtHarness.processEventsUntil(lambda: panel.panel.run is None, timeout=180)
     assert ui.statusLabel.text().startswith("Finished: model 'boxes-remote' is in the library"), ui.statusLabel.text()
     assert ui.progressBar.value() == 100 and (run.modelDir / "model.safetensors").is_file()

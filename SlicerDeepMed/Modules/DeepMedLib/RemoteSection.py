@@ -87,6 +87,22 @@ class RemoteSection:
         for key, value in self.host().items():
             setPreference(f"Remote/{key}", value)
 
+    def chooseHost(self, host: dict) -> None:
+        """Choose 'a remote machine' with these settings (scripts, tests): as typed into the fields."""
+        self.runOnComboBox.currentIndex = REMOTE
+        for key, value in host.items():
+            if key == "port":
+                self.portSpinBox.value = int(value)
+            else:
+                self.fields[key].text = str(value)
+        self.save()
+
+    def state(self) -> dict:
+        """What the section shows (scripts, tests): the choice, the host box, the buttons, the status line."""
+        return {"runOn": self.runOnComboBox.currentText, "hostShown": not self.hostBox.isHidden(),
+                "canCheck": self.checkButton.enabled, "canReattach": self.reattachButton.enabled,
+                "status": self.statusLabel.text}
+
     def runner(self):
         """The runner for trainings/inferences: remote (settings checked) or None for this computer."""
         if not self.remote:

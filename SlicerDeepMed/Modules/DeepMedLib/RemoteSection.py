@@ -17,12 +17,16 @@ from DeepMedLib.PanelHelpers import pollTimer
 from DeepMedLib.RemoteRunner import RemoteEngineRunner, disconnection, hostArguments
 
 THIS_COMPUTER, REMOTE = 0, 1
-TEXT_FIELDS = (("host", "Host:", "gpu-server or an ~/.ssh/config alias"),
-               ("user", "User:", "(ssh's default)"),
-               ("python", "Remote Python:", "python3, /opt/venv/bin/python, conda run -n deepmed python"),
-               ("workdir", "Remote folder:", "~/deepmed-remote"),
-               ("ssh_config", "SSH config file:", "(optional: ssh -F)"),
-               ("identity", "Key file:", "(optional: ssh -i)"))
+
+
+def textFields() -> tuple:
+    """(setting, label, hint) of the host's text fields."""
+    return (("host", _("Host:"), _("gpu-server or an ~/.ssh/config alias")),
+            ("user", _("User:"), _("(ssh's default)")),
+            ("python", _("Remote Python:"), _("python3, /opt/venv/bin/python, conda run -n deepmed python")),
+            ("workdir", _("Remote folder:"), "~/deepmed-remote"),
+            ("ssh_config", _("SSH config file:"), _("(optional: ssh -F)")),
+            ("identity", _("Key file:"), _("(optional: ssh -i)")))
 
 
 class RemoteSection:
@@ -42,12 +46,12 @@ class RemoteSection:
         self.hostBox.objectName = "remoteHostBox"
         hostLayout = qt.QFormLayout(self.hostBox)
         self.fields = {}
-        for key, label, hint in TEXT_FIELDS:
+        for key, label, hint in textFields():
             field = qt.QLineEdit()
             field.placeholderText = hint
             field.text = str(preference(f"Remote/{key}", ""))
             field.editingFinished.connect(self.save)
-            hostLayout.addRow(_(label), field)
+            hostLayout.addRow(label, field)
             self.fields[key] = field
         self.portSpinBox = qt.QSpinBox()
         self.portSpinBox.setRange(0, 65535)

@@ -15,6 +15,12 @@ from DeepMedLib.SelfTestData import syntheticCase, writeSyntheticDataset
 pytestmark = pytest.mark.gui
 
 
+def read(widget, name: str):
+    """A widget property, whether PySide hands it out as a property or as a getter here."""
+    value = getattr(widget, name) if hasattr(widget, name) else getattr(widget, "is" + name[0].upper() + name[1:])
+    return value() if callable(value) else value
+
+
 def chooseRemote(section, server):
     section.chooseHost({"host": server.alias, "python": server.python, "workdir": str(server.workdir),
                         "ssh_config": str(server.ssh_config)})
@@ -31,23 +37,23 @@ def test_train_remotely_survives_a_dropped_connection_and_reattaches(openPanel, 
     assert remote.state()["status"].startswith(f"{sshServer.alias}: deepmed ")  # versions compared
 
     configureTinyTraining(ui, writeSyntheticDataset(tmp_path / "boxes"), epochs=5)
-    ui.modelNameLineEdit.setText("boxes-remote")
     ui.trainButton.click()
     run = panel.panel.run
-    qtHarness.processEventsUntil(lambda: ui.progressBar.value() > 0, timeout=120)
+    qtHarness.processEventsUntil(lambda: read(ui.progressBar, "value") > 0, timeout=120)
     for pid in ssh_children(run.job.process.pid):   # the network drops
         os.kill(pid, signal.SIGKILL)
     qtHarness.processEventsUntil(lambda: panel.panel.run is None, timeout=60)
     assert qtHarness.messages == []                  # no error box: the run goes on over there
-    assert ui.statusLabel.text().startswith("Connection lost; the remote run goes on")
+    assert read(ui.statusLabel, "text").startswith("Connection lost; the remote run goes on")
     assert remote.state()["canReattach"] and not (run.modelDir / "model.safetensors").exists()
     saveScreenshot(panel.parent, "train_panel_remote_disconnected")
 
     remote.onReattach(remote.disconnectedJob)  # Reattach
-    assert ui.stopButton.isEnabled() and not remote.state()["canReattach"]
+    assert read(ui.stopButton, "enabled") and not remote.state()["canReattach"]
     qtHarness.processEventsUntil(lambda: panel.panel.run is None, timeout=180)
-    assert ui.statusLabel.text().startswith("Finished: model 'boxes-remote' is in the library"), ui.statusLabel.text()
-    assert ui.progressBar.value() == 100 and (run.modelDir / "model.safetensors").is_file()
+    status = read(ui.statusLabel, "text")
+    assert status.startswith(f"Finished: model '{run.modelDir.name}' is in the library"), status
+    assert read(ui.progressBar, "value") == 100 and (run.modelDir / "model.safetensors").is_file()
     curves = panel.panel.curves
     assert [row[0] for row in curves.values(curves.lossTable)] == [1, 2, 3, 4, 5]  # replayed whole
     saveScreenshot(panel.parent, "train_panel_remote_finished")
@@ -70,7 +76,7 @@ def test_segment_remotely_gives_the_same_segmentation_as_here(openPanel, qtHarne
     qtHarness.processEventsUntil(lambda: panel.panel.run is None, timeout=180)
     assert qtHarness.messages == [], qtHarness.messages
     there = panel.panel.lastOutput
-    assert there is not here and ui.statusLabel.text() == f"Done: {there.GetName()}"
+    assert there is not here and read(ui.statusLabel, "text") == f"Done: {there.GetName()}"
     arrays = [sitk.GetArrayFromImage(SceneBridge.labelImageFromSegmentation(node, volume)) for node in (here, there)]
     assert arrays[0].any() and np.array_equal(arrays[0], arrays[1])
     saveScreenshot(panel.parent, "run_panel_remote_done")

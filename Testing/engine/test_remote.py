@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -144,3 +145,24 @@ def test_the_plan_sends_inputs_maps_outputs_and_rewrites_a_manifest(tmp_path):
         assert entry["id"] == source.id and not Path(entry["image"][0]).is_absolute()  # inside the job folder
         assert image.is_symlink() and image.resolve() == source.images[0].resolve()
         assert label.is_symlink() and label.resolve() == source.label.resolve()
+
+
+def test_cancel_ends_the_detached_remote_worker(sshServer, tmp_path):
+    from DeepMedLib.SelfTestData import writeSyntheticDataset
+
+    manifest = writeSyntheticDataset(tmp_path / "boxes", cases=2)
+    jobFile = tmp_path / "job.json"
+    started = deepmed("remote", "run", *sshServer.host_options(), "--job-file", jobFile, "--detach", "--", "train",
+                      "--dataset", manifest, "--out", tmp_path / "model", "--epochs", "500", "--device", "cpu",
+                      "--progress", "jsonl", *[part for setting in TINY for part in ("--set", setting)], timeout=120)
+    assert started.returncode == 0 and "deepmed remote attach" in started.stdout, started.stderr
+    folder = Path(json.loads(jobFile.read_text())["folder"])
+    deadline = time.time() + 120
+    while not (folder / "progress.jsonl").exists() or b"iteration" not in (folder / "progress.jsonl").read_bytes():
+        assert not (folder / "exit_code").exists(), (folder / "stderr.log").read_text()
+        assert time.time() < deadline, "the remote training did not start"
+        time.sleep(0.2)
+    assert deepmed("remote", "cancel", jobFile, timeout=60).stdout.strip() == "cancelled"
+    attached = deepmed("remote", "attach", jobFile, timeout=60)
+    assert attached.returncode != 0 and (folder / "exit_code").read_text() == str(-signal.SIGKILL)
+    assert deepmed("remote", "cancel", jobFile, timeout=60).stdout.strip() == "already ended"

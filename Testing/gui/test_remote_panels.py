@@ -77,6 +77,6 @@ def test_segment_remotely_gives_the_same_segmentation_as_here(openPanel, qtHarne
     assert qtHarness.messages == [], qtHarness.messages
     there = panel.panel.lastOutput
     assert there is not here and read(ui.statusLabel, "text") == f"Done: {there.GetName()}"
-    arrays = [sitk.GetArrayFromImage(SceneBridge.labelImageFromSegmentation(node, volume)) for node in (here, there)]
+    arrays = [sitk.GetArrayFromImage(SceneBridge.labelImageFromSegmentation(node, volume)[0]) for node in (here, there)]
     assert arrays[0].any() and np.array_equal(arrays[0], arrays[1])
     saveScreenshot(panel.parent, "run_panel_remote_done")

@@ -26,6 +26,7 @@ def chooseRemote(section, server):
                         "ssh_config": str(server.ssh_config)})
 
 
+@pytest.mark.slow
 def test_train_remotely_survives_a_dropped_connection_and_reattaches(openPanel, qtHarness, sshServer, tmp_path):
     panel = openPanel("DeepMedTrain")
     ui, remote = panel.ui, panel.panel.remote
@@ -36,7 +37,7 @@ def test_train_remotely_survives_a_dropped_connection_and_reattaches(openPanel, 
     qtHarness.processEventsUntil(lambda: remote.checkJob is None, timeout=60)
     assert remote.state()["status"].startswith(f"{sshServer.alias}: deepmed ")  # versions compared
 
-    configureTinyTraining(ui, writeSyntheticDataset(tmp_path / "boxes"), epochs=5)
+    configureTinyTraining(ui, writeSyntheticDataset(tmp_path / "boxes"), epochs=4)
     ui.trainButton.click()
     run = panel.panel.run
     qtHarness.processEventsUntil(lambda: read(ui.progressBar, "value") > 0, timeout=120)
@@ -55,7 +56,7 @@ def test_train_remotely_survives_a_dropped_connection_and_reattaches(openPanel, 
     assert status.startswith(f"Finished: model '{run.modelDir.name}' is in the library"), status
     assert read(ui.progressBar, "value") == 100 and (run.modelDir / "model.safetensors").is_file()
     curves = panel.panel.curves
-    assert [row[0] for row in curves.values(curves.lossTable)] == [1, 2, 3, 4, 5]  # replayed whole
+    assert [row[0] for row in curves.values(curves.lossTable)] == [1, 2, 3, 4]  # replayed whole
     saveScreenshot(panel.parent, "train_panel_remote_finished")
 
 

@@ -77,6 +77,7 @@ def test_segment_remotely_gives_the_same_segmentation_as_here(openPanel, qtHarne
     qtHarness.processEventsUntil(lambda: panel.panel.run is None, timeout=180)
     assert qtHarness.messages == [], qtHarness.messages
     there = panel.panel.lastOutput
+    assert panel.panel.remote.reattachButton.isHidden()  # an inference is not reattached
     assert there is not here and read(ui.statusLabel, "text") == f"Done: {there.GetName()}"
     arrays = [sitk.GetArrayFromImage(SceneBridge.labelImageFromSegmentation(node, volume)[0]) for node in (here, there)]
     assert arrays[0].any() and np.array_equal(arrays[0], arrays[1])

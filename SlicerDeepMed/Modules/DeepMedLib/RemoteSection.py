@@ -162,3 +162,4 @@ class RemoteSection:
         self.hostBox.visible = self.remote
         self.checkButton.enabled = self.checkJob is None
         self.reattachButton.enabled = self.disconnectedJob is not None
+        self.reattachButton.visible = self.onReattach is not None  # panels whose runs can be followed again

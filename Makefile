@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO_OUT ?= demo_output
 
-.PHONY: venv test test-fast dicom3tools demo benchmark benchmark-accuracy benchmark-onnx model-catalog slicer-dev clean
+.PHONY: venv ssh-test-tools test test-fast dicom3tools demo benchmark benchmark-accuracy benchmark-onnx model-catalog slicer-dev clean
 
 venv: $(STAMP)
 
@@ -15,7 +15,15 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PY) -m pip install --quiet -c requirements/constraints.txt -e ".[test]"
 	touch $(STAMP)
 
-test: venv dicom3tools
+# The remote-worker tests start a real sshd on 127.0.0.1: install OpenSSH's server and rsync when missing (as root
+# with apt-get, as in CI); elsewhere those tests skip and say why.
+ssh-test-tools:
+	@if ! command -v sshd >/dev/null && ! test -x /usr/sbin/sshd || ! command -v rsync >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && apt-get install -y -qq --no-install-recommends openssh-server rsync >/dev/null; \
+		else echo "openssh-server/rsync not installed (not root): the remote-worker tests will skip"; fi; fi
+
+test: venv dicom3tools ssh-test-tools
 	$(PY) -m ruff check .
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest
 

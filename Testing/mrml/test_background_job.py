@@ -266,3 +266,12 @@ def test_workers_open_no_console_window_on_windows():
     assert options["startupinfo"].dwFlags & 1 and options["startupinfo"].wShowWindow == 0  # SW_HIDE
     assert options["creationflags"] == 0x200 | 0x08000000
     assert processOptions("linux") == {"start_new_session": True}
+
+
+def test_cancel_runs_the_jobs_cancel_hook_before_ending_the_worker():
+    """A remote job's hook ends the remote worker; it runs while the local one is still alive."""
+    job = BackgroundJob([sys.executable, "-c", "import time; time.sleep(60)"], name="sleeper").start()
+    seen = []
+    job.onCancel = lambda: seen.append(job.process.poll())
+    job.cancel()
+    assert job.wait(timeout=20).status == CANCELLED and seen == [None]

@@ -60,6 +60,7 @@ class BackgroundJob:
         self._cancelled = False
         self._stopRequestedAt: float | None = None
         self._startError: str | None = None
+        self.onCancel = None  # called by cancel() before the kill (a remote job also ends its remote worker)
 
     # ---- life cycle ------------------------------------------------------------------------------
     def start(self) -> BackgroundJob:
@@ -159,6 +160,8 @@ class BackgroundJob:
         if self.process is None or (self.process.poll() is not None and self._openStreams == 0):
             return
         self._cancelled = True
+        if self.onCancel is not None:
+            self.onCancel()
         killProcessTree(self.process)
 
     # ---- internals -------------------------------------------------------------------------------

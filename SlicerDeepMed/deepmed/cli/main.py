@@ -29,6 +29,7 @@ COMMANDS = {
     "demo": "deepmed.cli.demo_cmd",
     "list": "deepmed.cli.list_cmd",
     "zoo": "deepmed.cli.zoo_cmd",
+    "remote": "deepmed.cli.remote_cmd",
 }
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130

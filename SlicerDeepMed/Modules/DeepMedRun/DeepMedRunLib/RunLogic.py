@@ -79,12 +79,13 @@ class RunLogic:
             keepLargest: bool = False, showIn3D: bool = False, outputName: str | None = None, wait: bool = False,
             timeout: float | None = None, processEvents=None, folds: list[int] | None = None,
             mode: str | None = None, condition: list[float] | None = None, steps: int | None = None,
-            count: int | None = None, seed: int | None = None):
+            count: int | None = None, seed: int | None = None, runner=None):
         """Start an inference; with ``wait=True`` block and return the output node (raise on failure).
         ``folds``: of a cross-validation ensemble, the folds to run (default: all, averaged).
         ``mode``: one of the card's modes (default: its first); a ``pair`` mode takes two cases' volumes one
         after the other, a ``conditions`` mode no volume but ``condition`` values; ``steps``/``count``/``seed``
-        go to the model (interpolation steps, samples, random seed)."""
+        go to the model (interpolation steps, samples, random seed). ``runner``: where the worker runs (default
+        this logic's; a RemoteEngineRunner runs it on a remote machine)."""
         model = ModelLibrary.findModel(model)
         try:
             chosen = model.mode(mode)
@@ -112,7 +113,7 @@ class RunLogic:
             device=device, mode=chosen.name if mode is not None else None,
             condition=tuple(condition) if condition is not None else None, steps=steps, count=count, seed=seed,
             tta=tta, keepLargest=keepLargest, folds=tuple(folds or ()))
-        job = self.runner.job(f"inference with {model.id}", *request.asArgs())
+        job = (runner or self.runner).job(f"inference with {model.id}", *request.asArgs())
         first = inputVolumes[0].GetName() if inputVolumes else chosen.name
         defaultName = f"{first} {model.title}"
         options = {"showIn3D": showIn3D, "outputName": outputName or defaultName, "outputKind": kind}

@@ -13,6 +13,7 @@ from slicer.i18n import tr as _
 from DeepMedLib import ModelLibrary, Outputs
 from DeepMedLib.ModuleWidget import setPreference
 from DeepMedLib.PanelHelpers import DependencySection, configureNodeSelector, pollTimer, setBusy
+from DeepMedLib.RemoteSection import RemoteSection
 from DeepMedRunLib import ShowResult, TrustedImport
 from DeepMedRunLib.ModeInputs import ModeInputs
 
@@ -33,6 +34,7 @@ class RunPanel:
                               _("Create a new node, or choose one to replace"), noneDisplay=_("Create new"))
         self.dependencies = DependencySection(ui, onChanged=self.updateButtons,
                                               device=lambda: ui.deviceComboBox.currentText, runner=logic.runner)
+        self.remote = RemoteSection(ui.outputCollapsibleButton.layout(), runner=logic.runner)  # Run on: here / remote
         self.catalogueRows = []   # catalogue models not installed yet (from 'deepmed zoo list')
         self.zooJobs = []         # running catalogue / download / import workers
         ui.modelComboBox.currentIndexChanged.connect(self.onModelChanged)
@@ -370,7 +372,7 @@ class RunPanel:
                                           tta=self.ui.ttaCheckBox.checked,
                                           keepLargest=self.ui.keepLargestCheckBox.checked,
                                           showIn3D=self.ui.show3DCheckBox.checked, folds=self.chosenFolds(),
-                                          **self.inputs.runOptions())
+                                          runner=self.remote.runner(), **self.inputs.runOptions())
                 self.ui.resultLabel.visible = False
                 self.run.finished.connect(self.onFinished)
                 setBusy(self.ui.progressBar, True)

@@ -134,7 +134,7 @@ class TrainLogic:
     def train(self, dataset, name: str | None = None, outputDir=None, application: str | None = None,
               epochs: int | None = None, device: str = "auto", settings: dict | None = None, resume: bool = False,
               scene=None, progressCallback=None, wait: bool = False, timeout: float | None = None,
-              processEvents=None, timeLimitSeconds: float = 0, initModel=None) -> TrainingRun:
+              processEvents=None, timeLimitSeconds: float = 0, initModel=None, runner=None) -> TrainingRun:
         """Start training on a dataset (manifest or folder); the model goes to ``outputDir`` or a new library
         folder.
 
@@ -142,7 +142,8 @@ class TrainLogic:
         1e-4}``. ``timeLimitSeconds``: train to a time budget (0: the epochs given). ``progressCallback(event)``
         gets every JSON-lines event. ``resume`` continues ``outputDir`` with its saved configuration.
         ``initModel``: fine-tune, starting from this library model (id, directory or InstalledModel) made for
-        the same application, instead of random weights.
+        the same application, instead of random weights. ``runner``: where the worker runs (default this
+        logic's; a RemoteEngineRunner trains on a remote machine).
         """
         if TrainLogic.activeRun is not None and TrainLogic.activeRun.job.running:
             raise TrainError(_("a training is already running ({model}); stop it first").format(
@@ -173,7 +174,18 @@ class TrainLogic:
             configFile = runFolder / "config.json"
             configFile.write_text(json.dumps(config, indent=2), encoding="utf-8")
             arguments += ["--config", configFile]
-        job = self.runner.job(f"training of {modelDir.name}", *arguments, stopFile=stopFile)
+        job = (runner or self.runner).job(f"training of {modelDir.name}", *arguments, stopFile=stopFile)
+        return self._start(job, modelDir, scene, progressCallback, wait, timeout, processEvents)
+
+    def reattach(self, jobFile, modelDir, runner, scene=None, progressCallback=None, wait: bool = False,
+                 timeout: float | None = None, processEvents=None) -> TrainingRun:
+        """Follow a remote training again after a dropped connection (``runner``: a RemoteEngineRunner); its
+        events are replayed from the start, so progress and curves are whole again."""
+        stopFile = json.loads(Path(jobFile).read_text(encoding="utf-8")).get("stop_file")
+        job = runner.attachJob(jobFile, f"training of {Path(modelDir).name}", stopFile=stopFile)
+        return self._start(job, Path(modelDir), scene, progressCallback, wait, timeout, processEvents)
+
+    def _start(self, job, modelDir, scene, progressCallback, wait, timeout, processEvents) -> TrainingRun:
         run = TrainingRun(job, modelDir, TrainingCurves(scene, f"DeepMed {modelDir.name}") if scene else None)
         if progressCallback is not None:
             run.eventReceived.connect(progressCallback)

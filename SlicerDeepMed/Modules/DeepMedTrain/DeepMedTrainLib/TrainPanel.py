@@ -12,6 +12,7 @@ from slicer.i18n import tr as _
 from DeepMedLib import DatasetSelection, ModelLibrary
 from DeepMedLib.ModuleWidget import preference, setPreference
 from DeepMedLib.PanelHelpers import DependencySection, pollTimer, setBusy
+from DeepMedLib.RemoteSection import RemoteSection
 from DeepMedTrainLib.EngineChoices import EngineChoices
 from DeepMedTrainLib.TrainLogic import parseSettingValue
 
@@ -28,7 +29,7 @@ class TrainPanel:
         self.ui, self.logic, self.scene = ui, logic, scene
         self.run = None
         self.checkRun = None
-        self.stoppedModelDir = None
+        self.stoppedModelDir = self.droppedModelDir = None
         self.finishedModelDir = None  # the last model trained here, offered to Publish
         self.publishJob = None
         self.curves = None            # the live curves of the last training started here
@@ -47,6 +48,8 @@ class TrainPanel:
         ui.datasetPathLineEdit.nameFilters = []
         ui.publishZipPathLineEdit.filters = ctk.ctkPathLineEdit.Files | ctk.ctkPathLineEdit.Writable
         ui.publishZipPathLineEdit.nameFilters = [_("Model packages") + " (*.zip)"]
+        self.remote = RemoteSection(ui.settingsCollapsibleButton.layout(), onReattach=self.onReattach,
+                                    runner=logic.runner)
         self.choices = EngineChoices(ui, logic, lambda: self.parameterNode, self.timer,
                                      onApplication=self.onApplicationSelected, onIdle=self._stopTimerWhenIdle)
         ui.initModelComboBox.currentIndexChanged.connect(self.onInitModelChanged)
@@ -290,13 +293,9 @@ class TrainPanel:
                     outputDir=self.stoppedModelDir if resume else None, application=ui.applicationComboBox.currentText,
                     epochs=ui.epochsSpinBox.value, device=ui.deviceComboBox.currentText,
                     settings=None if resume else self.settings(), resume=resume, scene=self.scene,
-                    timeLimitSeconds=60 * ui.timeBudgetSpinBox.value, initModel=None if resume else self.initModel())
-                self.curves = self.run.curves
-                self.run.eventReceived.connect(self.onEvent)
-                self.run.finished.connect(self.onFinished)
-                self.stoppedModelDir = None
-                setBusy(ui.progressBar, False, 0)
-                ui.statusLabel.text = _("Starting: {model}...").format(model=self.run.modelDir.name)
+                    timeLimitSeconds=60 * ui.timeBudgetSpinBox.value, initModel=None if resume else self.initModel(),
+                    runner=self.remote.runner())
+                self._follow(_("Starting: {model}...").format(model=self.run.modelDir.name))
                 setPreference("Device", ui.deviceComboBox.currentText)
                 setPreference("LastDataset", self.datasetPath())
                 self.timer.start()
@@ -304,8 +303,26 @@ class TrainPanel:
         finally:
             self.updateButtons()
 
+    def _follow(self, status: str):
+        self.curves = self.run.curves
+        self.run.eventReceived.connect(self.onEvent)
+        self.run.finished.connect(self.onFinished)
+        self.stoppedModelDir = None
+        setBusy(self.ui.progressBar, False, 0)
+        self.ui.statusLabel.text = status
+
     def onResume(self):
         self.onTrain(resume=True)
+
+    def onReattach(self, dropped: dict):
+        """Follow the remote training again after a dropped connection (its curves are replayed)."""
+        if self.curves is not None:
+            self.curves.removeFromScene()
+        self.run = self.logic.reattach(dropped["job_file"], self.droppedModelDir, self.remote.reattachRunner(),
+                                       scene=self.scene)
+        self._follow(_("Reattaching to {host}...").format(host=dropped["host"]))
+        self.timer.start()
+        self.updateButtons()
 
     def onStop(self):
         if self.run is not None:
@@ -330,7 +347,10 @@ class TrainPanel:
         run, self.run = self.run, None
         self.curves = run.curves  # None when the training failed before its first epoch
         self._stopTimerWhenIdle()
-        if result.succeeded:
+        if self.remote.noteFinished(result):
+            self.droppedModelDir = run.modelDir
+            self.ui.statusLabel.text = self.remote.statusLabel.text
+        elif result.succeeded:
             self.ui.progressBar.value = 100
             self.ui.statusLabel.text = _("Finished: model '{model}' is in the library ({path}).").format(
                 model=run.modelDir.name, path=run.modelDir)

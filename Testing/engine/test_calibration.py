@@ -153,7 +153,7 @@ def test_probabilities_with_a_temperature_are_the_softmax_of_scaled_logits(tempe
     plain = torch.softmax(logits, dim=0).numpy()
     reference = make_image(shape_zyx=(4, 5, 6))
     result = Prediction(reference)
-    get_application("segmentation").add_probabilities(result, lambda: iter(plain), reference, temperature)
+    get_application("segmentation").add_probabilities(result, lambda: iter(plain), reference, temperature=temperature)
     probabilities = np.moveaxis(sitk.GetArrayFromImage(result.probabilities), -1, 0)
     np.testing.assert_allclose(probabilities, torch.softmax(logits / temperature, dim=0).numpy(), atol=1e-5)
     entropy = sitk.GetArrayFromImage(result.uncertainty)

@@ -3,6 +3,7 @@ folds fixed in the manifest; batch inference that skips unreadable cases."""
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -130,4 +131,6 @@ def test_batch_inference_skips_an_unreadable_case_and_goes_on(cross_validated, t
     assert [e["case"] for e in events] == ["broken", "c0", "c1"]
     assert events[0]["skipped"] and events[0]["output"] is None and all("seconds" in e for e in events)
     assert "skipped broken" in captured.err
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["c0.nii.gz", "c1.nii.gz"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["c0.nii.gz", "c1.nii.gz", "results.csv"]
+    scored = {row["case"] for row in csv.DictReader((tmp_path / "out" / "results.csv").open()) if row["uncertainty"]}
+    assert scored == {"c0", "c1"}  # the per-case uncertainty of the cases read

@@ -15,8 +15,18 @@ from DeepMedLib import DatasetSelection, ModelLibrary
 from DeepMedLib.PanelHelpers import pollTimer, setBusy
 from DeepMedReviewLib.Ranking import ACCEPTED, PENDING, SKIPPED
 
-CASE_COLUMNS = ("#", "Case", "Score", "Status")
-COMPARISON_COLUMNS = ("Label", "Old", "New")
+
+def caseColumns() -> list:
+    return ["#", _("Case"), _("Score"), _("Status")]
+
+
+def comparisonColumns() -> list:
+    return [_("Label"), _("Old"), _("New")]
+
+
+def statusText(status: str) -> str:
+    """The shown (translated) text of a case's review status."""
+    return {PENDING: _("pending"), ACCEPTED: _("accepted"), SKIPPED: _("skipped")}.get(status, status)
 
 
 def _score(value) -> str:
@@ -49,8 +59,8 @@ class ReviewPanel:
         ui.manifestPathLineEdit.filters = ctk.ctkPathLineEdit.Files | ctk.ctkPathLineEdit.Readable
         ui.manifestPathLineEdit.nameFilters = []
         ui.reviewFolderLineEdit.filters = ctk.ctkPathLineEdit.Dirs
-        self._setUpTable(ui.casesTable, CASE_COLUMNS)
-        self._setUpTable(ui.comparisonTable, COMPARISON_COLUMNS)
+        self._setUpTable(ui.casesTable, caseColumns())
+        self._setUpTable(ui.comparisonTable, comparisonColumns())
         ui.comparisonTable.horizontalHeader().setSectionResizeMode(qt.QHeaderView.Stretch)
         ui.manifestPathLineEdit.currentPathChanged.connect(self.onManifestChanged)
         ui.reviewFolderLineEdit.currentPathChanged.connect(self.onReviewFolderChanged)
@@ -71,7 +81,7 @@ class ReviewPanel:
     @staticmethod
     def _setUpTable(table, columns) -> None:
         table.columnCount = len(columns)
-        table.setHorizontalHeaderLabels([_(c) for c in columns])
+        table.setHorizontalHeaderLabels(list(columns))
         table.verticalHeader().visible = False
         table.horizontalHeader().stretchLastSection = True
 
@@ -222,7 +232,8 @@ class ReviewPanel:
         table.blockSignals(True)
         table.rowCount = len(self.ranking)
         for index, row in enumerate(self.ranking):
-            for column, text in enumerate((str(row.rank), row.case, _score(row.score), _(self.statuses[row.case]))):
+            texts = (str(row.rank), row.case, _score(row.score), statusText(self.statuses[row.case]))
+            for column, text in enumerate(texts):
                 table.setItem(index, column, qt.QTableWidgetItem(text))
         table.blockSignals(False)
         table.resizeColumnsToContents()
@@ -270,7 +281,7 @@ class ReviewPanel:
     def setStatus(self, case: str, status: str) -> None:
         self.statuses[case] = status
         row = [r.case for r in self.ranking].index(case)
-        self.ui.casesTable.setItem(row, 3, qt.QTableWidgetItem(_(status)))
+        self.ui.casesTable.setItem(row, 3, qt.QTableWidgetItem(statusText(status)))
 
     def selectNextPending(self) -> None:
         """The next case still to review, after the current one (wrapping around)."""

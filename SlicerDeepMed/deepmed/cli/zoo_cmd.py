@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 from deepmed.errors import DeepMedError
+from deepmed.utils.json_files import read_json_object
 
 
 def add_parser(subparsers) -> None:
@@ -327,10 +328,7 @@ def run_catalog_from_bundles(args) -> int:
         return 0
     catalogue = {"format": "deepmed-catalog/1", "models": []}
     if args.into.is_file():
-        try:
-            catalogue = json.loads(args.into.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise DeepMedError(f"{args.into}: JSON syntax error at line {exc.lineno}: {exc.msg}") from None
+        catalogue = read_json_object(args.into, "the catalogue")
     catalogue = merge_into(catalogue, entries)
     check_document(catalogue, CATALOG_SCHEMA, str(args.into))
     write_text_atomic(args.into, json.dumps(catalogue, indent=2, ensure_ascii=False) + "\n")

@@ -7,12 +7,12 @@ the problems found; ``deepmed.data.manifest`` parses it, so this module does not
 from __future__ import annotations
 
 import csv
-import json
 from collections import defaultdict
 from pathlib import Path
 
 from deepmed.errors import DeepMedError
 from deepmed.io.image_io import strip_image_extension
+from deepmed.utils.json_files import read_json_object
 
 
 def nnunet_folder_manifest(folder: Path) -> tuple[dict, list[str]]:
@@ -21,11 +21,7 @@ def nnunet_folder_manifest(folder: Path) -> tuple[dict, list[str]]:
     meta: dict = {}
     meta_path = folder / "dataset.json"
     if meta_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise DeepMedError(f"{meta_path}: JSON syntax error at line {exc.lineno}, "
-                               f"column {exc.colno}: {exc.msg}") from None
+        meta = read_json_object(meta_path, "the nnU-Net dataset description")
     ending = meta.get("file_ending")
     data = {"name": str(meta.get("name", folder.name)), "description": str(meta.get("description", "")),
             "channel_names": meta.get("channel_names") or meta.get("modality") or {},

@@ -28,6 +28,7 @@ from deepmed.errors import DeepMedError
 from deepmed.io.geometry import align_to_grid, grid_differences
 from deepmed.io.image_io import read_channels, read_image, write_image
 from deepmed.utils.atomic import write_text_atomic
+from deepmed.utils.json_files import read_json_object
 
 LABELS_FOLDER = "labels"
 LABEL_SUFFIX = ".nii.gz"
@@ -159,7 +160,7 @@ def _editable_manifest(manifest: Path) -> tuple[dict, Dataset]:
         raise DeepMedError(f"{manifest}: expected a dataset.json manifest (CSV manifests and nnU-Net folders: "
                            "convert with 'deepmed dataset scan' first)")
     dataset = Dataset.load(manifest)
-    raw = json.loads(manifest.read_text(encoding="utf-8"))
+    raw = read_json_object(manifest, "the dataset manifest")
     if "training" not in raw:
         raise DeepMedError(f"{manifest}: lists no 'training' cases (an nnU-Net raw folder's dataset.json); "
                            "convert it with 'deepmed dataset scan' first")

@@ -31,6 +31,7 @@ from deepmed.errors import DeepMedError
 from deepmed.io.image_io import strip_image_extension
 from deepmed.utils.atomic import write_text_atomic
 from deepmed.utils.choices import suggest
+from deepmed.utils.json_files import read_json
 
 TOP_LEVEL_KEYS = {
     "name", "description", "channel_names", "modality", "labels", "training", "test", "splits", "numTraining",
@@ -106,13 +107,7 @@ class Dataset:
 
     @classmethod
     def from_json_file(cls, path: Path) -> Dataset:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise DeepMedError(f"{path}: JSON syntax error at line {exc.lineno}, "
-                               f"column {exc.colno}: {exc.msg}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DeepMedError(f"{path}: cannot read ({exc})") from None
+        data = read_json(path, "the dataset manifest")
         if isinstance(data, dict) and "training" not in data and (path.parent / "imagesTr").is_dir():
             return cls.load(path.parent)
         dataset, problems = parse_manifest(data, path.parent, str(path))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from deepmed.errors import DeepMedError
 from deepmed.model.card import CARD, CARD_FORMAT, InputChannel, Label, ModelCard
+from deepmed.utils.json_files import read_json_object
 
 EXPORT_FORMAT = "deepmed-onnx/1"
 PIPELINE = "pipeline.json"
@@ -153,13 +154,7 @@ class OnnxPipeline:
     def read(cls, folder: str | Path) -> OnnxPipeline:
         """The pipeline of an export folder, checked; its ONNX files must be there."""
         path = Path(folder) / PIPELINE
-        try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise DeepMedError(f"{path}: JSON syntax error at line {exc.lineno}, column {exc.colno}: "
-                               f"{exc.msg}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DeepMedError(f"{path}: cannot read the ONNX export's pipeline ({exc})") from None
+        document = read_json_object(path, "the ONNX export's pipeline")
         pipeline = cls.from_dict(document, str(path))
         for network in pipeline.networks:
             if not (Path(folder) / network.file).is_file():

@@ -19,6 +19,7 @@ from typing import Any
 from deepmed.errors import DeepMedError
 from deepmed.model.card_calibration import Calibration
 from deepmed.model.terminology import Terminology, check_snomed_agrees, label_terminology
+from deepmed.utils.json_files import read_json_object
 
 CARD = "model_card.json"
 WEIGHTS = "model.safetensors"
@@ -304,14 +305,8 @@ class ModelCard:
     @classmethod
     def read_file(cls, path: str | Path) -> ModelCard:
         path = Path(path)
-        try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise DeepMedError(f"{path}: JSON syntax error at line {exc.lineno}, column {exc.colno}: "
-                               f"{exc.msg}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DeepMedError(f"{path}: cannot read the model card ({exc})") from None
-        if isinstance(document, dict) and document.get("format") != CARD_FORMAT:
+        document = read_json_object(path, "the model card")
+        if document.get("format") != CARD_FORMAT:
             raise DeepMedError(f"{path}: at format: expected {CARD_FORMAT!r}, got {document.get('format')!r}")
         return cls.from_dict(document, str(path))
 

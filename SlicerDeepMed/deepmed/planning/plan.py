@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from deepmed.errors import DeepMedError
+from deepmed.utils.json_files import read_json_object
 
 PLAN_FILE = "plan.json"
 PLAN_FORMAT = "deepmed-plan/1"
@@ -218,10 +219,7 @@ class Plan:
         path = Path(path)
         if not path.is_file():
             raise DeepMedError(f"{path}: no plan (plan.json missing)")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise DeepMedError(f"{path}: not JSON ({exc.msg}, line {exc.lineno})") from None
+        data = read_json_object(path, "the plan")
         return cls.from_json(data, str(path))
 
 

@@ -15,11 +15,11 @@ Example:
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 from deepmed.errors import DeepMedError
+from deepmed.utils.json_files import parse_json
 from deepmed.zoo.bundle_expr import BundleNeedsCode, evaluate
 
 __all__ = ["BundleConfig", "BundleNeedsCode", "find_inference_config", "parse_values", "read_config_file",
@@ -36,12 +36,10 @@ def read_config_file(path: Path, where: str):
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise DeepMedError(f"{where}: cannot read {path.name} ({exc.strerror})") from None
+    if path.suffix.lower() == ".json":
+        return parse_json(text, f"{where}: {path.name}")
     try:
-        if path.suffix.lower() == ".json":
-            return json.loads(text)
         return yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
-        raise DeepMedError(f"{where}: {path.name}: JSON syntax error at line {exc.lineno}: {exc.msg}") from None
     except yaml.YAMLError as exc:
         raise DeepMedError(f"{where}: {path.name}: YAML error: {str(exc).splitlines()[0]}") from None
 

@@ -10,7 +10,6 @@ add-catalog`` appends to it) and from ``--catalog`` options. Package URLs may be
 
 from __future__ import annotations
 
-import json
 import os
 import urllib.parse
 import urllib.request
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deepmed.errors import DeepMedError
+from deepmed.utils.json_files import parse_json
 from deepmed.zoo.download import read_text
 from deepmed.zoo.library import library_dir
 from deepmed.zoo.model_info import looks_like_model_info, read_model_info
@@ -85,10 +85,7 @@ def _entry(item: dict, source: str) -> CatalogEntry:
 def load_catalog(source: str) -> list[CatalogEntry]:
     """Read and check one catalogue (a path or a URL): a deepmed catalogue or a MONAI model_info.json."""
     text = read_text(str(source))
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DeepMedError(f"{source}: JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    document = parse_json(text, str(source))
     if looks_like_model_info(document):
         items = read_model_info(document, str(source))
     elif isinstance(document, dict) and "format" in document:

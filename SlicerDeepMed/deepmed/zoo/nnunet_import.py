@@ -9,13 +9,13 @@ the network is rebuilt from the plans and must take every fold's weights exactly
 from __future__ import annotations
 
 import copy
-import json
 import re
 from pathlib import Path
 
 from deepmed.applications.nnunet import NAME as APPLICATION
 from deepmed.errors import DeepMedError
 from deepmed.model.directory import CARD_FORMAT, label_colour
+from deepmed.utils.json_files import read_json_object
 
 #: The card's network name: the class and arguments come from nnU-Net's plans (``network.args``).
 NETWORK = "dynamic_network_architectures"
@@ -49,13 +49,7 @@ def is_nnunet_folder(folder: Path) -> bool:
 def _read_json(path: Path, where: str) -> dict:
     if not path.is_file():
         raise DeepMedError(f"{where}: nnU-Net result folder without {path.name}")
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DeepMedError(f"{where}: {path.name} unreadable ({str(exc).splitlines()[0]})") from None
-    if not isinstance(value, dict):
-        raise DeepMedError(f"{where}: {path.name}: expected a JSON object")
-    return value
+    return read_json_object(path, f"the nnU-Net result's {path.name}")
 
 
 def choose_checkpoint(folds: dict[int, Path], which: str, where: str) -> str:

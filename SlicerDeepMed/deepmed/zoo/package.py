@@ -12,7 +12,6 @@ Nothing in a package is executed: cards are data checked by the schema, weights 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 from deepmed.errors import DeepMedError
 from deepmed.model.card import ModelCard, check_schema
 from deepmed.model.directory import CARD, CONFIG, WEIGHTS, read_card
+from deepmed.utils.json_files import read_json_object
 from deepmed.zoo.checksums import SUMS, verify_sums, write_sums
 from deepmed.zoo.library import InstalledModel, check_model_id, library_dir, read_installed
 from deepmed.zoo.schemas import CARD_SCHEMA
@@ -154,11 +154,7 @@ def check_package_folder(folder: Path, where: str) -> ModelCard:
         raise DeepMedError(f"{where}: checksum verification failed: " + "; ".join(p.replace(str(folder) + os.sep, "")
                                                                                 for p in problems[:5]))
     card_path = folder / CARD
-    try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DeepMedError(f"{where}: {CARD} unreadable ({exc})") from None
-    card = ModelCard.from_dict(card, f"{where}: {CARD}")
+    card = ModelCard.from_dict(read_json_object(card_path, "the model card"), f"{where}: {CARD}")
     if not (folder / WEIGHTS).is_file():
         raise DeepMedError(f"{where}: {WEIGHTS} missing")
     check_safetensors(folder / WEIGHTS)

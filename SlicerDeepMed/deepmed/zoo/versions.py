@@ -20,6 +20,7 @@ from pathlib import Path
 
 from deepmed.errors import DeepMedError
 from deepmed.utils.atomic import write_text_atomic
+from deepmed.utils.json_files import read_json_object
 
 SEPARATOR = "@"
 VERSIONED_ID = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,99})@(?P<version>[1-9][0-9]{0,5})$")
@@ -68,11 +69,11 @@ def read_versions(root: Path, name: str) -> ModelVersions:
     path = record_path(root, name)
     if not path.is_file():
         return ModelVersions(name)
+    data = read_json_object(path, "the version record")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
         return ModelVersions(name, int(data.get("promoted", 1)), tuple(str(c) for c in data.get("held_out", [])),
                              tuple(data.get("history", [])))
-    except (OSError, ValueError, TypeError, AttributeError) as exc:
+    except (ValueError, TypeError, AttributeError) as exc:
         raise DeepMedError(f"{path}: unreadable version record ({exc})") from None
 
 

@@ -57,52 +57,61 @@ class LoadedCase:
         return not np.array_equal(sitk.GetArrayFromImage(current), self.proposed)
 
 
-class RankRun(JobHandle):
+class _ResultRun(JobHandle):
+    """A worker whose output file is read once it succeeded (``readResult``); a worker failure or an unreadable
+    result fails the job with one message (``error``), and ``value`` stays None."""
+
+    def __init__(self, job: BackgroundJob):
+        self.value, self.error = None, ""
+        super().__init__(job)
+
+    def waitValue(self):
+        return self.value
+
+    def readResult(self, result):
+        raise NotImplementedError
+
+    def _onJobFinished(self, result) -> None:
+        if not result.succeeded:
+            self.error = result.errorMessage
+            return
+        try:
+            self.value = self.readResult(result)
+        except RankingError as error:
+            result.status, result.errorMessage = "failed", str(error)
+            self.error = str(error)
+
+
+class RankRun(_ResultRun):
     """``deepmed review`` in the background; ``ranking`` (list of RankedCase) once it succeeded."""
 
     def __init__(self, job: BackgroundJob, reviewFolder: Path):
-        self.reviewFolder, self.ranking, self.error = Path(reviewFolder), None, ""
+        self.reviewFolder = Path(reviewFolder)
         super().__init__(job)
 
-    def waitValue(self):
-        return self.ranking
+    @property
+    def ranking(self):
+        return self.value
 
-    def _onJobFinished(self, result) -> None:
-        if not result.succeeded:
-            self.error = result.errorMessage
-            return
-        try:
-            self.ranking = readRanking(self.reviewFolder)
-        except RankingError as error:
-            result.status, result.errorMessage = "failed", str(error)
-            self.error = str(error)
+    def readResult(self, result):
+        return readRanking(self.reviewFolder)
 
 
-class ImproveRun(JobHandle):
+class ImproveRun(_ResultRun):
     """``deepmed improve`` in the background; ``comparison`` (Comparison) once it succeeded. A promoted version
     is announced (``ModelLibrary.changed``) so every panel lists it."""
 
-    def __init__(self, job: BackgroundJob):
-        self.comparison, self.error = None, ""
-        super().__init__(job)
+    @property
+    def comparison(self):
+        return self.value
 
-    def waitValue(self):
-        return self.comparison
-
-    def _onJobFinished(self, result) -> None:
-        if not result.succeeded:
-            self.error = result.errorMessage
-            return
+    def readResult(self, result):
         path = next((e["path"] for e in reversed(result.events) if e["event"] == "comparison"), None)
-        try:
-            if path is None:
-                raise RankingError(f"{self.job.name}: the worker ended without its comparison")
-            self.comparison = readComparison(path)
-        except RankingError as error:
-            result.status, result.errorMessage = "failed", str(error)
-            self.error = str(error)
-            return
+        if path is None:
+            raise RankingError(f"{self.job.name}: the worker ended without its comparison")
+        comparison = readComparison(path)
         ModelLibrary.changed.emit(str(ModelLibrary.libraryFolder()))
+        return comparison
 
 
 class ReviewLogic:

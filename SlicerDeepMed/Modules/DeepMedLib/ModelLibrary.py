@@ -179,8 +179,8 @@ def publishJob(modelDir, licence: str, title: str = "", version: str = "1.0.0", 
 def removeModel(modelId: str) -> None:
     from deepmed.zoo.package import remove_model
 
-    path = remove_model(modelId, libraryFolder())
-    changed.emit(str(path))
+    removed = remove_model(modelId, libraryFolder())
+    changed.emit(str(removed[0]))
 
 
 __all__ = ["InstalledModel", "addCatalogueJob", "catalogueJob", "changed", "describe", "findModel", "importJob",

@@ -34,7 +34,8 @@ def add_parser(subparsers) -> None:
     pull.add_argument("model_id", help="catalogue id (newest version) or ID@VERSION")
     pull.add_argument("--force", action="store_true", help="replace an installed version")
     pull.set_defaults(run=run_pull)
-    remove = actions.add_parser("remove", help="remove an installed model")
+    remove = actions.add_parser("remove", help="remove an installed model: NAME (every version) or NAME@N (one "
+                                "version, not the promoted one)")
     remove.add_argument("model_id")
     remove.set_defaults(run=run_remove)
     verify = actions.add_parser("verify", help="re-check checksums and cards of installed models")
@@ -210,7 +211,8 @@ def run_pull(args) -> int:
 def run_remove(args) -> int:
     from deepmed.zoo.package import remove_model
 
-    print(f"removed {remove_model(args.model_id, args.library)}")
+    for path in remove_model(args.model_id, args.library):
+        print(f"removed {path}")
     return 0
 
 

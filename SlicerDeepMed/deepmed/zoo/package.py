@@ -254,17 +254,31 @@ def import_package(source, *, library: Path | None = None, model_id: str | None 
     return read_installed(destination)
 
 
-def remove_model(model_id: str, library: Path | None = None) -> Path:
+def remove_model(model_id: str, library: Path | None = None) -> list[Path]:
+    """Remove ``NAME`` (every version and its ``NAME.versions.json``) or ``NAME@N`` (that version only; the
+    promoted version is refused: remove ``NAME`` to drop the whole model). Returns the folders removed."""
     from deepmed.zoo.library import installed_models
+    from deepmed.zoo.versions import available_versions, promoted_version, record_path, split_version, version_dir
 
     root = Path(library) if library is not None else library_dir()
-    path = root / check_model_id(model_id)
-    if not path.is_dir():
+    name, version = split_version(model_id)
+    check_model_id(name)
+    existing = available_versions(root, name)
+    if not existing or (version is not None and version not in existing):
         known = ", ".join(m.id for m in installed_models(root)) or "none"
-        raise DeepMedError(f"{model_id}: not installed in {root} (installed: {known})")
+        held = f" (its versions: {', '.join(f'{name}@{v}' for v in existing)})" if existing else ""
+        raise DeepMedError(f"{model_id}: not installed in {root}{held} (installed: {known})")
+    if version is not None and version == promoted_version(root, name) and len(existing) > 1:
+        raise DeepMedError(f"{model_id}: the promoted version of {name} ({name} runs it); remove another version "
+                           f"or the whole model ('deepmed zoo remove {name}')")
+    versions = existing if version is None else [version]
+    removed = [version_dir(root, name, v) for v in versions]
     with tempfile.TemporaryDirectory(prefix=".remove-", dir=root) as temporary:
-        os.replace(path, Path(temporary) / "removed")  # gone at once; deleted with the temporary folder
-    return path
+        for number, path in zip(versions, removed):
+            os.replace(path, Path(temporary) / f"removed-{number}")  # gone at once; deleted with the temporary folder
+        if set(versions) == set(existing) and record_path(root, name).is_file():
+            os.replace(record_path(root, name), Path(temporary) / "versions.json")
+    return removed
 
 
 def verify_installed(model: InstalledModel) -> list[str]:

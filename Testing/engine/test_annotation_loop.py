@@ -227,6 +227,27 @@ def test_versions_resolve_and_list(library, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)[0]["versions"] == [1, 2]
 
 
+def test_a_failed_improvement_uses_up_no_version_number(library, tmp_path, monkeypatch, capsys):
+    import deepmed.workflows.improve as improve_module
+    from deepmed.errors import DeepMedError
+    from deepmed.zoo.versions import next_version, read_versions
+
+    lib = tmp_path / "lib"
+    shutil.copytree(library[0] / "boxes", lib / "boxes")
+
+    def failing(dataset, out, **options):  # writes part of a model folder, then fails as a real run can
+        out.mkdir(parents=True)
+        (out / "config.yaml").write_text("epochs: 1\n")
+        raise DeepMedError("training stopped: out of memory")
+
+    monkeypatch.setattr(improve_module, "train", failing)
+    assert main(["improve", str(library[1]), "--model", "boxes", "--library", str(lib), "--time", "3",
+                 "--progress", "none"]) == 2
+    assert "out of memory" in capsys.readouterr().err
+    assert sorted(p.name for p in lib.iterdir()) == ["boxes", "boxes.versions.json"]  # nothing half-written
+    assert next_version(lib, "boxes") == 2 and read_versions(lib, "boxes").history == ()
+
+
 @pytest.mark.slow
 def test_improve_promotes_a_better_version_and_keeps_the_old_one_when_worse(library, tmp_path, monkeypatch):
     import deepmed.workflows.improve as improve_module

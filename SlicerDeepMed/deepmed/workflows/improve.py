@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import random
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -131,23 +134,30 @@ def improve(dataset, model, time_limit, *, library: Path | None = None, toleranc
                            f"held-out ones ({', '.join(versions.held_out)})")
     subset = Dataset(name=dataset.name, description=dataset.description, channel_names=dict(dataset.channel_names),
                      labels=dict(dataset.labels), training=training, source=dataset.source)
-    new_version = next_version(root, name)
-    new_dir = version_dir(root, name, new_version)
     if emit is not None:
-        emit("improve", model=name, old_version=old_version, new_version=new_version,
+        emit("improve", model=name, old_version=old_version, new_version=next_version(root, name),
              train_cases=len(training), held_out=list(versions.held_out))
     config = old_dir / CONFIG if (old_dir / CONFIG).is_file() else None  # the old version's own settings
-    train(subset, new_dir, config=config, init=str(old_dir), time_limit=time_limit,
-          device=None if device == "auto" else device, overrides=tuple(overrides), progress=progress)
-    old = held_out_dice(old_dir, held_out, device)
-    new = held_out_dice(new_dir, held_out, device)
-    old_mean, new_mean = _mean(old), _mean(new)
-    comparison = Comparison([c.id for c in held_out], old, new, old_mean, new_mean, tolerance,
-                            new_mean >= old_mean - tolerance)
-    document = {"model": name, "old_version": old_version, "new_version": new_version, **asdict(comparison),
-                "trained_on": [c.id for c in training]}
-    write_text_atomic(new_dir / COMPARISON_FILE, json.dumps(document, indent=2) + "\n")
-    write_text_atomic(new_dir / COMPARISON_TABLE, comparison.table())
+    # trained in a hidden folder of the library: a failed or stopped attempt uses up no version number
+    staging = Path(tempfile.mkdtemp(prefix=f".improve-{name}-", dir=root))
+    try:
+        candidate = staging / "model"
+        train(subset, candidate, config=config, init=str(old_dir), time_limit=time_limit,
+              device=None if device == "auto" else device, overrides=tuple(overrides), progress=progress)
+        old = held_out_dice(old_dir, held_out, device)
+        new = held_out_dice(candidate, held_out, device)
+        old_mean, new_mean = _mean(old), _mean(new)
+        comparison = Comparison([c.id for c in held_out], old, new, old_mean, new_mean, tolerance,
+                                new_mean >= old_mean - tolerance)
+        new_version = next_version(root, name)  # allocated only now that the new model is complete
+        document = {"model": name, "old_version": old_version, "new_version": new_version, **asdict(comparison),
+                    "trained_on": [c.id for c in training]}
+        write_text_atomic(candidate / COMPARISON_FILE, json.dumps(document, indent=2) + "\n")
+        write_text_atomic(candidate / COMPARISON_TABLE, comparison.table())
+        new_dir = version_dir(root, name, new_version)
+        os.replace(candidate, new_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     entry = {"version": new_version, "from_version": old_version, "promoted": comparison.promoted,
              "old_mean_dice": round(old_mean, 6), "new_mean_dice": round(new_mean, 6),
              "trained_cases": len(training), "time_limit": str(time_limit),

@@ -19,7 +19,9 @@ REGISTRIES = {
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("list", help="list the available networks, losses, applications, models, ...")
-    parser.add_argument("what", choices=sorted([*REGISTRIES, "models"]))
+    parser.add_argument("what", choices=sorted([*REGISTRIES, "models", "choices"]),
+                        help="choices: with --json, what the Train panel offers in one answer: the trainable "
+                             "applications and, per application, its networks and losses")
     parser.add_argument("--library", type=Path, help="models only: the library folder (default: $DEEPMED_LIBRARY)")
     parser.add_argument("--app", help="losses and networks only: those that fit this application (segmentation, "
                                       "classification, ...)")
@@ -35,6 +37,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.what == "models":
         return _list_models(args)
+    if args.what == "choices":
+        print(json.dumps(training_choices(), indent=1))
+        return 0
     module_name, attribute = REGISTRIES[args.what]
     registry = getattr(importlib.import_module(module_name), attribute)
     described = registry.describe()
@@ -73,6 +78,21 @@ def run(args: argparse.Namespace) -> int:
     for name, description in described.items():
         print(f"{name:28s} {description}" + (" [runs imported models; not trained here]" if name in runs_only else ""))
     return 0
+
+
+def training_choices() -> dict:
+    """``{"applications": {name: description} (trainable, the default first), "networks": {application: [names]},
+    "losses": {application: [names]}}``: the Train panel's choices from one worker."""
+    from deepmed.applications import APPLICATIONS, get_trainable_application, trainable_application_names
+    from deepmed.losses import losses_for
+    from deepmed.training.config import DEFAULTS
+
+    described = APPLICATIONS.describe()
+    names = trainable_application_names()
+    names = [DEFAULTS["app"]] + [n for n in names if n != DEFAULTS["app"]]
+    return {"applications": {name: described[name] for name in names},
+            "networks": {name: get_trainable_application(name).network_choices() for name in names},
+            "losses": {name: losses_for(APPLICATIONS.canonical(name)) for name in names}}
 
 
 def _list_models(args: argparse.Namespace) -> int:

@@ -1,6 +1,6 @@
 """The Train panel's application, network and loss choices, asked from the engine in workers (no torch in
-Slicer): ``deepmed list applications --trainable --json`` (the applications it trains, plug-ins included, the
-default first) and, for the chosen application, ``deepmed list networks|losses --app APP --json``. The
+Slicer): one ``deepmed list choices --json`` per panel gives the applications it trains (plug-ins included, the
+default first) and, per application, its networks and losses; changing the application asks nothing more. The
 parameter node keeps the choices."""
 
 from __future__ import annotations
@@ -10,41 +10,28 @@ from slicer.i18n import tr as _
 
 
 class ApplicationList:
-    """One combo box whose items the engine gives per application ("auto" first): the networks or the losses
+    """One combo box whose items the engine gave per application ("auto" first): the networks or the losses
     that fit it. ``field`` names the parameter node's attribute that keeps the choice."""
 
-    def __init__(self, combo, field: str, fitting: str, unavailable: str, startJob, parameterNode, timer, onIdle):
+    def __init__(self, combo, field: str, fitting: str, unavailable: str, parameterNode):
         """``fitting``/``unavailable``: the combo's tooltips when the engine answered / did not ({error})."""
-        self.combo, self.field, self.startJob = combo, field, startJob
+        self.combo, self.field, self.parameterNode = combo, field, parameterNode
         self.fitting, self.unavailable = fitting, unavailable
-        self.parameterNode, self.timer, self.onIdle = parameterNode, timer, onIdle
-        self.job = None
+        self.byApplication = {}   # {application: [names]} from the engine's answer
+        self.job = None           # kept for callers that wait on it: the lists come with the applications
         combo.currentIndexChanged.connect(self.onChanged)
 
     def request(self, application: str):
-        """"auto" until the engine answers with the choices for ``application`` (a newer request wins)."""
-        self.setChoices(["auto"])
-        if self.job is not None:
-            self.job.cancel()
-            self.job = None
-        if not application:
-            return
-        self.job = self.startJob(application)
-        self.job.finished.connect(lambda result, job=self.job: self.onAnswer(job, result))
-        self.timer.start()
-
-    def onAnswer(self, job, result):
-        if job is not self.job:
-            return  # superseded by another application choice
-        self.job = None
-        self.onIdle()
-        names = job.outputJson() if result.succeeded else None
+        """The choices the engine gave for ``application`` ("auto" alone while it has not answered)."""
+        names = self.byApplication.get(application)
         if isinstance(names, list) and all(isinstance(n, str) for n in names):
             self.setChoices(["auto"] + [n for n in names if n != "auto"])
             self.combo.toolTip = self.fitting
         else:
-            self.combo.toolTip = self.unavailable.format(
-                error=result.errorMessage.splitlines()[0] if result.errorMessage else _("no answer"))
+            self.setChoices(["auto"])
+
+    def unanswered(self, error: str):
+        self.combo.toolTip = self.unavailable.format(error=error)
 
     def setChoices(self, names):
         node = self.parameterNode()
@@ -78,12 +65,10 @@ class EngineChoices:
         self.descriptions = {}
         self.networks = ApplicationList(
             ui.networkComboBox, "network", _("Networks that fit this application (from the engine's registry)"),
-            _("Network choices from the engine unavailable: {error}"), logic.networkChoicesJob, parameterNode,
-            timer, onIdle)
+            _("Network choices from the engine unavailable: {error}"), parameterNode)
         self.losses = ApplicationList(
             ui.lossComboBox, "loss", _("Losses that fit this application (from the engine's registry)"),
-            _("Loss choices from the engine unavailable: {error}"), logic.lossChoicesJob, parameterNode, timer,
-            onIdle)
+            _("Loss choices from the engine unavailable: {error}"), parameterNode)
         ui.applicationComboBox.currentIndexChanged.connect(self.onApplicationChanged)
 
     @property
@@ -99,9 +84,10 @@ class EngineChoices:
 
     # ---- applications ---------------------------------------------------------------------------------
     def requestApplications(self):
-        """Ask the engine for its applications; the list fills when it answers."""
+        """Ask the engine for its applications and their networks and losses (one worker); the lists fill when
+        it answers."""
         self.ui.applicationComboBox.toolTip = _("Asking the engine for its applications...")
-        self.applicationsJob = self.logic.applicationsJob()  # a worker that cannot start ends as a failed job
+        self.applicationsJob = self.logic.choicesJob()  # a worker that cannot start ends as a failed job
         self.applicationsJob.finished.connect(lambda result, job=self.applicationsJob: self.onApplications(job, result))
         self.timer.start()
 
@@ -110,11 +96,17 @@ class EngineChoices:
             return
         self.applicationsJob = None
         self.onIdle()
-        described = job.outputJson() if result.succeeded else None
+        answer = job.outputJson() if result.succeeded else None
+        described = answer.get("applications") if isinstance(answer, dict) else None
         if not isinstance(described, dict) or not described:
+            error = result.errorMessage.splitlines()[0] if result.errorMessage else _("no answer")
             self.ui.applicationComboBox.toolTip = _("The engine did not list its applications: {error}").format(
-                error=result.errorMessage.splitlines()[0] if result.errorMessage else _("no answer"))
+                error=error)
+            self.networks.unanswered(error)
+            self.losses.unanswered(error)
             return
+        self.networks.byApplication = dict(answer.get("networks") or {})
+        self.losses.byApplication = dict(answer.get("losses") or {})
         self.descriptions = {str(k): str(v) for k, v in described.items()}
         combo = self.ui.applicationComboBox
         node = self.parameterNode()

@@ -195,22 +195,11 @@ class TrainLogic:
             run.wait(timeout, processEvents)
         return run
 
-    def applicationsJob(self) -> BackgroundJob:
-        """``deepmed list applications --trainable --json`` in a worker: {name: description} of every
-        application the engine trains, plug-ins included; read with ``job.outputJson()``."""
-        return self.runner.start("application list", "list", "applications", "--trainable", "--json")
-
-    def networkChoicesJob(self, application: str) -> BackgroundJob:
-        """``deepmed list networks --app APPLICATION --json`` in a worker: the networks a user may choose for
-        the application ([] when it builds its own); read with ``job.outputJson()``."""
-        return self.runner.start(f"network list for {application}", "list", "networks", "--app", application,
-                                 "--json")
-
-    def lossChoicesJob(self, application: str) -> BackgroundJob:
-        """``deepmed list losses --app APPLICATION --json`` in a worker: the losses fitting the application
-        (the engine's registry is the one source of truth); read with ``job.outputJson()``."""
-        return self.runner.start(f"loss list for {application}", "list", "losses", "--app", application, "--json")
-
+    def choicesJob(self) -> BackgroundJob:
+        """``deepmed list choices --json`` in a worker: the applications the engine trains ({name: description},
+        plug-ins included, the default first) and per application its networks and losses (the engine's registry
+        is the one source of truth); read with ``job.outputJson()``."""
+        return self.runner.start("engine choices", "list", "choices", "--json")
 
 def startingModel(model, application: str | None):
     """The library model a training starts from; made for ``application`` or trainable as one (the card says; None: the

@@ -18,7 +18,7 @@ from DeepMedTrainLib.TrainLogic import parseSettingValue
 
 #: Networks offered for dense (voxel-wise) applications; "auto" lets the application's plan choose (a test
 #: checks the others are in the engine's registry). Applications and losses come from the engine itself
-#: (``deepmed list applications --trainable --json``, ``deepmed list losses --app APP --json``), so a
+#: (``deepmed list choices --json``), so a
 #: trainable plug-in application appears here without a change to this module.
 #: Seconds to wait at Slicer's exit for a stopped training to write its checkpoint (it goes on alone after)
 AUGMENTATIONS = ["flip", "rotate", "scale", "elastic", "noise", "gamma", "bias_field", "contrast"]

@@ -11,8 +11,11 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import vtk
 from conftest import saveScreenshot
+from test_data_panel import _linear
 
+from DeepMedLib.Geometry import ijkToRasFromImage, ijkToRasFromNode
 from DeepMedLib.SelfTestData import syntheticArrays, syntheticImage, writeSyntheticDataset
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
@@ -32,6 +35,21 @@ def datasetWithPool(folder):
     manifest["pool"] = [{"id": f"u{seed}", "image": f"u{seed}.nii.gz"} for seed in POOL_SEEDS]
     manifestPath.write_text(json.dumps(manifest, indent=2))
     return manifestPath, truths
+
+
+def worldPoints(node, localHomogeneous) -> np.ndarray:
+    """Points (4 x N homogeneous, in ``node``'s local RAS) -> world RAS (N x 3) through its parent transforms."""
+    transform = vtk.vtkGeneralTransform()
+    node.GetParentTransformNode().GetTransformToWorld(transform)
+    return np.array([transform.TransformPoint(*point[:3]) for point in localHomogeneous.T])
+
+
+def segmentation_labelmap(segmentationNode, name):
+    import slicer
+
+    segmentation = segmentationNode.GetSegmentation()
+    segment = segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName(name))
+    return segment.GetRepresentation(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName())
 
 
 def cellTexts(table, column):
@@ -80,6 +98,24 @@ def test_rank_load_edit_accept_improve_then_run_uses_the_promoted_version(openPa
     assert uncertainty.shape == truths[first].shape and uncertainty.min() >= 0.0 and uncertainty.max() <= 1.0
     assert not loaded.correctedByHand()
 
+    # ---- under a registration (rotated + translated parent transform) every loaded node stays on the case's
+    # grid in world space, and Accept below still writes the label on the file's grid ----
+    transform, matrix = _linear(scene)
+    for node in (loaded.volume, loaded.segmentation, loaded.uncertainty):
+        node.SetAndObserveTransformNodeID(transform.GetID())
+    fileGrid = ijkToRasFromImage(fileImage)
+    size = np.array(fileImage.GetSize()) - 1
+    corners = np.array([[i, j, k, 1.0] for i in (0, size[0]) for j in (0, size[1]) for k in (0, size[2])]).T
+    expected = (matrix @ fileGrid @ corners).T[:, :3]
+    for node in (loaded.volume, loaded.uncertainty):
+        assert worldPoints(node, ijkToRasFromNode(node) @ corners) == pytest.approx(expected, abs=1e-4)
+    segment = segmentation_labelmap(loaded.segmentation, "box")
+    imageToLocal = vtk.vtkMatrix4x4()
+    segment.GetImageToWorldMatrix(imageToLocal)  # the segmentation's own frame, below its parent transform
+    local = np.array([[imageToLocal.GetElement(r, c) for c in range(4)] for r in range(4)])
+    assert worldPoints(loaded.segmentation, local @ corners) == pytest.approx(expected, abs=1e-4)
+    assert loaded.proposed.shape == truths[first].shape
+
     # ---- correct it (as the Segment Editor would: the true label per segment) and Accept ----
     segmentation = loaded.segmentation.GetSegmentation()
     for name, value in (("box", 1), ("core", 2)):
@@ -94,6 +130,9 @@ def test_rank_load_edit_accept_improve_then_run_uses_the_promoted_version(openPa
     accepted = dataset.case(first)
     assert first not in {c.id for c in dataset.pool} and first in {c.id for c in dataset.training}
     assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(accepted.label))), truths[first])
+    stored = sitk.ReadImage(str(accepted.label))  # on the file's grid, not the world's
+    assert stored.GetOrigin() == pytest.approx(fileImage.GetOrigin()) and stored.GetSize() == fileImage.GetSize()
+    assert stored.GetDirection() == pytest.approx(fileImage.GetDirection(), abs=1e-6)
     record = json.loads(manifestPath.read_text())
     entry = next(e for e in record["training"] if e.get("id") == first)
     assert entry["provenance"]["proposed_by"] == "boxes" and entry["provenance"]["model_version"] == "1"

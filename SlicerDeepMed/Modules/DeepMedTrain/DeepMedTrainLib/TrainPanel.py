@@ -14,14 +14,11 @@ from DeepMedLib.ModuleWidget import preference, setPreference
 from DeepMedLib.PanelHelpers import DependencySection, pollTimer, setBusy
 from DeepMedLib.RemoteSection import RemoteSection
 from DeepMedTrainLib.EngineChoices import EngineChoices
-from DeepMedTrainLib.TrainLogic import parseSettingValue
+from DeepMedTrainLib.StartingModel import StartingModel
+from DeepMedTrainLib.TrainSettings import applyReport, settingsFromWidgets
 
-#: Networks offered for dense (voxel-wise) applications; "auto" lets the application's plan choose (a test
-#: checks the others are in the engine's registry). Applications and losses come from the engine itself
-#: (``deepmed list choices --json``), so a
-#: trainable plug-in application appears here without a change to this module.
-#: Seconds to wait at Slicer's exit for a stopped training to write its checkpoint (it goes on alone after)
-AUGMENTATIONS = ["flip", "rotate", "scale", "elastic", "noise", "gamma", "bias_field", "contrast"]
+#: Applications, networks and losses come from the engine itself (``deepmed list choices --json``, EngineChoices),
+#: so a trainable plug-in application appears here without a change to this module.
 
 
 class TrainPanel:
@@ -35,7 +32,6 @@ class TrainPanel:
         self.curves = None            # the live curves of the last training started here
         self.parameterNode = None
         self.derivedModelName = ""    # the model name the panel proposed from the dataset path
-        self.initModels = []          # the library models offered under "Start from:" (after "scratch")
         self.timer = pollTimer(self.poll)
         self.dependencies = DependencySection(ui, onChanged=self.updateButtons,
                                               device=lambda: ui.deviceComboBox.currentText, runner=logic.runner)
@@ -52,7 +48,7 @@ class TrainPanel:
                                     runner=logic.runner)
         self.choices = EngineChoices(ui, logic, lambda: self.parameterNode, self.timer,
                                      onApplication=self.onApplicationSelected, onIdle=self._stopTimerWhenIdle)
-        ui.initModelComboBox.currentIndexChanged.connect(self.onInitModelChanged)
+        self.startingModel = StartingModel(ui)
         ui.datasetPathLineEdit.currentPathChanged.connect(self.onDatasetChanged)
         ui.datasetPathLineEdit.validInputChanged.connect(self.onDatasetChanged)
         ui.datasetFolderButton.clicked.connect(self.onChooseDatasetFolder)
@@ -180,54 +176,15 @@ class TrainPanel:
         self.updateButtons()
 
     def applyReport(self, report: dict):
-        """Show the check's outcome and fill data-derived defaults (patch size) from the fingerprint."""
-        fingerprint = report.get("fingerprint", {})
-        problems = report.get("problems", [])
-        lines = [_("{cases} case(s), {labelled} with labels").format(cases=fingerprint.get("cases", 0),
-                                                                     labelled=fingerprint.get("training_cases", 0))]
-        if "spacing" in fingerprint:
-            lines.append(_("median spacing {spacing} mm").format(
-                spacing=" x ".join(f"{v:.2f}" for v in fingerprint["spacing"]["median"])))
-        if problems:
-            lines.append(_("{count} problem(s); first: {problem}").format(count=len(problems), problem=problems[0]))
-        else:
-            lines.append(_("no problems found"))
-        self.ui.datasetSummaryLabel.text = "\n".join(lines)
-        suggested = report.get("suggested", {})
-        if suggested.get("patch_size") and self.ui.patchSizeLineEdit.text.strip() in ("", "auto"):
-            self.ui.patchSizeLineEdit.text = ",".join(str(v) for v in suggested["patch_size"])
+        applyReport(self.ui, report)
 
     # ---- starting point: scratch or a library model (fine-tuning) -------------------------------
     def refreshInitModels(self, *args):
-        """'scratch', then the library's models whose card names the chosen application; the choice is kept
-        while it is still offered."""
-        combo = self.ui.initModelComboBox
-        current = self.initModel()
-        self.initModels = ModelLibrary.modelsFor(self.ui.applicationComboBox.currentText)
-        combo.blockSignals(True)
-        combo.clear()
-        combo.addItem(_("scratch"))
-        for model in self.initModels:
-            combo.addItem(f"{model.title} ({model.id})")
-        ids = [model.id for model in self.initModels]
-        combo.currentIndex = 1 + ids.index(current.id) if current is not None and current.id in ids else 0
-        combo.blockSignals(False)
-        combo.toolTip = _("scratch (random weights), or fine-tune one of your library's models made for "
-                          "this application (its network; a new output head when the labels differ)")
-        self.onInitModelChanged()
-
-    def onInitModelChanged(self, *args):
-        """A model to start from brings its network: the network choice applies to scratch only."""
-        model = self.initModel()
-        self.ui.networkComboBox.enabled = model is None
-        self.ui.networkComboBox.toolTip = "" if model is None else \
-            _("Fine-tuning keeps the network of {model} ({network})").format(
-                model=model.id, network=model.card.network.name if model.card.network else "?")
+        self.startingModel.refreshInitModels()
 
     def initModel(self):
         """The library model the training starts from, or None (scratch)."""
-        index = self.ui.initModelComboBox.currentIndex - 1
-        return self.initModels[index] if 0 <= index < len(self.initModels) else None
+        return self.startingModel.initModel()
 
     def onLibraryChanged(self, path: str):
         self.refreshInitModels()
@@ -235,31 +192,7 @@ class TrainPanel:
     # ---- settings -------------------------------------------------------------------------------
     def settings(self) -> dict:
         """Typed engine settings from the widgets, by dotted key (written to the worker's config file)."""
-        ui = self.ui
-        settings = {"loss.name": ui.lossComboBox.currentText}
-        if int(ui.batchSizeSpinBox.value) > 0:  # 0 shows "auto": the application plans batch size and lr
-            settings["training.batch_size"] = int(ui.batchSizeSpinBox.value)
-        if float(ui.learningRateSpinBox.value) > 0:
-            settings["optimizer.lr"] = float(ui.learningRateSpinBox.value)
-        if ui.networkComboBox.currentText != "auto":
-            settings["network.name"] = ui.networkComboBox.currentText
-        patch = ui.patchSizeLineEdit.text.strip() or "auto"
-        try:
-            settings["data.patch_size"] = "auto" if patch == "auto" else \
-                [int(v) for v in patch.replace("x", ",").split(",")]
-        except ValueError:
-            raise ValueError(_("patch size '{value}': expected auto or three whole numbers, e.g. 96,96,64").format(
-                value=patch)) from None
-        if not ui.augmentationCheckBox.checked:
-            settings.update({f"augmentation.{name}": False for name in AUGMENTATIONS})
-        for assignment in ui.extraSettingsLineEdit.text.split(";"):
-            if assignment.strip():
-                key, separator, value = assignment.partition("=")
-                if not separator or not key.strip():
-                    raise ValueError(_("'{setting}': expected key=value (as deepmed train --set)").format(
-                        setting=assignment.strip()))
-                settings[key.strip()] = parseSettingValue(value)
-        return settings
+        return settingsFromWidgets(self.ui)
 
     # ---- training -------------------------------------------------------------------------------
     def updateButtons(self, *args):

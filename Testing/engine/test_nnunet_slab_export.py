@@ -45,6 +45,21 @@ def test_slabs_are_the_full_resampling_bit_for_bit(order, monkeypatch):
     assert ours.dtype == np.float16 and np.array_equal(ours, expected)
 
 
+def test_lean_resampling_is_nnunets_for_logits_and_images():
+    """Upsampled float16 logits (linear) and a downsampled float32 image (cubic), against nnunetv2's own."""
+    default_resampling = pytest.importorskip("nnunetv2.preprocessing.resampling.default_resampling")
+    rng = np.random.default_rng(7)
+    logits = rng.normal(scale=4, size=(3, 6, 11, 9)).astype(np.float16)
+    image = rng.normal(scale=300, size=(1, 26, 40, 33)).astype(np.float32)
+    for data, shape, order in ((logits, (17, 30, 28), 1), (image, (9, 14, 12), 3)):
+        expected = default_resampling.resample_data_or_seg_to_shape(data, shape, [1.5] * 3, [1.0] * 3, False, order,
+                                                                    0, None)
+        ours = resample(data, shape, [1.5] * 3, [1.0] * 3, order=order, order_z=0, force_separate_z=None)
+        slabs = np.concatenate([slab for _, slab in resampled_slabs(data, shape, order)], axis=1)
+        assert ours.dtype == expected.dtype == slabs.dtype
+        assert np.array_equal(ours, expected) and np.array_equal(slabs, expected)
+
+
 @pytest.mark.parametrize("regions", [None, [1, 2, 3]])
 def test_streamed_labels_equal_the_full_volume_export(regions, monkeypatch):
     monkeypatch.setattr(slab_resampling, "SLAB_BYTES", 20_000)

@@ -29,10 +29,22 @@ def _zoom_factors(shape_in, shape_out) -> np.ndarray:
 
 
 def _prefiltered(channel: np.ndarray, order: int) -> tuple[np.ndarray, int]:
-    """What ``ndimage.zoom(mode='nearest')`` interpolates: the spline coefficients (padded by 12) for order > 1."""
+    """What ``ndimage.zoom(mode='nearest')`` interpolates: the channel in float64, or for order > 1 its spline
+    coefficients (padded by 12 edge voxels), filtered in place in one float64 buffer (zoom holds three)."""
     if order <= 1:
-        return channel, 0
-    return ndimage.spline_filter(np.pad(channel, 12, mode="edge"), order, output=np.float64, mode="nearest"), 12
+        return np.asarray(channel, dtype=np.float64), 0
+    padded = np.pad(channel, 12, mode="edge").astype(np.float64, copy=False)
+    return ndimage.spline_filter(padded, order, output=padded, mode="nearest"), 12
+
+
+def lean_resize(channel: np.ndarray, shape, order: int) -> np.ndarray:
+    """:func:`deepmed.nnunet.resampling.resize` (float64, clipped to the input's range) with the same numbers in
+    less memory: no float64 copy of the input beside the padded spline coefficients."""
+    shape = tuple(int(n) for n in shape)
+    filtered, npad = _prefiltered(channel, order)
+    out = _zoom_slab(filtered, npad, _zoom_factors(channel.shape, shape), shape, 0, shape[0], order)
+    del filtered
+    return np.clip(out, float(channel.min()), float(channel.max()), out=out)
 
 
 def _zoom_slab(filtered: np.ndarray, npad: int, zoom: np.ndarray, shape_out, start: int, stop: int,

@@ -95,3 +95,24 @@ def test_streamed_export_peaks_far_below_the_full_volume(monkeypatch):
         tracemalloc.stop()
         assert labels.shape == (72, 150, 140)
     assert peaks[0] * 4 < peaks[1], peaks  # 1.5 M voxels: ~30 MB in flight as one volume
+
+
+def test_first_argmax_is_numpys_argmax_with_ties_and_nan():
+    rng = np.random.default_rng(8)
+    values = rng.integers(0, 3, size=(5, 6, 7, 8)).astype(np.float16)  # many ties: the first channel must win
+    ours = export.first_argmax(values)
+    assert ours.dtype == np.uint8 and np.array_equal(ours, values.argmax(0))
+    values[3, 2, 2, 2] = np.nan
+    assert np.array_equal(export.first_argmax(values), values.argmax(0))
+
+
+def test_threaded_spline_filter_is_scipys(monkeypatch):
+    from scipy import ndimage
+
+    monkeypatch.setattr(slab_resampling, "workers", lambda: 3)  # uneven parts along every axis
+    image = np.random.default_rng(9).normal(size=(11, 16, 13))
+    expected = ndimage.spline_filter(image, 3, output=np.float64, mode="nearest")
+    assert np.array_equal(slab_resampling._spline_filter_in_place(image.copy(), 3), expected)
+    shape = (5, 9, 6)
+    zoomed = ndimage.zoom(image, np.divide(shape, image.shape), order=3, mode="nearest", grid_mode=True)
+    assert np.array_equal(slab_resampling.lean_resize(image, shape, 3), np.clip(zoomed, image.min(), image.max()))

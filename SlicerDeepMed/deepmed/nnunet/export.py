@@ -12,11 +12,26 @@ from deepmed.nnunet.resampling import resample
 from deepmed.nnunet.slab_resampling import resampled_slabs, streams
 
 
+def first_argmax(values: np.ndarray) -> np.ndarray:
+    """``values.argmax(0)`` (the first channel wins a tie) as a running comparison in float32 (exact for float16
+    and float32 values), about 2.5x faster than numpy's argmax over the first axis of float16; uint8 up to 255
+    channels. NaN anywhere: numpy's own argmax."""
+    if values.shape[0] > 255 or values.dtype not in (np.float16, np.float32):
+        return values.argmax(0)
+    best = values[0].astype(np.float32)
+    winner = np.zeros(values.shape[1:], dtype=np.uint8)
+    for channel in range(1, values.shape[0]):
+        candidate = values[channel].astype(np.float32)
+        winner[candidate > best] = channel
+        np.maximum(best, candidate, out=best)
+    return values.argmax(0) if np.isnan(best).any() else winner
+
+
 def to_segmentation(logits: np.ndarray, regions_class_order: list[int] | None) -> np.ndarray:
     """Labels from logits: argmax (labels are 0..C-1 in nnU-Net), or each region's sigmoid > 0.5 painted in
     order (a later region wins where they overlap)."""
     if regions_class_order is None:
-        return logits.argmax(0)
+        return first_argmax(logits)
     probabilities = torch.sigmoid(torch.from_numpy(logits).float()).numpy()
     segmentation = np.zeros(logits.shape[1:], dtype=np.uint16)
     for channel, value in enumerate(regions_class_order):

@@ -161,7 +161,8 @@ def race(work: Path, slices: int, classes: int, mirroring: list[bool], device: s
     env = _env(work)
     for mirror in mirroring:
         row = {"mirroring": mirror}
-        outputs = {tool: work / f"{tool}_{'mirror' if mirror else 'nomirror'}.nii.gz" for tool in ("deepmed", "nnunet")}
+        outputs = {tool: work / f"{tool}_{slices}_{'mirror' if mirror else 'nomirror'}.nii.gz"
+                   for tool in ("deepmed", "nnunet")}
         flag = "1" if mirror else "0"
         if only in (None, "nnunet"):
             outputs["nnunet"].unlink(missing_ok=True)

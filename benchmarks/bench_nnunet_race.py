@@ -11,7 +11,7 @@ launched from here: wall time from launch to exit, and the peak resident memory 
         [--only deepmed|nnunet] [--out results.json] [--work DIR] [--profile]
 
 ``--work DIR`` keeps the model, CT and outputs between invocations (one measurement per lock hold);
-``--profile`` runs deepmed under cProfile (its own line, not timed in the table).
+``--profile`` runs deepmed under cProfile (by own time, into OUTPUT.profile.txt; its time is not comparable).
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ if profile == "1":
     import cProfile, pstats
     profiler = cProfile.Profile()
     code = profiler.runcall(main, args)
-    pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(25)
+    with open(out + ".profile.txt", "w") as stream:
+        pstats.Stats(profiler, stream=stream).sort_stats("tottime").print_stats(30)
     sys.exit(code)
 sys.exit(main(args))
 """
@@ -111,10 +112,7 @@ def measure(command: list[str], env: dict) -> dict:
     sampler.join()
     if process.returncode != 0:
         return {"error": (stderr.strip().splitlines() or [f"exit {process.returncode}"])[-1]}
-    result = {"seconds": round(seconds, 1), "peak_rss_gib": round(peak[0] / 2**30, 2)}
-    if "function calls" in stderr:
-        result["profile"] = stderr[stderr.find("function calls") - 20:]
-    return result
+    return {"seconds": round(seconds, 1), "peak_rss_gib": round(peak[0] / 2**30, 2)}
 
 
 def agreement(ours: Path, theirs: Path) -> dict:
@@ -223,10 +221,6 @@ def main() -> None:
         work = (args.work or Path(tmp)).resolve()
         work.mkdir(parents=True, exist_ok=True)
         results = race(work, args.slices, args.classes, mirroring, args.device, args.only, args.profile)
-    for row in results["runs"]:
-        profile = row.get("deepmed", {}).pop("profile", None)
-        if profile:
-            print(profile, file=sys.stderr)
     print(f"{results['input']}, {results['classes']} classes, {args.device}, {THREADS} threads; checkpoint "
           f"{results['checkpoint_mb']} MB, model.safetensors {results['safetensors_mb']} MB")
     print(table(results))

@@ -46,7 +46,7 @@ class NnUNetApplication(RunnableApplication):
             raise DeepMedError(f"--overlap {overlap}: expected a value in [0, 1)")
         channels = input_channels(inputs, card, options.get("model_name", "model"), align=False)
         reference = channels[0]
-        arrays = [sitk.GetArrayFromImage(c) for c in channels]
+        arrays = [sitk.GetArrayViewFromImage(c) for c in channels]  # read only; preprocessing copies once
         labels = predict_labels(members, card, arrays, list(reversed(reference.GetSpacing())),
                                 RunOptions(device, bool(mirroring), step))
         del arrays

@@ -9,13 +9,29 @@ import torch
 
 from deepmed.nnunet.preprocessing import CaseGeometry, target_spacing
 from deepmed.nnunet.resampling import resample
+from deepmed.nnunet.slab_resampling import resampled_slabs, streams
+
+
+def first_argmax(values: np.ndarray) -> np.ndarray:
+    """``values.argmax(0)`` (the first channel wins a tie) as a running comparison in float32 (exact for float16
+    and float32 values), about 2.5x faster than numpy's argmax over the first axis of float16; uint8 up to 255
+    channels. NaN anywhere: numpy's own argmax."""
+    if values.shape[0] > 255 or values.dtype not in (np.float16, np.float32):
+        return values.argmax(0)
+    best = values[0].astype(np.float32)
+    winner = np.zeros(values.shape[1:], dtype=np.uint8)
+    for channel in range(1, values.shape[0]):
+        candidate = values[channel].astype(np.float32)
+        winner[candidate > best] = channel
+        np.maximum(best, candidate, out=best)
+    return values.argmax(0) if np.isnan(best).any() else winner
 
 
 def to_segmentation(logits: np.ndarray, regions_class_order: list[int] | None) -> np.ndarray:
     """Labels from logits: argmax (labels are 0..C-1 in nnU-Net), or each region's sigmoid > 0.5 painted in
     order (a later region wins where they overlap)."""
     if regions_class_order is None:
-        return logits.argmax(0)
+        return first_argmax(logits)
     probabilities = torch.sigmoid(torch.from_numpy(logits).float()).numpy()
     segmentation = np.zeros(logits.shape[1:], dtype=np.uint16)
     for channel, value in enumerate(regions_class_order):
@@ -35,11 +51,25 @@ def label_dtype(settings: dict):
 
 
 def export_segmentation(logits: torch.Tensor, geometry: CaseGeometry, settings: dict) -> np.ndarray:
-    """The label array in the input's own (Z, Y, X) order and shape."""
-    segmentation = to_segmentation(_resampled_logits(logits, geometry, settings), settings.get("regions_class_order"))
+    """The label array in the input's own (Z, Y, X) order and shape. The logits are resampled and turned into
+    labels a slab of slices at a time where that gives the same numbers (:mod:`deepmed.nnunet.slab_resampling`),
+    else as one volume."""
+    order = settings.get("regions_class_order")
     full = np.zeros(geometry.shape_before_cropping, dtype=label_dtype(settings))
-    full[tuple(slice(a, b) for a, b in geometry.bbox)] = segmentation
-    return np.ascontiguousarray(full.transpose(settings["transpose_backward"]))
+    box = [slice(a, b) for a, b in geometry.bbox]
+    kwargs = settings["resampling_probabilities"]
+    network_spacing = target_spacing(settings, geometry.spacing)
+    array = logits.numpy()
+    if streams(array.shape, geometry.shape_after_cropping, network_spacing, geometry.spacing,
+               kwargs["force_separate_z"]):
+        for rows, slab in resampled_slabs(array, geometry.shape_after_cropping, kwargs["order"]):
+            first = box[0].start
+            full[(slice(first + rows.start, first + rows.stop), *box[1:])] = to_segmentation(slab, order)
+            del slab
+    else:
+        full[tuple(box)] = to_segmentation(_resampled_logits(logits, geometry, settings), order)
+    transpose = settings["transpose_backward"]
+    return full if list(transpose) == list(range(full.ndim)) else np.ascontiguousarray(full.transpose(transpose))
 
 
 def export_probabilities(logits: torch.Tensor, geometry: CaseGeometry, settings: dict) -> np.ndarray:

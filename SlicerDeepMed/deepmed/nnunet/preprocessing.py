@@ -85,7 +85,9 @@ def preprocess(channels: list[np.ndarray], spacing_zyx: list[float], settings: d
     ``DefaultPreprocessor`` does with a segmentation and appended as one-hot channels.
     Returns the network input (C, ...) float32 and what export needs."""
     forward = settings["transpose_forward"]
-    data = np.stack(channels).astype(np.float32)
+    data = np.empty((len(channels), *np.shape(channels[0])), dtype=np.float32)
+    for index, channel in enumerate(channels):  # one float32 copy (np.stack would copy the input type first)
+        data[index] = channel
     data = data.transpose([0, *[i + 1 for i in forward]])
     spacing = [abs(float(spacing_zyx[i])) for i in forward]
     shape_before = data.shape[1:]

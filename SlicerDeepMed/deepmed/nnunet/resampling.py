@@ -91,6 +91,18 @@ def _resize_z_labels(stage: np.ndarray, coordinates: np.ndarray, order_z: int, d
     return out
 
 
+def _lean_supported() -> bool:
+    from deepmed.nnunet.slab_resampling import slabs_supported
+
+    return slabs_supported()
+
+
+def _lean_resize(channel: np.ndarray, shape, order: int) -> np.ndarray:
+    from deepmed.nnunet.slab_resampling import lean_resize
+
+    return lean_resize(channel, shape, order)
+
+
 def resample(data: np.ndarray, shape, spacing, target_spacing, order: int = 3, order_z: int = 0,
              force_separate_z: bool | None = False, is_seg: bool = False) -> np.ndarray:
     """``data`` (C, ...) resized to ``shape`` as nnU-Net's ``resample_data_or_seg_to_shape``; the result keeps
@@ -102,7 +114,11 @@ def resample(data: np.ndarray, shape, spacing, target_spacing, order: int = 3, o
         return data
     do_separate, axis = separate_z(spacing, target_spacing, force_separate_z)
     out = np.zeros((data.shape[0], *shape), dtype=data.dtype)
+    lean = not do_separate and not is_seg and _lean_supported()
     for c in range(data.shape[0]):
+        if lean:  # the same numbers without a float64 copy of the channel beside the spline coefficients
+            out[c] = _lean_resize(data[c], shape, order)
+            continue
         channel = data[c].astype(np.float64)
         if not do_separate:
             out[c] = resize_fn(channel, shape, order)

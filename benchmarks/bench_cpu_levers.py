@@ -2,8 +2,8 @@
 ``bench_large_ct.py`` makes it, on a 512x512xN CT) and an nnU-Net model imported from a result folder nnunetv2
 made itself (``nnunet_race_model.py``). Each row runs in its own process (peak RSS is its own: VmHWM) and
 predicts the volume once (loading excluded), a compiled network twice: the first run (what one
-``deepmed infer`` call pays, compilation included) and the second (steady state). Agreement: identical label voxels vs the model's
-baseline row (float32, 2 threads, the engine's defaults otherwise), in % of the input's voxels.
+``deepmed infer`` call pays, compilation included) and the second (steady state). Agreement: identical label
+voxels vs the model's baseline row (float32, 2 threads, the engine's defaults otherwise), in % of the input's voxels.
 
     python benchmarks/bench_cpu_levers.py [--slices 60] [--models engine,nnunet] [--rows ...]
         [--lock /tmp/deepmed-heavy.lock] [--out levers.json]
@@ -191,10 +191,11 @@ def not_applicable(lever: Lever, model_kind: str, bf16_native: bool) -> str | No
 def cpu_description() -> dict:
     from deepmed.volume_inference.sliding import cpu_supports_bf16
 
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                 "unknown CPU")
-    flags = next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo") if line.startswith("flags")), [])
-    memory = next((int(line.split()[1]) // 2**20 for line in open("/proc/meminfo") if line.startswith("MemTotal")), 0)
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    meminfo = Path("/proc/meminfo").read_text().splitlines()
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "unknown CPU")
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), [])
+    memory = next((int(line.split()[1]) // 2**20 for line in meminfo if line.startswith("MemTotal")), 0)
     return {"cpu": model, "cores": os.cpu_count(), "memory_gib": memory,
             "bf16_flags": [f for f in flags if re.fullmatch(r"avx512_bf16|amx_bf16", f)],
             "bf16_native": cpu_supports_bf16()}

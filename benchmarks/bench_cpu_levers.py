@@ -8,7 +8,8 @@ voxels vs the model's baseline row (float32, 2 threads, the engine's defaults ot
     python benchmarks/bench_cpu_levers.py [--slices 60] [--models engine,nnunet] [--rows ...]
         [--lock /tmp/deepmed-heavy.lock] [--out levers.json]
 
-``--lock``: hold this file's lock (flock) per row group only, so other heavy jobs run in between. Weights are
+``--lock``: hold this file's lock (flock) per row group only (per model: the quick rows, then the
+``torch.compile`` rows), so other heavy jobs run in between. Weights are
 random (speed, memory and label agreement do not depend on them being trained).
 """
 
@@ -57,7 +58,7 @@ class Lever:
 def levers(cores: int) -> list[Lever]:
     rows = [Lever("baseline: float32, 2 threads", "threads"),
             Lever("1 thread", "threads", threads=1),
-            Lever(f"all cores ({cores} threads)", "threads", threads=cores),
+            *([Lever(f"all cores ({cores} threads)", "threads", threads=cores)] if cores != 2 else []),
             Lever("2 threads, 1 inter-op thread", "threads", interop=1),
             Lever("2 threads, OMP_WAIT_POLICY=PASSIVE", "threads", env={"OMP_WAIT_POLICY": "PASSIVE"}),
             Lever("2 threads, OMP_WAIT_POLICY=ACTIVE", "threads", env={"OMP_WAIT_POLICY": "ACTIVE"}),
@@ -223,8 +224,11 @@ def prepare(kind: str, root: Path, slices: int, classes: int) -> dict:
     if kind == "engine":
         from deepmed.workflows.onnx_export import export_onnx
 
-        model = make_model(root / "engine_model", classes)
-        export_onnx(model, root / "engine_onnx")
+        model = root / "engine_model"
+        if not (model / "model_card.json").is_file():
+            make_model(model, classes)
+        if not (root / "engine_onnx" / "pipeline.json").is_file():
+            export_onnx(model, root / "engine_onnx", force=True)
         return {"model": model, "image": image, "onnx_model": root / "engine_onnx", "onnx_file": None}
     from nnunet_race_model import make_nnunet_result_folder
 
@@ -232,9 +236,10 @@ def prepare(kind: str, root: Path, slices: int, classes: int) -> dict:
 
     result = make_nnunet_result_folder(root / "nnunet_work")
     model = root / "nnunet_model"
-    card = convert(result, model, str(result))
-    patch = card["task"]["patch_size"] if "patch_size" in card["task"] else card["patch_size"]
-    onnx_file = export_nnunet_network(model, list(patch), root / "nnunet.onnx")
+    card = json.loads((model / "model_card.json").read_text()) if model.is_dir() else convert(result, model, str(result))
+    onnx_file = root / "nnunet.onnx"
+    if not onnx_file.is_file():
+        export_nnunet_network(model, list(card["task"]["patch_size"]), onnx_file)
     return {"model": model, "image": image, "onnx_model": None, "onnx_file": onnx_file}
 
 
@@ -263,22 +268,22 @@ def main() -> None:
         for kind in args.models.split(","):
             root = work / kind
             root.mkdir(parents=True, exist_ok=True)
-            with holding(args.lock):
-                prepared = prepare(kind, root, args.slices, args.classes)
             baseline_out = None
-            groups: dict[str, list[Lever]] = {}
+            groups: dict[str, list[Lever]] = {}  # one lock hold for the quick rows, one for compilation
             for lever in levers(os.cpu_count() or 1):
                 if lever.name.startswith("baseline") or not wanted or any(w in lever.name for w in wanted):
-                    groups.setdefault(lever.group, []).append(lever)
-            for group in groups.values():
+                    groups.setdefault("compile" if lever.compile_mode else "quick", []).append(lever)
+            for name, group in groups.items():
                 with holding(args.lock):
+                    if name == "quick":
+                        prepared = prepare(kind, root, args.slices, args.classes)
                     for index, lever in enumerate(group):
                         row = {"model": kind, "lever": lever.name}
                         reason = not_applicable(lever, kind, machine["bf16_native"])
                         if reason or (lever.onnx and not (prepared["onnx_model"] or prepared["onnx_file"])):
                             row["note"] = reason or "no ONNX form"
                         else:
-                            out = root / f"{lever.group}_{index}.nii.gz"
+                            out = root / f"{name}_{index}.nii.gz"
                             row.update(run_row(lever, prepared["model"], prepared["image"], out,
                                                prepared["onnx_model"], prepared["onnx_file"]))
                             if "error" not in row:

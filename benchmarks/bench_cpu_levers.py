@@ -236,7 +236,8 @@ def prepare(kind: str, root: Path, slices: int, classes: int) -> dict:
 
     result = make_nnunet_result_folder(root / "nnunet_work")
     model = root / "nnunet_model"
-    card = json.loads((model / "model_card.json").read_text()) if model.is_dir() else convert(result, model, str(result))
+    card_file = model / "model_card.json"
+    card = json.loads(card_file.read_text()) if card_file.is_file() else convert(result, model, str(result))
     onnx_file = root / "nnunet.onnx"
     if not onnx_file.is_file():
         export_nnunet_network(model, list(card["task"]["patch_size"]), onnx_file)

@@ -142,7 +142,7 @@ for _ in range(2 if spec["compile_mode"] else 1):  # a compiled network: the sec
     times.append(time.perf_counter() - start)
 write_image(result.output, spec["out"], label=True)
 hwm = next(int(line.split()[1]) / 1024 for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-print(json.dumps({"load_s": load, "first_s": times[0], "steady_s": times[1], "peak_rss_mb": hwm}))
+print(json.dumps({"load_s": load, "first_s": times[0], "steady_s": times[-1], "peak_rss_mb": hwm}))
 """
 
 

@@ -257,6 +257,7 @@ def main() -> None:
     parser.add_argument("--rows", help="only the rows whose name contains one of these (comma-separated); "
                                        "the baseline always runs")
     parser.add_argument("--lock", type=Path, help="hold this lock per row group (flock)")
+    parser.add_argument("--one-hold", action="store_true", help="hold the lock once per model (all its rows)")
     parser.add_argument("--work", type=Path, help="keep models and outputs here (default: a temporary folder)")
     parser.add_argument("--out", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args()
@@ -273,7 +274,8 @@ def main() -> None:
             groups: dict[str, list[Lever]] = {}  # one lock hold for the quick rows, one for compilation
             for lever in levers(os.cpu_count() or 1):
                 if lever.name.startswith("baseline") or not wanted or any(w in lever.name for w in wanted):
-                    groups.setdefault("compile" if lever.compile_mode else "quick", []).append(lever)
+                    slow = lever.compile_mode and not args.one_hold
+                    groups.setdefault("compile" if slow else "quick", []).append(lever)
             for name, group in groups.items():
                 with holding(args.lock):
                     if name == "quick":

@@ -254,7 +254,7 @@ def main() -> None:
     parser.add_argument("--slices", type=int, default=60, help="the CT's slices (512 x 512 x N)")
     parser.add_argument("--classes", type=int, default=42, help="the engine model's classes")
     parser.add_argument("--models", default="engine,nnunet")
-    parser.add_argument("--rows", help="only the rows whose name contains one of these (comma-separated); "
+    parser.add_argument("--rows", help="only the rows whose name contains one of these (separated by semicolons); "
                                        "the baseline always runs")
     parser.add_argument("--lock", type=Path, help="hold this lock per row group (flock)")
     parser.add_argument("--one-hold", action="store_true", help="hold the lock once per model (all its rows)")
@@ -263,7 +263,7 @@ def main() -> None:
     args = parser.parse_args()
     machine = cpu_description()
     print(json.dumps(machine), flush=True)
-    wanted = [w.strip() for w in args.rows.split(",")] if args.rows else None
+    wanted = [w.strip() for w in args.rows.split(";")] if args.rows else None
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)

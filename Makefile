@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO_OUT ?= demo_output
 
-.PHONY: venv ssh-test-tools test test-fast dicom3tools demo benchmark benchmark-accuracy benchmark-onnx model-catalog slicer-dev clean
+.PHONY: venv ssh-test-tools test test-fast dicom3tools demo benchmark benchmark-accuracy benchmark-onnx benchmark-gpu benchmark-levers model-catalog slicer-dev clean
 
 venv: $(STAMP)
 
@@ -44,6 +44,12 @@ benchmark: venv
 
 benchmark-onnx: venv   # torch vs onnxruntime on the CPU: s/volume, peak RSS, agreement (docs/benchmarks.md)
 	$(PY) benchmarks/bench_onnx.py --threads 2
+
+benchmark-gpu:   # the GPU figures in one command (docs/benchmarks.md "On a GPU"); without CUDA: one line, exit 2
+	bash benchmarks/gpu.sh
+
+benchmark-levers: venv   # every CPU lever of inference, one row each, on two models (docs/benchmarks.md "CPU levers")
+	$(PY) benchmarks/bench_cpu_levers.py --out cpu_levers.json
 
 WALL ?= 189
 benchmark-accuracy: venv   # engine defaults vs. a plain MONAI script at equal wall time (about 2 x WALL + 2 min)

@@ -78,8 +78,12 @@ if profile == "1":
 else:
     result = predictor.predict([image])
 write_image(result.output, out, label=True)
-print(json.dumps({"seconds": time.perf_counter() - start,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+result = {"seconds": time.perf_counter() - start,
+          "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+if sys.argv[5].startswith("cuda"):
+    import torch
+    result["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
+print(json.dumps(result))
 """
 
 PLAIN = """
@@ -102,6 +106,7 @@ item = pre({"image": image})
 with torch.inference_mode():
     logits = sliding_window_inference(item["image"][None].to(device), card["patch_size"], 2, net, overlap=0.5,
                                       mode="gaussian", sw_device=device, device="cpu")
+peak_gpu = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None
 item["pred"] = torch.softmax(logits[0], dim=0)
 del logits
 post = mt.Compose([mt.Invertd("pred", pre, orig_keys="image", nearest_interp=False),
@@ -110,7 +115,8 @@ post = mt.Compose([mt.Invertd("pred", pre, orig_keys="image", nearest_interp=Fal
                                  output_dtype="uint8", print_log=False)])
 post(item)
 print(json.dumps({"seconds": time.perf_counter() - start,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  **({} if peak_gpu is None else {"peak_gpu_mib": peak_gpu})}))
 """
 
 
@@ -132,6 +138,10 @@ def main() -> None:
     parser.add_argument("--skip-plain", action="store_true", help="run the engine only")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
+    if args.device.startswith("cuda"):
+        from bench_gpu_train import require_cuda
+
+        require_cuda(args.device)  # one line and exit 2 without a GPU
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         image = make_large_ct(tmp / "ct.nii.gz", args.slices)
@@ -143,7 +153,9 @@ def main() -> None:
                "engine": engine, "plain_monai": plain}
     print(f"{args.classes}-class UNet, patch {PATCH}, {SPACING} mm, input 512x512x{args.slices}, {args.device}")
     print(f"{'':20}{'engine':>12}{'plain MONAI':>14}{'ratio':>8}")
-    for key, unit in (("seconds", "s/volume"), ("peak_rss_mb", "peak RSS MB")):
+    for key, unit in (("seconds", "s/volume"), ("peak_rss_mb", "peak RSS MB"), ("peak_gpu_mib", "peak GPU MiB")):
+        if key not in engine and key not in plain:
+            continue
         e, p = engine.get(key), plain.get(key)
         ratio = f"{e / p:8.2f}" if e and p else ""
         print(f"{unit:20}{e if e is None else round(e, 1)!s:>12}{p if p is None else round(p, 1)!s:>14}{ratio}")

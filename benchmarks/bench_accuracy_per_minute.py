@@ -1,8 +1,9 @@
 """Accuracy per minute: held-out Dice of the engine's DEFAULT training vs. a plain MONAI tutorial-style
 script, each given the same whole-process wall time W, on a CT-like cohort (organ, small low-contrast
-lesion, thin vessel; anisotropic spacing).
+lesion, thin vessel; anisotropic spacing) or a two-channel MR-like one (ventricles, edema, small lesion).
 
-    python benchmarks/bench_accuracy_per_minute.py [--wall 189] [--device cpu|cuda] [--out result.json]
+    python benchmarks/bench_accuracy_per_minute.py [--cohort ct|mr] [--wall 189] [--device cpu|cuda]
+        [--out result.json]
 
 Both trainings run as subprocesses (their imports and data loading count in W); both models then segment
 the held-out cases (not timed) and are scored with the same code (deepmed.evaluation).
@@ -25,9 +26,10 @@ USER_ENV = dict(os.environ)  # before deepmed is imported (it sets OMP_WAIT_POLI
 
 from deepmed.evaluation.evaluate import evaluate  # noqa: E402
 from deepmed.phantoms.ct_cohort import CT_LABELS, write_ct_cohort  # noqa: E402  (after USER_ENV)
+from deepmed.phantoms.mr_cohort import MR_LABELS, write_mr_cohort  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-CLASSES = [name for name, value in CT_LABELS.items() if value]
+COHORTS = {"ct": (write_ct_cohort, CT_LABELS), "mr": (write_mr_cohort, MR_LABELS)}
 
 
 def run_timed(command: list[str], log: Path, env: dict | None = None) -> float:
@@ -39,9 +41,13 @@ def run_timed(command: list[str], log: Path, env: dict | None = None) -> float:
     return time.time() - started
 
 
+def classes(manifest: Path) -> list[str]:
+    return [name for name, value in json.loads(manifest.read_text())["labels"].items() if value]
+
+
 def score(manifest: Path, predictions: Path) -> dict:
     rows = evaluate(manifest, predictions, distances=False)
-    dice = {name: float(np.mean([r["dice"] for r in rows if r["name"] == name])) for name in CLASSES}
+    dice = {name: float(np.mean([r["dice"] for r in rows if r["name"] == name])) for name in classes(manifest)}
     cases = len({r["case"] for r in rows})
     return {"dice": dice, "mean_dice": float(np.mean(list(dice.values()))), "cases": cases}
 
@@ -57,10 +63,12 @@ def plain(manifest: Path, work: Path, wall: float, device: str, env: dict) -> di
             **score(manifest, work / "plain_pred")}
 
 
-def engine(manifest: Path, work: Path, wall: float, device: str, env: dict) -> dict:
+def engine(manifest: Path, work: Path, wall: float, device: str, env: dict, settings: list[str]) -> dict:
     deepmed, model = [sys.executable, "-m", "deepmed"], work / "engine_model"
     train = ["train", "--dataset", str(manifest), "--out", str(model), "--time-limit", str(wall),
-             "--device", device, "--progress", "jsonl"]  # the defaults: no other setting
+             "--device", device, "--progress", "jsonl"]  # the defaults: no other setting (unless --engine-set)
+    for assignment in settings:
+        train += ["--set", assignment]
     seconds = run_timed(deepmed + train, work / "engine_train.log", env)
     events = [json.loads(line) for line in (work / "engine_train.log").read_text().splitlines()
               if line.startswith("{")]
@@ -78,6 +86,9 @@ def engine(manifest: Path, work: Path, wall: float, device: str, env: dict) -> d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cohort", choices=sorted(COHORTS), default="ct",
+                        help="ct: organ, low-contrast lesion, thin vessel (anisotropic HU); mr: two channels, "
+                        "ventricles, edema, small enhancing lesion")
     parser.add_argument("--wall", type=float, default=189.0, help="whole-process wall time of a training (s)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--train-cases", type=int, default=24)
@@ -85,6 +96,8 @@ def main() -> None:
     parser.add_argument("--only", choices=["engine", "plain"], help="run one side only (for iterating)")
     parser.add_argument("--plain-passive-threads", action="store_true",
                         help="control: run the plain script with OMP_WAIT_POLICY=PASSIVE, as the engine sets it")
+    parser.add_argument("--engine-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an engine setting other than its default (for experiments; the report says so)")
     parser.add_argument("--keep", type=Path, help="keep the work folder here")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
@@ -92,15 +105,17 @@ def main() -> None:
         work = Path(args.keep or tmp)
         work.mkdir(parents=True, exist_ok=True)
         started = time.time()
-        manifest = write_ct_cohort(work / "data", args.train_cases, seed=0, n_test=args.test_cases)
-        print(f"cohort: {args.train_cases} training + {args.test_cases} held-out cases "
+        manifest = COHORTS[args.cohort][0](work / "data", args.train_cases, seed=0, n_test=args.test_cases)
+        print(f"{args.cohort} cohort: {args.train_cases} training + {args.test_cases} held-out cases "
               f"({time.time() - started:.1f} s); W = {args.wall:.0f} s on {args.device}", flush=True)
-        results = {"wall": args.wall, "device": args.device, "load_average_at_start": os.getloadavg()[0],
-                   "plain_passive_threads": args.plain_passive_threads}
+        results = {"cohort": args.cohort, "wall": args.wall, "device": args.device,
+                   "load_average_at_start": os.getloadavg()[0],
+                   "plain_passive_threads": args.plain_passive_threads, "engine_settings": args.engine_set}
         plain_env = {**USER_ENV, "OMP_WAIT_POLICY": "PASSIVE"} if args.plain_passive_threads else USER_ENV
         for name, bench, env in (("plain", plain, plain_env), ("engine", engine, None)):
             if args.only in (None, name):
-                results[name] = bench(manifest, work, args.wall, args.device, env)
+                extra = (args.engine_set,) if name == "engine" else ()
+                results[name] = bench(manifest, work, args.wall, args.device, env, *extra)
                 print(name, json.dumps(results[name]), flush=True)
     report(results)
     if args.out:
@@ -109,11 +124,13 @@ def main() -> None:
 
 def report(results: dict) -> None:
     sides = [s for s in ("engine", "plain") if s in results]
-    print(f"\naccuracy per minute, W = {results['wall']:.0f} s, {results['device']} (held-out Dice), "
+    print(f"\naccuracy per minute, {results['cohort']} cohort, W = {results['wall']:.0f} s, {results['device']} "
+          "(held-out Dice), "
           f"load average at start {results['load_average_at_start']:.2f}"
           + (", plain with passive OpenMP threads" if results["plain_passive_threads"] else ""))
     print(f"{'':14}" + "".join(f"{s:>10}" for s in sides) + ("   ratio" if len(sides) == 2 else ""))
-    rows = [(name, lambda r, n=name: r["dice"][n]) for name in CLASSES]
+    names = [name for name, value in COHORTS[results["cohort"]][1].items() if value]
+    rows = [(name, lambda r, n=name: r["dice"][n]) for name in names]
     rows.append(("mean Dice", lambda r: r["mean_dice"]))
     for label, get in rows:
         values = [get(results[s]) for s in sides]

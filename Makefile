@@ -46,8 +46,11 @@ benchmark-onnx: venv   # torch vs onnxruntime on the CPU: s/volume, peak RSS, ag
 	$(PY) benchmarks/bench_onnx.py --threads 2
 
 WALL ?= 189
-benchmark-accuracy: venv   # engine defaults vs. a plain MONAI script at equal wall time (about 2 x WALL + 2 min)
-	$(PY) benchmarks/bench_accuracy_per_minute.py --wall $(WALL) --out benchmark_accuracy.json
+COHORT ?= ct
+RUNS ?= 1
+benchmark-accuracy: venv   # engine defaults vs. a plain MONAI script at equal wall time (ct|mr; 2 x WALL + 2 min a run)
+	$(PY) benchmarks/bench_accuracy_per_minute.py --cohort $(COHORT) --wall $(WALL) --runs $(RUNS) \
+		--out benchmark_accuracy_$(COHORT).json
 
 BUNDLES ?= ../shared/data/monai-bundles
 model-catalog: venv   # the catalogue's MONAI Model Zoo entries, made again from the bundles that import and run

@@ -12,6 +12,8 @@ the held-out cases (not timed) and are scored with the same code (deepmed.evalua
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import subprocess
@@ -29,6 +31,7 @@ from deepmed.phantoms.ct_cohort import CT_LABELS, write_ct_cohort  # noqa: E402 
 from deepmed.phantoms.mr_cohort import MR_LABELS, write_mr_cohort  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+FOUND_DICE = 0.1  # a class is found in a held-out case when its Dice there is above this
 COHORTS = {"ct": (write_ct_cohort, CT_LABELS), "mr": (write_mr_cohort, MR_LABELS)}
 
 
@@ -47,9 +50,11 @@ def classes(manifest: Path) -> list[str]:
 
 def score(manifest: Path, predictions: Path) -> dict:
     rows = evaluate(manifest, predictions, distances=False)
-    dice = {name: float(np.mean([r["dice"] for r in rows if r["name"] == name])) for name in classes(manifest)}
+    names = classes(manifest)
+    dice = {name: float(np.mean([r["dice"] for r in rows if r["name"] == name])) for name in names}
+    found = {name: sum(r["dice"] > FOUND_DICE for r in rows if r["name"] == name) for name in names}
     cases = len({r["case"] for r in rows})
-    return {"dice": dice, "mean_dice": float(np.mean(list(dice.values()))), "cases": cases}
+    return {"dice": dice, "mean_dice": float(np.mean(list(dice.values()))), "cases": cases, "found": found}
 
 
 def plain(manifest: Path, work: Path, wall: float, device: str, env: dict) -> dict:
@@ -100,6 +105,9 @@ def main() -> None:
                         help="an engine setting other than its default (for experiments; the report says so)")
     parser.add_argument("--keep", type=Path, help="keep the work folder here")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--runs", type=int, default=1, help="pairs of trainings (each side once per run)")
+    parser.add_argument("--lock", type=Path, help="hold this file locked (flock) during each run, so that other "
+                        "heavy jobs on a shared machine wait between runs rather than during them")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.keep or tmp)
@@ -108,38 +116,72 @@ def main() -> None:
         manifest = COHORTS[args.cohort][0](work / "data", args.train_cases, seed=0, n_test=args.test_cases)
         print(f"{args.cohort} cohort: {args.train_cases} training + {args.test_cases} held-out cases "
               f"({time.time() - started:.1f} s); W = {args.wall:.0f} s on {args.device}", flush=True)
-        results = {"cohort": args.cohort, "wall": args.wall, "device": args.device,
-                   "load_average_at_start": os.getloadavg()[0],
-                   "plain_passive_threads": args.plain_passive_threads, "engine_settings": args.engine_set}
-        plain_env = {**USER_ENV, "OMP_WAIT_POLICY": "PASSIVE"} if args.plain_passive_threads else USER_ENV
-        for name, bench, env in (("plain", plain, plain_env), ("engine", engine, None)):
-            if args.only in (None, name):
-                extra = (args.engine_set,) if name == "engine" else ()
-                results[name] = bench(manifest, work, args.wall, args.device, env, *extra)
-                print(name, json.dumps(results[name]), flush=True)
-    report(results)
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        results = {"cohort": args.cohort, "wall": args.wall, "device": args.device, "cpus": os.cpu_count(),
+                   "plain_passive_threads": args.plain_passive_threads, "engine_settings": args.engine_set,
+                   "runs": []}
+        for index in range(args.runs):
+            with locked(args.lock):
+                results["runs"].append(one_run(args, manifest, work / f"run{index + 1}"))
+            report(results)
+            if args.out:
+                args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+@contextlib.contextmanager
+def locked(path: Path | None):
+    if path is None:
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def one_run(args, manifest: Path, work: Path) -> dict:
+    """The plain script then the engine, each for the whole wall time, then both scored."""
+    work.mkdir(parents=True, exist_ok=True)
+    run = {"load_average_at_start": round(os.getloadavg()[0], 2), "started": time.strftime("%H:%M:%S")}
+    plain_env = {**USER_ENV, "OMP_WAIT_POLICY": "PASSIVE"} if args.plain_passive_threads else USER_ENV
+    for name in ("plain", "engine"):
+        if args.only in (None, name):
+            if name == "plain":
+                run[name] = plain(manifest, work, args.wall, args.device, plain_env)
+            else:
+                run[name] = engine(manifest, work, args.wall, args.device, None, args.engine_set)
+            print(name, json.dumps(run[name]), flush=True)
+    run["load_average_at_end"] = round(os.getloadavg()[0], 2)
+    return run
 
 
 def report(results: dict) -> None:
-    sides = [s for s in ("engine", "plain") if s in results]
+    """Each run's Dice per class and side, then the spread over the runs (min-max) and the ratios."""
+    runs, names = results["runs"], [n for n, v in COHORTS[results["cohort"]][1].items() if v] + ["mean"]
+    sides = [s for s in ("engine", "plain") if s in runs[0]]
+    dice = lambda run, side, name: run[side]["mean_dice"] if name == "mean" else run[side]["dice"][name]  # noqa
     print(f"\naccuracy per minute, {results['cohort']} cohort, W = {results['wall']:.0f} s, {results['device']} "
-          "(held-out Dice), "
-          f"load average at start {results['load_average_at_start']:.2f}"
-          + (", plain with passive OpenMP threads" if results["plain_passive_threads"] else ""))
-    print(f"{'':14}" + "".join(f"{s:>10}" for s in sides) + ("   ratio" if len(sides) == 2 else ""))
-    names = [name for name, value in COHORTS[results["cohort"]][1].items() if value]
-    rows = [(name, lambda r, n=name: r["dice"][n]) for name in names]
-    rows.append(("mean Dice", lambda r: r["mean_dice"]))
-    for label, get in rows:
-        values = [get(results[s]) for s in sides]
-        ratio = f"{values[0] / values[1]:8.2f}" if len(sides) == 2 and values[1] > 0 else ""
-        print(f"{label:14}" + "".join(f"{v:10.3f}" for v in values) + ratio)
-    for key in ("iterations", "wall_s"):
-        print(f"{key:14}" + "".join(f"{results[s][key]:10}" for s in sides))
-    if "engine" in results:
-        print("engine plan:", json.dumps(results["engine"]["plan"]))
+          f"({results['cpus']} CPUs), held-out Dice" + (f"; engine with {results['engine_settings']}"
+                                                        if results["engine_settings"] else ""))
+    print(f"{'run':>4} {'side':8}" + "".join(f"{n:>11}" for n in names) + f"{'found':>8}{'iter.':>7}{'wall s':>8}"
+          f"{'load':>11}")
+    for index, run in enumerate(runs, 1):
+        for side in sides:
+            found = min(run[side]["found"].values())
+            print(f"{index:>4} {side:8}" + "".join(f"{dice(run, side, n):11.3f}" for n in names)
+                  + f"{found:>5}/{run[side]['cases']:<2}{run[side]['iterations']:>7}{run[side]['wall_s']:>8}"
+                  f"{run['load_average_at_start']:>6}-{run['load_average_at_end']}")
+        if len(sides) == 2:
+            print(f"{index:>4} {'ratio':8}" + "".join(
+                f"{dice(run, 'engine', n) / max(dice(run, 'plain', n), 1e-9):11.2f}" for n in names))
+    if len(runs) > 1:
+        for side in sides:
+            values = {n: [dice(run, side, n) for run in runs] for n in names}
+            print(f"{'all':>4} {side:8}" + "".join(f"{np.mean(v):.3f}±{(max(v) - min(v)) / 2:.2f}".rjust(11)
+                                                   for v in values.values()) + "  (mean ± half the range)")
+    if "engine" in runs[-1]:
+        print("engine plan:", json.dumps(runs[-1]["engine"]["plan"]))
 
 
 if __name__ == "__main__":

@@ -105,10 +105,15 @@ def main() -> None:
                         help="an engine setting other than its default (for experiments; the report says so)")
     parser.add_argument("--keep", type=Path, help="keep the work folder here")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--table", type=Path, nargs="+", metavar="RESULT_JSON",
+                        help="print the runs of these result files (one cohort) as a Markdown table; no training")
     parser.add_argument("--runs", type=int, default=1, help="pairs of trainings (each side once per run)")
     parser.add_argument("--lock", type=Path, help="hold this file locked (flock) during each run, so that other "
                         "heavy jobs on a shared machine wait between runs rather than during them")
     args = parser.parse_args()
+    if args.table:
+        print(markdown_table([json.loads(path.read_text()) for path in args.table]))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.keep or tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -182,6 +187,36 @@ def report(results: dict) -> None:
                                                    for v in values.values()) + "  (mean ± half the range)")
     if "engine" in runs[-1]:
         print("engine plan:", json.dumps(runs[-1]["engine"]["plan"]))
+
+
+def markdown_table(results: list[dict]) -> str:
+    """Each run of each side (Dice per class, mean, found, iterations, wall time, load), the ratio of paired
+    runs, and per side the mean and range over the runs."""
+    names = [n for n, v in COHORTS[results[0]["cohort"]][1].items() if v]
+    lines = ["| run | side | " + " | ".join(names) + " | mean | found | iterations | wall s | load |",
+             "|---" * (len(names) + 7) + "|"]
+    per_side: dict[str, list[dict]] = {"engine": [], "plain": []}
+    for index, run in enumerate((run for result in results for run in result["runs"]), 1):
+        load = f"{run['load_average_at_start']}–{run['load_average_at_end']}"
+        for side in ("engine", "plain"):
+            if side in run:
+                r = run[side]
+                per_side[side].append(r)
+                lines.append(f"| {index} | {side} | " + " | ".join(f"{r['dice'][n]:.3f}" for n in names)
+                             + f" | **{r['mean_dice']:.3f}** | {min(r['found'].values())}/{r['cases']} | "
+                             f"{r['iterations']} | {r['wall_s']} | {load} |")
+        if "engine" in run and "plain" in run:
+            e, p = run["engine"], run["plain"]
+            lines.append(f"| {index} | ratio | " + " | ".join(f"{e['dice'][n] / max(p['dice'][n], 1e-9):.2f}"
+                                                             for n in names)
+                         + f" | **{e['mean_dice'] / max(p['mean_dice'], 1e-9):.2f}** | | | | |")
+    for side, runs in per_side.items():
+        if runs:
+            spread = lambda values: f"{np.mean(values):.3f} ({min(values):.3f}–{max(values):.3f})"  # noqa: E731
+            lines.append(f"| all ({len(runs)}) | {side} | " + " | ".join(spread([r["dice"][n] for r in runs])
+                                                                     for n in names)
+                         + f" | **{spread([r['mean_dice'] for r in runs])}** | | | | |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

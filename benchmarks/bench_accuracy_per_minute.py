@@ -178,8 +178,8 @@ def report(results: dict) -> None:
                   + f"{found:>5}/{run[side]['cases']:<2}{run[side]['iterations']:>7}{run[side]['wall_s']:>8}"
                   f"{run['load_average_at_start']:>6}-{run['load_average_at_end']}")
         if len(sides) == 2:
-            print(f"{index:>4} {'ratio':8}" + "".join(
-                f"{dice(run, 'engine', n) / max(dice(run, 'plain', n), 1e-9):11.2f}" for n in names))
+            print(f"{index:>4} {'ratio':8}" + "".join(ratio(dice(run, "engine", n), dice(run, "plain", n)).rjust(11)
+                                                       for n in names))
     if len(runs) > 1:
         for side in sides:
             values = {n: [dice(run, side, n) for run in runs] for n in names}
@@ -187,6 +187,10 @@ def report(results: dict) -> None:
                                                    for v in values.values()) + "  (mean ± half the range)")
     if "engine" in runs[-1]:
         print("engine plan:", json.dumps(runs[-1]["engine"]["plan"]))
+
+
+def ratio(engine: float, plain: float) -> str:
+    return f"{engine / plain:.2f}" if plain > 0.005 else "–"
 
 
 def markdown_table(results: list[dict]) -> str:
@@ -197,19 +201,18 @@ def markdown_table(results: list[dict]) -> str:
              "|---" * (len(names) + 7) + "|"]
     per_side: dict[str, list[dict]] = {"engine": [], "plain": []}
     for index, run in enumerate((run for result in results for run in result["runs"]), 1):
-        load = f"{run['load_average_at_start']}–{run['load_average_at_end']}"
         for side in ("engine", "plain"):
             if side in run:
                 r = run[side]
+                load = r.get("load", f"{run['load_average_at_start']}–{run['load_average_at_end']}")
                 per_side[side].append(r)
                 lines.append(f"| {index} | {side} | " + " | ".join(f"{r['dice'][n]:.3f}" for n in names)
                              + f" | **{r['mean_dice']:.3f}** | {min(r['found'].values())}/{r['cases']} | "
                              f"{r['iterations']} | {r['wall_s']} | {load} |")
         if "engine" in run and "plain" in run:
             e, p = run["engine"], run["plain"]
-            lines.append(f"| {index} | ratio | " + " | ".join(f"{e['dice'][n] / max(p['dice'][n], 1e-9):.2f}"
-                                                             for n in names)
-                         + f" | **{e['mean_dice'] / max(p['mean_dice'], 1e-9):.2f}** | | | | |")
+            lines.append(f"| {index} | ratio | " + " | ".join(ratio(e["dice"][n], p["dice"][n]) for n in names)
+                         + f" | **{ratio(e['mean_dice'], p['mean_dice'])}** | | | | |")
     for side, runs in per_side.items():
         if runs:
             spread = lambda values: f"{np.mean(values):.3f} ({min(values):.3f}–{max(values):.3f})"  # noqa: E731

@@ -52,8 +52,11 @@ benchmark-levers: venv   # every CPU lever of inference, one row each, on two mo
 	$(PY) benchmarks/bench_cpu_levers.py --out cpu_levers.json
 
 WALL ?= 189
-benchmark-accuracy: venv   # engine defaults vs. a plain MONAI script at equal wall time (about 2 x WALL + 2 min)
-	$(PY) benchmarks/bench_accuracy_per_minute.py --wall $(WALL) --out benchmark_accuracy.json
+COHORT ?= ct
+RUNS ?= 1
+benchmark-accuracy: venv   # engine defaults vs. a plain MONAI script at equal wall time (ct|mr; 2 x WALL + 2 min a run)
+	$(PY) benchmarks/bench_accuracy_per_minute.py --cohort $(COHORT) --wall $(WALL) --runs $(RUNS) \
+		--out benchmark_accuracy_$(COHORT).json
 
 BUNDLES ?= ../shared/data/monai-bundles
 model-catalog: venv   # the catalogue's MONAI Model Zoo entries, made again from the bundles that import and run

@@ -3,7 +3,8 @@
     train: python plain_monai_segmentation.py train DATASET.json MODEL.pt --wall 189 [--device cpu]
     infer: python plain_monai_segmentation.py infer DATASET.json MODEL.pt OUT_FOLDER [--device cpu]
 
-Tutorial pipeline: LoadImaged -> EnsureChannelFirstd -> ScaleIntensityRanged (abdomen window) ->
+Tutorial pipeline: LoadImaged -> EnsureChannelFirstd -> ScaleIntensityRanged (abdomen window; for MR channels
+NormalizeIntensityd per channel, as MONAI's BraTS tutorial; several channels are stacked by LoadImaged) ->
 CropForegroundd -> Orientationd -> Spacingd, cached (CacheDataset), RandCropByPosNegLabeld patches; UNet
 (16..256, residual units, batch norm), DiceCELoss, Adam, validation every 2 epochs on 20% of the cases with
 sliding_window_inference, best model kept; inference with sliding_window_inference + Invertd. Adapted to a
@@ -35,41 +36,53 @@ PATCH = (64, 64, 32)        # fits the cropped images (~60 x 50 x 40 voxels at P
 KEYS = ["image", "label"]
 
 
-def files(manifest: Path, part: str) -> tuple[list[dict], int]:
+def files(manifest: Path, part: str) -> tuple[list[dict], int, list[str]]:
+    """The cases of ``part`` (each channel's file under "image": LoadImaged stacks them), the number of
+    classes and the channel names."""
     data = json.loads(manifest.read_text())
-    return [{"image": str(manifest.parent / c["image"][0]), "label": str(manifest.parent / c["label"]),
-             "id": c["id"]} for c in data[part]], len(data["labels"])
+    channels = [data["channel_names"][str(i)] for i in range(len(data["channel_names"]))]
+    image = lambda c: [str(manifest.parent / p) for p in c["image"]] if len(channels) > 1 \
+        else str(manifest.parent / c["image"][0])  # noqa: E731
+    return [{"image": image(c), "label": str(manifest.parent / c["label"]), "id": c["id"]}
+            for c in data[part]], len(data["labels"]), channels
 
 
-def deterministic(keys) -> list:
-    return [mt.LoadImaged(keys), mt.EnsureChannelFirstd(keys),
-            mt.ScaleIntensityRanged(["image"], a_min=WINDOW[0], a_max=WINDOW[1], b_min=0.0, b_max=1.0,
-                                    clip=True),
+def intensity(channels: list[str]):
+    """CT: the abdomen window (spleen/BTCV tutorials); MR: z-score per channel over non-zero voxels (MONAI's
+    BraTS tutorial)."""
+    if all(name.upper() == "CT" for name in channels):
+        return mt.ScaleIntensityRanged(["image"], a_min=WINDOW[0], a_max=WINDOW[1], b_min=0.0, b_max=1.0,
+                                       clip=True)
+    return mt.NormalizeIntensityd(["image"], nonzero=True, channel_wise=True)
+
+
+def deterministic(keys, channels: list[str]) -> list:
+    return [mt.LoadImaged(keys), mt.EnsureChannelFirstd(keys), intensity(channels),
             mt.CropForegroundd(keys, source_key="image", allow_smaller=True),
             mt.Orientationd(keys, axcodes="RAS"),
             mt.Spacingd(keys, pixdim=PIXDIM, mode=("bilinear", "nearest")[:len(keys)])]
 
 
-def network(n_classes: int) -> UNet:
-    return UNet(spatial_dims=3, in_channels=1, out_channels=n_classes, channels=(16, 32, 64, 128, 256),
+def network(n_channels: int, n_classes: int) -> UNet:
+    return UNet(spatial_dims=3, in_channels=n_channels, out_channels=n_classes, channels=(16, 32, 64, 128, 256),
                 strides=(2, 2, 2, 2), num_res_units=2, norm="batch")
 
 
 def train(args) -> None:
     torch.manual_seed(0)
-    cases, n_classes = files(args.dataset, "training")
+    cases, n_classes, channels = files(args.dataset, "training")
     n_val = max(1, round(0.2 * len(cases)))
     train_files, val_files = cases[:-n_val], cases[-n_val:]
-    train_tf = mt.Compose(deterministic(KEYS) + [
+    train_tf = mt.Compose(deterministic(KEYS, channels) + [
         mt.RandCropByPosNegLabeld(KEYS, label_key="label", spatial_size=PATCH, pos=1, neg=1, num_samples=2,
                                   image_key="image", image_threshold=0, allow_smaller=True),
         mt.SpatialPadd(KEYS, spatial_size=PATCH)])
     train_ds = CacheDataset(train_files, train_tf, cache_rate=1.0, num_workers=2, progress=False)
     train_loader = DataLoader(train_ds, batch_size=2, shuffle=True, num_workers=0)
-    val_ds = CacheDataset(val_files, mt.Compose(deterministic(KEYS)), cache_rate=1.0, num_workers=2,
+    val_ds = CacheDataset(val_files, mt.Compose(deterministic(KEYS, channels)), cache_rate=1.0, num_workers=2,
                           progress=False)
     device = torch.device(args.device)
-    model = network(n_classes).to(device)
+    model = network(len(channels), n_classes).to(device)
     loss_function = DiceCELoss(to_onehot_y=True, softmax=True)
     optimizer = torch.optim.Adam(model.parameters(), args.lr)
     dice_metric = DiceMetric(include_background=False, reduction="mean")
@@ -126,12 +139,12 @@ def train(args) -> None:
 
 
 def infer(args) -> None:
-    cases, n_classes = files(args.dataset, "test")
+    cases, n_classes, channels = files(args.dataset, "test")
     device = torch.device(args.device)
-    model = network(n_classes).to(device)
+    model = network(len(channels), n_classes).to(device)
     model.load_state_dict(torch.load(args.model, map_location=device, weights_only=True))
     model.eval()
-    test_tf = mt.Compose(deterministic(["image"]))
+    test_tf = mt.Compose(deterministic(["image"], channels))
     invert = mt.Invertd("pred", transform=test_tf, orig_keys="image", nearest_interp=False, to_tensor=True)
     post = mt.Compose([invert,
                        mt.AsDiscreted("pred", argmax=True)])
@@ -141,7 +154,7 @@ def infer(args) -> None:
             item = test_tf({"image": case["image"]})
             item["pred"] = sliding_window_inference(item["image"][None].to(device), PATCH, 4, model)[0].cpu()
             labels = post(item)["pred"][0].numpy().astype(np.uint8)  # (x, y, z) of the file's voxel grid
-            reference = sitk.ReadImage(case["image"])
+            reference = sitk.ReadImage(case["image"] if isinstance(case["image"], str) else case["image"][0])
             output = sitk.GetImageFromArray(np.ascontiguousarray(labels.transpose(2, 1, 0)))
             output.CopyInformation(reference)
             sitk.WriteImage(output, str(args.out / f"{case['id']}.nii.gz"))

@@ -31,7 +31,7 @@ def _grid(rng: np.random.Generator):
     return spacing, size, origin, (x, y, z)
 
 
-def _ellipsoid(x, y, z, centre, radii, angle: float) -> np.ndarray:
+def ellipsoid(x, y, z, centre, radii, angle: float) -> np.ndarray:
     """Ellipsoid rotated by ``angle`` about the z axis."""
     c, s = np.cos(angle), np.sin(angle)
     dx, dy, dz = x - centre[0], y - centre[1], z - centre[2]
@@ -52,8 +52,8 @@ def make_ct_case(seed: int) -> tuple[sitk.Image, sitk.Image]:
     organ_centre = np.array([rng.uniform(-14, -6), rng.uniform(-8, 2), zc + rng.uniform(-6, 6)])
     organ_radii = np.array([rng.uniform(19, 25), rng.uniform(15, 20), rng.uniform(24, 32)])
     organ_angle = rng.uniform(-0.5, 0.5)
-    organ = _ellipsoid(x, y, z, organ_centre, organ_radii, organ_angle)
-    distractor = _ellipsoid(x, y, z, [rng.uniform(20, 26), rng.uniform(4, 10), zc + rng.uniform(-10, 10)],
+    organ = ellipsoid(x, y, z, organ_centre, organ_radii, organ_angle)
+    distractor = ellipsoid(x, y, z, [rng.uniform(20, 26), rng.uniform(4, 10), zc + rng.uniform(-10, 10)],
                             rng.uniform(7, 10, size=3), rng.uniform(0, np.pi)) & ~organ
     # the lesion: 3.5-6 mm radius, well inside the organ, 12-22 HU darker than it (hypodense, low contrast)
     lesion_radii = rng.uniform(3.5, 6.0, size=3) * np.array([1, 1, 1.3])
@@ -61,7 +61,7 @@ def make_ct_case(seed: int) -> tuple[sitk.Image, sitk.Image]:
     direction /= np.linalg.norm(direction)
     depth = (organ_radii.min() - lesion_radii.max() - 3) * rng.uniform(0, 0.8)
     lesion_centre = organ_centre + direction * depth
-    lesion = _ellipsoid(x, y, z, lesion_centre, lesion_radii, rng.uniform(0, np.pi)) & organ
+    lesion = ellipsoid(x, y, z, lesion_centre, lesion_radii, rng.uniform(0, np.pi)) & organ
     # the vessel: a 2-3 mm radius tube (5-8 voxels across in-plane) wandering along z, near/through the organ
     radius = rng.uniform(2.0, 3.0)
     phase, period = rng.uniform(0, 2 * np.pi, size=2), rng.uniform(50, 90, size=2)

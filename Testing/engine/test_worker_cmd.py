@@ -33,7 +33,7 @@ class BallSession:
         self.reads += 1
         array = np.zeros(sitk.GetArrayViewFromImage(image).shape, dtype=np.uint8)
         if previous is not None:
-            array[sitk.GetArrayViewFromImage(previous) > 0] = 1
+            array[sitk.GetArrayViewFromImage(sitk.ReadImage(previous)) > 0] = 1
         grid = np.indices(array.shape)
         for click in clicks.to_lps().clicks:
             index = image.TransformPhysicalPointToContinuousIndex(click.point)[::-1]  # (k, j, i)

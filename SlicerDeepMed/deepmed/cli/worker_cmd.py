@@ -113,11 +113,8 @@ class RefineServer:
         previous = request.get("previous")
         if previous is not None and not Path(previous).is_file():
             raise RequestError(f"request 'previous': {previous}: no such file")
-        import SimpleITK as sitk
-
-        previous_image = sitk.ReadImage(str(previous)) if previous else None
         started = time.perf_counter()
-        result = self.session.refine(str(image), clicks, previous=previous_image, label=request.get("label"))
+        result = self.session.refine(str(image), clicks, previous=previous, label=request.get("label"))
         refine_seconds = time.perf_counter() - started
         write_atomically(result.labels, output)
         return {"ok": True, "output": str(output), "label": result.label, "seconds": round(result.seconds, 4),

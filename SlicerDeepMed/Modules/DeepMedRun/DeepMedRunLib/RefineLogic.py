@@ -101,6 +101,8 @@ class RefineLogic:
         self._previous: dict[tuple, Path | None] = {}          # (segmentation ID, label) -> mask at the start
         self._waiting: tuple | None = None                     # (target, onDone) to send when idle
         self._requests = 0
+        self.lastRequest: dict | None = None    # the last refine request sent (what the worker was asked)
+        self.lastMask = None                    # the last mask put into a segment (K, J, I), on the volume's grid
 
     # ---- the model -----------------------------------------------------------------------------------
     def open(self, model, onDone=None) -> None:
@@ -164,7 +166,8 @@ class RefineLogic:
             self._previous[key] = None
         elif key not in self._previous:
             mask = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId, volume)
-            self._previous[key] = self._writeMask(np.asarray(mask) > 0, volume, f"previous-{len(self._previous)}")
+            self._previous[key] = self._writeLabelMap(np.asarray(mask) > 0, int(entry["value"]), volume,
+                                                      f"previous-{len(self._previous)}")
         return segmentId
 
     def forgetStart(self, target: RefineTarget | None = None) -> None:
@@ -174,10 +177,11 @@ class RefineLogic:
         else:
             self._previous.pop((target.segmentationNode.GetID(), target.label), None)
 
-    def _writeMask(self, mask, volumeNode, name: str) -> Path | None:
+    def _writeLabelMap(self, mask, value: int, volumeNode, name: str) -> Path | None:
+        """``mask`` as a label map (the label's value inside) on the volume's grid; None when it is empty."""
         if not mask.any():
             return None
-        image = sitk.GetImageFromArray(mask.astype(np.uint8))
+        image = sitk.GetImageFromArray(mask.astype(np.uint8) * np.uint8(value))
         image.CopyInformation(SceneBridge.imageFromVolumeNode(volumeNode))
         path = self.workDir / f"{name}.nrrd"
         sitk.WriteImage(image, str(path), useCompression=False)
@@ -197,6 +201,7 @@ class RefineLogic:
         previous = self._previous.get((target.segmentationNode.GetID(), target.label))
         request = {"op": "refine", "image": str(self.volumeFile(target.volumeNode)), "clicks": clicks.to_dict(),
                    "previous": str(previous) if previous else None, "label": target.label, "output": str(output)}
+        self.lastRequest = request
         self.worker.request(request, lambda response: self._onResponse(target, segmentId, response, onDone))
 
     def poll(self) -> None:
@@ -226,3 +231,4 @@ class RefineLogic:
             raise RefineError(_("segment {label}: it was deleted while refining").format(label=target.label))
         slicer.util.updateSegmentBinaryLabelmapFromArray(mask.astype(np.uint8), segmentation, segmentId,
                                                          target.volumeNode)
+        self.lastMask = mask

@@ -94,9 +94,8 @@ def measure(model: Path, ct: Path, clicks, threads: int, work: Path) -> dict:
     from slicer_support import i18n
 
     i18n.install()  # DeepMedLib's messages use slicer.i18n, which slicer-core lacks
-    from DeepMedLib.WarmWorker import WarmWorker
-
     from deepmed.interactive.clicks import Click, ClickSet
+    from DeepMedLib.WarmWorker import WarmWorker
 
     environment = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     from DeepMedLib.EngineCommand import engineEnvironment

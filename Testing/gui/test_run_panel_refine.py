@@ -71,6 +71,8 @@ def test_points_refine_the_segment_in_place_through_one_warm_worker(qtHarness, o
     widget = openPanel("DeepMedRun")
     panel, ui = widget.panel, widget.ui
     ui.modelComboBox.setCurrentIndex([m.id for m in panel.models].index("clicks"))
+    modes = panel.currentModel().modes
+    ui.modeComboBox.setCurrentIndex([mode.inputs for mode in modes].index("clicks"))
     section = panel.refine
     assert not section.box.isHidden() and ui.applyButton.isHidden()  # offered from the card's clicks mode
     transformNode, toParent = rotatedTranslated(scene)

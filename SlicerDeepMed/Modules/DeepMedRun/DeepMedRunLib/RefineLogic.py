@@ -98,7 +98,7 @@ class RefineLogic:
         self.model = None
         self.volumeWrites = 0          # how many times a volume was written for the worker (tests, benchmark)
         self._volumeFiles: dict[str, tuple[Path, int]] = {}   # volume node ID -> (file, image data MTime)
-        self._previous: dict[tuple, Path | None] = {}          # (segmentation ID, label) -> mask at the start
+        self._previous: dict[tuple, Path | None] = {}          # (volume, segmentation, label) -> mask at start
         self._waiting: tuple | None = None                     # (target, onDone) to send when idle
         self._requests = 0
         self.lastRequest: dict | None = None    # the last refine request sent (what the worker was asked)
@@ -159,7 +159,7 @@ class RefineLogic:
             segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
         entry = self.labelDict(target.label)
         segmentId = segmentation.GetSegmentation().GetSegmentIdBySegmentName(target.label)
-        key = (segmentation.GetID(), target.label)
+        key = self._key(target)
         if not segmentId:
             r, g, b = (c / 255.0 for c in entry.get("color", (128, 128, 128)))
             segmentId = segmentation.GetSegmentation().AddEmptySegment(target.label, target.label, [r, g, b])
@@ -175,7 +175,11 @@ class RefineLogic:
         if target is None:
             self._previous.clear()
         else:
-            self._previous.pop((target.segmentationNode.GetID(), target.label), None)
+            self._previous.pop(self._key(target), None)
+
+    @staticmethod
+    def _key(target: RefineTarget) -> tuple:
+        return (target.volumeNode.GetID(), target.segmentationNode.GetID(), target.label)
 
     def _writeLabelMap(self, mask, value: int, volumeNode, name: str) -> Path | None:
         """``mask`` as a label map (the label's value inside) on the volume's grid; None when it is empty."""
@@ -198,7 +202,7 @@ class RefineLogic:
         clicks = clickSetFor(target)
         self._requests += 1
         output = self.workDir / f"result-{self._requests}.nrrd"
-        previous = self._previous.get((target.segmentationNode.GetID(), target.label))
+        previous = self._previous.get(self._key(target))
         request = {"op": "refine", "image": str(self.volumeFile(target.volumeNode)), "clicks": clicks.to_dict(),
                    "previous": str(previous) if previous else None, "label": target.label, "output": str(output)}
         self.lastRequest = request

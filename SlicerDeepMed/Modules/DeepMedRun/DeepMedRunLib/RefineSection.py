@@ -79,6 +79,8 @@ class RefineSection:
         self.ui.applyButton.visible = not active
         if not active:
             self.stopPlacing()
+            if self.logic is not None:  # another model or mode: the worker and its model go
+                self.close()
             return
         labels = [entry["name"] for entry in self.panel.currentModel().card.label_dicts() if int(entry["value"])]
         if labels != [self.labelComboBox.itemText(i) for i in range(self.labelComboBox.count)]:

@@ -65,7 +65,8 @@ def train_model(folder: Path, ct: Path, label: Path, iterations: int) -> Path:
     (folder / "dataset.json").write_text(json.dumps(manifest))
     model = folder / "model"
     deepmed.train(folder / "dataset.json", model, epochs=1, device="cpu", progress="none",
-                  overrides=["app=interactive", f"training.iterations_per_epoch={iterations}"])
+                  overrides=["app=interactive", f"training.iterations_per_epoch={iterations}",
+                             "training.val_fraction=0"])  # no validation: only the plan and weights matter
     return model
 
 

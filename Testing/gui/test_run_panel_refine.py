@@ -3,6 +3,7 @@ refine a segment in place through one warm worker process (real .ui, real scene,
 
 import os
 import shutil
+import signal
 
 import numpy as np
 import pytest
@@ -70,16 +71,17 @@ def test_points_refine_the_segment_in_place_through_one_warm_worker(qtHarness, o
     ModelLibrary.changed.emit(str(qtHarness.library / "clicks"))
     widget = openPanel("DeepMedRun")
     panel, ui = widget.panel, widget.ui
-    ui.modelComboBox.setCurrentIndex([m.id for m in panel.models].index("clicks"))
+    # property()/setProperty(): the same in a test module whichever way PySide's true_property feature is
+    ui.modelComboBox.setProperty("currentIndex", [m.id for m in panel.models].index("clicks"))
     modes = panel.currentModel().modes
-    ui.modeComboBox.setCurrentIndex([mode.inputs for mode in modes].index("clicks"))
+    ui.modeComboBox.setProperty("currentIndex", [mode.inputs for mode in modes].index("clicks"))
     section = panel.refine
     assert not section.box.isHidden() and ui.applyButton.isHidden()  # offered from the card's clicks mode
     transformNode, toParent = rotatedTranslated(scene)
     volume, truth = syntheticCase(scene, seed=21, direction=OBLIQUE, name="patient MR")
     volume.SetAndObserveTransformNodeID(transformNode.GetID())
     panel.inputSelectors[0].setCurrentNode(volume)
-    assert section.positiveButton.isEnabled() and section.labelComboBox.currentText() == "box"
+    assert section.positiveButton.property("enabled") and section.labelComboBox.property("currentText") == "box"
 
     section.positiveButton.click()  # Slicer's place mode into the panel's positive list
     interaction = slicer.app.applicationLogic().GetInteractionNode()
@@ -133,9 +135,15 @@ def test_points_refine_the_segment_in_place_through_one_warm_worker(qtHarness, o
     segmentation = section.segmentationNode
     assert segmentation.GetTransformNodeID() == transformNode.GetID()  # in the volume's frame
     assert segmentation.GetSegmentation().GetNumberOfSegments() == 1  # an ordinary segment, updated in place
-    assert "Refined box from 1 point(s)" in section.statusLabel.text()
+    assert "Refined box from 1 point(s)" in section.statusLabel.property("text")
     assert qtHarness.messages == [] and qtHarness.uncaught == []
     saveScreenshot(widget.parent, "run_panel_refine")  # Resources/Screenshots/run_panel_refine.png
 
+    os.kill(pid, signal.SIGKILL)  # a worker that died is started again, with its model, by the next point
+    worker.process.wait()
+    positives.AddControlPointWorld(vtk.vtkVector3d(*second))
+    assert np.array_equal(refined(6), two)
+    assert worker.starts == 2 and worker.pid != pid and section.logic.volumeWrites == 1
+
     panel.onSceneClosing()  # File > Close Scene: the worker ends
-    assert not worker.alive and pid not in childProcesses()
+    assert not worker.alive and childProcesses() - before == set()

@@ -96,11 +96,13 @@ class RefineLogic:
         self.device = device
         self.workDir = Path(tempfile.mkdtemp(prefix="deepmed-refine-"))
         self.model = None
+        self.openError: str | None = None       # why the last model could not be loaded in the worker
         self.volumeWrites = 0          # how many times a volume was written for the worker (tests, benchmark)
         self._volumeFiles: dict[str, tuple[Path, int]] = {}   # volume node ID -> (file, image data MTime)
         self._previous: dict[tuple, Path | None] = {}          # (volume, segmentation, label) -> mask at start
         self._waiting: tuple | None = None                     # (target, onDone) to send when idle
         self._requests = 0
+        self._inFlight = False                 # a refine sent and not answered (the next one waits for it)
         self.lastRequest: dict | None = None    # the last refine request sent (what the worker was asked)
         self.lastMask = None                    # the last mask put into a segment (K, J, I), on the volume's grid
 
@@ -111,15 +113,24 @@ class RefineLogic:
             return
         if clickMode(model) is None:
             raise RefineError(_("model {model}: its card has no mode that takes clicks").format(model=model.id))
-        self.model = model
+        self.model, self.openError = model, None
         self.worker.request({"op": "open", "model": str(model.path), "device": self.device},
-                            onDone or (lambda response: None))
+                            lambda response: self._onOpened(model, response, onDone))
+
+    def _onOpened(self, model, response: dict, onDone) -> None:
+        """A model that could not be loaded is opened again at the next refine; its error is the answer to the
+        refines sent meanwhile."""
+        if not response.get("ok") and self.model is model:
+            self.model, self.openError = None, response.get("error", "?")
+        if onDone is not None:
+            onDone(response)
 
     def close(self) -> None:
         """Stop the worker and delete the temporary files."""
         self.worker.stop()
         self.model = None
         self._waiting = None
+        self._inFlight = False
         self._volumeFiles.clear()
         self._previous.clear()
         shutil.rmtree(self.workDir, ignore_errors=True)
@@ -195,7 +206,7 @@ class RefineLogic:
     def refine(self, target: RefineTarget, onDone) -> None:
         """Refine ``target`` from its points now; ``onDone(response)`` when the segment was updated (or the
         response says why not: ``{"ok": False, "error": ...}``)."""
-        if self.worker.busy:
+        if self._inFlight:
             self._waiting = (target, onDone)
             return
         segmentId = self.startRefining(target)
@@ -206,12 +217,16 @@ class RefineLogic:
         request = {"op": "refine", "image": str(self.volumeFile(target.volumeNode)), "clicks": clicks.to_dict(),
                    "previous": str(previous) if previous else None, "label": target.label, "output": str(output)}
         self.lastRequest = request
+        self._inFlight = True
         self.worker.request(request, lambda response: self._onResponse(target, segmentId, response, onDone))
 
     def poll(self) -> None:
         self.worker.poll()
 
     def _onResponse(self, target: RefineTarget, segmentId: str, response: dict, onDone) -> None:
+        self._inFlight = False
+        if not response.get("ok") and self.openError:
+            response = {**response, "error": _("the model could not be loaded: {error}").format(error=self.openError)}
         if response.get("ok"):
             try:
                 self.applyResult(Path(response["output"]), target, segmentId)

@@ -88,3 +88,16 @@ class ConditionalGanTask:
     @classmethod
     def from_config(cls, config: Mapping) -> ConditionalGanTask:
         return task_section(cls, config)
+
+
+@dataclass(frozen=True)
+class InteractiveTask:
+    sigma_mm: Any            # width of a click's Gaussian blob in mm, or "auto" (twice the mean working spacing)
+    auto_fraction: float     # share of training samples without clicks (the model also segments automatically)
+    max_rounds: int          # click rounds simulated with the network's own prediction (DeepEdit-style)
+    validation_clicks: int   # simulated clicks per label and validation case (the key metric is after them)
+    region_size: list        # x, y, z working-grid voxels a click computes at inference
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> InteractiveTask:
+        return task_section(cls, config)

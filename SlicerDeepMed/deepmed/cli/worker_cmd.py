@@ -94,6 +94,7 @@ class RefineServer:
         started = time.perf_counter()
         factory = self.session_factory
         if factory is None:
+            import deepmed.applications  # noqa: F401 - the applications first (interactive.refine imports them)
             from deepmed.interactive.session import InteractiveSession as factory
         self.session = factory(model, device=request.get("device") or self.device, library=self.library)
         self.model = model

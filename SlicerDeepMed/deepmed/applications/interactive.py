@@ -17,13 +17,13 @@ from deepmed.applications.base import APPLICATIONS, Prediction
 from deepmed.applications.plan_sections import DensePlanSection
 from deepmed.applications.segmentation import SegmentationApplication
 from deepmed.applications.task_settings import InteractiveTask
-from deepmed.interactive.guidance import DEFAULT_REGION, GUIDANCE_CHANNELS, GuidanceSettings, guidance_stack
-from deepmed.interactive.simulate import next_click
 from deepmed.losses.registry import VOXEL_LABEL_LOSSES, allow_for
 from deepmed.model.transfer import output_dependent_keys
 from deepmed.networks import build_network
 from deepmed.planning.settings import DataSettings, TrainingSettings
 from deepmed.transforms.augmentation import AugmentationSettings, training_transforms
+from deepmed.transforms.click_simulation import next_click
+from deepmed.transforms.guidance import DEFAULT_REGION, GUIDANCE_CHANNELS, GuidanceSettings, guidance_stack
 from deepmed.volume_inference.sliding import predict_volume
 
 
@@ -201,7 +201,7 @@ class InteractiveApplication(SegmentationApplication):
         return fields
 
     def predict(self, members, inputs, card, device, options):
-        from deepmed.interactive import refine
+        from deepmed.applications import interactive_refine as refine
 
         prepared = refine.prepare_image(inputs, card, options.get("model_name", "model"))
         return self.predict_prepared(members, prepared, card, device, options)
@@ -209,8 +209,8 @@ class InteractiveApplication(SegmentationApplication):
     @staticmethod
     def predict_prepared(members, prepared, card, device, options) -> Prediction:
         """``options``: ``clicks`` (ClickSet), ``previous`` (label map on the input grid), ``label``."""
-        from deepmed.interactive import refine
-        from deepmed.interactive.clicks import ClickSet
+        from deepmed.applications import interactive_refine as refine
+        from deepmed.io.clicks import ClickSet
         from deepmed.volume_inference.ongrid import image_like
 
         networks = [member["model"] for member in members]

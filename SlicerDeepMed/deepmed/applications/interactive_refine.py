@@ -11,10 +11,10 @@ import torch
 
 from deepmed.applications.inputs import input_channels
 from deepmed.errors import DeepMedError
-from deepmed.interactive.clicks import ClickSet
-from deepmed.interactive.guidance import GuidanceSettings, Region, bounding_region, guidance_stack, refine_region
+from deepmed.io.clicks import ClickSet
 from deepmed.io.geometry import grid_differences
 from deepmed.model.card import ModelCard
+from deepmed.transforms.guidance import GuidanceSettings, Region, bounding_region, guidance_stack, refine_region
 from deepmed.transforms.preprocessing import normalize_image, resample_onto, to_working_grid
 from deepmed.volume_inference.sliding import predict_volume
 

@@ -66,9 +66,9 @@ class InteractiveApplication(SegmentationApplication):
     exported_decoding = "not exportable: clicks are computed by deepmed (deepmed.interactive)"
 
     def accepts_init(self, card):
-        """A segmentation (or interactive) model whose network the engine builds: its first convolution gets the
-        guidance channels (zero weights), its output head is fresh (two outputs)."""
-        return card.application in (self.name, "segmentation") or super().accepts_init(card)
+        """An interactive model, or a segmentation model trained by deepmed: its first layers get the guidance
+        channels (zero weights), its output head is fresh when the number of outputs differs."""
+        return card.application in (self.name, "segmentation")
 
     def out_channels(self, labels):
         return 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepmed.interactive.guidance import Region, bounding_region, gaussian_blobs, guidance_stack, refine_region
+from deepmed.transforms.guidance import Region, bounding_region, gaussian_blobs, guidance_stack, refine_region
 
 
 def test_blobs_are_round_in_millimetres():

@@ -17,14 +17,13 @@ from deepmed.applications.base import APPLICATIONS, Prediction
 from deepmed.applications.plan_sections import DensePlanSection
 from deepmed.applications.segmentation import SegmentationApplication
 from deepmed.applications.task_settings import InteractiveTask
-from deepmed.interactive import refine
-from deepmed.interactive.guidance import GUIDANCE_CHANNELS, guidance_stack
-from deepmed.interactive.simulate import next_click
 from deepmed.losses.registry import VOXEL_LABEL_LOSSES, allow_for
 from deepmed.model.transfer import output_dependent_keys
 from deepmed.networks import build_network
-from deepmed.planning.settings import DataSettings, TrainingSettings, is_auto
+from deepmed.planning.settings import DataSettings, TrainingSettings
 from deepmed.transforms.augmentation import AugmentationSettings, training_transforms
+from deepmed.transforms.click_simulation import next_click
+from deepmed.transforms.guidance import DEFAULT_REGION, GUIDANCE_CHANNELS, GuidanceSettings, guidance_stack
 from deepmed.volume_inference.sliding import predict_volume
 
 
@@ -62,14 +61,14 @@ class InteractiveApplication(SegmentationApplication):
     name = "interactive"
     calibrates = False
     demo = ""
-    config_defaults = {"sigma_mm": "auto", "auto_fraction": 0.3, "max_rounds": 2, "validation_clicks": 3,
-                       "region_size": list(refine.DEFAULT_REGION)}
+    config_defaults = {"sigma_mm": 0.0, "auto_fraction": 0.3, "max_rounds": 2, "validation_clicks": 3,
+                       "region_size": list(DEFAULT_REGION)}
     exported_decoding = "not exportable: clicks are computed by deepmed (deepmed.interactive)"
 
     def accepts_init(self, card):
-        """A segmentation (or interactive) model whose network the engine builds: its first convolution gets the
-        guidance channels (zero weights), its output head is fresh (two outputs)."""
-        return card.application in (self.name, "segmentation") or super().accepts_init(card)
+        """An interactive model, or a segmentation model trained by deepmed: its first layers get the guidance
+        channels (zero weights), its output head is fresh when the number of outputs differs."""
+        return card.application in (self.name, "segmentation")
 
     def out_channels(self, labels):
         return 2
@@ -84,7 +83,7 @@ class InteractiveApplication(SegmentationApplication):
         planned["channel_names"] = channels
         planned["normalization"] = planned["normalization"][:len(channels)]
         task = InteractiveTask.from_config(config)
-        sigma = 2.0 * float(np.mean(planned["spacing"])) if is_auto(task.sigma_mm) else float(task.sigma_mm)
+        sigma = float(task.sigma_mm) if float(task.sigma_mm) > 0 else 2.0 * float(np.mean(planned["spacing"]))
         reasons["interactive"] = (f"{len(extra)} guidance channels ({', '.join(GUIDANCE_CHANNELS)}, one plane per "
                                   f"label); click blobs of sigma {sigma:g} mm")
         planned["interactive"] = {"labels": foreground, "classes": len(foreground) + 1, "sigma_mm": sigma,
@@ -191,7 +190,7 @@ class InteractiveApplication(SegmentationApplication):
     def card_fields(self, plan, fitted, dataset, config):
         fields = super().card_fields(plan, fitted, dataset, config)
         settings = plan["interactive"]
-        guidance = refine.GuidanceSettings(float(settings["sigma_mm"]), tuple(settings["labels"]),
+        guidance = GuidanceSettings(float(settings["sigma_mm"]), tuple(settings["labels"]),
                                            tuple(settings["region_size"]))
         fields["modes"] = [
             {"name": "refine", "output_kind": "label_map", "inputs": "clicks",
@@ -202,13 +201,16 @@ class InteractiveApplication(SegmentationApplication):
         return fields
 
     def predict(self, members, inputs, card, device, options):
+        from deepmed.applications import interactive_refine as refine
+
         prepared = refine.prepare_image(inputs, card, options.get("model_name", "model"))
         return self.predict_prepared(members, prepared, card, device, options)
 
     @staticmethod
     def predict_prepared(members, prepared, card, device, options) -> Prediction:
         """``options``: ``clicks`` (ClickSet), ``previous`` (label map on the input grid), ``label``."""
-        from deepmed.interactive.clicks import ClickSet
+        from deepmed.applications import interactive_refine as refine
+        from deepmed.io.clicks import ClickSet
         from deepmed.volume_inference.ongrid import image_like
 
         networks = [member["model"] for member in members]

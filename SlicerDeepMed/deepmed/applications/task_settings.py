@@ -92,7 +92,7 @@ class ConditionalGanTask:
 
 @dataclass(frozen=True)
 class InteractiveTask:
-    sigma_mm: Any            # width of a click's Gaussian blob in mm, or "auto" (twice the mean working spacing)
+    sigma_mm: float          # width of a click's Gaussian blob in mm; 0: twice the mean working spacing
     auto_fraction: float     # share of training samples without clicks (the model also segments automatically)
     max_rounds: int          # click rounds simulated with the network's own prediction (DeepEdit-style)
     validation_clicks: int   # simulated clicks per label and validation case (the key metric is after them)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
+from deepmed.applications import interactive_refine as refine
 from deepmed.errors import DeepMedError
-from deepmed.interactive import refine
 from deepmed.interactive.clicks import ClickSet
 from deepmed.volume_inference.ongrid import image_like
 

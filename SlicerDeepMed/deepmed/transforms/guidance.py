@@ -8,8 +8,35 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from deepmed.errors import DeepMedError
+
 #: The guidance channels after the image channels, before the label planes (one per foreground label).
 GUIDANCE_CHANNELS = ("positive_clicks", "negative_clicks", "previous_mask")
+
+
+#: The default region a click computes, in working-grid voxels (x, y, z): the latency target is per 128^3.
+DEFAULT_REGION = (128, 128, 128)
+
+
+@dataclass(frozen=True)
+class GuidanceSettings:
+    """The card's ``task.guidance``: blob width (mm), the label planes and the region a click computes."""
+
+    sigma_mm: float
+    labels: tuple[str, ...]                 # foreground label names, in plane order
+    region_size: tuple[int, int, int] = DEFAULT_REGION  # x, y, z working-grid voxels
+
+    @classmethod
+    def of(cls, card) -> GuidanceSettings:
+        """From a ModelCard."""
+        guidance = (card.task or {}).get("guidance")
+        if not isinstance(guidance, dict) or "sigma_mm" not in guidance:
+            raise DeepMedError("model card: task.guidance (sigma_mm, labels) is missing: not an interactive model")
+        return cls(float(guidance["sigma_mm"]), tuple(guidance.get("labels") or ()),
+                   tuple(int(v) for v in guidance.get("region_size", DEFAULT_REGION)))
+
+    def to_dict(self) -> dict:
+        return {"sigma_mm": self.sigma_mm, "labels": list(self.labels), "region_size": list(self.region_size)}
 
 
 def gaussian_blobs(shape_zyx: Sequence[int], points_zyx: Sequence[Sequence[float]], spacing_zyx: Sequence[float],

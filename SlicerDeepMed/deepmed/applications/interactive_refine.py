@@ -11,35 +11,12 @@ import torch
 
 from deepmed.applications.inputs import input_channels
 from deepmed.errors import DeepMedError
-from deepmed.interactive.clicks import ClickSet
-from deepmed.interactive.guidance import Region, bounding_region, guidance_stack, refine_region
+from deepmed.io.clicks import ClickSet
 from deepmed.io.geometry import grid_differences
 from deepmed.model.card import ModelCard
+from deepmed.transforms.guidance import GuidanceSettings, Region, bounding_region, guidance_stack, refine_region
 from deepmed.transforms.preprocessing import normalize_image, resample_onto, to_working_grid
 from deepmed.volume_inference.sliding import predict_volume
-
-#: The default region a click computes, in working-grid voxels (x, y, z): the latency target is per 128^3.
-DEFAULT_REGION = (128, 128, 128)
-
-
-@dataclass(frozen=True)
-class GuidanceSettings:
-    """The card's ``task.guidance``: blob width (mm), the label planes and the region a click computes."""
-
-    sigma_mm: float
-    labels: tuple[str, ...]                 # foreground label names, in plane order
-    region_size: tuple[int, int, int] = DEFAULT_REGION  # x, y, z working-grid voxels
-
-    @classmethod
-    def of(cls, card: ModelCard) -> GuidanceSettings:
-        guidance = (card.task or {}).get("guidance")
-        if not isinstance(guidance, dict) or "sigma_mm" not in guidance:
-            raise DeepMedError("model card: task.guidance (sigma_mm, labels) is missing: not an interactive model")
-        return cls(float(guidance["sigma_mm"]), tuple(guidance.get("labels") or ()),
-                   tuple(int(v) for v in guidance.get("region_size", DEFAULT_REGION)))
-
-    def to_dict(self) -> dict:
-        return {"sigma_mm": self.sigma_mm, "labels": list(self.labels), "region_size": list(self.region_size)}
 
 
 @dataclass

@@ -128,9 +128,11 @@ def measure(model: Path, ct: Path, clicks, threads: int, work: Path) -> dict:
         read_seconds = time.perf_counter() - read_started
         output.unlink()
         rows.append({"clicks": count, "round_trip_s": round(round_trip, 4), "refine_s": response["seconds"],
-                     "read_result_s": round(read_seconds, 4), "voxels": int(mask.sum())})
-        print(f"click {count:2d}: round trip {round_trip:.3f} s, refine {response['seconds']:.3f} s, "
-              f"read {read_seconds:.3f} s", flush=True)
+                     "worker_cpu_s": response["cpu_seconds"], "read_result_s": round(read_seconds, 4),
+                     "region": response["region"], "voxels": int(mask.sum())})
+        print(f"click {count:2d}: round trip {round_trip:.3f} s, refine {response['seconds']:.3f} s "
+              f"(CPU {response['cpu_seconds']:.2f} s), read {read_seconds:.3f} s, region {response['region']}",
+              flush=True)
     pid, starts = worker.pid, worker.starts
     worker.stop()
     return {"open_s": round(open_seconds, 3), "clicks": rows, "worker_pid": pid, "worker_starts": starts,
@@ -143,7 +145,8 @@ def summary(rows: list[dict]) -> dict:
         values = np.array([row[key] for row in later])
         return {"median": round(float(np.median(values)), 3), "p90": round(float(np.percentile(values, 90)), 3)}
     return {"first_click_round_trip_s": rows[0]["round_trip_s"], "round_trip_s": stats("round_trip_s"),
-            "refine_s": stats("refine_s"), "read_result_s": stats("read_result_s")}
+            "refine_s": stats("refine_s"), "worker_cpu_s": stats("worker_cpu_s"),
+            "read_result_s": stats("read_result_s")}
 
 
 def main() -> int:

@@ -22,7 +22,7 @@ def interactiveModel(tinyModelLibrary, tmp_path_factory):
 
     overrides = [f"{key}={value}".replace(" ", "") for key, value in TINY_SETTINGS.items()] + ["app=interactive"]
     folder = tmp_path_factory.mktemp("interactive") / "clicks"
-    deepmed.train(tinyModelLibrary[1], folder, epochs=3, device="cpu", overrides=overrides, progress="none")
+    deepmed.train(tinyModelLibrary[1], folder, epochs=6, device="cpu", overrides=overrides, progress="none")
     return folder
 
 

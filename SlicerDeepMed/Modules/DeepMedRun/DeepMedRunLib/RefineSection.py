@@ -105,7 +105,7 @@ class RefineSection:
         node.CreateDefaultDisplayNodes()
         node.GetDisplayNode().SetSelectedColor(*LIST_COLOURS[positive])
         node.GetDisplayNode().SetColor(*LIST_COLOURS[positive])
-        node.SetMarkupLabelFormat("+%d" if positive else "-%d")
+        node.SetControlPointLabelFormat("+%d" if positive else "-%d")
         for event in POINT_EVENTS:
             tag = node.AddObserver(getattr(slicer.vtkMRMLMarkupsNode, event), self.onPointsChanged)
             self._observations.append((node, tag))

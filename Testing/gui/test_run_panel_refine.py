@@ -95,7 +95,8 @@ def test_points_refine_the_segment_in_place_through_one_warm_worker(qtHarness, o
     before = childProcesses()
 
     def refined(count):
-        qtHarness.processEventsUntil(lambda: section.refines >= count and not section.logic.worker.busy,
+        failed = lambda: section.lastResponse is not None and not section.lastResponse["ok"]  # noqa: E731
+        qtHarness.processEventsUntil(lambda: failed() or (section.refines >= count and not section.logic.worker.busy),
                                      timeout=120)
         assert section.lastResponse["ok"], section.lastResponse
         segmentation = section.segmentationNode

@@ -57,8 +57,7 @@ class RefineSection:
         self.labelComboBox.currentIndexChanged.connect(lambda *args: self._forgetStart())
         layout = self.ui.outputCollapsibleButton.parentWidget().layout()
         layout.insertWidget(layout.indexOf(self.ui.outputCollapsibleButton) + 1, self.box)
-        self.refreshTimer = qt.QTimer()   # several events of one user action make one refine
-        self.refreshTimer.singleShot = True
+        self.refreshTimer = qt.QTimer()   # several events of one user action make one refine (stopped when it fires)
         self.refreshTimer.interval = 30
         self.refreshTimer.timeout.connect(self.refineNow)
         self.pollTimer = qt.QTimer()
@@ -154,6 +153,7 @@ class RefineSection:
 
     def refineNow(self) -> None:
         """Refine the chosen segment from all points now (an empty point set leaves the segment as it is)."""
+        self.refreshTimer.stop()
         if not any(node.GetNumberOfControlPoints() for node in self._points()):
             return
         try:

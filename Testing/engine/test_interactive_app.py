@@ -210,3 +210,13 @@ def test_init_from_a_segmentation_model_widens_the_first_layers(tmp_path):
     for key in stem:
         assert torch.allclose(ours[key][:, :1], theirs[key], atol=1e-6)
         assert torch.allclose(ours[key][:, 1:], torch.zeros_like(ours[key][:, 1:]), atol=1e-6)
+
+
+@pytest.mark.parametrize("setting, key", [("task.auto_fraction=1.5", "auto_fraction"),
+                                          ("task.max_rounds=-1", "max_rounds"),
+                                          ("task.region_size=[16,16]", "region_size")])
+def test_bad_task_settings_are_one_line(tmp_path, capsys, setting, key):
+    manifest = write_cases(tmp_path / "data", range(3))
+    code = main(["plan", str(manifest), "--app", "interactive", "--device", "cpu", "--set", setting])
+    err = capsys.readouterr().err
+    assert code != 0 and f"task.{key}" in err and "Traceback" not in err

@@ -64,8 +64,8 @@ def balls_model(tmp_path_factory):
     root = tmp_path_factory.mktemp("interactive")
     manifest = write_cases(root / "data", range(8))
     model = train(manifest, root / "model", progress="none",
-                  overrides=INTERACTIVE + ["training.epochs=4", "training.iterations_per_epoch=12",
-                                           "training.val_every=4"])
+                  overrides=INTERACTIVE + ["training.epochs=3", "training.iterations_per_epoch=12",
+                                           "training.val_every=3"])
     return model
 
 
@@ -103,7 +103,7 @@ def test_card_declares_refine_and_clicks_help(balls_model):
         truth = label == 1
         gains.append(_clicks_dice(session, image, truth, 3) - _clicks_dice(session, image, truth, 0))
     # the automatic mask cannot know which ball; the clicks tell it (a tiny training: a clear, not a large gain)
-    assert min(gains) > 0.05 and np.mean(gains) > 0.1, gains
+    assert min(gains) > 0.05 and np.mean(gains) > 0.15, gains    # seen: 0.30, 0.43, 0.33
 
 
 @pytest.mark.slow

@@ -64,8 +64,8 @@ def balls_model(tmp_path_factory):
     root = tmp_path_factory.mktemp("interactive")
     manifest = write_cases(root / "data", range(8))
     model = train(manifest, root / "model", progress="none",
-                  overrides=INTERACTIVE + ["training.epochs=4", "training.iterations_per_epoch=12",
-                                           "training.val_every=4"])
+                  overrides=INTERACTIVE + ["training.epochs=3", "training.iterations_per_epoch=12",
+                                           "training.val_every=3"])
     return model
 
 
@@ -97,13 +97,13 @@ def test_card_declares_refine_and_clicks_help(balls_model):
     session = InteractiveSession(balls_model)
     assert session.labels == ("ball",)
     gains = []
-    for seed in (100, 101, 102, 103):
+    for seed in (100, 101, 102):
         array, label = two_balls(seed)
         image = sitk.GetImageFromArray(array)
         truth = label == 1
         gains.append(_clicks_dice(session, image, truth, 3) - _clicks_dice(session, image, truth, 0))
     # the automatic mask cannot know which ball; the clicks tell it (a tiny training: a clear, not a large gain)
-    assert min(gains) > 0.05 and np.mean(gains) > 0.1, gains
+    assert min(gains) > 0.05 and np.mean(gains) > 0.15, gains    # seen: 0.30, 0.43, 0.33
 
 
 @pytest.mark.slow
@@ -187,6 +187,7 @@ def test_infer_clicks_cli_and_its_errors(balls_model, tmp_path, capsys):
                  "-o", str(tmp_path / "l.nii.gz"), "--progress", "none"]) != 0
 
 
+@pytest.mark.slow
 def test_init_from_a_segmentation_model_widens_the_first_layers(tmp_path):
     """``--init`` from a segmentation model of the same network: the guidance channels' weights start at zero,
     the image channels' are the segmentation model's, the head is new (two outputs)."""
@@ -209,3 +210,13 @@ def test_init_from_a_segmentation_model_widens_the_first_layers(tmp_path):
     for key in stem:
         assert torch.allclose(ours[key][:, :1], theirs[key], atol=1e-6)
         assert torch.allclose(ours[key][:, 1:], torch.zeros_like(ours[key][:, 1:]), atol=1e-6)
+
+
+@pytest.mark.parametrize("setting, key", [("task.auto_fraction=1.5", "auto_fraction"),
+                                          ("task.max_rounds=-1", "max_rounds"),
+                                          ("task.region_size=[16,16]", "region_size")])
+def test_bad_task_settings_are_one_line(tmp_path, capsys, setting, key):
+    manifest = write_cases(tmp_path / "data", range(3))
+    code = main(["plan", str(manifest), "--app", "interactive", "--device", "cpu", "--set", setting])
+    err = capsys.readouterr().err
+    assert code != 0 and f"task.{key}" in err and "Traceback" not in err

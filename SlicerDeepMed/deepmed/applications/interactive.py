@@ -83,6 +83,7 @@ class InteractiveApplication(SegmentationApplication):
         planned["channel_names"] = channels
         planned["normalization"] = planned["normalization"][:len(channels)]
         task = InteractiveTask.from_config(config)
+        task.check()
         sigma = float(task.sigma_mm) if float(task.sigma_mm) > 0 else 2.0 * float(np.mean(planned["spacing"]))
         reasons["interactive"] = (f"{len(extra)} guidance channels ({', '.join(GUIDANCE_CHANNELS)}, one plane per "
                                   f"label); click blobs of sigma {sigma:g} mm")
@@ -132,7 +133,8 @@ class InteractiveApplication(SegmentationApplication):
             first = next_click(np.zeros_like(truths[b]), truths[b], sim.spacing_zyx)
             if first is not None:
                 points[b].append((first.index_zyx, first.positive))
-        rounds = 0 if not clicked.any() or sim.rng.random() < 0.5 else int(sim.rng.integers(1, sim.max_rounds + 1))
+        rounds = 0 if not clicked.any() or sim.max_rounds < 1 or sim.rng.random() < 0.5 \
+            else int(sim.rng.integers(1, sim.max_rounds + 1))
         network = parts.networks["model"]
         for _ in range(rounds):
             network.eval()

@@ -101,3 +101,17 @@ class InteractiveTask:
     @classmethod
     def from_config(cls, config: Mapping) -> InteractiveTask:
         return task_section(cls, config)
+
+    def check(self) -> None:
+        """One DeepMedError naming the first key out of its range."""
+        problems = [(key, expected, value) for key, expected, value, ok in (
+            ("sigma_mm", "a number >= 0 (0: auto)", self.sigma_mm, float(self.sigma_mm) >= 0),
+            ("auto_fraction", "a number in [0, 1]", self.auto_fraction, 0 <= float(self.auto_fraction) <= 1),
+            ("max_rounds", "an integer >= 0", self.max_rounds, int(self.max_rounds) >= 0),
+            ("validation_clicks", "an integer >= 0", self.validation_clicks, int(self.validation_clicks) >= 0),
+            ("region_size", "three positive integers [x, y, z]", self.region_size,
+             isinstance(self.region_size, list) and len(self.region_size) == 3
+             and all(isinstance(v, int) and v > 0 for v in self.region_size))) if not ok]
+        if problems:
+            key, expected, value = problems[0]
+            raise DeepMedError(f"config: task.{key} must be {expected}, got {value!r}")

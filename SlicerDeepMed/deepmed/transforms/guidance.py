@@ -100,12 +100,13 @@ def refine_region(shape_zyx: Sequence[int], points_zyx, size_zyx: Sequence[int],
         return Region((0, 0, 0), tuple(int(s) for s in shape))
     points = np.asarray(points_zyx, dtype=np.float64)
     low, high = np.floor(points.min(axis=0)).astype(int), np.ceil(points.max(axis=0)).astype(int) + 1
+    extent = np.maximum(np.asarray(size_zyx, dtype=int), high - low + 2 * np.asarray(margin))
     if also is not None:
         low_all = np.minimum(low, also.start)
         high_all = np.maximum(high, also.stop)
         if np.all(high_all - low_all <= np.asarray(size_zyx)):
             low, high = low_all, high_all
-    extent = np.minimum(shape, np.maximum(np.asarray(size_zyx, dtype=int), high - low + 2 * np.asarray(margin)))
+    extent = np.minimum(shape, extent)
     centre = (low + high) // 2
     start = np.clip(centre - extent // 2, 0, shape - extent)
     return Region(tuple(int(v) for v in start), tuple(int(v) for v in start + extent))

@@ -2,7 +2,7 @@
 
 The image is the shared TotalSegmentator example CT resampled to 512 x 512 x N (a clinical-size grid); the
 model is the interactive application's own plan for it (its default network, patch and working spacing),
-trained for a few iterations (speed does not depend on the weights). One organ of the shared segmentation
+trained for one step (speed does not depend on the weights). One organ of the shared segmentation
 is refined with 20 clicks placed one after the other on it (alternately inside: positive, and just outside:
 negative), each click a refine of all clicks so far, as in the panel. Measured per click: the round trip
 request -> response through the GUI's client (``DeepMedLib.WarmWorker``: JSON line out, the worker refines a
@@ -10,7 +10,7 @@ region around the clicks, writes the label map on the input grid, answers), the 
 time, and reading the result back (what the panel does before updating the segment). The first click also
 reads and prepares the image (cached for the next clicks) and is reported apart.
 
-    python benchmarks/bench_click_latency.py [--slices 160] [--threads 2] [--clicks 20] [--out result.json]
+    python benchmarks/bench_click_latency.py [--slices 120] [--threads 2] [--clicks 20] [--out result.json]
 """
 
 from __future__ import annotations
@@ -151,10 +151,10 @@ def summary(rows: list[dict]) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--slices", type=int, default=160)
+    parser.add_argument("--slices", type=int, default=120)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--clicks", type=int, default=20)
-    parser.add_argument("--iterations", type=int, default=2, help="training steps of the model (weights barely matter)")
+    parser.add_argument("--iterations", type=int, default=1, help="training steps of the model (weights barely matter)")
     parser.add_argument("--work", type=Path, help="keep the case and model here (default: a temporary folder)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()

@@ -136,11 +136,16 @@ def test_the_worker_command_starts_without_torch_and_ends_on_quit(tmp_path):
     env = {"PYTHONPATH": ENGINE, "PATH": "/usr/bin:/bin"}
     assert subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
                           timeout=60).stdout.strip() == "False"
-    requests = "\n".join(json.dumps(r) for r in (
-        {"id": 1, "op": "ping"}, {"id": 2, "op": "open", "model": str(tmp_path / "no-model")}, {"id": 3, "op": "quit"}))
+    requests = "\n".join(json.dumps(r) for r in ({"id": 1, "op": "ping"}, {"id": 2, "op": "quit"}))
     done = subprocess.run([sys.executable, "-m", "deepmed", "worker", "--library", str(tmp_path)], input=requests + "\n",
                           env=env, capture_output=True, text=True, timeout=120)
     responses = [json.loads(line) for line in done.stdout.splitlines() if '"response"' in line]
-    assert done.returncode == 0 and [r["id"] for r in responses] == [1, 2, 3]
-    assert responses[0]["ok"] and not responses[1]["ok"] and "no-model" in responses[1]["error"]
+    assert done.returncode == 0 and [r["id"] for r in responses] == [1, 2] and responses[0]["ok"]
     assert "Traceback" not in done.stderr
+
+
+def test_opening_a_model_that_is_not_there_names_it(tmp_path):
+    code, records, server = serve([{"id": 1, "op": "open", "model": str(tmp_path / "no-model")}], tmp_path,
+                                  factory=None)  # the real InteractiveSession
+    response = records[-1]
+    assert code == 0 and not response["ok"] and "no-model" in response["error"] and server.session is None

@@ -91,7 +91,7 @@ class RefineLogic:
     ``refine(target, onDone)`` sends one request at a time: points that change while one runs are sent
     together when it is answered (the newest points win, none is lost)."""
 
-    def __init__(self, worker: WarmWorker | None = None, device: str = "cpu"):
+    def __init__(self, worker: WarmWorker | None = None, device: str = "auto"):
         self.worker = worker or WarmWorker(arguments=("--library", ModelLibrary.libraryFolder()))
         self.device = device
         self.workDir = Path(tempfile.mkdtemp(prefix="deepmed-refine-"))

@@ -186,8 +186,7 @@ class RefineSection:
             self.statusLabel.text = _("Refine failed: {error}").format(error=response.get("error", "?"))
 
     def _device(self) -> str:
-        device = self.ui.deviceComboBox.currentText
-        return device if device and device != "auto" else "cpu"
+        return self.ui.deviceComboBox.currentText or "auto"  # the engine resolves auto (a GPU when there is one)
 
     def _forgetStart(self) -> None:
         if self.logic is not None:

@@ -146,5 +146,8 @@ def test_points_refine_the_segment_in_place_through_one_warm_worker(qtHarness, o
     assert np.array_equal(refined(6), two)
     assert worker.starts == 2 and worker.pid != pid and section.logic.volumeWrites == 1
 
+    negatives.AddControlPointWorld(vtk.vtkVector3d(*outside))
+    section.refineNow()  # a refine still running when the scene closes
     panel.onSceneClosing()  # File > Close Scene: the worker ends
     assert not worker.alive and childProcesses() - before == set()
+    assert "worker was stopped" in section.lastResponse["error"] and qtHarness.uncaught == []

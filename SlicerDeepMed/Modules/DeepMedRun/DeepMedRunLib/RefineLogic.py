@@ -127,9 +127,8 @@ class RefineLogic:
 
     def close(self) -> None:
         """Stop the worker and delete the temporary files."""
+        self.model, self._waiting = None, None  # before stopping: the requests it answers start nothing new
         self.worker.stop()
-        self.model = None
-        self._waiting = None
         self._inFlight = False
         self._volumeFiles.clear()
         self._previous.clear()
@@ -234,7 +233,7 @@ class RefineLogic:
                 response = {"ok": False, "error": str(error)}
         waiting, self._waiting = self._waiting, None
         onDone(response)
-        if waiting is not None:
+        if waiting is not None and self.model is not None:
             self.refine(*waiting)
 
     def applyResult(self, path: Path, target: RefineTarget, segmentId: str) -> None:

@@ -20,6 +20,10 @@ each with ``"event"`` and ``"time"`` (Unix seconds):
 * ``inference``  - ``case``, ``index``, ``total``, ``output``, ``seconds``; ``skipped`` (the reason, and
   ``output`` null) for a case of a batch that could not be read
 
+``deepmed worker`` (the warm worker of Slicer's Refine mode) writes the same kind of lines: ``ready`` (``pid``)
+once, then one ``response`` per request (``id``, ``ok``, ``error`` or the request's results;
+``deepmed/cli/worker_cmd.py``).
+
 When stdout closes (the reader, e.g. the Slicer GUI, went away), the reporter stops writing, says so once on
 stderr and asks the training to stop: it writes its checkpoint and exits as on Stop (exit code 130).
 """

@@ -27,6 +27,7 @@ MODULE_LOGICS = {
     "Data": "vtkSlicerDataModuleLogic",
     "Transforms": "vtkSlicerTransformLogic",
     "Sequences": "vtkSlicerSequencesLogic",
+    "Markups": "vtkSlicerMarkupsLogic",  # place mode: SetActiveList + StartPlaceMode on the app's MRML nodes
 }
 
 

@@ -30,6 +30,7 @@ COMMANDS = {
     "list": "deepmed.cli.list_cmd",
     "zoo": "deepmed.cli.zoo_cmd",
     "remote": "deepmed.cli.remote_cmd",
+    "worker": "deepmed.cli.worker_cmd",
 }
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130

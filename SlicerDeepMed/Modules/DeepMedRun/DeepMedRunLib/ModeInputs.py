@@ -61,7 +61,7 @@ class ModeInputs:
         if self.model is None:
             return
         mode = self.mode()
-        for case in {"images": [""], "pair": ["A ", "B "]}.get(mode.inputs, []):
+        for case in {"images": [""], "clicks": [""], "pair": ["A ", "B "]}.get(mode.inputs, []):
             for channel in self.model.input_names:
                 toolTip = (_("Volume for the {channel} input of case {case}") if case else
                            _("Volume for the {channel} input")).format(channel=channel, case=case.strip())
@@ -86,7 +86,7 @@ class ModeInputs:
         mode = self.mode()
         if mode is None:
             return False
-        needsVolumes = mode.inputs in ("images", "pair")
+        needsVolumes = mode.inputs in ("images", "pair", "clicks")
         return (bool(self.selectors) or not needsVolumes) and all(s.currentNode() is not None for s in self.selectors)
 
     def volumes(self) -> list:

@@ -16,6 +16,7 @@ from DeepMedLib.PanelHelpers import DependencySection, configureNodeSelector, po
 from DeepMedLib.RemoteSection import RemoteSection
 from DeepMedRunLib import ShowResult, TrustedImport
 from DeepMedRunLib.ModeInputs import ModeInputs
+from DeepMedRunLib.RefineSection import RefineSection
 
 
 class RunPanel:
@@ -35,6 +36,7 @@ class RunPanel:
         self.dependencies = DependencySection(ui, onChanged=self.updateButtons,
                                               device=lambda: ui.deviceComboBox.currentText, runner=logic.runner)
         self.remote = RemoteSection(ui.outputCollapsibleButton.layout(), runner=logic.runner)  # Run on: here / remote
+        self.refine = RefineSection(self)  # a mode that takes clicks: points refine a segment (warm worker)
         self.catalogueRows = []   # catalogue models not installed yet (from 'deepmed zoo list')
         self.zooJobs = []         # running catalogue / download / import workers
         ui.modelComboBox.currentIndexChanged.connect(self.onModelChanged)
@@ -82,12 +84,14 @@ class RunPanel:
         """File > Close Scene: the inputs go with the scene, so a running inference is cancelled."""
         if self.run is not None:
             self.run.cancel()
+        self.refine.close()
         self.lastOutput = None
 
     def cleanup(self):
         """Slicer exits: a running inference and the catalogue workers are cancelled."""
         ModelLibrary.changed.disconnect(self.onLibraryChanged)
         self.dependencies.cleanup()
+        self.refine.close()
         if self.run is not None:
             self.run.cancel()
         for job in self.zooJobs:
@@ -174,6 +178,7 @@ class RunPanel:
                     "catalogue's {checksum} before it is installed.").format(
                     size=row.get("size", "?"), licence=row.get("licence", "?"),
                     checksum=row.get("checksum") or "sha256"))
+        self.refine.update()
         self.updateButtons()
 
     # ---- the inputs of the chosen mode (ModeInputs) --------------------------------------------------
@@ -199,6 +204,7 @@ class RunPanel:
             self.ui.applyButton.text = Outputs.actionName(mode.output_kind, mode.inputs)
         if self.parameterNode is not None:
             self.parameterNode.inputVolumes = self.inputs.volumes()
+        self.refine.update()
         self.updateButtons()
 
     def onOutputChanged(self, *args):

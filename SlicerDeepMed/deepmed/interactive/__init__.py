@@ -1,0 +1,1 @@
+"""Interactive (click-guided) segmentation: clicks, simulated clicks, guidance maps and a warm session."""

@@ -147,3 +147,19 @@ def test_dataset_protocol_uses_the_held_out_cases_and_skips_absent_structures(tm
     assert seen.count("lesion") == 2  # 0 clicks, then 1 click makes it perfect: no more clicks
     with pytest.raises(DeepMedError, match="vessel"):
         evaluate_click_curves(manifest, oracle, ["vessel"], max_clicks=3)
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--clicks-protocol"], "--model"),
+    (["--clicks-protocol", "--model", "m", "--max-clicks", "0"], "--max-clicks"),
+    (["--clicks-protocol", "--model", "m", "--prediction", "p"], "--prediction"),
+    ([], "--prediction"),  # without the protocol, predictions are still needed
+])
+def test_cli_bad_input_is_one_line_naming_the_option(tmp_path, capsys, argv, named):
+    from deepmed.cli.main import EXIT_USER_ERROR, main
+
+    manifest = tmp_path / "dataset.json"
+    manifest.write_text(json.dumps({"name": "t", "labels": {"background": 0, "organ": 1}, "training": []}))
+    assert main(["evaluate", "--reference", str(manifest), *argv]) == EXIT_USER_ERROR
+    error = capsys.readouterr().err.strip()
+    assert named in error and len(error.splitlines()) == 1 and "Traceback" not in error

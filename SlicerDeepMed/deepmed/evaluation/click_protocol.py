@@ -115,3 +115,20 @@ def evaluate_click_curves(dataset, refine: Refine, labels: Sequence[str], max_cl
                 log(f"{case.id} {name}: Dice {curve.dice[0]:.3f} -> {curve.dice[-1]:.3f} after {max_clicks} clicks")
             curves.append(curve)
     return ClickCurveResult(curves, max_clicks=max_clicks)
+
+
+def session_refine(session) -> Refine:
+    """The protocol's ``refine`` for an ``InteractiveSession`` (a loaded interactive model): the previous mask
+    goes in as a label map of the refined label, and the refined label's voxels come back."""
+    values = {entry.name: int(entry.value) for entry in session.predictor.card.foreground_labels}
+
+    def refine(image: ImageInput, clicks: ClickSet, previous: np.ndarray | None, label: str) -> np.ndarray:
+        previous_map = None
+        if previous is not None:
+            previous_map = sitk.GetImageFromArray(previous.astype(np.uint16 if values[label] > 255 else np.uint8)
+                                                  * values[label])
+            previous_map.CopyInformation(_reference(image))
+        result = session.refine(image, clicks, previous=previous_map, label=label)
+        return sitk.GetArrayViewFromImage(result.labels) == values[label]
+
+    return refine

@@ -10,6 +10,7 @@ from deepmed.applications import (  # noqa: F401  (register)
     case_level,
     case_regression,
     conditional_gan,
+    interactive,
     monai_bundle,
     nnunet,
     regression,

@@ -42,8 +42,9 @@ TARGET_KINDS = ("label_map", "scalar_map", "values", "image", "none")
 #: sequence). ``label_map``/``scalar_volume`` lie on the input's grid, ``image`` on its own grid;
 #: ``overlapping_masks``: one binary mask per label, masks may overlap (a vector image, one component each).
 OUTPUT_KINDS = ("label_map", "overlapping_masks", "scalar_volume", "table", "image", "sequence")
-#: What one inference mode takes: one case's images, nothing, two cases (e.g. latent interpolation) or values.
-MODE_INPUTS = ("images", "none", "pair", "conditions")
+#: What one inference mode takes: one case's images, nothing, two cases (e.g. latent interpolation), values,
+#: or one case's images with clicks (interactive refinement: ``deepmed infer --clicks``).
+MODE_INPUTS = ("images", "none", "pair", "conditions", "clicks")
 
 
 @dataclass
@@ -228,6 +229,15 @@ class TrainableApplication(RunnableApplication):
         """Fine-tuning (``training.init``): whether a model with this card can start this application's
         training (its network then comes from the card). Default: models of this application only."""
         return card.application == self.name
+
+    def extra_inputs(self, plan) -> int:
+        """Fine-tuning (``training.init``): input channels this application's network takes beyond the init
+        model's (e.g. click guidance); the init model's first layers are widened with zero weights for them."""
+        return 0
+
+    def input_stems(self, plan) -> dict[str, set[str]]:
+        """Fine-tuning with ``extra_inputs``: per network, the tensor names whose input-channel axis (1) grows."""
+        return {}
 
     def output_heads(self, plan: dict) -> dict[str, set[str]]:
         """Fine-tuning on other targets (``training.init``): per network, the tensor names of its output head,

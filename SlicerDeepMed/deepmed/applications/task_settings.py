@@ -88,3 +88,30 @@ class ConditionalGanTask:
     @classmethod
     def from_config(cls, config: Mapping) -> ConditionalGanTask:
         return task_section(cls, config)
+
+
+@dataclass(frozen=True)
+class InteractiveTask:
+    sigma_mm: float          # width of a click's Gaussian blob in mm; 0: twice the mean working spacing
+    auto_fraction: float     # share of training samples without clicks (the model also segments automatically)
+    max_rounds: int          # click rounds simulated with the network's own prediction (DeepEdit-style)
+    validation_clicks: int   # simulated clicks per label and validation case (the key metric is after them)
+    region_size: list        # x, y, z working-grid voxels a click computes at inference
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> InteractiveTask:
+        return task_section(cls, config)
+
+    def check(self) -> None:
+        """One DeepMedError naming the first key out of its range."""
+        problems = [(key, expected, value) for key, expected, value, ok in (
+            ("sigma_mm", "a number >= 0 (0: auto)", self.sigma_mm, float(self.sigma_mm) >= 0),
+            ("auto_fraction", "a number in [0, 1]", self.auto_fraction, 0 <= float(self.auto_fraction) <= 1),
+            ("max_rounds", "an integer >= 0", self.max_rounds, int(self.max_rounds) >= 0),
+            ("validation_clicks", "an integer >= 0", self.validation_clicks, int(self.validation_clicks) >= 0),
+            ("region_size", "three positive integers [x, y, z]", self.region_size,
+             isinstance(self.region_size, list) and len(self.region_size) == 3
+             and all(isinstance(v, int) and v > 0 for v in self.region_size))) if not ok]
+        if problems:
+            key, expected, value = problems[0]
+            raise DeepMedError(f"config: task.{key} must be {expected}, got {value!r}")

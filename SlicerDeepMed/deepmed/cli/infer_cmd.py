@@ -33,6 +33,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--steps", type=int, help="number of images of an interpolation")
     parser.add_argument("--count", type=int, help="number of samples to draw")
     parser.add_argument("--seed", type=int, help="random seed of sampling / generation")
+    parser.add_argument("--clicks", type=Path, help="interactive models: a clicks JSON file ({\"coordinates\": "
+                        "\"RAS\" or \"LPS\", \"clicks\": [{\"point\": [x, y, z], \"label\": name, \"positive\": "
+                        "true}]}); the label is refined around the clicks")
+    parser.add_argument("--previous", type=Path, help="interactive models: the label map to refine (on the input's "
+                        "grid); outside the refined region it is kept")
+    parser.add_argument("--label", help="interactive models: the label to refine (default: the clicks' label)")
     parser.add_argument("--progress", default="tqdm", choices=["tqdm", "jsonl", "none"])
     parser.add_argument("--force", action="store_true", help="overwrite existing output files")
     parser.set_defaults(run=run)
@@ -47,6 +53,11 @@ def run(args: argparse.Namespace) -> int:
 
     batch = len(args.inputs) == 1 and ((args.inputs[0].is_dir() and not _is_dicom(args.inputs[0]))
                                        or args.inputs[0].suffix.lower() in (".json", ".csv"))
+    if args.clicks is not None or args.previous is not None or args.label is not None:
+        if batch:
+            raise DeepMedError(f"{args.inputs[0]}: --clicks / --previous / --label refine one case; give its image "
+                               "file(s), not a folder or manifest")
+        return _refine(args)
     options = _options(args)
     dist, device = _ranks(args) if batch else (None, args.device)
     predictor = Predictor(resolve_model(args.model), device, expected_app=args.app,
@@ -75,6 +86,30 @@ def run(args: argparse.Namespace) -> int:
         note = f", {len(result.skipped)} skipped" if result.skipped else ""
         summary = f"written {len(result.done)} of {len(result.outcomes)} case(s) to {args.output}{note}"
         print(summary if batch else f"written {args.output}", file=sys.stderr)
+    return 0
+
+
+def _refine(args: argparse.Namespace) -> int:
+    """One case refined by clicks (and/or a previous mask): an interactive model's ``refine`` mode."""
+    from deepmed.inference.predictor import Predictor
+    from deepmed.interactive.clicks import ClickSet, read_clicks
+    from deepmed.zoo.library import resolve_model
+
+    if args.output.exists() and not args.force:
+        raise DeepMedError(f"{args.output}: exists (use --force to overwrite)")
+    clicks = read_clicks(args.clicks) if args.clicks is not None else ClickSet()
+    predictor = Predictor(resolve_model(args.model), args.device, expected_app=args.app)
+    if "refine" not in {mode.name for mode in predictor.modes}:
+        raise DeepMedError(f"{args.model}: --clicks needs an interactive model (its card has no 'refine' mode; "
+                           f"modes: {', '.join(m.name for m in predictor.modes)})")
+    for path in (*args.inputs, *([args.previous] if args.previous is not None else [])):
+        if not path.exists():
+            raise DeepMedError(f"{path}: not found")
+    prediction = predictor.predict(list(args.inputs), mode="refine", clicks=clicks, previous=args.previous,
+                                   label=args.label)
+    predictor.write(prediction, args.output)
+    if args.progress == "tqdm":
+        print(f"written {args.output}", file=sys.stderr)
     return 0
 
 

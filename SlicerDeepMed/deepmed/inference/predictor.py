@@ -92,12 +92,16 @@ class Predictor:
                 keep_largest: bool | None = None, probabilities: bool = False, uncertainty: bool = False,
                 precision: str | None = None,
                 mode: str | None = None, condition: list[float] | None = None, steps: int | None = None,
-                count: int | None = None, seed: int | None = None) -> Prediction:
+                count: int | None = None, seed: int | None = None, clicks=None, previous=None,
+                label: str | None = None) -> Prediction:
         """Run the model on one case (paths or SimpleITK images, one per channel; for a ``pair`` mode two
         cases' images one after the other; none for a generator). Options left at None take the card's
         inference settings. ``uncertainty``: the entropy map alone (``probabilities`` gives both).
         ``mode``, ``condition``, ``steps``, ``count`` and ``seed`` go to the application
-        (e.g. an autoencoder's ``interpolate`` mode with ``steps``)."""
+        (e.g. an autoencoder's ``interpolate`` mode with ``steps``). An interactive model's ``refine`` mode takes
+        ``clicks`` (a ClickSet), ``previous`` (a label map on the input grid) and ``label``."""
+        if clicks is not None and mode is None:
+            mode = "refine"
         chosen = self.mode(mode)
         inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]  # one image or path alone
         check_inputs(self.card, chosen, len(inputs), condition, str(self.model_dir))
@@ -106,7 +110,7 @@ class Predictor:
                    "model_name": self.model_dir.name,
                    "model_dir": str(self.model_dir),
                    "folds": self.folds, "mode": chosen.name, "condition": condition, "steps": steps,
-                   "count": count, "seed": seed}
+                   "count": count, "seed": seed, "clicks": clicks, "previous": previous, "label": label}
         return self.app.predict(self.members, inputs, self.card, self.device, options)
 
     def predict_many(self, jobs, options: InferenceOptions = DEFAULT_OPTIONS, *, output: Path | None = None,

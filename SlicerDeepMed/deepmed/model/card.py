@@ -367,10 +367,10 @@ class ModelCard:
 
 def check_inputs(card: ModelCard, mode: Mode, inputs: int, condition, where: str = "model") -> None:
     """One-line DeepMedError when ``inputs`` files (and ``condition`` values) do not fit ``mode``: one case's
-    images, none, a pair of cases, or condition values."""
+    images (with clicks), none, a pair of cases, or condition values."""
     channels = len(card.inputs)
-    expected = {"images": channels, "pair": 2 * channels, "none": 0, "conditions": 0}[mode.inputs]
-    if inputs != expected and mode.inputs == "images":
+    expected = {"images": channels, "clicks": channels, "pair": 2 * channels, "none": 0, "conditions": 0}[mode.inputs]
+    if inputs != expected and mode.inputs in ("images", "clicks"):
         raise DeepMedError(f"{where}: expects {channels} input channel(s) ({', '.join(card.channel_names)}), "
                            f"got {inputs}")
     if inputs != expected:

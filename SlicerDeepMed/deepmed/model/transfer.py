@@ -87,13 +87,15 @@ def _in_channels(network: dict) -> int | None:
     return network.get("args", {}).get("in_channels")
 
 
-def adopt_network(plan: Plan, source: InitSource, lr_factor: float = 1.0, accepts=None) -> Plan:
+def adopt_network(plan: Plan, source: InitSource, lr_factor: float = 1.0, accepts=None, extra_inputs: int = 0
+                  ) -> Plan:
     """``plan`` building the source's network (name and arguments) with the plan's own output channels, its
     learning-rate schedule starting at ``lr_factor`` of the configured rate (``schedule.lr_peak``): the full
     rate of a training from scratch throws much of a trained network away in its first steps. A new plan.
 
     The source must be a model the plan's application ``accepts`` (a callable on the source's card; default:
-    a model of the same application) with the same number of input channels.
+    a model of the same application) with the same number of input channels, or ``extra_inputs`` fewer (the
+    application's guidance channels: :func:`transfer_weights` widens the first layers with zeros).
     """
     where = source.path
     accepted = accepts(source.card) if accepts is not None else source.card.application == plan.application
@@ -105,9 +107,12 @@ def adopt_network(plan: Plan, source: InitSource, lr_factor: float = 1.0, accept
         raise DeepMedError(f"{where}: init model's card names no network to start from")
     theirs = network.to_dict()
     expected, got = _in_channels(theirs), ours.args.get("in_channels")
-    if expected != got:
-        raise DeepMedError(f"{where}: init model expects {expected} input channel(s), this dataset has {got}")
+    if expected != got and not (expected is not None and got is not None and expected + extra_inputs == got):
+        raise DeepMedError(f"{where}: init model expects {expected} input channel(s), this dataset has "
+                           f"{got if got is None or expected is None else got - extra_inputs}")
     args = dict(theirs.get("args", {}))
+    if got is not None:
+        args["in_channels"] = got
     if "out_channels" in ours.args:
         args["out_channels"] = ours.args["out_channels"]
     adopted = replace(plan, network=NetworkChoice(theirs["name"], args), init=source.record(),
@@ -129,16 +134,23 @@ def targets_differ(old_card: ModelCard, new_card: ModelCard | dict) -> bool:
     def labels(card: ModelCard):
         return [(label.value, label.name) for label in card.labels]
 
-    return labels(old_card) != labels(new_card) or old_card.kind != new_card.kind
+    def outputs(card: ModelCard):
+        return None if card.network is None else card.network.args.get("out_channels")
+
+    return (labels(old_card) != labels(new_card) or old_card.kind != new_card.kind
+            or outputs(old_card) != outputs(new_card))
 
 
 def transfer_weights(networks: dict[str, torch.nn.Module], source: InitSource, heads: dict[str, set[str]],
-                     reinitialize_heads: bool) -> TransferReport:
+                     reinitialize_heads: bool, stems: dict[str, set[str]] | None = None) -> TransferReport:
     """Copy ``source``'s weights into ``networks`` (the application's parts, freshly initialised).
 
     ``heads``: per network, the tensor names of its output head, left as initialised when
     ``reinitialize_heads``. Networks the source does not hold (a GAN's discriminator) keep their
-    initialisation. Any other difference (a missing, unexpected or differently shaped tensor) is an error.
+    initialisation. ``stems``: per network, the tensor names whose input-channel axis (1) may be wider than the
+    source's (extra input channels): the source's weights fill the first channels, the others are zero, so the
+    widened network computes what the source did while the extra inputs are unused. Any other difference (a
+    missing, unexpected or differently shaped tensor) is an error.
     """
     report = TransferReport()
     per_network = split_networks(source.tensors, sorted(networks))
@@ -149,6 +161,7 @@ def transfer_weights(networks: dict[str, torch.nn.Module], source: InitSource, h
             continue
         head = heads.get(name, set()) if reinitialize_heads else set()
         ours = network.state_dict()
+        theirs = _widened(theirs, ours, (stems or {}).get(name, set()))
         missing = [k for k in ours if k not in theirs and k not in head]
         unexpected = [k for k in theirs if k not in ours]
         shapes = [f"{k} {tuple(theirs[k].shape)} vs {tuple(ours[k].shape)}" for k in ours
@@ -162,6 +175,21 @@ def transfer_weights(networks: dict[str, torch.nn.Module], source: InitSource, h
         report.loaded += len(kept)
         report.reinitialized.extend(k if list(networks) == [MAIN] else f"{name}.{k}" for k in ours if k in head)
     return report
+
+
+def _widened(theirs: dict, ours: dict, stems: set[str]) -> dict:
+    """``theirs`` with each stem tensor narrower on axis 1 than ours zero-padded to our shape."""
+    widened = dict(theirs)
+    for key in stems:
+        if key not in theirs or key not in ours:
+            continue
+        old, new = theirs[key], ours[key]
+        if old.dim() >= 2 and old.shape[0] == new.shape[0] and old.shape[2:] == new.shape[2:] \
+                and old.shape[1] < new.shape[1]:
+            padded = torch.zeros(new.shape, dtype=old.dtype)
+            padded[:, :old.shape[1]] = old
+            widened[key] = padded
+    return widened
 
 
 def _briefly(what: str, keys: list[str]) -> str:

@@ -122,7 +122,9 @@ def _start_plan(request: TrainRequest, prepared: PreparedRun) -> tuple[Plan, Ini
         return plan, None
     where = (request.resolve_model or _model_directory)(training.init)
     source = read_init_model(where, training.init_fold)
-    return adopt_network(plan, source, training.init_lr_factor, accepts=prepared.application.accepts_init), source
+    application = prepared.application
+    return adopt_network(plan, source, training.init_lr_factor, accepts=application.accepts_init,
+                         extra_inputs=application.extra_inputs(plan)), source
 
 
 def _run(request: TrainRequest, prepared: PreparedRun, context: RunContext) -> Path:
@@ -136,7 +138,7 @@ def _run(request: TrainRequest, prepared: PreparedRun, context: RunContext) -> P
                       len(prepared.val_cases))
     if source is not None:
         report = transfer_weights(parts.networks, source, application.output_heads(plan),
-                                  targets_differ(source.card, card))
+                                  targets_differ(source.card, card), application.input_stems(plan))
         plan = plan.with_init(plan.init, loaded_tensors=report.loaded, reinitialized=report.reinitialized)
         if context.is_main:
             reporter.emit("initialized", model=source.model_id, path=str(source.path), fold=source.fold,

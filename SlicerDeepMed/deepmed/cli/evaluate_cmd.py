@@ -1,4 +1,5 @@
-"""``deepmed evaluate --reference R --prediction P [-o metrics.csv] [--json] [--probabilities PROBS [--model M]]``.
+"""``deepmed evaluate --reference R --prediction P [-o metrics.csv] [--json] [--probabilities PROBS [--model M]]``;
+``deepmed evaluate --clicks-protocol --model M --reference MANIFEST [--max-clicks N] [-o clicks.csv]``.
 
 Predictions that are tables (``deepmed infer``'s ``results.csv`` of case-level values) are compared with the
 manifest's case values (``deepmed.evaluation.table_evaluation``); images with reference images."""
@@ -13,7 +14,7 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("evaluate", help="compare predictions with references (Dice, HD95, MAE, ...)")
     parser.add_argument("--reference", "-r", required=True, type=Path,
                         help="reference file, folder, or manifest (.json/.csv; its case values for a table)")
-    parser.add_argument("--prediction", "-p", required=True, type=Path,
+    parser.add_argument("--prediction", "-p", type=Path,
                         help="prediction file or folder, or a table of case-level results (results.csv)")
     parser.add_argument("-o", "--output", type=Path, help="write the per-case rows as CSV")
     parser.add_argument("--json", action="store_true", help="print the rows as a JSON list")
@@ -29,6 +30,14 @@ def add_parser(subparsers) -> None:
                         "these class probability maps (deepmed infer --probabilities), matched by case id")
     parser.add_argument("--model", help="with --probabilities: the model that wrote them (folder or library id); "
                         "its label values order the channels and its temperature gives the ECE before scaling")
+    clicks = parser.add_argument_group("number-of-clicks curves of an interactive model (--clicks-protocol)")
+    clicks.add_argument("--clicks-protocol", action="store_true",
+                        help="simulate clicks (centre of the largest error) on the held-out cases of the --reference "
+                             "manifest and report Dice after 0, 1, 3, 5, 10 clicks and NoC@85/90 of --model; -o "
+                             "writes the per-case CSV and a JSON beside it")
+    clicks.add_argument("--max-clicks", type=int, default=20, help="clicks per case and label (the NoC cap)")
+    clicks.add_argument("--labels", help="comma-separated label names (default: every label of the model)")
+    clicks.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.set_defaults(run=run)
 
 
@@ -39,6 +48,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.output is not None:
         check_output_folder(args.output)
+    if args.clicks_protocol:
+        from deepmed.cli.click_protocol_cmd import run_click_protocol
+
+        return run_click_protocol(args)
+    if args.prediction is None:
+        from deepmed.errors import DeepMedError
+
+        raise DeepMedError("evaluate: --prediction is required (or --clicks-protocol with --model)")
     if is_table(args.prediction):
         return _run_table(args)
     calibration = _probability_calibration(args) if args.probabilities is not None else None

@@ -24,7 +24,8 @@ def test_every_loss_declares_its_applications():
     from deepmed.applications import APPLICATIONS
 
     assert set().union(*(losses_for(app) for app in APPLICATIONS.names())) == set(LOSSES.names())  # none orphaned
-    assert LOSSES.metadata("DICE") == {"applications": ("segmentation",)}
+    assert LOSSES.metadata("DICE") == {"applications": ("segmentation", "interactive")}
+    assert losses_for("interactive") == losses_for("segmentation")  # the interactive model trains as a segmentation
 
 
 @pytest.mark.parametrize("app, loss", [("regression", "dice"), ("regression", "cross_entropy"),

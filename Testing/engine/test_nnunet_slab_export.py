@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from deepmed.nnunet import export, slab_resampling
+from deepmed.nnunet.export import streams
 from deepmed.nnunet.preprocessing import CaseGeometry
 from deepmed.nnunet.resampling import resample
-from deepmed.nnunet.slab_resampling import resampled_slabs, slabs_supported, streams
+from deepmed.nnunet.slab_resampling import resampled_slabs, slabs_supported
 
 
 def _settings(order: int, regions=None, transpose=(2, 0, 1)) -> dict:

@@ -19,8 +19,8 @@ import SimpleITK as sitk
 from deepmed.errors import DeepMedError
 from deepmed.evaluation.click_curves import DEFAULT_MAX_CLICKS, ClickCurve, ClickCurveResult, PlacedClick
 from deepmed.evaluation.segmentation_metrics import binary_metrics
-from deepmed.interactive.clicks import Click, ClickSet
-from deepmed.interactive.simulate import next_click
+from deepmed.io.clicks import Click, ClickSet
+from deepmed.transforms.click_simulation import next_click
 
 ImageInput = sitk.Image | Sequence[sitk.Image]  # one channel, or the channels of a multi-channel case
 Refine = Callable[[ImageInput, ClickSet, "np.ndarray | None", str], np.ndarray]

@@ -7,9 +7,18 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from deepmed.nnunet import slab_resampling
 from deepmed.nnunet.preprocessing import CaseGeometry, target_spacing
-from deepmed.nnunet.resampling import resample
-from deepmed.nnunet.slab_resampling import resampled_slabs, streams
+from deepmed.nnunet.resampling import resample, separate_z
+from deepmed.nnunet.slab_resampling import resampled_slabs
+
+
+def streams(data_shape, shape, spacing, target_spacing, force_separate_z) -> bool:
+    """Whether slabs apply (:func:`~deepmed.nnunet.slab_resampling.resampled_slabs`): a real resize without
+    nnU-Net's separate-z rule, on this scipy."""
+    if tuple(data_shape[1:]) == tuple(shape):
+        return True
+    return not separate_z(spacing, target_spacing, force_separate_z)[0] and slab_resampling.slabs_supported()
 
 
 def first_argmax(values: np.ndarray) -> np.ndarray:

@@ -23,8 +23,6 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage
 
-from deepmed.nnunet.resampling import separate_z
-
 SLAB_BYTES = 64 * 2**20  # the float16 logits of one slab (all channels), before its labels are taken
 
 
@@ -114,13 +112,6 @@ def slabs_supported() -> bool:
     except Exception:  # the private kernel moved or changed its signature
         return False
     return True
-
-
-def streams(data_shape, shape, spacing, target_spacing, force_separate_z) -> bool:
-    """Whether :func:`resampled_slabs` applies: a real resize without nnU-Net's separate-z rule, on this scipy."""
-    if tuple(data_shape[1:]) == tuple(shape):
-        return True
-    return not separate_z(spacing, target_spacing, force_separate_z)[0] and slabs_supported()
 
 
 def resampled_slabs(data: np.ndarray, shape, order: int) -> Iterator[tuple[slice, np.ndarray]]:

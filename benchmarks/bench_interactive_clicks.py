@@ -2,14 +2,17 @@
 trained on the same cases for the same wall time W, scored on held-out cases.
 
     python benchmarks/bench_interactive_clicks.py --data ct|demo|totalseg [--wall 180] [--max-clicks 10]
+        [--variants scratch,init]
         [--keep DIR] [--out result.json] [--plot docs/images/interactive_clicks_ct.png] [--lock /tmp/x.lock]
 
 Data: ``ct``: the CT-like cohort (organ, low-contrast lesion, thin vessel; deepmed.phantoms.ct_cohort), held-out
 cases from other seeds; ``demo``: ``deepmed demo``'s synthetic MR-like cohort (organ, lesion), the last cases
 held out; ``totalseg``: the TotalSegmentator example CT (../shared/data/totalsegmentator), a few structures,
 trained on the upper half along z and scored on the lower half. Both trainings run as ``deepmed train``
-subprocesses with ``--time-limit W`` (the engine's defaults, only ``--app`` differs); ``--lock`` holds a file
-lock for the whole run (two trainings and the scoring), so a shared machine runs one heavy job at a time.
+subprocesses with ``--time-limit W`` (the engine's defaults, only ``--app`` differs); the ``init`` variant's
+interactive model spends the same W as an automatic model trained for W/2 and fine-tuned from it for W/2;
+``--lock`` holds a file lock for the whole run (the trainings and the scoring), so a shared machine runs one
+heavy job at a time.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ import SimpleITK as sitk
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data"
 TOTALSEG_STRUCTURES = {"spleen": 1, "liver": 5, "stomach": 6, "aorta": 52}  # name -> example_seg value (all z)
+VARIANTS = {"scratch": "trained from scratch for W",
+            "init": "an automatic model trained for W/2, then the interactive model fine-tuned from it (--init) "
+                    "for W/2"}
 HARD = {"ct": ("lesion", "vessel"), "demo": ("lesion",), "totalseg": ("aorta",)}
 
 
@@ -95,15 +101,16 @@ def totalseg_halves(folder: Path) -> Path:
 
 
 # ---- training ---------------------------------------------------------------------------------------------
-def train(manifest: Path, out: Path, app: str, wall: float, log: Path) -> dict:
+def train(manifest: Path, out: Path, app: str, wall: float, log: Path, init: Path | None = None) -> dict:
     command = [sys.executable, "-m", "deepmed", "train", "--dataset", str(manifest), "--out", str(out), "--app", app,
-               "--time-limit", str(wall), "--device", "cpu", "--progress", "jsonl"]
+               "--time-limit", str(wall), "--device", "cpu", "--progress", "jsonl",
+               *(["--init", str(init)] if init else [])]
     with open(log, "w") as handle:
         started = time.time()
         result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT)
         seconds = time.time() - started
     if result.returncode != 0:
-        sys.exit(f"training {app} failed ({result.returncode}):\n{log.read_text()[-3000:]}")
+        sys.exit(f"training {out.name} failed ({result.returncode}):\n{log.read_text()[-3000:]}")
     events = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     plan = json.loads((out / "plan.json").read_text())
     return {"wall_s": round(seconds, 1), "iterations": sum(e.get("event") == "iteration" for e in events),
@@ -145,19 +152,22 @@ def plot(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for index, row in enumerate(result["clicks"]["summary"]):
-        colour = f"C{index}"
-        curves = [c["dice"] for c in result["clicks"]["curves"] if c["label"] == row["label"]]
-        mean = np.mean(np.array(curves), axis=0)
-        ax.plot(range(len(mean)), mean, "-o", ms=3, color=colour, label=f"{row['label']} (interactive)")
-        if row["automatic_dice"] is not None:
-            ax.axhline(row["automatic_dice"], color=colour, ls="--", lw=1, label=f"{row['label']} (automatic)")
-    ax.set_xlabel("simulated clicks")
-    ax.set_ylabel("mean Dice, held-out cases")
-    ax.set_ylim(0, 1)
-    ax.set_title(f"{result['data']}: same network, same {result['wall']:.0f} s of training (CPU)", fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
+    variants = list(result["variants"].items())
+    fig, axes = plt.subplots(1, len(variants), figsize=(5.5 * len(variants), 4), squeeze=False)
+    for ax, (variant, data) in zip(axes[0], variants):
+        for index, row in enumerate(data["clicks"]["summary"]):
+            colour = f"C{index}"
+            curves = [c["dice"] for c in data["clicks"]["curves"] if c["label"] == row["label"]]
+            mean = np.mean(np.array(curves), axis=0)
+            ax.plot(range(len(mean)), mean, "-o", ms=3, color=colour, label=f"{row['label']} (interactive)")
+            if row["automatic_dice"] is not None:
+                ax.axhline(row["automatic_dice"], color=colour, ls="--", lw=1, label=f"{row['label']} (automatic)")
+        ax.set_xlabel("simulated clicks")
+        ax.set_ylabel("mean Dice, held-out cases")
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{result['data']}, {result['wall']:.0f} s of training each (CPU)\ninteractive: "
+                     f"{'from scratch' if variant == 'scratch' else 'automatic W/2 + fine-tuned W/2'}", fontsize=9)
+        ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -171,12 +181,18 @@ def main() -> None:
     parser.add_argument("--train-cases", type=int, default=16)
     parser.add_argument("--test-cases", type=int, default=6)
     parser.add_argument("--max-clicks", type=int, default=10)
+    parser.add_argument("--variants", default="scratch,init",
+                        help="interactive models to train: scratch (W from scratch), init (an automatic model for W/2, "
+                             "then --init from it for W/2); comma-separated")
     parser.add_argument("--only", choices=["train", "score"], help="one stage (score reuses --keep's models)")
     parser.add_argument("--lock", type=Path, help="hold this file lock around each training and scoring")
     parser.add_argument("--keep", type=Path, help="keep the work folder here")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--plot", type=Path, help="write the Dice-per-click plot here (PNG)")
     args = parser.parse_args()
+    variants = [v for v in args.variants.split(",") if v]
+    if unknown := [v for v in variants if v not in VARIANTS]:
+        parser.error(f"--variants: unknown {', '.join(unknown)} (expected some of {', '.join(VARIANTS)})")
     import torch
 
     torch.set_num_threads(2)
@@ -190,8 +206,17 @@ def main() -> None:
         training_path = work / "training.json"
         with held(args.lock):
             if args.only != "score":
-                training = {app: train(manifest, work / app, app, args.wall, work / f"{app}.log")
-                            for app in ("interactive", "segmentation")}
+                training = {"segmentation": train(manifest, work / "segmentation", "segmentation", args.wall,
+                                                  work / "segmentation.log")}
+                if "scratch" in variants:
+                    training["interactive"] = train(manifest, work / "interactive", "interactive", args.wall,
+                                                    work / "interactive.log")
+                if "init" in variants:  # the same total time: an automatic model for half, then fine-tuned
+                    half = args.wall / 2
+                    training["half_segmentation"] = train(manifest, work / "half_segmentation", "segmentation",
+                                                          half, work / "half_segmentation.log")
+                    training["interactive_init"] = train(manifest, work / "interactive_init", "interactive", half,
+                                                         work / "interactive_init.log", init=work / "half_segmentation")
                 training_path.write_text(json.dumps(training, indent=2))
                 print("trained:", json.dumps(training), flush=True)
             if args.only == "train":
@@ -199,15 +224,21 @@ def main() -> None:
             training = json.loads(training_path.read_text())
             started = time.time()
             automatic = automatic_dice(work / "segmentation", manifest, labels)
-            result = click_curves(work / "interactive", manifest, labels, args.max_clicks)
-            result.automatic_dice = automatic
+            curves = {}
+            for variant in variants:
+                folder = work / ("interactive" if variant == "scratch" else "interactive_init")
+                print(f"{variant}: {folder.name}", flush=True)
+                curves[variant] = click_curves(folder, manifest, labels, args.max_clicks)
+                curves[variant].automatic_dice = automatic
             scoring = time.time() - started
-    print(result.format_table())
-    seconds = [s for c in result.curves for s in c.seconds[1:]]
     results = {"data": args.data, "wall": args.wall, "machine": f"{platform.processor() or platform.machine()}, "
                f"{os.cpu_count()} CPU cores, torch threads 2", "training": training, "scoring_s": round(scoring, 1),
-               "refine_s_median": float(np.median(seconds)) if seconds else None,
-               "hard_structures": list(HARD[args.data]), "clicks": result.to_json()}
+               "hard_structures": list(HARD[args.data]), "variants": {}}
+    for variant, result in curves.items():
+        print(f"\ninteractive model: {VARIANTS[variant]}\n" + result.format_table())
+        seconds = [s for c in result.curves for s in c.seconds[1:]]
+        results["variants"][variant] = {"what": VARIANTS[variant], "clicks": result.to_json(),
+                                        "refine_s_median": float(np.median(seconds)) if seconds else None}
     if args.out:
         args.out.write_text(json.dumps(results, indent=2) + "\n")
     if args.plot:

@@ -61,7 +61,7 @@ class InteractiveApplication(SegmentationApplication):
     name = "interactive"
     calibrates = False
     demo = ""
-    config_defaults = {"sigma_mm": 0.0, "auto_fraction": 0.3, "max_rounds": 2, "validation_clicks": 3,
+    config_defaults = {"sigma_mm": 0.0, "auto_fraction": 0.3, "max_rounds": 1, "validation_clicks": 3,
                        "region_size": list(DEFAULT_REGION)}
     exported_decoding = "not exportable: clicks are computed by deepmed (deepmed.interactive)"
 
@@ -69,9 +69,6 @@ class InteractiveApplication(SegmentationApplication):
         """An interactive model, or a segmentation model trained by deepmed: its first layers get the guidance
         channels (zero weights), its output head is fresh when the number of outputs differs."""
         return card.application in (self.name, "segmentation")
-
-    def out_channels(self, labels):
-        return 2
 
     # ---- planning -------------------------------------------------------------------------------------
     def plan(self, fingerprint, config, device, reasons):
@@ -114,9 +111,11 @@ class InteractiveApplication(SegmentationApplication):
 
     # ---- training -------------------------------------------------------------------------------------
     def train_step(self, parts, batch, step):
-        """Per sample a random label present in the patch; a share without clicks; the others a first click at
-        the centre of the label, then 0..max_rounds rounds where the network's prediction (no gradient) is the
-        previous mask and its largest error gets the next click; then one optimisation step."""
+        """Per sample a random label present in the patch; a share (``auto_fraction``) without clicks; the others
+        as the click protocol meets them: on half of the steps from the network's own automatic mask (the previous
+        mask; the first click at its largest error, positive or negative), else from an empty mask (the first
+        click at the centre of the label), then 0..max_rounds rounds where the network's prediction (no gradient)
+        becomes the previous mask and its largest error gets the next click; then one optimisation step."""
         sim = self.simulation
         image = batch["image"].numpy() if hasattr(batch["image"], "numpy") else np.asarray(batch["image"])
         classes = np.asarray(batch["label"])[:, 0]
@@ -126,31 +125,34 @@ class InteractiveApplication(SegmentationApplication):
             present = [k for k in np.unique(classes[b]).tolist() if 1 <= k <= len(sim.labels)]
             chosen.append(int(sim.rng.choice(present)) if present else int(sim.rng.integers(1, len(sim.labels) + 1)))
             truths.append(classes[b] == chosen[-1])
-        clicked = sim.rng.random(count) >= sim.auto_fraction
+        clicked = np.flatnonzero(sim.rng.random(count) >= sim.auto_fraction)
         points: list[list] = [[] for _ in range(count)]
         previous: list = [None] * count
-        for b in np.flatnonzero(clicked):
-            first = next_click(np.zeros_like(truths[b]), truths[b], sim.spacing_zyx)
-            if first is not None:
-                points[b].append((first.index_zyx, first.positive))
-        rounds = 0 if not clicked.any() or sim.max_rounds < 1 or sim.rng.random() < 0.5 \
-            else int(sim.rng.integers(1, sim.max_rounds + 1))
         network = parts.networks["model"]
-        for _ in range(rounds):
-            network.eval()
-            with torch.no_grad(), step.autocast():
-                output = network(step.to_device(sim.inputs(image, points, previous, chosen)))
-            network.train()
-            output = output[0] if isinstance(output, (list, tuple)) else output
-            predicted = (output.argmax(dim=1) == 1).cpu().numpy()
-            for b in np.flatnonzero(clicked):
-                previous[b] = predicted[b].astype(np.float32)
-                click = next_click(predicted[b], truths[b], sim.spacing_zyx)
+        from_automatic = clicked.size > 0 and sim.rng.random() < 0.5
+        rounds = int(sim.rng.integers(0, sim.max_rounds + 1)) if clicked.size else 0
+        for round_ in range(int(from_automatic) + 1 + rounds):
+            if round_ > 0 or from_automatic:
+                predicted = self._training_prediction(network, sim.inputs(image, points, previous, chosen), step)
+                for b in clicked:
+                    previous[b] = (predicted[b] == chosen[b]).astype(np.float32)
+            for b in clicked:
+                current = np.zeros_like(truths[b]) if previous[b] is None else previous[b] > 0.5
+                click = next_click(current, truths[b], sim.spacing_zyx)
                 if click is not None:
                     points[b].append((click.index_zyx, click.positive))
         inputs = sim.inputs(image, points, previous, chosen)
-        target = torch.from_numpy(np.stack(truths)[:, None].astype(np.int64))
-        return super().train_step(parts, {"image": inputs, "label": target}, step)
+        return super().train_step(parts, {"image": inputs, "label": batch["label"]}, step)
+
+    @staticmethod
+    def _training_prediction(network, inputs: torch.Tensor, step) -> np.ndarray:
+        """The network's label map (B, Z, Y, X, class indices), without gradient, for the click simulation."""
+        network.eval()
+        with torch.no_grad(), step.autocast():
+            output = network(step.to_device(inputs))
+        network.train()
+        output = output[0] if isinstance(output, (list, tuple)) else output
+        return output.argmax(dim=1).cpu().numpy()
 
     def validate_case(self, parts, item, plan, fitted, device):
         """Per label: Dice without clicks (``auto_dice_*``) and after ``validation_clicks`` simulated clicks
@@ -182,11 +184,15 @@ class InteractiveApplication(SegmentationApplication):
     def _whole(network, image, points, previous, index, settings, spacing_zyx, section, device) -> np.ndarray:
         planes = guidance_stack(image.shape[1:], [p for p, s in points if s], [p for p, s in points if not s],
                                 previous, index, len(settings["labels"]), spacing_zyx, float(settings["sigma_mm"]))
+        from deepmed.applications.interactive_refine import REFINE_OVERLAP, one_pass_window
+
         tensor = torch.from_numpy(np.concatenate([image, planes]))[None]
-        probability = predict_volume(network, tensor, list(reversed(section.patch_size)),
-                                     activation=lambda logits: torch.softmax(logits.float(), dim=1),
-                                     overlap=section.inference.get("overlap", 0.5), sw_batch_size=2, device=device)
-        return probability[0, 1].numpy() > 0.5
+        window = one_pass_window(image.shape[1:], section.patch_size)  # as a refinement computes it
+        patch_xyz, overlap = (window, 0.0) if window is not None else (section.patch_size, REFINE_OVERLAP)
+        probability = predict_volume(network, tensor, list(reversed(patch_xyz)), overlap=overlap,
+                                     activation=lambda logits: torch.softmax(logits.float(), dim=1)[:, index:index + 1],
+                                     sw_batch_size=4, device=device)
+        return probability[0, 0].numpy() > 0.5
 
     # ---- the card and inference ---------------------------------------------------------------------------
     def card_fields(self, plan, fitted, dataset, config):

@@ -113,13 +113,14 @@ def foreground_probability(networks, prepared: PreparedImage, settings: Guidance
     shift = np.asarray(region.start, dtype=float)
     positive = [np.asarray(p) - shift for p, sign in clicks if sign]
     negative = [np.asarray(p) - shift for p, sign in clicks if not sign]
-    planes = guidance_stack(region.size, positive, negative, previous_mask, settings.labels.index(label) + 1,
-                            len(settings.labels), spacing_zyx, settings.sigma_mm)
+    channel = settings.labels.index(label) + 1  # the label's output channel (and its label plane)
+    planes = guidance_stack(region.size, positive, negative, previous_mask, channel, len(settings.labels),
+                            spacing_zyx, settings.sigma_mm)
     tensor = torch.from_numpy(np.concatenate([prepared.image[(slice(None), *region.slices)], planes]))[None]
     total = None
     for network in networks:
         probability = predict_volume(network, tensor, list(reversed(patch_xyz)), overlap=overlap,
-                                     activation=lambda logits: torch.softmax(logits.float(), dim=1)[:, 1:2],
+                                     activation=lambda logits: torch.softmax(logits.float(), dim=1)[:, [channel]],
                                      sw_batch_size=4, device=device)[0, 0].numpy()
         total = probability if total is None else total + probability
     return total / len(networks)

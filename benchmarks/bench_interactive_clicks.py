@@ -181,7 +181,7 @@ def main() -> None:
     parser.add_argument("--train-cases", type=int, default=16)
     parser.add_argument("--test-cases", type=int, default=6)
     parser.add_argument("--max-clicks", type=int, default=10)
-    parser.add_argument("--variants", default="scratch,init",
+    parser.add_argument("--variants", default="scratch",
                         help="interactive models to train: scratch (W from scratch), init (an automatic model for W/2, "
                              "then --init from it for W/2); comma-separated")
     parser.add_argument("--only", choices=["train", "score"], help="one stage (score reuses --keep's models)")

@@ -92,7 +92,7 @@ def _clicks_dice(session, image, truth, clicks_count):
 def test_card_declares_refine_and_clicks_help(balls_model):
     card = read_card(balls_model)
     assert [(m.name, m.inputs) for m in card.available_modes] == [("refine", "clicks"), ("predict", "images")]
-    assert card.network.args["in_channels"] == 1 + 3 + 1 and card.network.args["out_channels"] == 2
+    assert card.network.args["in_channels"] == 1 + 3 and card.network.args["out_channels"] == 2  # + clicks, mask
     assert card.channel_names == ["MR"]
     session = InteractiveSession(balls_model)
     assert session.labels == ("ball",)
@@ -190,7 +190,8 @@ def test_infer_clicks_cli_and_its_errors(balls_model, tmp_path, capsys):
 @pytest.mark.slow
 def test_init_from_a_segmentation_model_widens_the_first_layers(tmp_path):
     """``--init`` from a segmentation model of the same network: the guidance channels' weights start at zero,
-    the image channels' are the segmentation model's, the head is new (two outputs)."""
+    the image channels' are the segmentation model's, every other weight too (the head included: the same
+    classes), so without clicks it starts as the segmentation model."""
     from safetensors.torch import load_file
 
     torch.set_num_threads(2)
@@ -205,11 +206,15 @@ def test_init_from_a_segmentation_model_widens_the_first_layers(tmp_path):
     card = read_card(interactive)
     assert card.training["initialized_from"]["application"] == "segmentation"
     theirs, ours = load_file(str(segmenter / "model.safetensors")), load_file(str(interactive / "model.safetensors"))
-    stem = [k for k in ours if ours[k].dim() == 5 and ours[k].shape[1] == 5]
+    stem = [k for k in ours if ours[k].dim() == 5 and ours[k].shape[1] == 4]  # the image + 3 guidance channels
     assert stem
     for key in stem:
         assert torch.allclose(ours[key][:, :1], theirs[key], atol=1e-6)
         assert torch.allclose(ours[key][:, 1:], torch.zeros_like(ours[key][:, 1:]), atol=1e-6)
+    rest = [k for k in theirs if k not in stem]
+    assert any(theirs[k].dim() == 5 and theirs[k].shape[0] == 2 for k in rest)  # the output head: 2 classes
+    for key in rest:
+        assert torch.allclose(ours[key], theirs[key], atol=1e-6), key
 
 
 @pytest.mark.parametrize("setting, key", [("task.auto_fraction=1.5", "auto_fraction"),

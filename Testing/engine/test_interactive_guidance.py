@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from deepmed.transforms.guidance import Region, bounding_region, gaussian_blobs, guidance_stack, refine_region
+from deepmed.transforms.guidance import (
+    Region,
+    bounding_region,
+    gaussian_blobs,
+    guidance_channel_names,
+    guidance_stack,
+    refine_region,
+)
 
 
 def test_blobs_are_round_in_millimetres():
@@ -23,10 +31,14 @@ def test_guidance_stack_channels():
     previous[1, 1, 1] = 1
     planes = guidance_stack((4, 5, 6), [(1, 2, 3)], [(3, 4, 5)], previous, label_index=2, label_count=3,
                             spacing_zyx=(1, 1, 1), sigma_mm=1.0)
-    assert planes.shape == (6, 4, 5, 6)
-    assert planes[0, 1, 2, 3] == 1 and planes[1, 3, 4, 5] == 1 and planes[0, 3, 4, 5] < 0.01
-    assert planes[2].sum() == 1
-    assert planes[3].max() == 0 and planes[4].min() == 1 and planes[5].max() == 0
+    assert planes.shape == (9, 4, 5, 6)  # positive, negative, previous of each of the 3 labels
+    assert planes[3, 1, 2, 3] == 1 and planes[4, 3, 4, 5] == 1 and planes[3, 3, 4, 5] < 0.01
+    assert planes[5].sum() == 1
+    assert not planes[[0, 1, 2, 6, 7, 8]].any()  # the other labels' channels stay empty
+    assert guidance_channel_names(["a", "b"]) == ["positive_clicks_a", "negative_clicks_a", "previous_mask_a",
+                                                  "positive_clicks_b", "negative_clicks_b", "previous_mask_b"]
+    with pytest.raises(ValueError, match="label_index"):
+        guidance_stack((4, 5, 6), [], [], None, label_index=0, label_count=3, spacing_zyx=(1, 1, 1), sigma_mm=1.0)
 
 
 def test_region_around_clicks_and_previous_box():

@@ -23,7 +23,13 @@ from deepmed.networks import build_network
 from deepmed.planning.settings import DataSettings, TrainingSettings
 from deepmed.transforms.augmentation import AugmentationSettings, training_transforms
 from deepmed.transforms.click_simulation import next_click
-from deepmed.transforms.guidance import DEFAULT_REGION, GUIDANCE_CHANNELS, GuidanceSettings, guidance_stack
+from deepmed.transforms.guidance import (
+    DEFAULT_REGION,
+    GUIDANCE_CHANNELS,
+    GuidanceSettings,
+    guidance_channel_names,
+    guidance_stack,
+)
 from deepmed.volume_inference.sliding import predict_volume
 
 
@@ -75,15 +81,15 @@ class InteractiveApplication(SegmentationApplication):
         foreground = [name for name, value in sorted(fingerprint["labels"].items(), key=lambda kv: kv[1])
                       if value != 0]
         channels = list(fingerprint["channel_names"])
-        extra = [*GUIDANCE_CHANNELS, *(f"label_{name}" for name in foreground)]
+        extra = guidance_channel_names(foreground)
         planned = super().plan({**fingerprint, "channel_names": channels + extra}, config, device, reasons)
         planned["channel_names"] = channels
         planned["normalization"] = planned["normalization"][:len(channels)]
         task = InteractiveTask.from_config(config)
         task.check()
         sigma = float(task.sigma_mm) if float(task.sigma_mm) > 0 else 2.0 * float(np.mean(planned["spacing"]))
-        reasons["interactive"] = (f"{len(extra)} guidance channels ({', '.join(GUIDANCE_CHANNELS)}, one plane per "
-                                  f"label); click blobs of sigma {sigma:g} mm")
+        reasons["interactive"] = (f"{len(extra)} guidance channels ({', '.join(GUIDANCE_CHANNELS)} of each label); "
+                                  f"click blobs of sigma {sigma:g} mm")
         planned["interactive"] = {"labels": foreground, "classes": len(foreground) + 1, "sigma_mm": sigma,
                                   "auto_fraction": float(task.auto_fraction), "max_rounds": int(task.max_rounds),
                                   "validation_clicks": int(task.validation_clicks),
@@ -91,7 +97,7 @@ class InteractiveApplication(SegmentationApplication):
         return planned
 
     def extra_inputs(self, plan) -> int:
-        return len(GUIDANCE_CHANNELS) + len(plan["interactive"]["labels"])
+        return len(GUIDANCE_CHANNELS) * len(plan["interactive"]["labels"])
 
     def input_stems(self, plan):
         network = plan.network

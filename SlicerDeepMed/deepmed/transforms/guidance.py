@@ -62,16 +62,25 @@ def gaussian_blobs(shape_zyx: Sequence[int], points_zyx: Sequence[Sequence[float
 
 def guidance_stack(shape_zyx: Sequence[int], positive_zyx, negative_zyx, previous: np.ndarray | None,
                    label_index: int, label_count: int, spacing_zyx, sigma_mm: float) -> np.ndarray:
-    """(3 + label_count, Z, Y, X) float32: positive blobs, negative blobs, previous mask (0/1), then one-hot
-    planes saying which foreground label (``label_index`` in 1..label_count) is segmented."""
+    """(3 x label_count, Z, Y, X) float32: per foreground label (1..label_count) its positive blobs, negative
+    blobs and previous mask (0/1); only the refined label's (``label_index``) are filled, so the channels say
+    which label the clicks are about. (A constant one-hot label plane would not: the first convolution followed
+    by instance normalisation removes a constant input.)"""
     shape = tuple(int(s) for s in shape_zyx)
-    planes = np.zeros((3 + label_count, *shape), dtype=np.float32)
-    planes[0] = gaussian_blobs(shape, positive_zyx, spacing_zyx, sigma_mm)
-    planes[1] = gaussian_blobs(shape, negative_zyx, spacing_zyx, sigma_mm)
+    if not 1 <= int(label_index) <= int(label_count):
+        raise ValueError(f"label_index must be in 1..{label_count}, got {label_index}")
+    planes = np.zeros((len(GUIDANCE_CHANNELS) * label_count, *shape), dtype=np.float32)
+    first = len(GUIDANCE_CHANNELS) * (int(label_index) - 1)
+    planes[first] = gaussian_blobs(shape, positive_zyx, spacing_zyx, sigma_mm)
+    planes[first + 1] = gaussian_blobs(shape, negative_zyx, spacing_zyx, sigma_mm)
     if previous is not None:
-        planes[2] = previous
-    planes[2 + label_index] = 1.0
+        planes[first + 2] = previous
     return planes
+
+
+def guidance_channel_names(labels: Sequence[str]) -> list[str]:
+    """The guidance channels' names, in :func:`guidance_stack`'s order."""
+    return [f"{kind}_{name}" for name in labels for kind in GUIDANCE_CHANNELS]
 
 
 @dataclass(frozen=True)

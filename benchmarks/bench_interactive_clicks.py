@@ -184,6 +184,7 @@ def main() -> None:
     parser.add_argument("--variants", default="scratch",
                         help="interactive models to train: scratch (W from scratch), init (an automatic model for W/2, "
                              "then --init from it for W/2); comma-separated")
+    parser.add_argument("--reuse", action="store_true", help="keep the models an earlier run trained in --keep")
     parser.add_argument("--only", choices=["train", "score"], help="one stage (score reuses --keep's models)")
     parser.add_argument("--lock", type=Path, help="hold this file lock around each training and scoring")
     parser.add_argument("--keep", type=Path, help="keep the work folder here")
@@ -200,24 +201,25 @@ def main() -> None:
         work = Path(args.keep or tmp)
         work.mkdir(parents=True, exist_ok=True)
         manifest = work / "data" / "dataset.json"
-        if args.only != "score":  # the data is made before the lock is taken
+        if args.only != "score" and not (args.reuse and manifest.is_file()):  # made before the lock is taken
             manifest = make_data(args.data, work / "data", args.train_cases, args.test_cases)
         labels = [n for n, v in json.loads(manifest.read_text())["labels"].items() if v]
         training_path = work / "training.json"
         with held(args.lock):
             if args.only != "score":
-                training = {"segmentation": train(manifest, work / "segmentation", "segmentation", args.wall,
-                                                  work / "segmentation.log")}
+                # --reuse: models of an earlier run in --keep (same W) are not trained again
+                training = json.loads(training_path.read_text()) if args.reuse and training_path.is_file() else {}
+                half = args.wall / 2  # init: the same total time, an automatic model for half, then fine-tuned
+                wanted = [("segmentation", "segmentation", args.wall, None)]
                 if "scratch" in variants:
-                    training["interactive"] = train(manifest, work / "interactive", "interactive", args.wall,
-                                                    work / "interactive.log")
-                if "init" in variants:  # the same total time: an automatic model for half, then fine-tuned
-                    half = args.wall / 2
-                    training["half_segmentation"] = train(manifest, work / "half_segmentation", "segmentation",
-                                                          half, work / "half_segmentation.log")
-                    training["interactive_init"] = train(manifest, work / "interactive_init", "interactive", half,
-                                                         work / "interactive_init.log", init=work / "half_segmentation")
-                training_path.write_text(json.dumps(training, indent=2))
+                    wanted.append(("interactive", "interactive", args.wall, None))
+                if "init" in variants:
+                    wanted += [("half_segmentation", "segmentation", half, None),
+                               ("interactive_init", "interactive", half, work / "half_segmentation")]
+                for name, app, wall, init in wanted:
+                    if name not in training:
+                        training[name] = train(manifest, work / name, app, wall, work / f"{name}.log", init)
+                        training_path.write_text(json.dumps(training, indent=2))
                 print("trained:", json.dumps(training), flush=True)
             if args.only == "train":
                 return

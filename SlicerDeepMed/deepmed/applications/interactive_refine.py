@@ -113,7 +113,7 @@ def foreground_probability(networks, prepared: PreparedImage, settings: Guidance
     shift = np.asarray(region.start, dtype=float)
     positive = [np.asarray(p) - shift for p, sign in clicks if sign]
     negative = [np.asarray(p) - shift for p, sign in clicks if not sign]
-    channel = settings.labels.index(label) + 1  # the label's output channel (and its label plane)
+    channel = settings.labels.index(label) + 1  # the label's output channel (and its guidance channels)
     planes = guidance_stack(region.size, positive, negative, previous_mask, channel, len(settings.labels),
                             spacing_zyx, settings.sigma_mm)
     tensor = torch.from_numpy(np.concatenate([prepared.image[(slice(None), *region.slices)], planes]))[None]

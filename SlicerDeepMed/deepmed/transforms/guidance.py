@@ -10,7 +10,7 @@ import numpy as np
 
 from deepmed.errors import DeepMedError
 
-#: The guidance channels after the image channels, before the label planes (one per foreground label).
+#: The guidance channels of one label (after the image channels, these three for each foreground label in turn).
 GUIDANCE_CHANNELS = ("positive_clicks", "negative_clicks", "previous_mask")
 
 
@@ -20,7 +20,7 @@ DEFAULT_REGION = (128, 128, 128)
 
 @dataclass(frozen=True)
 class GuidanceSettings:
-    """The card's ``task.guidance``: blob width (mm), the label planes and the region a click computes."""
+    """The card's ``task.guidance``: blob width (mm), the labels (in channel order) and the region a click computes."""
 
     sigma_mm: float
     labels: tuple[str, ...]                 # foreground label names, in plane order

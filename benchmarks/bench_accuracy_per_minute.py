@@ -12,8 +12,6 @@ the held-out cases (not timed) and are scored with the same code (deepmed.evalua
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import json
 import os
 import subprocess
@@ -31,6 +29,9 @@ from deepmed.phantoms.ct_cohort import CT_LABELS, write_ct_cohort  # noqa: E402 
 from deepmed.phantoms.mr_cohort import MR_LABELS, write_mr_cohort  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from heavy_lock import held  # noqa: E402
+
 FOUND_DICE = 0.1  # a class is found in a held-out case when its Dice there is above this
 COHORTS = {"ct": (write_ct_cohort, CT_LABELS), "mr": (write_mr_cohort, MR_LABELS)}
 
@@ -125,24 +126,13 @@ def main() -> None:
                    "plain_passive_threads": args.plain_passive_threads, "engine_settings": args.engine_set,
                    "runs": []}
         for index in range(args.runs):
-            with locked(args.lock):
+            with held(args.lock):
                 results["runs"].append(one_run(args, manifest, work / f"run{index + 1}"))
             report(results)
             if args.out:
                 args.out.write_text(json.dumps(results, indent=2) + "\n")
 
 
-@contextlib.contextmanager
-def locked(path: Path | None):
-    if path is None:
-        yield
-        return
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def one_run(args, manifest: Path, work: Path) -> dict:

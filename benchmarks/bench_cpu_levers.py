@@ -16,8 +16,6 @@ random (speed, memory and label agreement do not depend on them being trained).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import json
 import os
 import re
@@ -33,6 +31,7 @@ import SimpleITK as sitk
 BENCHMARKS = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCHMARKS))
 from bench_large_ct import make_large_ct, make_model  # noqa: E402
+from heavy_lock import held  # noqa: E402
 
 ROW_TIMEOUT_S = 600
 
@@ -146,17 +145,6 @@ print(json.dumps({"load_s": load, "first_s": times[0], "steady_s": times[-1], "p
 """
 
 
-@contextlib.contextmanager
-def holding(lock: Path | None):
-    if lock is None:
-        yield
-        return
-    with open(lock, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def run_row(lever: Lever, model: Path, image: Path, out: Path, onnx_model: Path | None,
@@ -277,7 +265,7 @@ def main() -> None:
                     slow = lever.compile_mode and not args.one_hold
                     groups.setdefault("compile" if slow else "quick", []).append(lever)
             for name, group in groups.items():
-                with holding(args.lock):
+                with held(args.lock):
                     if name == "quick":
                         prepared = prepare(kind, root, args.slices, args.classes)
                     for index, lever in enumerate(group):

@@ -18,8 +18,6 @@ heavy job at a time.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import json
 import os
 import platform
@@ -33,6 +31,9 @@ import numpy as np
 import SimpleITK as sitk
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from heavy_lock import held  # noqa: E402
+
 SHARED = HERE.parent.parent / "shared" / "data"
 TOTALSEG_STRUCTURES = {"spleen": 1, "liver": 5, "stomach": 6, "aorta": 52}  # name -> example_seg value (all z)
 VARIANTS = {"scratch": "trained from scratch for W",
@@ -41,17 +42,6 @@ VARIANTS = {"scratch": "trained from scratch for W",
 HARD = {"ct": ("lesion", "vessel"), "demo": ("lesion",), "totalseg": ("aorta",)}
 
 
-@contextlib.contextmanager
-def held(lock: Path | None):
-    if lock is None:
-        yield
-        return
-    with open(lock, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # ---- data ------------------------------------------------------------------------------------------------

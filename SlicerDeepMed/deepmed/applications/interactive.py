@@ -30,7 +30,6 @@ from deepmed.transforms.guidance import (
     guidance_channel_names,
     guidance_stack,
 )
-from deepmed.volume_inference.sliding import predict_volume
 
 
 def _dice(prediction: np.ndarray, truth: np.ndarray) -> float:
@@ -188,17 +187,12 @@ class InteractiveApplication(SegmentationApplication):
 
     @staticmethod
     def _whole(network, image, points, previous, index, settings, spacing_zyx, section, device) -> np.ndarray:
+        """The label's mask on the whole case, computed as a refinement computes its region."""
+        from deepmed.applications.interactive_refine import label_probability
+
         planes = guidance_stack(image.shape[1:], [p for p, s in points if s], [p for p, s in points if not s],
                                 previous, index, len(settings["labels"]), spacing_zyx, float(settings["sigma_mm"]))
-        from deepmed.applications.interactive_refine import REFINE_OVERLAP, one_pass_window
-
-        tensor = torch.from_numpy(np.concatenate([image, planes]))[None]
-        window = one_pass_window(image.shape[1:], section.patch_size)  # as a refinement computes it
-        patch_xyz, overlap = (window, 0.0) if window is not None else (section.patch_size, REFINE_OVERLAP)
-        probability = predict_volume(network, tensor, list(reversed(patch_xyz)), overlap=overlap,
-                                     activation=lambda logits: torch.softmax(logits.float(), dim=1)[:, index:index + 1],
-                                     sw_batch_size=4, device=device)
-        return probability[0, 0].numpy() > 0.5
+        return label_probability([network], image, planes, index, section.patch_size, device) > 0.5
 
     # ---- the card and inference ---------------------------------------------------------------------------
     def card_fields(self, plan, fitted, dataset, config):

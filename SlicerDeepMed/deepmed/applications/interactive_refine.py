@@ -101,22 +101,14 @@ def one_pass_window(size_zyx, patch_xyz) -> list[int] | None:
     return window if int(np.prod(window)) <= ONE_PASS_VOXELS else None
 
 
-def foreground_probability(networks, prepared: PreparedImage, settings: GuidanceSettings, clicks, previous_mask,
-                           label: str, patch_xyz, device, region: Region, overlap: float = REFINE_OVERLAP
-                           ) -> np.ndarray:
-    """The refined label's probability (Z, Y, X) over ``region`` of the working grid, averaged over networks
-    (in one pass when the region is small enough, see :func:`one_pass_window`)."""
-    window = one_pass_window(region.size, patch_xyz)
+def label_probability(networks, image: np.ndarray, planes: np.ndarray, channel: int, patch_xyz, device,
+                      overlap: float = REFINE_OVERLAP) -> np.ndarray:
+    """Output ``channel``'s probability (Z, Y, X) of the image (C, Z, Y, X) with its guidance planes, averaged
+    over networks; in one pass when the image is small enough (see :func:`one_pass_window`)."""
+    window = one_pass_window(image.shape[1:], patch_xyz)
     if window is not None:
         patch_xyz, overlap = window, 0.0
-    spacing_zyx = tuple(prepared.grid.GetSpacing()[::-1])
-    shift = np.asarray(region.start, dtype=float)
-    positive = [np.asarray(p) - shift for p, sign in clicks if sign]
-    negative = [np.asarray(p) - shift for p, sign in clicks if not sign]
-    channel = settings.labels.index(label) + 1  # the label's output channel (and its guidance channels)
-    planes = guidance_stack(region.size, positive, negative, previous_mask, channel, len(settings.labels),
-                            spacing_zyx, settings.sigma_mm)
-    tensor = torch.from_numpy(np.concatenate([prepared.image[(slice(None), *region.slices)], planes]))[None]
+    tensor = torch.from_numpy(np.concatenate([image, planes]))[None]
     total = None
     for network in networks:
         probability = predict_volume(network, tensor, list(reversed(patch_xyz)), overlap=overlap,
@@ -124,6 +116,21 @@ def foreground_probability(networks, prepared: PreparedImage, settings: Guidance
                                      sw_batch_size=4, device=device)[0, 0].numpy()
         total = probability if total is None else total + probability
     return total / len(networks)
+
+
+def foreground_probability(networks, prepared: PreparedImage, settings: GuidanceSettings, clicks, previous_mask,
+                           label: str, patch_xyz, device, region: Region, overlap: float = REFINE_OVERLAP
+                           ) -> np.ndarray:
+    """The refined label's probability (Z, Y, X) over ``region`` of the working grid, averaged over networks."""
+    spacing_zyx = tuple(prepared.grid.GetSpacing()[::-1])
+    shift = np.asarray(region.start, dtype=float)
+    positive = [np.asarray(p) - shift for p, sign in clicks if sign]
+    negative = [np.asarray(p) - shift for p, sign in clicks if not sign]
+    channel = settings.labels.index(label) + 1  # the label's output channel (and its guidance channels)
+    planes = guidance_stack(region.size, positive, negative, previous_mask, channel, len(settings.labels),
+                            spacing_zyx, settings.sigma_mm)
+    return label_probability(networks, prepared.image[(slice(None), *region.slices)], planes, channel, patch_xyz,
+                             device, overlap)
 
 
 def refine_labels(networks, prepared: PreparedImage, card: ModelCard, clicks: ClickSet, previous: np.ndarray | None,

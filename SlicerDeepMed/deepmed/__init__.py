@@ -15,12 +15,12 @@ from __future__ import annotations
 import importlib
 import os
 
-# OpenMP threads that wait passively (sleep) instead of spinning. On a CPU shared with other work (Slicer's
-# GUI, other jobs), PyTorch's spinning intra-op threads collapse: on a 2-core machine running other jobs
-# (load 2-3) a training step of the default U-Net took 3-6 s with 2 spinning threads, 0.41-0.46 s with 2
-# passive ones (0.40 s with 1 thread); unloaded, a spinning step took 0.20 s. OpenMP reads this once, when
-# PyTorch loads it, so it is set here, before any torch import; a value set by the user wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from deepmed.utils.openmp import choose_wait_policy
+
+# How OpenMP's idle threads wait (read once, when PyTorch loads OpenMP, so chosen here before any torch import):
+# spinning (OpenMP's default) on a quiet CPU, sleeping (OMP_WAIT_POLICY=PASSIVE) when other processes are busy
+# on it; a value set by the user wins. See deepmed/utils/openmp.py.
+choose_wait_policy(os.environ)
 
 __version__ = "0.1.0"
 

@@ -17,6 +17,7 @@ from deepmed.utils.registry import Registry
 
 OPTIMIZERS = Registry("optimizer")
 SCHEDULERS = Registry("scheduler")
+DECAY_SHARE = 0.1  # "wsd": the share of the run at the end over which the learning rate decays
 
 
 def build_optimizer(config: Mapping, parameters) -> torch.optim.Optimizer:
@@ -63,6 +64,13 @@ def _none(progress):
 @SCHEDULERS.register("cosine", "cosine decay to zero over the run")
 def _cosine(progress):
     return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@SCHEDULERS.register("wsd", f"flat, then cosine decay to zero over the last {DECAY_SHARE:.0%} of the run "
+                     "(warmup-stable-decay without the warm-up)")
+def _wsd(progress):
+    start = 1.0 - DECAY_SHARE
+    return 1.0 if progress <= start else _cosine((progress - start) / DECAY_SHARE)
 
 
 @SCHEDULERS.register("poly", "polynomial decay (power 0.9, nnU-Net)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import json
 import pickle
 
@@ -100,6 +101,25 @@ def test_a_time_budget_and_a_number_of_epochs_plan_different_schedules():
                       "cpu")
     assert (fixed.schedule.iterations_per_epoch, fixed.schedule.validate_every) == (9, 2)
     assert "validation" not in fixed.reasons
+
+
+def test_the_learning_rate_schedule_is_flat_under_a_time_budget_cosine_by_epochs_and_the_configuration_wins():
+    fp = fingerprint()
+    assert make_plan(SEGMENTATION, fp, resolve_config({}), "cpu", 189).schedule.lr_schedule == "wsd"
+    assert make_plan(SEGMENTATION, fp, resolve_config({}), "cpu").schedule.lr_schedule == "cosine"
+    named = make_plan(SEGMENTATION, fp, resolve_config({"scheduler": {"name": "poly"}}), "cpu", 189)
+    assert named.schedule.lr_schedule == "poly" and "scheduler.name" in named.reasons["lr_schedule"]
+    assert resolved_config(resolve_config({}), named)["scheduler"]["name"] == "poly"
+
+
+def test_the_wsd_schedule_is_flat_then_decays_to_zero_over_the_last_tenth():
+    from deepmed.optim import DECAY_SHARE, learning_rate_factor
+
+    flat = [learning_rate_factor("wsd", p) for p in np.linspace(0, 1 - DECAY_SHARE, 50)]
+    tail = [learning_rate_factor("wsd", p) for p in np.linspace(1 - DECAY_SHARE, 1, 50)]
+    assert flat == [1.0] * 50
+    assert all(a >= b for a, b in itertools.pairwise(tail)) and tail[-1] == pytest.approx(0.0, abs=1e-12)
+    assert learning_rate_factor("wsd", 1 - DECAY_SHARE / 2) == pytest.approx(0.5)
 
 
 def test_plan_json_round_trips_and_an_old_plan_json_loads_and_saves_unchanged(tmp_path):

@@ -65,10 +65,15 @@ class Parts:
 class StepContext:
     """What a training step needs from the loop: device, mixed precision, and one optimiser step."""
 
-    def __init__(self, device: torch.device, amp: bool, clip_norm: float = 12.0):
+    def __init__(self, device: torch.device, amp: bool, clip_norm: float = 12.0, cpu_bf16: bool = False):
+        """``amp``: mixed precision on CUDA (bf16 where supported, else float16 with a gradient scaler); with
+        ``cpu_bf16`` also bf16 autocast on a CPU with native bf16 (AVX512-BF16 / AMX; detected, not assumed)."""
+        from deepmed.volume_inference.sliding import cpu_supports_bf16
+
         self.device = device
-        self.amp = amp and device.type == "cuda"
-        self.dtype = torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported() else torch.float16
+        on_cpu = device.type == "cpu" and cpu_bf16 and cpu_supports_bf16()
+        self.amp = amp and (device.type == "cuda" or on_cpu)
+        self.dtype = torch.bfloat16 if self.amp and (on_cpu or torch.cuda.is_bf16_supported()) else torch.float16
         self.clip_norm = clip_norm
         self.scalers: dict[str, torch.amp.GradScaler] = {}
 
@@ -175,6 +180,8 @@ class TrainableApplication(RunnableApplication):
         inference_networks: the parts saved in ``model.safetensors`` for inference.
         demo: ``deepmed demo --app NAME``: "module:function" called as function(out_dir, epochs, progress) ->
             exit code; it makes the demo data, trains, infers and prints the metric against a baseline.
+        cpu_bf16_training: with ``training.amp`` on or auto, train in bf16 autocast on CPUs with native bf16
+            (the step's loss in float32); an application whose targets need float32 leaves it off.
     """
 
     target_kind: str
@@ -184,6 +191,7 @@ class TrainableApplication(RunnableApplication):
     config_defaults: dict = {}
     inference_networks: tuple[str, ...] = ("model",)
     demo: str = ""
+    cpu_bf16_training: bool = False
 
     # ---- before training -------------------------------------------------------------------------
     def check_dataset(self, dataset) -> None:

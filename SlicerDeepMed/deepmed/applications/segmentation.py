@@ -30,6 +30,7 @@ class SegmentationApplication(DenseApplication):
     key_metric = "mean_dice"
     higher_is_better = True
     demo = "deepmed.applications.demos.segmentation:main_demo"  # make demo: MR-like organ + lesion, held-out Dice
+    cpu_bf16_training = True  # 1.2-1.4x faster steps on CPUs with native bf16 (docs/benchmarks.md, CPU levers)
     calibrates = True  # the end of training fits a temperature on the validation cases (training/calibrate.py)
     exported_activation = "softmax"
     exported_decoding = "argmax over channels -> the label values, in channel order"

@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from deepmed.planning.plan import PLAN_FILE, PLAN_FORMAT, NetworkChoice, Plan, Schedule, format_plan
-from deepmed.planning.settings import OptimizerSettings, TrainingSettings
+from deepmed.planning.settings import OptimizerSettings, TrainingSettings, is_auto
 from deepmed.utils.auto import AUTO
 
 __all__ = ["ITERATIONS_PER_EPOCH", "PLAN_FILE", "PLAN_FORMAT", "VALIDATION_SHARE", "format_plan", "make_plan",
@@ -38,7 +38,8 @@ def make_plan(app, fingerprint: dict, config: dict, device: str = "cpu", budget_
     iterations = int(training.iterations_per_epoch) or ITERATIONS_PER_EPOCH
     schedule = Schedule(iterations_per_epoch=iterations, epochs=int(training.epochs),
                         time_limit_s=float(budget_s) if budget_s else None, batch_size=batch_size, lr=lr,
-                        lr_schedule=optimizer.lr_schedule, validate_every=int(training.val_every) or "auto",
+                        lr_schedule=_lr_schedule(optimizer.lr_schedule, budget_s, reasons),
+                        validate_every=int(training.val_every) or "auto",
                         validation_share=VALIDATION_SHARE)
     if budget_s:
         reasons["schedule"] = (f"time budget {budget_s:.0f} s: iterations and the learning-rate schedule "
@@ -49,6 +50,21 @@ def make_plan(app, fingerprint: dict, config: dict, device: str = "cpu", budget_
         reasons["validation"] = (f"validate when it costs at most {VALIDATION_SHARE:.0%} of the time "
                                  "(measured), and at the end")
     return replace(draft, schedule=schedule, reasons=reasons)
+
+
+def _lr_schedule(configured: str, budget_s: float | None, reasons: dict) -> str:
+    """The configured schedule, or for ``auto``: under a time budget a flat rate that decays over the last tenth
+    (a class learned late, such as a small lesion, is still learning when the time runs out, and a cosine
+    decay over the whole budget starves it: docs/benchmarks.md), else a cosine decay over the epochs."""
+    if not is_auto(configured):
+        reasons["lr_schedule"] = f"{configured}: from the configuration (scheduler.name)"
+        return configured
+    if budget_s:
+        reasons["lr_schedule"] = ("wsd: a time budget: the learning rate stays at its peak and decays over the "
+                                  "last tenth, so the classes learned last still learn at the end")
+        return "wsd"
+    reasons["lr_schedule"] = "cosine: decay to zero over the planned epochs"
+    return "cosine"
 
 
 def _batch_and_lr(app, draft: Plan, fingerprint: dict, training: TrainingSettings, optimizer: OptimizerSettings,
@@ -74,4 +90,5 @@ def resolved_config(config: dict, plan: Plan) -> dict:
     config = copy.deepcopy(config)
     config["training"]["batch_size"] = plan.schedule.batch_size
     config["optimizer"]["lr"] = plan.schedule.lr
+    config["scheduler"]["name"] = plan.schedule.lr_schedule
     return config

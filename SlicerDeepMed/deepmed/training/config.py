@@ -25,7 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "network": {"name": "unet", "args": {}},
     "loss": {"name": AUTO, "args": {}},
     "optimizer": {"name": "adamw", "lr": AUTO, "weight_decay": 1e-5},  # lr: auto = the application's plan
-    "scheduler": {"name": "cosine"},
+    "scheduler": {"name": AUTO},  # auto: planned (a time budget: wsd; a number of epochs: cosine)
     "data": {
         "spacing": AUTO,            # [x, y, z] mm, or auto = median spacing of the training cases
         "patch_size": AUTO,         # [x, y, z] voxels, or auto = from the median shape and the memory budget
@@ -77,7 +77,7 @@ def _registry_choices() -> dict[str, list[str]]:
     from deepmed.optim import OPTIMIZERS, SCHEDULERS
 
     return {"app": APPLICATIONS.names(), "network.name": NETWORKS.names(), "loss.name": LOSSES.names() + [AUTO],
-            "optimizer.name": OPTIMIZERS.names(), "scheduler.name": SCHEDULERS.names()}
+            "optimizer.name": OPTIMIZERS.names(), "scheduler.name": SCHEDULERS.names() + [AUTO]}
 
 
 def parse_value(text: str) -> Any:

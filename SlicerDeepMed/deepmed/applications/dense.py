@@ -95,11 +95,13 @@ class DenseApplication(TrainableApplication):
                 "network": {"name": net.name, "args": args}, "loss": loss}
 
     def training_defaults(self, plan, fingerprint, device):
-        """nnU-Net's two patches per step: the patch, not the batch, takes the memory (the patch is planned to
-        the device's voxel budget); AdamW at 0.001, the usual rate for U-Nets trained from scratch."""
+        """Two cases per step, each giving ``data.samples_per_case`` patches (2: four patches a step; nnU-Net takes
+        two): the patch, not the batch, takes the memory (the patch is planned to the device's voxel budget);
+        AdamW at 0.001, the usual rate for U-Nets trained from scratch."""
         return whole_input_defaults(2, 1e-3, int(np.prod(DensePlanSection.of(plan).patch_size)), device,
-                                    "two patches per step (nnU-Net's): the patch, planned to the device, takes "
-                                    "the memory", "AdamW's usual rate for a U-Net from scratch at two patches")
+                                    "two cases per step, data.samples_per_case patches from each: the patch, "
+                                    "planned to the device, takes the memory",
+                                    "AdamW's usual rate for a U-Net from scratch at this batch")
 
     def choose_sampling(self, fingerprint: dict) -> tuple[str, str]:
         return self.default_sampling, f"{self.default_sampling} patches"

@@ -154,7 +154,10 @@ def run_row(lever: Lever, model: Path, image: Path, out: Path, onnx_model: Path 
             "sw_batch": lever.sw_batch, "channels_last": lever.channels_last, "compile_mode": lever.compile_mode,
             "onnx": lever.onnx, "onnx_file": str(onnx_file) if lever.onnx and onnx_file else None,
             "float16_map": lever.float16_map, "mirroring": lever.mirroring}
-    env = {**os.environ, "OMP_NUM_THREADS": str(lever.threads), **lever.env}
+    env = dict(os.environ)
+    if env.pop("DEEPMED_CHOSE_OMP_WAIT_POLICY", None) is not None:  # deepmed's choice here, not the user's:
+        env.pop("OMP_WAIT_POLICY", None)  # each row's process chooses for itself (deepmed/utils/openmp.py)
+    env.update({"OMP_NUM_THREADS": str(lever.threads), **lever.env})
     try:
         done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(spec)], capture_output=True, text=True,
                               env=env, timeout=ROW_TIMEOUT_S)

@@ -79,7 +79,7 @@ class Trainer:
         self.timed = self.clock.limit_s is not None
         self.max_epochs = schedule.epochs
         self.validate_every = schedule.validate_every
-        self.step = StepContext(device, self.settings.amp_enabled, cpu_bf16=app.cpu_bf16_training)
+        self.step = StepContext(device, self.settings.amp_enabled, cpu_bf16=getattr(app, "cpu_bf16_training", False))
         self.state = TrainState()
         self.stop = StopRequest(stop_file)
         self.after_epoch_written = lambda state: None  # the driver writes metrics.csv / the card / curves here

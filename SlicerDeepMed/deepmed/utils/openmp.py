@@ -2,7 +2,7 @@
 
 Spinning threads (OpenMP's default: spin a while, then sleep) make a small training step fast on a quiet CPU;
 beside other busy processes they fight them for the cores and a step can take ten times as long. Sleeping
-threads (``OMP_WAIT_POLICY=PASSIVE``) survive a busy CPU and cost ~40% per training step on a quiet one
+threads (``OMP_WAIT_POLICY=PASSIVE``) survive a busy CPU and cost ~20-27% per training step on a quiet one
 (benchmarks/bench_cpu_train_levers.py, docs/benchmarks.md "CPU levers of training"). So: passive only when
 other processes are running right now; a value set by the user wins.
 """
@@ -22,16 +22,19 @@ SAMPLES, INTERVAL_S = 3, 0.01
 def other_runnable_tasks(loadavg: Path = LOADAVG, samples: int = SAMPLES, interval_s: float = INTERVAL_S) -> int | None:
     """The fewest tasks other than this one that were runnable over a few samples of ``/proc/loadavg`` (its
     fourth field, ``running/total``, counts the reader); None where the file does not exist (not Linux)."""
-    counts = []
+    fewest = None
     for index in range(samples):
         try:
             running = int(loadavg.read_text().split()[3].split("/")[0])
         except (OSError, IndexError, ValueError):
             return None
-        counts.append(max(0, running - 1))
+        others = max(0, running - 1)
+        fewest = others if fewest is None else min(fewest, others)
+        if fewest == 0:  # a quiet sample settles it: no waiting at start-up on a quiet CPU
+            return 0
         if index + 1 < samples:
             time.sleep(interval_s)
-    return min(counts)
+    return fewest
 
 
 def choose_wait_policy(environ: MutableMapping[str, str], loadavg: Path = LOADAVG) -> str | None:

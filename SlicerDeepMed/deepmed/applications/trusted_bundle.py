@@ -168,6 +168,8 @@ class TrustedBundleApplication(MonaiBundleApplication):
             reference = sitk.ReadImage(files[0])
             entries = {key: path for key, path in zip(keys, files)} if len(keys) > 1 else \
                 {keys[0]: files[0] if len(files) == 1 else files}
+            refined = self._click_entries(card, reference, options)
+            entries.update(refined[1] if refined else {})
             parser = trusted_parser(bundle_dir, model_dir / task["config"], task.get("values", {}), device)
             preprocessing, inferer, postprocessing = (built(parser, key, str(model_dir))
                                                       for key in ("preprocessing", "inferer", "postprocessing"))
@@ -186,7 +188,38 @@ class TrustedBundleApplication(MonaiBundleApplication):
             if tuple(pred.shape[1:]) != reference.GetSize():  # spatial steps the bundle left uninverted
                 pred = Invertd(keys=pred_key, transform=preprocessing, orig_keys=keys[0],
                                nearest_interp=True)(item)[pred_key]
-        return self._on_grid(torch.as_tensor(pred).detach().cpu().numpy(), reference, card, options)
+        prediction = self._on_grid(torch.as_tensor(pred).detach().cpu().numpy(), reference, card, options)
+        if refined is None or options.get("previous") is None:
+            return prediction
+        return self._merged(prediction, refined[0], reference, card, options)
+
+    @staticmethod
+    def _click_entries(card, reference: sitk.Image, options: dict) -> tuple[str, dict] | None:
+        """The refined label and the bundle's click entries, when the card takes clicks and clicks (or a label)
+        were given; None otherwise (the bundle's automatic mode)."""
+        from deepmed.applications.bundle_clicks import BundleClicks, click_entries
+        from deepmed.applications.interactive_refine import chosen_label
+
+        clicks, prompt = options.get("clicks"), BundleClicks.of(card.task)
+        if prompt is None or not (clicks is not None and clicks.clicks or options.get("label")):
+            if clicks is not None and clicks.clicks:
+                raise DeepMedError(f"model {options.get('model_name', 'model')}: this bundle takes no clicks")
+            return None
+        label = chosen_label(card, clicks, options.get("label"))
+        return label, click_entries(clicks, reference, label, prompt)
+
+    @staticmethod
+    def _merged(prediction: Prediction, label: str, reference: sitk.Image, card, options: dict) -> Prediction:
+        """The previous label map with the refined label from the bundle's output (the others kept)."""
+        from deepmed.applications.bundle_clicks import merge_refined
+        from deepmed.applications.interactive_refine import check_previous, read_previous
+
+        previous = check_previous(read_previous(options["previous"]), reference)
+        value = {entry.name: entry.value for entry in card.labels}[label]
+        merged = merge_refined(sitk.GetArrayFromImage(prediction.output), previous, value)
+        image = sitk.GetImageFromArray(merged)
+        image.CopyInformation(reference)
+        return Prediction(image)
 
     @staticmethod
     def _on_grid(pred: np.ndarray, reference: sitk.Image, card: dict, options: dict) -> Prediction:

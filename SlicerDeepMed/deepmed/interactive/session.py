@@ -12,6 +12,7 @@ import SimpleITK as sitk
 from deepmed.applications import interactive_refine as refine
 from deepmed.errors import DeepMedError
 from deepmed.interactive.clicks import ClickSet
+from deepmed.io.geometry import grid_differences
 from deepmed.volume_inference.ongrid import image_like
 
 
@@ -52,6 +53,8 @@ class InteractiveSession:
         on the image's grid, or None; ``label``: the label to refine (default: the clicks' label). Without
         clicks the label is segmented automatically (on the whole image)."""
         started = time.perf_counter()
+        if not self.prepares:
+            return self._refine_by_predictor(image, clicks, previous, label, started)
         prepared = self._prepare(image)
         card = self.predictor.card
         chosen = refine.chosen_label(card, clicks, label)
@@ -62,6 +65,27 @@ class InteractiveSession:
         output = image_like(labels, prepared.reference)
         return RefineResult(output, chosen, time.perf_counter() - started,
                             (tuple(int(v) for v in start), tuple(int(v) for v in size)))
+
+    @property
+    def prepares(self) -> bool:
+        """Whether the model's application keeps the image prepared between clicks (deepmed's interactive models);
+        another model with a ``refine`` mode (a trusted DeepEdit bundle) runs its own pipeline on every click."""
+        return hasattr(self.predictor.app, "predict_prepared")
+
+    def _refine_by_predictor(self, image, clicks: ClickSet, previous, label, started: float) -> RefineResult:
+        """The model's own ``refine`` mode on the whole image (the image read once per call)."""
+        chosen = refine.chosen_label(self.predictor.card, clicks, label)
+        items = image if isinstance(image, (list, tuple)) else [image]
+        images = [item if isinstance(item, sitk.Image) else sitk.ReadImage(str(item)) for item in items]
+        self.images_prepared += 1
+        prediction = self.predictor.predict(images, mode="refine", clicks=clicks, previous=previous, label=chosen)
+        output = prediction.output
+        if problems := grid_differences(output, images[0]):
+            raise DeepMedError(f"{self.predictor.model_dir}: the refined label map is not on the image's grid: "
+                               f"{'; '.join(problems)}")
+        output.CopyInformation(images[0])  # the input's exact geometry (a file written for the bundle rounds it)
+        return RefineResult(output, chosen, time.perf_counter() - started,
+                            ((0, 0, 0), tuple(int(v) for v in images[0].GetSize())))
 
     def _prepare(self, image) -> refine.PreparedImage:
         key = self._key(image)

@@ -12,6 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
+from deepmed.applications.bundle_clicks import BundleClicks, find_bundle_clicks
 from deepmed.applications.trusted_bundle import (
     APPLICATION,
     BUNDLE_FOLDER,
@@ -106,7 +107,18 @@ def _literal(value, length: int = 3):
     return None
 
 
-def trusted_card(metadata: dict, config: dict, bundle: Path, where: str, keys: list[str], values: dict) -> dict:
+#: The modes of a bundle that takes clicks (as an interactive model's): refine with clicks, or without them.
+CLICK_MODES = [
+    {"name": "refine", "output_kind": "label_map", "inputs": "clicks",
+     "description": "segment with positive/negative clicks (the bundle's own guidance)"},
+    {"name": "predict", "output_kind": "label_map", "inputs": "images",
+     "description": "every label automatically (no clicks)"}]
+
+
+def trusted_card(metadata: dict, config: dict, bundle: Path, where: str, keys: list[str], values: dict,
+                 prompt: BundleClicks | None = None) -> dict:
+    """The card of a trusted bundle; ``prompt``: its click settings when its preprocessing takes clicks (its
+    labels are then the bundle's ``label_names``, the keys its clicks go under)."""
     from deepmed.zoo.bundle import _licence
 
     code = code_to_run(config, bundle)
@@ -122,6 +134,10 @@ def trusted_card(metadata: dict, config: dict, bundle: Path, where: str, keys: l
     else:
         labels = [{"value": c + 1, "name": names.get(c, f"channel_{c}"), "color": label_colour(c + 1)}
                   for c in range(channels)]
+    prompt = prompt if kind == "label_map" else None
+    if prompt is not None:
+        labels = [{"value": v, "name": n, "color": label_colour(v)}
+                  for n, v in sorted(prompt.labels.items(), key=lambda item: item[1])]
     name, version = str(metadata.get("name") or bundle.name), str(metadata.get("version", "0.0.0"))
     steps = _lookup(config, "preprocessing#transforms") or []
     spacing = next((_literal(s.get("pixdim")) for s in steps if isinstance(s, dict)
@@ -143,6 +159,9 @@ def trusted_card(metadata: dict, config: dict, bundle: Path, where: str, keys: l
                    "copyright": str(metadata.get("copyright", "")),
                    "data_license": str(metadata.get("data_license", ""))[:500]},
     }
+    if prompt is not None:
+        card["modes"] = CLICK_MODES
+        card["task"]["clicks"] = prompt.to_dict()
     if spacing:
         card["spacing"] = [float(v) for v in spacing]
     roi = _literal(_lookup(config, "inferer#roi_size"))
@@ -184,7 +203,7 @@ def convert_trusted_bundle(bundle: Path, target: Path, where: str, values: dict)
     if not keys:
         raise DeepMedError(f"{where}: the preprocessing has no LoadImaged of an image entry: deepmed does not know "
                            "which files to give it")
-    card = trusted_card(metadata, config, bundle, where, keys, values)
+    card = trusted_card(metadata, config, bundle, where, keys, values, find_bundle_clicks(preprocessing))
     check_document(card, CARD_SCHEMA, f"{where}: converted card")
     fit_weights(network, read_state_dict(weights_path, model_key, where),
                 weights_path.relative_to(bundle).as_posix(), where)

@@ -108,14 +108,15 @@ def train(manifest: Path, out: Path, app: str, wall: float, log: Path, init: Pat
 
 
 # ---- scoring ----------------------------------------------------------------------------------------------
-def automatic_dice(model: Path, manifest: Path, labels: list[str]) -> dict[str, float]:
+def automatic_dice(model: Path, manifest: Path, labels: list[str]) -> dict[str, dict[str, float]]:
+    """Per label, the automatic model's Dice on each held-out case that holds the label (case id -> Dice)."""
     from deepmed.data.case_io import read_case
     from deepmed.data.manifest import Dataset
     from deepmed.evaluation.segmentation_metrics import binary_metrics
     from deepmed.inference.predictor import Predictor
 
     dataset, predictor = Dataset.load(manifest), Predictor(model, device="cpu")
-    scores: dict[str, list[float]] = {name: [] for name in labels}
+    scores: dict[str, dict[str, float]] = {name: {} for name in labels}
     for case in dataset.test:
         _, truth = read_case(case)
         predicted = sitk.GetArrayFromImage(predictor.predict(case.images).output)
@@ -123,8 +124,19 @@ def automatic_dice(model: Path, manifest: Path, labels: list[str]) -> dict[str, 
         for name in labels:
             value = dataset.labels[name]
             if (reference == value).any():
-                scores[name].append(binary_metrics(reference == value, predicted == value, (1, 1, 1), False)["dice"])
-    return {name: float(np.mean(v)) for name, v in scores.items() if v}
+                scores[name][case.id] = float(binary_metrics(reference == value, predicted == value, (1, 1, 1),
+                                                             False)["dice"])
+    return {name: v for name, v in scores.items() if v}
+
+
+def cases_better(clicks: dict, automatic: dict[str, dict[str, float]], after: int = 5) -> dict[str, str]:
+    """Per label: in how many held-out cases the Dice after ``after`` clicks is above the automatic model's."""
+    out = {}
+    for label, per_case in automatic.items():
+        pairs = [(c["dice"][min(after, len(c["dice"]) - 1)], per_case[c["case"]]) for c in clicks["curves"]
+                 if c["label"] == label and c["case"] in per_case]
+        out[label] = f"{sum(a > b for a, b in pairs)} of {len(pairs)}"
+    return out
 
 
 def click_curves(model: Path, manifest: Path, labels: list[str], max_clicks: int):
@@ -221,15 +233,20 @@ def main() -> None:
                 folder = work / ("interactive" if variant == "scratch" else "interactive_init")
                 print(f"{variant}: {folder.name}", flush=True)
                 curves[variant] = click_curves(folder, manifest, labels, args.max_clicks)
-                curves[variant].automatic_dice = automatic
+                curves[variant].automatic_dice = {name: float(np.mean(list(v.values())))
+                                                  for name, v in automatic.items()}
             scoring = time.time() - started
     results = {"data": args.data, "wall": args.wall, "machine": f"{platform.processor() or platform.machine()}, "
                f"{os.cpu_count()} CPU cores, torch threads 2", "training": training, "scoring_s": round(scoring, 1),
-               "hard_structures": list(HARD[args.data]), "variants": {}}
+               "hard_structures": list(HARD[args.data]), "automatic_per_case": automatic, "variants": {}}
     for variant, result in curves.items():
         print(f"\ninteractive model: {VARIANTS[variant]}\n" + result.format_table())
         seconds = [s for c in result.curves for s in c.seconds[1:]]
+        better = cases_better(result.to_json(), automatic)
+        print("cases where the Dice after 5 clicks is above the automatic model's: "
+              + ", ".join(f"{label} {count}" for label, count in better.items()))
         results["variants"][variant] = {"what": VARIANTS[variant], "clicks": result.to_json(),
+                                        "better_after_5_clicks": better,
                                         "refine_s_median": float(np.median(seconds)) if seconds else None}
     if args.out:
         args.out.write_text(json.dumps(results, indent=2) + "\n")

@@ -199,11 +199,12 @@ class TrustedBundleApplication(MonaiBundleApplication):
         were given; None otherwise (the bundle's automatic mode)."""
         from deepmed.applications.bundle_clicks import BundleClicks, click_entries
         from deepmed.applications.interactive_refine import chosen_label
+        from deepmed.io.clicks import ClickSet
 
-        clicks, prompt = options.get("clicks"), BundleClicks.of(card.task)
-        if prompt is None or not (clicks is not None and clicks.clicks or options.get("label")):
-            if clicks is not None and clicks.clicks:
-                raise DeepMedError(f"model {options.get('model_name', 'model')}: this bundle takes no clicks")
+        clicks, prompt = options.get("clicks") or ClickSet(), BundleClicks.of(card.task)
+        if prompt is None and clicks.clicks:
+            raise DeepMedError(f"model {options.get('model_name', 'model')}: this bundle takes no clicks")
+        if prompt is None or not (clicks.clicks or options.get("label")):
             return None
         label = chosen_label(card, clicks, options.get("label"))
         return label, click_entries(clicks, reference, label, prompt)

@@ -41,3 +41,46 @@ def renal_bundle(folder: Path) -> Path:
         image.SetDirection((0, 1, 0, -1, 0, 0, 0, 0, 1))  # not RAS: the bundle reorients and inverts
         sitk.WriteImage(image, str(case / f"{name}.nii.gz"))
     return bundle
+
+
+def forget_scripts() -> None:
+    """Drop every imported ``scripts`` package: each bundle calls its own code ``scripts``."""
+    import sys
+
+    for name in [n for n in sys.modules if n == "scripts" or n.startswith("scripts.")]:
+        del sys.modules[name]
+
+
+def run_bundle_evaluator(bundle: Path, values: dict | None = None, initialize: bool = False,
+                         output_dir: Path | None = None, written: str = "**/*.nii.gz") -> sitk.Image:
+    """The bundle run by MONAI as ``python -m monai.bundle run`` would (its ``SupervisedEvaluator`` and
+    ``SaveImaged``), on the CPU without worker processes, with ``values`` set in its config; ``initialize`` runs
+    the config's ``initialize`` list first (where a bundle's CheckpointLoader fills the network). Returns the one
+    image matching ``written`` under ``output_dir`` (default: the bundle's ``eval``)."""
+    import sys
+
+    import pytest
+
+    pytest.importorskip("ignite", reason="the reference runs the bundle's own SupervisedEvaluator (pytorch-ignite)")
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(bundle / "configs" / "inference.json"))
+    parser["bundle_root"] = str(bundle)
+    parser["device"] = torch.device("cpu")
+    parser["dataloader#num_workers"] = 0
+    for key, value in (values or {}).items():
+        parser[key] = value
+    if output_dir is not None:
+        parser["output_dir"] = str(output_dir)
+    forget_scripts()
+    sys.path.insert(0, str(bundle))
+    try:
+        if initialize:
+            parser.get_parsed_content("initialize")
+        parser.get_parsed_content("evaluator").run()
+    finally:
+        sys.path.remove(str(bundle))
+        forget_scripts()
+    (path,) = Path(output_dir or bundle / "eval").glob(written)
+    return sitk.ReadImage(str(path))

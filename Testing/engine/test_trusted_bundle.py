@@ -15,45 +15,18 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import torch
 from naming import names
-from trusted_bundle_data import PHASES, RENAL, renal_bundle
+from trusted_bundle_data import PHASES, RENAL, renal_bundle, run_bundle_evaluator
+from trusted_bundle_data import forget_scripts as _forget_scripts
 
 from deepmed.cli.main import main as deepmed
 from deepmed.errors import DeepMedError
 from deepmed.zoo.trusted_bundle import code_to_run
 from deepmed.zoo.trusted_card import convert_with_trust
-
-
-def _forget_scripts():
-    for name in [n for n in sys.modules if n == "scripts" or n.startswith("scripts.")]:
-        del sys.modules[name]
-
-
-def monai_evaluator_labels(bundle: Path) -> sitk.Image:
-    """The bundle run by MONAI exactly as ``python -m monai.bundle run`` would (its evaluator and SaveImaged)."""
-    pytest.importorskip("ignite", reason="the reference runs the bundle's own SupervisedEvaluator (pytorch-ignite)")
-    from monai.bundle import ConfigParser
-
-    parser = ConfigParser()
-    parser.read_config(str(bundle / "configs" / "inference.json"))
-    parser["bundle_root"] = str(bundle)
-    parser["device"] = torch.device("cpu")
-    parser["dataloader#num_workers"] = 0
-    _forget_scripts()
-    sys.path.insert(0, str(bundle))
-    try:
-        parser.get_parsed_content("evaluator").run()
-    finally:
-        sys.path.remove(str(bundle))
-        _forget_scripts()
-    (written,) = (bundle / "eval" / "case0" / "12").glob("*.nii.gz")
-    return sitk.ReadImage(str(written))
 
 
 def test_inspect_lists_the_bundle_s_code_without_running_it(tmp_path, capsys):
@@ -115,7 +88,7 @@ def test_trusted_bundle_gives_monai_s_own_labels_on_the_input_grid(tmp_path, mon
     output = tmp_path / "ours.nii.gz"
     assert deepmed(["infer", "--model", "renal", *inputs, "-o", str(output), "--device", "cpu",
                     "--progress", "none"]) == 0
-    ours, theirs = sitk.ReadImage(str(output)), monai_evaluator_labels(bundle)
+    ours, theirs = sitk.ReadImage(str(output)), run_bundle_evaluator(bundle, written="case0/12/*.nii.gz")
     expected = sitk.GetArrayFromImage(theirs)
     labels, counts = np.unique(expected, return_counts=True)
     assert (counts > 100).sum() >= 3, (labels, counts)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from trusted_bundle_data import forget_scripts as _forget_scripts
+from trusted_bundle_data import run_bundle_evaluator
 
 from deepmed.cli.main import main as deepmed
 from deepmed.errors import DeepMedError
@@ -29,11 +30,6 @@ pytestmark = pytest.mark.slow  # the bundle's network on 128^3 voxels, twice per
 DEEPEDIT = Path(__file__).resolve().parents[1] / "data" / "monai_configs" / "spleen_deepedit_annotation"
 READER = "preprocessing_transforms#0#reader"
 POSITIVE, NEGATIVE = (12, 21, 9), (5, 30, 14)  # voxel indices (i, j, k) of the input file
-
-
-def _forget_scripts():
-    for name in [n for n in sys.modules if n == "scripts" or n.startswith("scripts.")]:
-        del sys.modules[name]
 
 
 @pytest.fixture(scope="module")
@@ -82,27 +78,8 @@ def model(bundle, tmp_path_factory) -> Path:
 
 def bundle_output(bundle: Path, entry: dict, out: Path) -> np.ndarray:
     """The bundle run by MONAI as ``python -m monai.bundle run`` would, on one data dictionary."""
-    pytest.importorskip("ignite", reason="the reference runs the bundle's own SupervisedEvaluator (pytorch-ignite)")
-    from monai.bundle import ConfigParser
-
-    parser = ConfigParser()
-    parser.read_config(str(bundle / "configs" / "inference.json"))
-    parser["bundle_root"] = str(bundle)
-    parser["device"] = torch.device("cpu")
-    parser["dataloader#num_workers"] = 0
-    parser["dataset#data"] = [entry]
-    parser["output_dir"] = str(out)
-    parser[READER] = "NibabelReader"
-    _forget_scripts()
-    sys.path.insert(0, str(bundle))
-    try:
-        parser.get_parsed_content("initialize")  # the bundle's CheckpointLoader fills the evaluator's network
-        parser.get_parsed_content("evaluator").run()
-    finally:
-        sys.path.remove(str(bundle))
-        _forget_scripts()
-    (written,) = out.rglob("*.nii.gz")
-    return sitk.GetArrayFromImage(sitk.ReadImage(str(written)))
+    values = {"dataset#data": [entry], READER: "NibabelReader"}
+    return sitk.GetArrayFromImage(run_bundle_evaluator(bundle, values, initialize=True, output_dir=out))
 
 
 def ras_click(image: sitk.Image, index, positive: bool) -> Click:

@@ -20,16 +20,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from trusted_bundle_data import forget_scripts as _forget_scripts
 
 from deepmed.cli.main import main as deepmed
 
 CONFIGS = Path(__file__).resolve().parents[1] / "data" / "monai_configs"
 BUNDLES = {"renalStructures_UNEST_segmentation": 2.0, "wholeBrainSeg_Large_UNEST_segmentation": 4.0}
-
-
-def _forget_scripts():
-    for name in [n for n in sys.modules if n == "scripts" or n.startswith("scripts.")]:
-        del sys.modules[name]
 
 
 def _parser(bundle: Path, **values):
